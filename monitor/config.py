@@ -1,0 +1,318 @@
+"""`monitor.toml`: strict parsing and validation (CONTRACT §2).
+
+Found via `--config PATH`, else `$MONITOR_CONFIG`, else `./monitor.toml`;
+`$MONITOR_DATABASE_URL` overrides `database_url`. Unknown keys and bad values are errors
+(`ConfigError`) whose message names the key. Relative paths are resolved against the config
+file's folder. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from monitor.timeutil import parse_duration, parse_time
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(Exception):
+    """A configuration problem the user must fix (exit code 2)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+
+
+Duration = Annotated[str, Field(description="a duration such as '1h' or '7d'")]
+
+
+def _check_duration(value: str | int) -> str:
+    parse_duration(value)
+    return str(value)
+
+
+class PredictionSource(_Strict):
+    """Where prediction logs come from and how their columns are named."""
+
+    path: str | None = None
+    id: str = "prediction_id"
+    timestamp: str = "timestamp"
+    prediction: str = "prediction"
+    score_prefix: str = "score_"
+    model_version: str = "model_version"
+
+
+class LabelSource(_Strict):
+    path: str | None = None
+    id: str = "prediction_id"
+    label: str = "label"
+    timestamp: str = "label_timestamp"
+
+
+class AlertRule(_Strict):
+    """One alert rule (`[[models.alerts]]`). See docs/alerts.md for the semantics."""
+
+    name: str
+    metric: Literal["recall", "precision", "recall_estimated", "drift", "fairness"] = "recall"
+    classes: Literal["minority", "all"] | list[str] = "minority"
+    segments: list[str] | Literal["all"] = "all"
+    window: str = "7d"
+    step: str = "1d"
+    min_support: int = Field(default=30, ge=1)
+    min_drop: float = Field(default=0.10, ge=0.0, le=1.0)
+    floor: float | None = Field(default=None, ge=0.0, le=1.0)
+    fdr: float = Field(default=0.05, gt=0.0, lt=1.0)
+    pending_evaluations: int = Field(default=2, ge=1)
+    resolve_evaluations: int = Field(default=2, ge=1)
+    resolve_margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    repeat_interval: str = "1d"
+    critical_drop: float = Field(default=0.30, ge=0.0, le=1.0)
+    enabled: bool = True
+    # drift rules
+    features: list[str] | Literal["all"] = "all"
+    method: str | None = None
+    # fairness rules
+    fairness_metric: str = "tpr"
+
+    _check_window = field_validator("window", "step", "repeat_interval")(_check_duration)
+
+
+class DriftSettings(_Strict):
+    """`[models.drift]`: thresholds and binning for drift (docs/drift.md)."""
+
+    thresholds: Literal["fixed", "reference"] = "fixed"
+    psi: float = 0.2
+    js: float = 0.1
+    ks: float = 0.1
+    wasserstein: float = 0.1
+    chi2: float = 0.01
+    bins: int = Field(default=10, ge=2, le=100)
+    top_categories: int = Field(default=20, ge=1, le=1000)
+
+
+class FairnessSettings(_Strict):
+    """`[models.fairness]`: reference groups and tolerance band (docs/fairness.md)."""
+
+    reference_groups: dict[str, str] = Field(default_factory=dict)
+    tolerance: tuple[float, float] = (0.8, 1.25)
+    min_support: int = Field(default=30, ge=1)
+
+
+class EstimationSettings(_Strict):
+    """`[models.estimation]`: label-free performance estimation (docs/estimation.md)."""
+
+    enabled: bool = True
+    calibration: Literal["auto", "isotonic", "none"] = "auto"
+
+
+class ModelConfig(_Strict):
+    name: str = Field(min_length=1)
+    classes: list[str] | None = None
+    minority_classes: list[str] | None = None
+    minority_threshold: float = Field(default=0.10, gt=0.0, lt=1.0)
+    segments: list[str] = Field(default_factory=list)
+    intersections: bool = False
+    features: list[str] = Field(default_factory=list)
+    bucket: str = "1h"
+    reference: str | None = None
+    reference_period: tuple[str, str] | None = None
+    predictions: PredictionSource = Field(default_factory=PredictionSource)
+    labels: LabelSource = Field(default_factory=LabelSource)
+    alerts: list[AlertRule] = Field(default_factory=list)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    fairness: FairnessSettings = Field(default_factory=FairnessSettings)
+    estimation: EstimationSettings = Field(default_factory=EstimationSettings)
+
+    _check_bucket = field_validator("bucket")(_check_duration)
+
+    @field_validator("reference_period")
+    @classmethod
+    def _check_period(cls, value: tuple[str, str] | None) -> tuple[str, str] | None:
+        if value is not None:
+            start, end = (parse_time(v) for v in value)
+            if end <= start:
+                raise ValueError("reference_period must be [start, end] with start < end")
+        return value
+
+    @model_validator(mode="after")
+    def _check_model(self) -> ModelConfig:
+        if self.classes is not None:
+            if len(self.classes) < 2:
+                raise ValueError("classes needs at least two classes")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError("classes has duplicates")
+            unknown = set(self.minority_classes or []) - set(self.classes)
+            if unknown:
+                raise ValueError(f"minority_classes not in classes: {sorted(unknown)}")
+        if len(set(self.segments)) != len(self.segments):
+            raise ValueError("segments has duplicates")
+        if self.reference and self.reference_period:
+            raise ValueError("give either reference or reference_period, not both")
+        return self
+
+    @property
+    def bucket_seconds(self) -> int:
+        return parse_duration(self.bucket)
+
+    @property
+    def segment_sets(self) -> list[tuple[str, ...]]:
+        """The attribute tuples with a series of their own: one per segment, pairs if asked."""
+        sets: list[tuple[str, ...]] = [(s,) for s in self.segments]
+        if self.intersections:
+            sets += [
+                (a, b) for i, a in enumerate(self.segments) for b in self.segments[i + 1 :]
+            ]
+        return sets
+
+
+class Channel(_Strict):
+    """`[[channels]]`: where alert notifications go."""
+
+    type: Literal["webhook", "slack", "email", "log"]
+    name: str | None = None
+    url: str | None = None
+    severity: list[Literal["warning", "critical"]] = Field(
+        default_factory=lambda: ["warning", "critical"]
+    )
+    models: list[str] | None = None
+    timeout: float = Field(default=10.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+    # email
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    email_from: str | None = None
+    email_to: list[str] = Field(default_factory=list)
+    # log
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _check_channel(self) -> Channel:
+        if self.type in ("webhook", "slack") and not self.url:
+            raise ValueError(f"a {self.type} channel needs url")
+        if self.type == "email" and not (self.smtp_host and self.email_from and self.email_to):
+            raise ValueError("an email channel needs smtp_host, email_from and email_to")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.type}:{self.url or self.smtp_host or self.path or 'stderr'}"
+
+
+class SchedulerSettings(_Strict):
+    interval: str = "60s"
+    misfire_grace_time: str = "5m"
+    notify_interval: str = "15s"
+
+    _check = field_validator("interval", "misfire_grace_time", "notify_interval")(_check_duration)
+
+
+class RetentionSettings(_Strict):
+    raw_predictions: str | None = None  # e.g. "90d": raw rows older than this are deleted
+    label_horizon: str = "60d"  # labels are not expected after this age
+
+
+class MonitorConfig(_Strict):
+    database_url: str = "sqlite:///monitor.db"
+    dashboard_url: str = "http://127.0.0.1:8050"
+    models: list[ModelConfig] = Field(default_factory=list)
+    channels: list[Channel] = Field(default_factory=list)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> MonitorConfig:
+        names = [m.name for m in self.models]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"duplicate model names: {sorted(dupes)}")
+        return self
+
+    def model(self, name: str | None) -> ModelConfig:
+        """The model called `name`; with None, the only model (error if there are several)."""
+        if name is None:
+            if len(self.models) == 1:
+                return self.models[0]
+            raise ConfigError(
+                f"several models are configured ({', '.join(m.name for m in self.models)}): pass --model"
+            )
+        for model in self.models:
+            if model.name == name:
+                return model
+        known = ", ".join(m.name for m in self.models) or "none"
+        raise ConfigError(f"unknown model {name!r} (configured: {known})")
+
+    def resolve(self, path: str) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+
+def _format_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  unknown key {location!r}")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"  {location}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], *, base_dir: Path = Path("."), source: str = "config") -> MonitorConfig:
+    """Validate a parsed TOML document. Raises ConfigError with every problem named."""
+    try:
+        config = MonitorConfig.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as error:
+        raise ConfigError(_format_error(error, source)) from None
+    env_url = os.environ.get("MONITOR_DATABASE_URL")
+    if env_url:
+        config.database_url = env_url
+    config.database_url = _resolve_sqlite(config.database_url, base_dir)
+    return config
+
+
+def _resolve_sqlite(url: str, base_dir: Path) -> str:
+    """Relative SQLite paths are relative to the config file, not to the working directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        rest = url[len(prefix) :]
+        if rest and not rest.startswith(":"):
+            return prefix + str((base_dir / rest).resolve())
+    return url
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MONITOR_CONFIG")
+    if env:
+        return Path(env)
+    return Path("monitor.toml")
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> MonitorConfig:
+    """Find, read and validate monitor.toml. Raises ConfigError on any problem."""
+    config_path = find_config_path(path)
+    if not config_path.exists():
+        raise ConfigError(
+            f"no configuration at {config_path}: pass --config PATH, set MONITOR_CONFIG, "
+            "or run `monitor init` to write an example"
+        )
+    try:
+        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{config_path}: not valid TOML: {error}") from None
+    return parse_config(data, base_dir=config_path.resolve().parent, source=str(config_path))

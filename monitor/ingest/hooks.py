@@ -1,0 +1,39 @@
+"""Aggregators that other domains plug into ingestion.
+
+Each hook runs inside the ingest transaction of the batch it receives, so its counts are
+committed (or rolled back) together with the core counts: a killed ingest never leaves one
+aggregate ahead of another.
+
+- `on_reference(conn, ctx, reference)`: once per reference (re)load, before any prediction.
+  `reference` has canonical columns: prediction_id, ts (epoch s or NaN), predicted, label,
+  slice_id, score_<class> (floats, absent when the log has no scores), the segment columns
+  (strings, "(missing)" for missing) and the feature columns under their own names. A hook
+  must first delete what it stored for an earlier reference of the same model.
+- `on_predictions(conn, ctx, rows)`: every batch of newly accepted, visible predictions.
+  Columns as above plus bucket_start, without label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+from sqlalchemy.engine import Connection
+
+from monitor.context import ModelContext
+
+Hook = Callable[[Connection, ModelContext, pd.DataFrame], None]
+
+
+def reference_hooks() -> list[Hook]:
+    from monitor.drift import aggregate as drift
+    from monitor.estimation import aggregate as estimation
+
+    return [drift.on_reference, estimation.on_reference]
+
+
+def prediction_hooks() -> list[Hook]:
+    from monitor.drift import aggregate as drift
+    from monitor.estimation import aggregate as estimation
+
+    return [drift.on_predictions, estimation.on_predictions]

@@ -1,0 +1,219 @@
+"""Rolling windows as sums of stored bucket counts (DESIGN principle 1).
+
+A window ending at `end` covers buckets with `end - window <= bucket_start < end`; ends are
+multiples of `step` (UTC boundaries). The database sums buckets into periods of
+gcd(window, step) per series in one GROUP BY; numpy turns periods into windows with a
+cumulative sum, so the cost grows with the number of periods x series, not with rows.
+
+Every domain (metrics, drift, fairness, estimation) reads its count table through
+`windowed_counts`; the overall series has segment = segment_value = "*", an intersection of
+two attributes has segment "a&b" and segment_value "x&y".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Table, and_, func, select
+from sqlalchemy.engine import Connection
+
+from monitor.store.models import SliceValue
+from monitor.timeutil import ceil_to, floor_to
+
+OVERALL = "*"
+SEPARATOR = "&"
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Window length and step in seconds; `start`/`end` bound the window ends (inclusive)."""
+
+    window: int
+    step: int
+    start: int | None = None
+    end: int | None = None
+
+    def ends(self, data_min: int, data_max: int) -> np.ndarray:
+        """Window ends to report: from the first end that covers data to the first end
+        after the last data, clipped to [start, end]."""
+        first = ceil_to(data_min + 1, self.step)
+        last = ceil_to(data_max + 1, self.step)
+        if self.start is not None:
+            first = max(first, ceil_to(self.start, self.step))
+        if self.end is not None:
+            last = min(last, floor_to(self.end, self.step))
+        if last < first:
+            return np.array([], dtype=np.int64)
+        return np.arange(first, last + 1, self.step, dtype=np.int64)
+
+
+def segment_label(attributes: Sequence[str]) -> str:
+    return SEPARATOR.join(attributes) if attributes else OVERALL
+
+
+def parse_segment_option(option: str | None, segment_sets: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """`--segment` -> attribute tuples. None: overall + every configured set; '*': overall;
+    'a,b': those attributes (an intersection as 'a&b'). Unknown names raise ValueError."""
+    if option is None:
+        return [(), *segment_sets]
+    known = {segment_label(s): s for s in segment_sets}
+    result: list[tuple[str, ...]] = []
+    for part in (p.strip() for p in option.split(",") if p.strip()):
+        if part == OVERALL:
+            result.append(())
+        elif part in known:
+            result.append(known[part])
+        else:
+            raise ValueError(f"unknown segment {part!r} (configured: {', '.join(known) or 'none'})")
+    return result
+
+
+def _series_select(
+    table: Table,
+    *,
+    model_id: int,
+    attributes: tuple[str, ...],
+    key_columns: Sequence[str],
+    value_columns: Sequence[str],
+    period: int,
+    lower: int,
+    upper: int,
+):  # type: ignore[no-untyped-def]
+    bucket = table.c.bucket_start
+    period_expr = (bucket - bucket % period).label("period")
+    columns = [period_expr]
+    source = table
+    for index, attribute in enumerate(attributes):
+        alias = SliceValue.__table__.alias(f"sv{index}")
+        source = source.join(
+            alias, and_(alias.c.slice_id == table.c.slice_id, alias.c.attribute == attribute)
+        )
+        columns.append(alias.c.value.label(f"value{index}"))
+    keys = [table.c[name] for name in key_columns]
+    sums = [func.sum(table.c[name]).label(name) for name in value_columns]
+    group = [period_expr, *columns[1:], *keys]
+    return (
+        select(*columns, *keys, *sums)
+        .select_from(source)
+        .where(table.c.model_id == model_id, bucket >= lower, bucket < upper)
+        .group_by(*group)
+    )
+
+
+def data_range(conn: Connection, table: Table, model_id: int) -> tuple[int, int] | None:
+    """(min, max) bucket_start stored for a model in `table`, or None when empty."""
+    row = conn.execute(
+        select(func.min(table.c.bucket_start), func.max(table.c.bucket_start)).where(
+            table.c.model_id == model_id
+        )
+    ).one()
+    if row[0] is None:
+        return None
+    return int(row[0]), int(row[1])
+
+
+def windowed_counts(
+    conn: Connection,
+    table: Table,
+    *,
+    model_id: int,
+    spec: WindowSpec,
+    segment_sets: Sequence[tuple[str, ...]],
+    key_columns: Sequence[str] = (),
+    value_columns: Sequence[str] = ("n",),
+    ends: np.ndarray | None = None,
+    bucket: int = 3600,
+) -> pd.DataFrame:
+    """Window sums of `value_columns` per (end, segment, segment_value, *key_columns).
+
+    `table` needs columns model_id, bucket_start, slice_id, the keys and the values. Every
+    (series, keys) combination seen anywhere in the range gets a row for every end, with 0
+    where the window holds nothing, so callers see empty windows explicitly.
+    `ends` overrides the ends derived from the data range.
+    """
+    columns = ["end", "segment", "segment_value", *key_columns, *value_columns]
+    if ends is None:
+        found = data_range(conn, table, model_id)
+        if found is None:
+            return pd.DataFrame(columns=columns)
+        ends = spec.ends(found[0], found[1] + bucket - 1)
+    ends = np.asarray(ends, dtype=np.int64)
+    if len(ends) == 0:
+        return pd.DataFrame(columns=columns)
+    period = math.gcd(spec.window, spec.step)
+    lower, upper = int(ends[0] - spec.window), int(ends[-1])
+    first_period = floor_to(lower, period)
+    n_periods = (upper - first_period) // period + 1
+    frames = []
+    for attributes in segment_sets:
+        query = _series_select(
+            table,
+            model_id=model_id,
+            attributes=tuple(attributes),
+            key_columns=key_columns,
+            value_columns=value_columns,
+            period=period,
+            lower=lower,
+            upper=upper,
+        )
+        raw = pd.DataFrame(conn.execute(query).fetchall(), columns=[
+            "period", *[f"value{i}" for i in range(len(attributes))], *key_columns, *value_columns
+        ])
+        frames.append(
+            _roll(raw, attributes, key_columns, value_columns, ends, spec.window, period,
+                  first_period, n_periods)
+        )
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def _roll(
+    raw: pd.DataFrame,
+    attributes: Sequence[str],
+    key_columns: Sequence[str],
+    value_columns: Sequence[str],
+    ends: np.ndarray,
+    window: int,
+    period: int,
+    first_period: int,
+    n_periods: int,
+) -> pd.DataFrame:
+    value_names = [f"value{i}" for i in range(len(attributes))]
+    if raw.empty:
+        return pd.DataFrame()
+    if value_names:
+        segment_value = raw[value_names].astype(str).agg(SEPARATOR.join, axis=1)
+    else:
+        segment_value = pd.Series(OVERALL, index=raw.index)
+    group_frame = pd.DataFrame({"segment_value": segment_value})
+    for key in key_columns:
+        group_frame[key] = raw[key].values
+    group_codes, group_uniques = pd.MultiIndex.from_frame(group_frame).factorize()
+    period_index = ((raw["period"].to_numpy(dtype=np.int64) - first_period) // period).astype(np.int64)
+    n_groups = len(group_uniques)
+    end_index = (ends - first_period) // period  # first period NOT in the window ending there
+    start_index = end_index - window // period
+    out = {}
+    for name in value_columns:
+        dense = np.zeros((n_periods + 1, n_groups), dtype=np.float64)
+        np.add.at(dense, (period_index + 1, group_codes), raw[name].to_numpy(dtype=np.float64))
+        cumulative = np.cumsum(dense, axis=0)
+        sums = cumulative[np.clip(end_index, 0, n_periods)] - cumulative[np.clip(start_index, 0, n_periods)]
+        out[name] = sums.reshape(-1)  # row-major: end-major, group-minor
+    frame = pd.DataFrame(out)
+    frame.insert(0, "end", np.repeat(ends, n_groups))
+    labels = group_uniques.to_frame(index=False)
+    tiled = labels.iloc[np.tile(np.arange(n_groups), len(ends))].reset_index(drop=True)
+    frame.insert(1, "segment", segment_label(attributes))
+    frame.insert(2, "segment_value", tiled["segment_value"].to_numpy())
+    for key in key_columns:
+        frame[key] = tiled[key].to_numpy()
+    for name in value_columns:
+        if np.all(np.mod(frame[name].to_numpy(), 1) == 0):
+            frame[name] = frame[name].astype(np.int64)
+    return frame

@@ -1,0 +1,110 @@
+"""Time handling: durations, parsing of user timestamps, UTC boundaries.
+
+All data time inside the engine is integer epoch seconds (UTC). ISO 8601 strings appear only
+at the edges (input files, CLI options, output records).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str | int) -> int:
+    """`"90s"`, `"15m"`, `"1h"`, `"7d"`, `"2w"` -> seconds. Raises ValueError naming the text."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise ValueError(f"duration must be positive, got {text}")
+        return text
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(
+            f"invalid duration {text!r}: use a number and a unit s, m, h, d or w (e.g. '1h', '7d')"
+        )
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive, got {text!r}")
+    return seconds
+
+
+def format_duration(seconds: int) -> str:
+    """Inverse of parse_duration for whole units: 604800 -> '7d'."""
+    for unit in ("w", "d", "h", "m"):
+        size = _UNIT_SECONDS[unit]
+        if seconds % size == 0 and unit != "w":
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_time(text: str | int | float | datetime) -> int:
+    """A user-supplied time (ISO 8601, naive = UTC, or epoch seconds) -> epoch seconds."""
+    if isinstance(text, datetime):
+        value = text if text.tzinfo else text.replace(tzinfo=timezone.utc)
+        return int(value.timestamp())
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return int(text)
+    raw = str(text).strip()
+    if re.fullmatch(r"-?\d+(\.\d+)?", raw):
+        return int(float(raw))
+    try:
+        stamp = pd.Timestamp(raw)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid time {text!r}: use ISO 8601 (2024-01-31T12:00:00Z) or epoch seconds") from exc
+    if stamp is pd.NaT:
+        raise ValueError(f"invalid time {text!r}")
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return int(stamp.timestamp())
+
+
+def to_iso(epoch: int | float | None) -> str | None:
+    """Epoch seconds -> '2024-01-31T12:00:00Z' (None stays None)."""
+    if epoch is None or (isinstance(epoch, float) and np.isnan(epoch)):
+        return None
+    return datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_series(epochs: pd.Series) -> pd.Series:
+    """Vectorised to_iso for a Series of epoch seconds."""
+    return pd.to_datetime(epochs.astype("int64"), unit="s", utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def floor_to(epoch: int, step: int) -> int:
+    """Largest multiple of `step` (UTC boundary) that is <= epoch."""
+    return epoch - (epoch % step)
+
+
+def ceil_to(epoch: int, step: int) -> int:
+    return -((-epoch) // step) * step
+
+
+def now_epoch() -> int:
+    return int(datetime.now(tz=timezone.utc).timestamp())
+
+
+def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Vectorised parse of a column of ISO strings or epoch numbers.
+
+    Returns (epoch seconds as float with NaN for bad values, mask of unparsable non-empty values).
+    Naive ISO strings are taken as UTC; offsets are honoured.
+    """
+    missing = values.isna() | (values.astype("string").str.strip() == "")
+    if pd.api.types.is_numeric_dtype(values):
+        epochs = pd.to_numeric(values, errors="coerce").astype("float64")
+    else:
+        text = values.astype("string").str.strip()
+        numeric = pd.to_numeric(text, errors="coerce")
+        is_numeric = numeric.notna()
+        parsed = pd.to_datetime(text.where(~is_numeric), errors="coerce", utc=True, format="ISO8601")
+        epochs = pd.Series(np.nan, index=values.index, dtype="float64")
+        ok = parsed.notna()
+        epochs[ok] = parsed[ok].astype("int64") / 1e9
+        epochs[is_numeric] = numeric[is_numeric].astype("float64")
+    bad = epochs.isna() & ~missing
+    return epochs, bad
