@@ -1,0 +1,179 @@
+"""The `monitor` command line (CONTRACT §3). Thin: parse options, call the engine, print."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from monitor.cli_common import (
+    RunError,
+    State,
+    format_option,
+    handle_errors,
+    model_option,
+    pass_state,
+    time_callback,
+    window_options,
+)
+from monitor.output import emit
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Path to monitor.toml (default: $MONITOR_CONFIG, else ./monitor.toml).")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """Monitor classifiers in production: minority-class recall per class and subgroup,
+    with delayed labels, intervals, drift, fairness gaps and alerts."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    ctx.obj = State(config_path)
+
+
+@main.command("init")
+@click.argument("directory", type=click.Path(file_okay=False), default=".")
+@click.option("--force", is_flag=True, help="Overwrite an existing monitor.toml.")
+@handle_errors
+def init_command(directory: str, force: bool) -> None:
+    """Write an example monitor.toml in DIRECTORY and create its database."""
+    from monitor.workspace import init_workspace
+
+    path = init_workspace(Path(directory), force=force)
+    click.echo(f"wrote {path} and created its database; edit it, then run `monitor ingest`")
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema commands."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@pass_state
+@handle_errors
+def db_upgrade_command(state: State, revision: str) -> None:
+    """Apply migrations (Alembic) to the configured database."""
+    from monitor.store.migrate import current_revision, upgrade
+
+    engine = state.engine()
+    upgrade(engine, revision)
+    click.echo(f"database at revision {current_revision(engine)}")
+
+
+@main.command("ingest")
+@model_option()
+@click.option("--as-of", "as_of", callback=time_callback,
+              help="The clock: later predictions (timestamp) and labels (label_timestamp) stay invisible.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@pass_state
+@handle_errors
+def ingest_command(state: State, model: str | None, as_of: int | None, no_progress: bool) -> None:
+    """One scheduler tick: ingest new files, update aggregates, evaluate alerts, notify."""
+    from monitor.tick import run_tick
+
+    config = state.config
+    if model is not None:
+        config.model(model)  # validates the name
+    summary = run_tick(state.engine(), config, model=model, as_of=as_of,
+                       progress=not no_progress and sys.stderr.isatty())
+    click.echo(summary.render())
+
+
+@main.command("run")
+@pass_state
+@handle_errors
+def run_command(state: State) -> None:
+    """Run the scheduler in the foreground (SIGTERM/SIGINT stop it cleanly)."""
+    from monitor.scheduler import run_scheduler
+
+    run_scheduler(state.config, config_path=state.config_path)
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8050, show_default=True, type=int)
+@click.option("--debug", is_flag=True, help="Dash debug mode (development only).")
+@pass_state
+@handle_errors
+def serve_command(state: State, host: str, port: int, debug: bool) -> None:
+    """Serve the dashboard and the HTTP API."""
+    from dashboards.app import serve  # the engine never imports dash; the CLI edge may
+
+    serve(state.config, host=host, port=port, debug=debug)
+
+
+@main.command("demo")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default="demo-workspace",
+              show_default=True, help="Where the demo workspace goes.")
+@click.option("--port", default=8050, show_default=True, type=int)
+@click.option("--days", default=60, show_default=True, type=int, help="Days of simulated history.")
+@click.option("--no-serve", is_flag=True, help="Prepare and ingest only; start nothing.")
+@handle_errors
+def demo_command(directory: str, port: int, days: int, no_serve: bool) -> None:
+    """Make demo data, start the scheduler and the dashboard on SQLite, print the URL."""
+    from monitor.demo import run_demo
+
+    run_demo(Path(directory), port=port, days=days, serve=not no_serve)
+
+
+@main.command("metrics")
+@model_option()
+@window_options
+@click.option("--class", "class_", default=None, help="Only this class (comma-separated for several).")
+@click.option("--segment", default=None, help="Segment attribute(s), comma-separated; '*' = overall only.")
+@format_option
+@pass_state
+@handle_errors
+def metrics_command(state: State, model: str | None, window: int, step: int, start: int | None,
+                    end: int | None, class_: str | None, segment: str | None, fmt: str) -> None:
+    """Rolling one-vs-rest metrics per class, overall and per segment value."""
+    from monitor.metrics.service import metrics_frame
+    from monitor.store.windows import WindowSpec
+
+    classes = [c.strip() for c in class_.split(",")] if class_ else None
+    with state.model_context(model) as (conn, ctx):
+        try:
+            frame = metrics_frame(conn, ctx, WindowSpec(window, step, start, end),
+                                  classes=classes, segment=segment)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+    emit(frame, fmt)
+
+
+@main.command("rejects")
+@model_option()
+@click.option("--limit", default=1000, show_default=True, type=int)
+@format_option
+@pass_state
+@handle_errors
+def rejects_command(state: State, model: str | None, limit: int, fmt: str) -> None:
+    """Rejected rows and failed files, with reasons."""
+    from monitor.ingest.report import rejects_frame
+
+    names = [model] if model else [m.name for m in state.config.models]
+    if model:
+        state.config.model(model)
+    with state.engine().connect() as conn:
+        frame = rejects_frame(conn, names, limit=limit)
+    emit(frame, fmt)
+
+
+def _register_domain_commands() -> None:
+    from monitor.alerts.cli import commands as alert_commands
+    from monitor.drift.cli import drift_command
+    from monitor.fairness.cli import fairness_command
+
+    main.add_command(drift_command)
+    main.add_command(fairness_command)
+    for command in alert_commands:
+        main.add_command(command)
+
+
+_register_domain_commands()
+
+__all__ = ["main", "RunError"]

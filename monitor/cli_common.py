@@ -1,0 +1,136 @@
+"""Plumbing shared by every `monitor` command: config loading, exit codes, options.
+
+Exit codes (CONTRACT §3): 0 done; 2 bad usage or config (click.UsageError / ConfigError);
+1 could not run (DatabaseError or any other failure), one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+
+from monitor.config import ConfigError, MonitorConfig, load_config
+from monitor.context import ModelContext, load_context
+from monitor.output import FORMATS
+from monitor.store.db import DatabaseError, check_database, make_engine
+from monitor.timeutil import parse_duration, parse_time
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("monitor")
+
+
+class RunError(click.ClickException):
+    """Could not run: exit code 1 with a one-line reason."""
+
+    exit_code = 1
+
+
+class State:
+    """Lazily loaded config and engine for one CLI invocation."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: MonitorConfig | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def config(self) -> MonitorConfig:
+        if self._config is None:
+            try:
+                self._config = load_config(self.config_path)
+            except ConfigError as error:
+                raise click.UsageError(str(error)) from None
+        return self._config
+
+    def engine(self, url: str | None = None) -> Engine:
+        if url is not None:
+            engine = make_engine(url)
+            check_database(engine)
+            return engine
+        if self._engine is None:
+            self._engine = make_engine(self.config.database_url)
+            check_database(self._engine)
+        return self._engine
+
+    @contextmanager
+    def model_context(self, model: str | None) -> Iterator[tuple[Connection, ModelContext]]:
+        """A read transaction and the context of `model` (the only model when None)."""
+        try:
+            model_config = self.config.model(model)
+        except ConfigError as error:
+            raise click.UsageError(str(error)) from None
+        with self.engine().begin() as conn:
+            yield conn, load_context(conn, model_config)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def handle_errors(func: F) -> F:
+    """Turn our exceptions into the contract's exit codes and one-line messages."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except ConfigError as error:
+            raise click.UsageError(str(error)) from None
+        except DatabaseError as error:
+            raise RunError(str(error)) from None
+        except Exception as error:  # noqa: BLE001 - the contract wants one line, no traceback
+            log.debug("command failed", exc_info=True)
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise RunError(f"{type(error).__name__}: {message}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def format_option(func: F) -> F:
+    return click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+        help="Output format (json = a list of records).",
+    )(func)
+
+
+def model_option(required: bool = False) -> Callable[[F], F]:
+    return click.option("--model", "model", required=required, help="Model name (default: the only model).")
+
+
+def window_options(func: F) -> F:
+    """--window, --step, --from, --to: parsed into seconds / epoch seconds."""
+    func = click.option("--to", "end", callback=_time_callback, help="Last window end (ISO 8601 or epoch s).")(func)
+    func = click.option("--from", "start", callback=_time_callback, help="First window end (ISO 8601 or epoch s).")(func)
+    func = click.option("--step", default="1d", show_default=True, callback=_duration_callback, help="Distance between window ends.")(func)
+    func = click.option("--window", default="7d", show_default=True, callback=_duration_callback, help="Window length.")(func)
+    return func
+
+
+def _duration_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param=param) from None
+
+
+def _time_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param=param) from None
+
+
+duration_callback = _duration_callback
+time_callback = _time_callback
