@@ -118,6 +118,8 @@ class EstimationSettings(_Strict):
 
     enabled: bool = True
     calibration: Literal["auto", "isotonic", "none"] = "auto"
+    # raw scores whose held-out ECE on the reference exceeds this are flagged badly calibrated
+    max_ece: float = Field(default=0.05, gt=0.0, lt=1.0)
 
 
 class ModelConfig(_Strict):
