@@ -1,0 +1,74 @@
+"""The statistics behind an alert: intervals, a one-sided drop test, false discovery control.
+
+All functions are vectorised over numpy arrays (one element per series) and pure.
+
+- `wilson_interval(successes, n)`: the 95% Wilson score interval of a proportion; NaN where
+  n == 0 (a rate without a denominator has no interval).
+- `drop_p_value(x, n, x_ref, n_ref)`: one-sided two-proportion z-test (pooled variance) of
+  H1: p < p_ref, i.e. "the window's rate is below the reference's". Only drops are evidence;
+  a rise gives a p-value near 1. NaN where either sample is empty.
+- `benjamini_hochberg(p_values)`: BH-adjusted p-values (q-values); a series is a discovery at
+  false discovery rate q when its adjusted p-value is <= q. NaN entries are not tested and
+  stay NaN (they do not count in the number of hypotheses).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm
+
+Z95 = float(norm.ppf(0.975))
+
+
+def _as_float(values: object) -> np.ndarray:
+    return np.atleast_1d(np.asarray(values, dtype=np.float64))
+
+
+def wilson_interval(successes: object, n: object, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the Wilson score interval for successes/n; NaN where n == 0."""
+    x, total = _as_float(successes), _as_float(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = x / total
+        denominator = 1.0 + z * z / total
+        centre = (p + z * z / (2.0 * total)) / denominator
+        half = z * np.sqrt(p * (1.0 - p) / total + z * z / (4.0 * total * total)) / denominator
+    empty = ~(total > 0)
+    low = np.where(empty, np.nan, np.clip(centre - half, 0.0, 1.0))
+    high = np.where(empty, np.nan, np.clip(centre + half, 0.0, 1.0))
+    return low, high
+
+
+def drop_p_value(x: object, n: object, x_ref: object, n_ref: object) -> np.ndarray:
+    """One-sided p-value that the rate x/n is below the reference rate x_ref/n_ref.
+
+    Pooled two-proportion z-test, the same as
+    `statsmodels.stats.proportion.proportions_ztest([x, x_ref], [n, n_ref], alternative="smaller")`.
+    When both samples are all successes or all failures there is no evidence of a difference
+    (p = 1). A window with positives and recall 0 is a valid, usually tiny, p-value: total
+    failure is the strongest evidence there is, never a NaN.
+    """
+    x, n, x_ref, n_ref = (_as_float(v) for v in (x, n, x_ref, n_ref))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p, p_ref = x / n, x_ref / n_ref
+        pooled = (x + x_ref) / (n + n_ref)
+        se = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n + 1.0 / n_ref))
+        z = (p - p_ref) / se
+        result = norm.cdf(z)
+    result = np.where(se > 0, result, 1.0)
+    return np.where((n > 0) & (n_ref > 0), result, np.nan)
+
+
+def benjamini_hochberg(p_values: object) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values; NaN inputs are skipped and stay NaN."""
+    p = _as_float(p_values)
+    adjusted = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    m = len(tested)
+    if m == 0:
+        return adjusted
+    order = tested[np.argsort(p[tested], kind="stable")]
+    ranked = p[order] * m / np.arange(1, m + 1)
+    # step-up: the adjusted value of rank i is the smallest ranked value at or above i
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    adjusted[order] = np.minimum(ranked, 1.0)
+    return adjusted
