@@ -1,0 +1,324 @@
+"""Drawing rows: features, segments, true classes, scores, predictions; `simulate` and `visible`.
+
+Everything is vectorised numpy over all rows at once (a million rows take about a second) and
+deterministic for a given (scenario, seed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from monitor.simulate.labels import make_labels
+from monitor.timeutil import parse_time
+
+if TYPE_CHECKING:
+    from monitor.simulate.scenario import Scenario, World
+
+DAY = 86_400
+
+
+@dataclass
+class Inputs:
+    """The inputs of n rows as indices and standardised values (before naming them)."""
+
+    z: np.ndarray  # (n, n_numeric) standardised numeric features
+    categories: np.ndarray  # (n, n_categorical) level index per categorical feature
+    segments: dict[str, np.ndarray]  # segment name -> value index per row
+
+
+@dataclass
+class SimulatedData:
+    """One simulation. DataFrames follow CONTRACT §1; `truth` is the final label of every
+    prediction (lost ones included); `reference` is a fault-free labelled sample from before
+    `scenario.start` with the prediction columns plus `label`. `prediction_epoch` and
+    `label_epoch` are the timestamps of `predictions` and `labels` as epoch seconds."""
+
+    scenario: Scenario
+    seed: int
+    predictions: pd.DataFrame
+    labels: pd.DataFrame
+    truth: pd.DataFrame
+    reference: pd.DataFrame
+    prediction_epoch: np.ndarray
+    label_epoch: np.ndarray
+
+
+def draw_world_rows(scenario: Scenario, world: World, n: int, rng: np.random.Generator) -> Inputs:
+    """Draw n rows of inputs from the fault-free world."""
+    z = rng.standard_normal((n, scenario.n_numeric))
+    categories = np.empty((n, scenario.n_categorical), dtype=np.int64)
+    for j, probs in enumerate(world.category_probs):
+        categories[:, j] = _draw_index(rng, probs, n)
+    segments = {
+        name: _draw_index(rng, scenario.segment_weights(name), n) for name in scenario.segments
+    }
+    return Inputs(z=z, categories=categories, segments=segments)
+
+
+def _draw_index(rng: np.random.Generator, probs: np.ndarray, n: int) -> np.ndarray:
+    """Categorical draw by inverse CDF (faster than rng.choice for large n)."""
+    cdf = np.cumsum(probs)
+    cdf /= cdf[-1]
+    return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(probs) - 1)
+
+
+def feature_logits(world: World, inputs: Inputs) -> np.ndarray:
+    """The linear part of the class logits, without the intercepts."""
+    logits = inputs.z @ world.numeric_weights
+    for j, effect in enumerate(world.category_effects):
+        logits += effect[inputs.categories[:, j]]
+    for name, effect in world.segment_effects.items():
+        logits += effect[inputs.segments[name]]
+    return logits
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, in place."""
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits
+
+
+def probabilities(world: World, inputs: Inputs) -> np.ndarray:
+    """True p(y | x, segment): softmax of a linear function of features and segment effects."""
+    return softmax(feature_logits(world, inputs) + world.intercepts)
+
+
+def draw_classes(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    """One class index per row drawn from its probability vector."""
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random(len(probs))[:, None] * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=1), probs.shape[1] - 1)
+
+
+def logged_scores(scenario: Scenario, probs: np.ndarray) -> np.ndarray:
+    """The scores the model logs: the true probabilities, or sharpened ones when not calibrated."""
+    if scenario.calibrated:
+        return probs.copy()
+    sharpened = probs ** (1.0 / scenario.miscalibration)
+    return sharpened / sharpened.sum(axis=1, keepdims=True)
+
+
+def predict(scenario: Scenario, world: World, scores: np.ndarray) -> np.ndarray:
+    """Decision rule: a minority class when its score reaches its threshold (rarest wins),
+    else the highest-scoring other class."""
+    minority = sorted(world.thresholds, key=lambda c: -scenario.priors[c])
+    others = [c for c in range(scores.shape[1]) if c not in world.thresholds] or list(
+        range(scores.shape[1])
+    )
+    predicted = np.asarray(others)[scores[:, others].argmax(axis=1)]
+    for c in minority:
+        predicted[scores[:, c] >= world.thresholds[c]] = c
+    return predicted
+
+
+def tune_world(scenario: Scenario, world: World, pilot: Inputs) -> World:
+    """Fit intercepts so the class mix matches the priors, then the minority thresholds so
+    each minority class has `target_recall` on fault-free data."""
+    target = scenario.priors
+    intercepts = world.intercepts.copy()
+    base = feature_logits(world, pilot)
+    for _ in range(100):
+        mean = softmax(base + intercepts).mean(axis=0)
+        intercepts += np.log(target / mean)
+        if np.abs(mean / target - 1.0).max() < 1e-3:
+            break
+    world = replace(world, intercepts=intercepts)
+    probs = probabilities(world, pilot)
+    truth = draw_classes(np.random.default_rng(scenario.model_seed + 2), probs)
+    scores = logged_scores(scenario, probs)
+    thresholds = {}
+    for c, name in enumerate(scenario.classes):
+        if name in scenario.minority_classes and (truth == c).any():
+            thresholds[c] = float(np.quantile(scores[truth == c, c], 1.0 - scenario.target_recall))
+    return replace(world, thresholds=thresholds)
+
+
+def _iso(epochs: np.ndarray) -> pd.Series:
+    """Epoch seconds -> 'YYYY-MM-DDTHH:MM:SSZ' strings, joined from a table of days and a
+    table of times of day (Arrow kernels: ten times faster than formatting each row)."""
+    if len(epochs) == 0:
+        return pd.Series([], dtype="str")
+    days = epochs // DAY
+    first = int(days.min())
+    span = np.arange(first, int(days.max()) + 1).astype("datetime64[D]")
+    day_text = pa.array(np.datetime_as_string(span, unit="D").astype(object) + "T")
+    time_text = pc.strftime(pa.array(np.arange(DAY).astype("datetime64[s]")), format="%H:%M:%SZ")
+    joined = pc.binary_join_element_wise(
+        day_text.take(pa.array(days - first)), time_text.take(pa.array(epochs % DAY)), ""
+    )
+    return joined.to_pandas()
+
+
+def _ids(prefix: str, n: int) -> pd.Series:
+    """Unique ids `<prefix>00000000`, `<prefix>00000001`, ..."""
+    digits = pc.cast(pa.array(np.arange(n, dtype=np.int64)), pa.string())
+    padded = pc.utf8_lpad(digits, width=max(8, len(str(n))), padding="0")
+    return pc.binary_join_element_wise(prefix, padded, "").to_pandas()
+
+
+def _strings(values: Sequence[str], codes: np.ndarray, missing: np.ndarray | None = None) -> pd.Series:
+    """values[codes] as a string Series (None where `missing`), built by Arrow from a
+    dictionary rather than from a million Python strings."""
+    indices = pa.array(codes.astype(np.int32), mask=missing)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(values))).cast(pa.string()).to_pandas()
+
+
+def _frame(
+    scenario: Scenario,
+    world: World,
+    inputs: Inputs,
+    epochs: np.ndarray,
+    scores: np.ndarray,
+    predicted: np.ndarray,
+    ids: pd.Series,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Name everything: the CONTRACT §1 prediction columns."""
+    columns: dict[str, object] = {
+        "prediction_id": ids,
+        "timestamp": _iso(epochs),
+        "prediction": _strings(scenario.classes, predicted),
+    }
+    for c, name in enumerate(scenario.classes):
+        columns[f"score_{name}"] = scores[:, c]
+    for name in scenario.segments:
+        codes = inputs.segments[name]
+        missing = None
+        if scenario.missing_segment_fraction > 0:
+            missing = rng.random(len(codes)) < scenario.missing_segment_fraction
+        columns[name] = _strings(scenario.segment_values(name), codes, missing)
+    for j, name in enumerate(scenario.numeric_features):
+        raw = world.numeric_mean[j] + world.numeric_sd[j] * inputs.z[:, j]
+        columns[name] = np.round(raw, 4)
+    from monitor.simulate.scenario import CATEGORY_LEVELS
+
+    for j, name in enumerate(scenario.categorical_features):
+        levels = CATEGORY_LEVELS[: len(world.category_probs[j])]
+        columns[name] = _strings(levels, inputs.categories[:, j])
+    columns["model_version"] = _strings([scenario.model_version], np.zeros(len(ids), np.int32))
+    return pd.DataFrame(columns)
+
+
+def _apply_faults(
+    scenario: Scenario, world: World, inputs: Inputs, day: np.ndarray, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Shift drifting features in place; return the row mask of each fault (for concept)."""
+    masks = []
+    for fault in scenario.faults:
+        mask = day >= fault.start_day
+        if fault.end_day is not None:
+            mask &= day < fault.end_day
+        if fault.segment is not None:
+            values = scenario.segment_values(fault.segment)
+            if fault.value not in values:
+                raise ValueError(f"Fault.value {fault.value!r} is not a value of {fault.segment}")
+            mask &= inputs.segments[fault.segment] == values.index(fault.value)
+        masks.append(mask)
+        feature = fault.drift_feature
+        if feature is None and fault.kind == "covariate":
+            feature = (scenario.numeric_features or scenario.categorical_features)[0]
+        if feature is None or fault.shift == 0:
+            continue
+        if feature in scenario.numeric_features:
+            inputs.z[mask, scenario.numeric_features.index(feature)] += fault.shift
+        else:
+            j = scenario.categorical_features.index(feature)
+            moved = mask & (rng.random(len(mask)) < min(1.0, abs(fault.shift) / 3.0))
+            probs = world.category_probs[j]
+            levels = len(probs) - 1 - _draw_index(rng, probs, int(moved.sum()))
+            inputs.categories[moved, j] = levels
+    return masks
+
+
+def _draw(
+    scenario: Scenario, n: int, epochs: np.ndarray, rng: np.random.Generator, with_faults: bool
+) -> tuple[Inputs, np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs, true classes, logged scores and predictions of n rows at the given times."""
+    world = scenario.world
+    inputs = draw_world_rows(scenario, world, n, rng)
+    masks = []
+    if with_faults and scenario.faults:
+        day = (epochs - scenario.start_epoch) // DAY
+        masks = _apply_faults(scenario, world, inputs, day, rng)
+    probs = probabilities(world, inputs)
+    truth = draw_classes(rng, probs)
+    scores = logged_scores(scenario, probs)
+    for fault, mask in zip(scenario.faults if with_faults else [], masks, strict=True):
+        if fault.kind != "concept":
+            continue
+        c = scenario.classes.index(fault.cls)
+        hit = mask & (truth == c)
+        scores[hit, c] *= fault.recall_factor
+        scores[hit] /= scores[hit].sum(axis=1, keepdims=True)
+    return inputs, truth, scores, predict(scenario, world, scores)
+
+
+def simulate(scenario: Scenario, seed: int = 0) -> SimulatedData:
+    """Simulate `scenario`: predictions, their label stream, the truth and a reference sample.
+
+    Deterministic for a given (scenario, seed). The world (p(y | x), the decision rule) comes
+    from `scenario.model_seed`, so every seed samples the same world.
+    """
+    rng = np.random.default_rng(seed)
+    start = scenario.start_epoch
+    n = scenario.days * scenario.rows_per_day
+    offsets = np.repeat(np.arange(scenario.days, dtype=np.int64) * DAY, scenario.rows_per_day)
+    epochs = start + np.sort(offsets + rng.integers(0, DAY, n))
+    inputs, truth, scores, predicted = _draw(scenario, n, epochs, rng, with_faults=True)
+    ids = _ids(scenario.id_prefix, n)
+    predictions = _frame(scenario, scenario.world, inputs, epochs, scores, predicted, ids, rng)
+    truth_frame = pd.DataFrame({"prediction_id": ids, "label": _strings(scenario.classes, truth)})
+    label_index, label_class, label_epoch = make_labels(scenario, epochs, truth, rng)
+    labels = pd.DataFrame(
+        {
+            "prediction_id": ids.take(label_index).reset_index(drop=True),
+            "label": _strings(scenario.classes, label_class),
+            "label_timestamp": _iso(label_epoch),
+        }
+    )
+
+    n_ref = scenario.reference_rows
+    ref_start = start - scenario.reference_days * DAY
+    ref_epochs = np.sort(rng.integers(ref_start, start, n_ref))
+    ref_inputs, ref_truth, ref_scores, ref_predicted = _draw(
+        scenario, n_ref, ref_epochs, rng, with_faults=False
+    )
+    ref_ids = _ids(f"{scenario.id_prefix}ref", n_ref)
+    reference = _frame(
+        scenario, scenario.world, ref_inputs, ref_epochs, ref_scores, ref_predicted, ref_ids, rng
+    )
+    reference["label"] = _strings(scenario.classes, ref_truth)
+    return SimulatedData(
+        scenario=scenario,
+        seed=seed,
+        predictions=predictions,
+        labels=labels,
+        truth=truth_frame,
+        reference=reference,
+        prediction_epoch=epochs,
+        label_epoch=label_epoch,
+    )
+
+
+def visible(
+    data: SimulatedData, as_of: str | int | float | datetime
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the monitor should see at `as_of`: the predictions with timestamp <= as_of, and the
+    label rows with label_timestamp <= as_of resolved to the latest label per prediction_id
+    (duplicates collapse, corrections replace the wrong label). Both with a fresh index."""
+    cutoff = parse_time(as_of)
+    predictions = data.predictions[data.prediction_epoch <= cutoff].reset_index(drop=True)
+    # labels are sorted by label_timestamp (stable), so the last row per id is the latest
+    labels = data.labels[data.label_epoch <= cutoff]
+    latest = labels.drop_duplicates("prediction_id", keep="last").reset_index(drop=True)
+    return predictions, latest
