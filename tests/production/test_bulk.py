@@ -1,0 +1,101 @@
+"""insert_frame and add_counts on both backends (COPY on PostgreSQL, executemany on SQLite)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from monitor.store.bulk import add_counts, insert_frame
+from monitor.store.models import ConfusionCount, MonitoredModel, Prediction, RejectedRow
+
+HOSTILE = ["<script>alert(1)</script>", "'; DROP TABLE predictions; --", "tab\there", "new\nline",
+           "back\\slash", "quote\"d", "\\N", "ünïcödé"]
+
+
+def _model(engine: Engine) -> int:
+    with engine.begin() as conn:
+        return int(conn.execute(insert(MonitoredModel).values(name="m")).inserted_primary_key[0])
+
+
+def _predictions(model_id: int, n: int) -> pd.DataFrame:
+    ids = [f"p{i}" for i in range(n)]
+    return pd.DataFrame({
+        "model_id": np.full(n, model_id, dtype=np.int64),
+        "prediction_id": ids,
+        "ts": np.arange(n, dtype=np.int64) + 1_700_000_000,
+        "bucket_start": np.full(n, 1_700_000_000, dtype=np.int64),
+        "slice_id": np.ones(n, dtype=np.int64),
+        "predicted": [HOSTILE[i % len(HOSTILE)] for i in range(n)],
+        "model_version": [None if i % 3 == 0 else f"v{i % 2}" for i in range(n)],
+        "content_hash": np.arange(n, dtype=np.int64) * 7919,
+        "labeled_at": [np.nan if i % 2 else 1_700_000_500.0 for i in range(n)],
+        "file_id": pd.array([None if i % 5 == 0 else 1 for i in range(n)], dtype="Int64"),
+    })
+
+
+def test_it_inserts_every_row_with_exact_values(engine: Engine) -> None:
+    model_id = _model(engine)
+    frame = _predictions(model_id, 1234)
+    with engine.begin() as conn:
+        assert insert_frame(conn, Prediction.__table__, frame) == 1234
+    with engine.connect() as conn:
+        stored = pd.read_sql(select(Prediction).order_by(Prediction.ts), conn)
+    assert len(stored) == 1234
+    assert stored["predicted"].tolist() == frame["predicted"].tolist()
+    assert stored["model_version"].where(stored["model_version"].notna(), None).tolist() == \
+        frame["model_version"].tolist()
+    assert stored["content_hash"].tolist() == frame["content_hash"].tolist()
+    assert stored["labeled_at"].isna().sum() == 617
+    assert stored["file_id"].isna().sum() == frame["file_id"].isna().sum()
+
+
+def test_it_rolls_back_with_the_callers_transaction(engine: Engine) -> None:
+    model_id = _model(engine)
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        insert_frame(conn, Prediction.__table__, _predictions(model_id, 100))
+        raise RuntimeError("caller fails after the insert")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 0
+
+
+def test_a_duplicate_key_raises_integrity_error(engine: Engine) -> None:
+    model_id = _model(engine)
+    frame = _predictions(model_id, 10)
+    with engine.begin() as conn:
+        insert_frame(conn, Prediction.__table__, frame)
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        insert_frame(conn, Prediction.__table__, frame.iloc[:1])
+
+
+def test_it_applies_python_side_defaults(engine: Engine) -> None:
+    model_id = _model(engine)
+    frame = pd.DataFrame({"model_id": [model_id] * 3, "kind": ["predictions"] * 3,
+                          "source": ["api"] * 3, "row_number": [1, 2, 3],
+                          "field": ["timestamp", None, "x"], "reason": HOSTILE[:3],
+                          "raw": ['{"a": 1}', None, "x"]})
+    with engine.begin() as conn:
+        insert_frame(conn, RejectedRow.__table__, frame)
+    with engine.connect() as conn:
+        rows = conn.execute(select(RejectedRow).order_by(RejectedRow.row_number)).all()
+    assert [r.reason for r in rows] == HOSTILE[:3]
+    assert all(r.created_at is not None and r.created_at.tzinfo is not None for r in rows)
+    assert len({r.id for r in rows}) == 3
+
+
+def test_add_counts_adds_to_existing_keys(engine: Engine) -> None:
+    model_id = _model(engine)
+    keys = {"model_id": model_id, "bucket_start": 0, "slice_id": 1, "pred_class": "a"}
+    first = pd.DataFrame([{**keys, "true_class": "a", "n": 2}, {**keys, "true_class": "b", "n": 1},
+                          {**keys, "true_class": "a", "n": 3}])
+    second = pd.DataFrame([{**keys, "true_class": "a", "n": -1}])
+    columns = ["model_id", "bucket_start", "slice_id", "true_class", "pred_class"]
+    with engine.begin() as conn:
+        add_counts(conn, ConfusionCount.__table__, first, key_columns=columns)
+    with engine.begin() as conn:
+        add_counts(conn, ConfusionCount.__table__, second, key_columns=columns)
+    with engine.connect() as conn:
+        counts = dict(conn.execute(select(ConfusionCount.true_class, ConfusionCount.n)).all())
+    assert counts == {"a": 4, "b": 1}
