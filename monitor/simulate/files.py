@@ -81,7 +81,13 @@ def write_logs(
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     predictions = _write_by_day(
-        data.predictions, data.prediction_epoch, root / "predictions", "predictions", fmt, gzip, files_per_day
+        data.predictions,
+        data.prediction_epoch,
+        root / "predictions",
+        "predictions",
+        fmt,
+        gzip,
+        files_per_day,
     )
     labels = _write_by_day(
         data.labels, data.label_epoch, root / "labels", "labels", fmt, gzip, files_per_day

@@ -166,11 +166,17 @@ def _ids(prefix: str, n: int) -> pd.Series:
     return pc.binary_join_element_wise(prefix, padded, "").to_pandas()
 
 
-def _strings(values: Sequence[str], codes: np.ndarray, missing: np.ndarray | None = None) -> pd.Series:
+def _strings(
+    values: Sequence[str], codes: np.ndarray, missing: np.ndarray | None = None
+) -> pd.Series:
     """values[codes] as a string Series (None where `missing`), built by Arrow from a
     dictionary rather than from a million Python strings."""
     indices = pa.array(codes.astype(np.int32), mask=missing)
-    return pa.DictionaryArray.from_arrays(indices, pa.array(list(values))).cast(pa.string()).to_pandas()
+    return (
+        pa.DictionaryArray.from_arrays(indices, pa.array(list(values)))
+        .cast(pa.string())
+        .to_pandas()
+    )
 
 
 def _frame(

@@ -124,7 +124,12 @@ class Scenario:
             raise ValueError("Scenario.days must be >= 1 and rows_per_day >= 0")
         if not 1 <= self.n_regions <= 1000:
             raise ValueError("Scenario.n_regions must be in 1..1000")
-        for name in ("label_lost", "label_duplicate", "label_correction", "missing_segment_fraction"):
+        for name in (
+            "label_lost",
+            "label_duplicate",
+            "label_correction",
+            "missing_segment_fraction",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"Scenario.{name} must be in [0, 1]")
         if self.label_lost + self.label_correction > 1.0:
@@ -261,5 +266,7 @@ class World:
             intercepts=np.log(scenario.priors),
             thresholds={},
         )
-        pilot = draw_world_rows(scenario, world, 100_000, np.random.default_rng(scenario.model_seed + 1))
+        pilot = draw_world_rows(
+            scenario, world, 100_000, np.random.default_rng(scenario.model_seed + 1)
+        )
         return tune_world(scenario, world, pilot)
