@@ -1,0 +1,140 @@
+"""Which series a rule watches, and what one window says about each series (pure).
+
+A rule (`[[models.alerts]]`, CONTRACT §2) watches one metric of some classes, overall and per
+segment value, over a rolling window. A model without rules gets `default_rule()`: recall of
+each minority class, overall and per configured segment, 7-day window, `min_support` 30,
+`min_drop` 0.10.
+
+`classify(observations, rules)` turns one row per (series, window end) into an *observation*:
+
+- `provisional`: the window's labels are not mature; it can neither fire nor resolve.
+- `insufficient`: fewer than `min_support` labelled cases (labelled positives for recall);
+  never an alarm.
+- `breach`: the drop below the reference is at least `min_drop` AND significant (one-sided
+  two-proportion test, Benjamini-Hochberg across every series tested at the same window end,
+  adjusted p <= `fdr`), OR the upper 95% bound is below `floor`.
+- `clear`: the drop is below `min_drop - resolve_margin` and the value is at or above `floor`
+  (hysteresis: a value hovering at the threshold is `hold`, which neither fires nor resolves).
+- `hold`: anything in between.
+
+Severity: `critical` when the upper bound lies more than `critical_drop` below the reference
+(a collapse we are sure of, e.g. recall 0 on 40 positives) or below `floor - critical_drop`;
+else `warning`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from monitor.alerts.stats import benjamini_hochberg, drop_p_value, wilson_interval
+from monitor.config import AlertRule, ModelConfig
+
+DEFAULT_RULE_NAME = "minority-recall"
+LABELLED_METRICS = ("recall", "precision")
+
+OBSERVATION_COLUMNS = [
+    "rule", "metric", "end", "class", "segment", "segment_value", "successes", "support",
+    "value", "reference_value", "reference_successes", "reference_support", "provisional",
+]
+
+
+def default_rule() -> AlertRule:
+    return AlertRule(name=DEFAULT_RULE_NAME, metric="recall", classes="minority", segments="all",
+                     window="7d", min_support=30, min_drop=0.10)
+
+
+def rules_for(model: ModelConfig) -> list[AlertRule]:
+    """The enabled rules of a model; the default rule when none is configured."""
+    if not model.alerts:
+        return [default_rule()]
+    return [rule for rule in model.alerts if rule.enabled]
+
+
+def rule_classes(rule: AlertRule, classes: Sequence[str], minority: Sequence[str]) -> list[str]:
+    if rule.classes == "minority":
+        return list(minority)
+    if rule.classes == "all":
+        return list(classes)
+    return [c for c in rule.classes if c in classes] or list(rule.classes)
+
+
+def segment_option(rule: AlertRule) -> str | None:
+    """The `--segment`-style option for the services: None = overall + every segment set."""
+    if rule.segments == "all":
+        return None
+    return ",".join(["*", *rule.segments])
+
+
+def fingerprint(model: str, rule: str, metric: str, class_name: str, segment: str, value: str) -> str:
+    """One problem, one alert: a stable id of (model, rule, metric, class, segment, value)."""
+    key = "\x1f".join([model, rule, metric, class_name, segment, value])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def classify(observations: pd.DataFrame, rules: dict[str, AlertRule]) -> pd.DataFrame:
+    """Add low, high, p_value, q_value, observation and severity to `observations`.
+
+    `observations` has OBSERVATION_COLUMNS; for labelled metrics `successes`/`support` are
+    the window's tp and tp+fn (recall) or tp+fp (precision), and the reference counts likewise.
+    For other metrics (drift, fairness, recall_estimated) the caller sets `observation`
+    beforehand in a column `verdict` ('breach'/'clear'/'insufficient') and no test runs.
+    Benjamini-Hochberg runs per window end over every labelled series tested there.
+    """
+    frame = observations.copy().reset_index(drop=True)
+    if frame.empty:
+        for column in ("low", "high", "p_value", "q_value", "observation", "severity"):
+            frame[column] = pd.Series(dtype="object")
+        return frame
+    rule_of = frame["rule"].map(rules)
+    param = {name: rule_of.map(lambda r, name=name: getattr(r, name)) for name in
+             ("min_support", "min_drop", "floor", "fdr", "resolve_margin", "critical_drop")}
+    min_drop = param["min_drop"].to_numpy(dtype=float)
+    floor = param["floor"].astype(float).to_numpy()
+    margin = param["resolve_margin"].to_numpy(dtype=float)
+    critical_drop = param["critical_drop"].to_numpy(dtype=float)
+
+    labelled = frame["metric"].isin(LABELLED_METRICS).to_numpy()
+    successes = frame["successes"].to_numpy(dtype=float)
+    support = frame["support"].to_numpy(dtype=float)
+    low, high = wilson_interval(successes, support)
+    # the value of a labelled metric comes from its counts: recall 0 with positives is 0, not NaN
+    value = np.where(labelled, np.divide(successes, support, out=np.full(len(frame), np.nan),
+                                         where=support > 0), frame["value"].to_numpy(dtype=float))
+    frame["value"] = value
+    frame["low"] = np.where(labelled, low, np.nan)
+    frame["high"] = np.where(labelled, high, np.nan)
+    reference = frame["reference_value"].to_numpy(dtype=float)
+    provisional = frame["provisional"].fillna(False).to_numpy(dtype=bool)
+    insufficient = ~(support >= param["min_support"].to_numpy(dtype=float))
+
+    p = drop_p_value(successes, support, frame["reference_successes"].to_numpy(dtype=float),
+                     frame["reference_support"].to_numpy(dtype=float))
+    testable = labelled & ~provisional & ~insufficient
+    p = np.where(testable, p, np.nan)
+    q = np.full(len(frame), np.nan)
+    for _, index in frame.groupby("end").indices.items():
+        q[index] = benjamini_hochberg(p[index])
+    frame["p_value"], frame["q_value"] = p, q
+
+    drop = reference - value
+    significant = q <= param["fdr"].to_numpy(dtype=float)
+    has_floor = ~np.isnan(floor)
+    below_floor = has_floor & (high < floor)
+    breach = (significant & (drop >= min_drop)) | below_floor
+    clear = ~(drop >= min_drop - margin) & ~(has_floor & (value < floor))
+    clear &= ~np.isnan(value)
+    observation = np.where(breach, "breach", np.where(clear, "clear", "hold")).astype(object)
+    if "verdict" in frame:
+        verdict = frame["verdict"].to_numpy(dtype=object)
+        observation = np.where(labelled, observation, verdict)
+    observation = np.where(labelled & insufficient, "insufficient", observation)
+    observation = np.where(provisional, "provisional", observation)
+    frame["observation"] = observation
+
+    collapse = (high < reference - critical_drop) | (has_floor & (high < floor - critical_drop))
+    frame["severity"] = np.where(labelled & collapse, "critical", "warning")
+    return frame
