@@ -228,8 +228,19 @@ class SchedulerSettings(_Strict):
 
 
 class RetentionSettings(_Strict):
+    """`[retention]`: raw predictions and labels older than both ages are deleted (aggregates
+    are kept). Off while `raw_predictions` is unset. See docs/deployment.md."""
+
     raw_predictions: str | None = None  # e.g. "90d": raw rows older than this are deleted
     label_horizon: str = "60d"  # labels are not expected after this age
+    interval: str = "1d"  # how often the scheduler applies it
+
+    _check = field_validator("label_horizon", "interval")(_check_duration)
+
+    @field_validator("raw_predictions")
+    @classmethod
+    def _check_raw(cls, value: str | None) -> str | None:
+        return None if value is None else _check_duration(value)
 
 
 class MonitorConfig(_Strict):
@@ -286,7 +297,9 @@ def parse_config(data: dict[str, Any], *, base_dir: Path = Path("."), source: st
         config = MonitorConfig.model_validate({**data, "base_dir": base_dir})
     except ValidationError as error:
         raise ConfigError(_format_error(error, source)) from None
-    env_url = os.environ.get("MONITOR_DATABASE_URL")
+    from monitor.secrets import secret  # $MONITOR_DATABASE_URL or $MONITOR_DATABASE_URL_FILE
+
+    env_url = secret("MONITOR_DATABASE_URL")
     if env_url:
         config.database_url = env_url
     config.database_url = _resolve_sqlite(config.database_url, base_dir)
