@@ -1,5 +1,61 @@
-"""Tables of the estimation domain (owned by that package; migration in alembic/versions)."""
+"""Tables of the estimation domain (owned by that package; migration in alembic/versions).
+
+- `estimation_calibrators`: one row per (model, class) fitted on the reference: the isotonic
+  map (thresholds), the expected calibration error before/after on a held-out part of the
+  reference, whether calibration is applied and whether the raw scores are badly calibrated.
+  Stored so that a restart never refits.
+- `expected_counts`: expected one-vs-rest confusion counts per (bucket of the prediction's
+  time, slice, class), computed from calibrated scores without labels, kept additively like
+  the realized `confusion_counts`. `var_tp` / `var_fn` are sums of p(1 - p): the variances of
+  the Poisson-binomial tp and fn counts, which the read path turns into intervals.
+"""
 
 from __future__ import annotations
 
-from monitor.store.base import Base  # noqa: F401
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from monitor.store.base import Base, UTCDateTime, utcnow
+
+
+class EstimationCalibrator(Base):
+    """Per-class calibration fitted on the reference (one-vs-rest isotonic regression)."""
+
+    __tablename__ = "estimation_calibrators"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("monitored_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    class_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    method: Mapped[str] = mapped_column(String(20))  # isotonic | none
+    applied: Mapped[bool] = mapped_column(Boolean)
+    # isotonic map as {"x": [...], "y": [...]}: calibrated = interp(score, x, y)
+    thresholds: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ece_before: Mapped[float | None] = mapped_column(Float)
+    ece_after: Mapped[float | None] = mapped_column(Float)
+    badly_calibrated: Mapped[bool] = mapped_column(Boolean)
+    n_reference: Mapped[int] = mapped_column(BigInteger)
+    n_positive: Mapped[int] = mapped_column(BigInteger)
+    fitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ExpectedCount(Base):
+    """Expected confusion counts per (model, bucket, slice, class) from calibrated scores."""
+
+    __tablename__ = "expected_counts"
+
+    model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    slice_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    class_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    n_scored: Mapped[int] = mapped_column(BigInteger, default=0)  # rows with every score
+    n_predicted: Mapped[int] = mapped_column(BigInteger, default=0)  # of those, predicted class
+    exp_tp: Mapped[float] = mapped_column(Float, default=0.0)
+    exp_fn: Mapped[float] = mapped_column(Float, default=0.0)
+    exp_fp: Mapped[float] = mapped_column(Float, default=0.0)
+    exp_tn: Mapped[float] = mapped_column(Float, default=0.0)
+    var_tp: Mapped[float] = mapped_column(Float, default=0.0)
+    var_fn: Mapped[float] = mapped_column(Float, default=0.0)

@@ -1,19 +1,101 @@
-"""Estimated (label-free) performance per window, class and series."""
+"""Estimated (label-free) performance per window, class and series; calibration report.
+
+The estimate of a window is a ratio of expected counts summed over its buckets and slices:
+
+    recall_estimated    = E[tp] / (E[tp] + E[fn])
+    precision_estimated = E[tp] / n_predicted
+
+Its interval is a 95% interval for the *realized* value the labels will give, assuming the
+scores are calibrated: tp and fn are independent Poisson-binomial counts whose variances are
+the stored sums of p (1 - p); the delta method gives the variance of the ratio, and a Wilson
+interval at the matching effective sample size n_eff = r (1 - r) / var keeps it inside
+[0, 1] and asymmetric near the edges. It does not include the uncertainty of the calibration
+map itself, and it cannot see concept drift (P(y | x) changing): see docs/estimation.md.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
+from sqlalchemy import Table, and_, func, select
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
-from monitor.store.windows import WindowSpec
+from monitor.estimation.aggregate import VALUE_COLUMNS
+from monitor.estimation.models import EstimationCalibrator, ExpectedCount
+from monitor.metrics.rates import safe_divide, wilson_interval
+from monitor.store.models import SliceValue
+from monitor.store.windows import (
+    OVERALL,
+    SEPARATOR,
+    WindowSpec,
+    data_range,
+    segment_label,
+    windowed_counts,
+)
 
 ESTIMATE_COLUMNS = [
     "end", "segment", "segment_value", "class", "recall_estimated", "recall_estimated_low",
-    "recall_estimated_high", "precision_estimated",
+    "recall_estimated_high", "precision_estimated", "precision_estimated_low",
+    "precision_estimated_high", "f1_estimated", "support_estimated", "n_scored",
+    "estimation_warning",
 ]
+
+REPORT_COLUMNS = [
+    "class", "method", "applied", "ece_before", "ece_after", "badly_calibrated", "n_reference",
+    "n_positive", "warning",
+]
+
+
+def ratio_interval(
+    estimate: np.ndarray, variance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson interval for a proportion estimate with the given variance.
+
+    The effective sample size is the binomial one with that variance; a zero variance (every
+    score 0 or 1) gives the point itself, a NaN estimate gives NaN bounds.
+    """
+    estimate = np.asarray(estimate, dtype=np.float64)
+    variance = np.asarray(variance, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_eff = np.where(variance > 0, estimate * (1.0 - estimate) / variance, np.nan)
+    usable = np.isfinite(n_eff) & (n_eff > 0)
+    low, high = wilson_interval(np.where(usable, estimate * n_eff, 0.0), np.where(usable, n_eff, 0.0))
+    exact = np.isfinite(estimate) & ~usable  # no variance: the realized value is known
+    low = np.where(exact, estimate, low)
+    high = np.where(exact, estimate, high)
+    return low, high
+
+
+def estimate_rates(counts: pd.DataFrame) -> pd.DataFrame:
+    """Rates and intervals from summed expected counts (pure; columns of VALUE_COLUMNS)."""
+    tp = counts["exp_tp"].to_numpy(dtype=np.float64)
+    fn = counts["exp_fn"].to_numpy(dtype=np.float64)
+    var_tp = counts["var_tp"].to_numpy(dtype=np.float64)
+    var_fn = counts["var_fn"].to_numpy(dtype=np.float64)
+    n_predicted = counts["n_predicted"].to_numpy(dtype=np.float64)
+    positives = tp + fn
+    recall = safe_divide(tp, positives)
+    # delta method for tp / (tp + fn) with independent tp and fn
+    recall_variance = safe_divide(fn * fn * var_tp + tp * tp * var_fn, positives**4)
+    recall_low, recall_high = ratio_interval(recall, recall_variance)
+    precision = safe_divide(tp, n_predicted)
+    precision_low, precision_high = ratio_interval(precision, safe_divide(var_tp, n_predicted**2))
+    return pd.DataFrame(
+        {
+            "recall_estimated": recall,
+            "recall_estimated_low": recall_low,
+            "recall_estimated_high": recall_high,
+            "precision_estimated": precision,
+            "precision_estimated_low": precision_low,
+            "precision_estimated_high": precision_high,
+            "f1_estimated": safe_divide(2 * tp, tp + n_predicted + fn),
+            "support_estimated": positives,
+        },
+        index=counts.index,
+    )
 
 
 def estimated_frame(
@@ -24,5 +106,160 @@ def estimated_frame(
     segment_sets: Sequence[tuple[str, ...]],
     ends=None,  # type: ignore[no-untyped-def]
 ) -> pd.DataFrame:
-    """Estimated recall per (end, segment, segment_value, class); empty without scores."""
-    return pd.DataFrame(columns=ESTIMATE_COLUMNS)
+    """Estimated performance per (end, segment, segment_value, class); empty without scores.
+
+    `segment_sets` as for `windowed_counts` (`()` is the overall series); `ends` (epoch
+    seconds) aligns the windows with the realized metrics. Columns: ESTIMATE_COLUMNS, `end`
+    as epoch seconds. Rates are NaN where the window holds no scored prediction (or, for
+    precision, none predicted as the class). `estimation_warning` is set on every row of a
+    class whose reference scores were badly calibrated.
+    """
+    counts = _window_sums(conn, ctx, spec, segment_sets, ends)
+    if counts.empty:
+        return pd.DataFrame(columns=ESTIMATE_COLUMNS)
+    counts = counts.reset_index(drop=True)
+    out = pd.concat([counts[["end", "segment", "segment_value"]], estimate_rates(counts)], axis=1)
+    out.insert(3, "class", counts["class_name"].astype(str))
+    out["n_scored"] = counts["n_scored"].astype(np.int64)
+    empty = out["n_scored"] == 0  # no scored prediction in the window: nothing to estimate
+    rate_columns = [c for c in ESTIMATE_COLUMNS if c.endswith(("_estimated", "_low", "_high"))]
+    out.loc[empty, rate_columns] = np.nan
+    warnings = calibration_report(conn, ctx).set_index("class")["warning"]
+    out["estimation_warning"] = out["class"].map(warnings).astype(object)
+    out["estimation_warning"] = out["estimation_warning"].where(out["estimation_warning"].notna(), None)
+    out["end"] = out["end"].astype(np.int64)
+    return out[ESTIMATE_COLUMNS]
+
+
+def _window_sums(
+    conn: Connection,
+    ctx: ModelContext,
+    spec: WindowSpec,
+    segment_sets: Sequence[tuple[str, ...]],
+    ends: np.ndarray | None,
+) -> pd.DataFrame:
+    """Window sums of the expected counts per (end, segment, segment_value, class_name)."""
+    arguments = dict(
+        model_id=ctx.model_id, spec=spec, segment_sets=segment_sets, key_columns=["class_name"],
+        value_columns=VALUE_COLUMNS, ends=ends, bucket=ctx.bucket,
+    )
+    try:
+        return windowed_counts(conn, ExpectedCount.__table__, **arguments)  # type: ignore[arg-type]
+    except KeyError:
+        # Workaround: with pandas >= 3, MultiIndex.factorize drops the level names that
+        # windows._roll reads back (KeyError 'segment_value'). Same sums, computed here.
+        return _window_sums_fallback(conn, ExpectedCount.__table__, **arguments)  # type: ignore[arg-type]
+
+
+def _window_sums_fallback(
+    conn: Connection,
+    table: Table,
+    *,
+    model_id: int,
+    spec: WindowSpec,
+    segment_sets: Sequence[tuple[str, ...]],
+    key_columns: list[str],
+    value_columns: list[str],
+    ends: np.ndarray | None,
+    bucket: int,
+) -> pd.DataFrame:
+    """What `windowed_counts` returns, with one GROUP BY per segment set and a cumulative
+    sum over buckets; used only while the core's pandas-3 issue stands."""
+    columns = ["end", "segment", "segment_value", *key_columns, *value_columns]
+    if ends is None:
+        found = data_range(conn, table, model_id)
+        if found is None:
+            return pd.DataFrame(columns=columns)
+        ends = spec.ends(found[0], found[1] + bucket - 1)
+    ends = np.asarray(ends, dtype=np.int64)
+    if len(ends) == 0:
+        return pd.DataFrame(columns=columns)
+    lower, upper = int(ends[0] - spec.window), int(ends[-1])
+    frames = []
+    for attributes in segment_sets:
+        source = table
+        labels = []
+        for index, attribute in enumerate(attributes):
+            alias = SliceValue.__table__.alias(f"sv{index}")
+            source = source.join(alias, and_(alias.c.slice_id == table.c.slice_id, alias.c.attribute == attribute))
+            labels.append(alias.c.value.label(f"value{index}"))
+        keys = [table.c[k] for k in key_columns]
+        query = (
+            select(table.c.bucket_start, *labels, *keys, *[func.sum(table.c[v]).label(v) for v in value_columns])
+            .select_from(source)
+            .where(table.c.model_id == model_id, table.c.bucket_start >= lower, table.c.bucket_start < upper)
+            .group_by(table.c.bucket_start, *labels, *keys)
+        )
+        raw = pd.DataFrame(conn.execute(query).fetchall(), columns=[
+            "bucket_start", *[f"value{i}" for i in range(len(attributes))], *key_columns, *value_columns
+        ])
+        if raw.empty:
+            continue
+        if attributes:
+            raw["segment_value"] = raw[[f"value{i}" for i in range(len(attributes))]].astype(str).agg(SEPARATOR.join, axis=1)
+        else:
+            raw["segment_value"] = OVERALL
+        group_keys = ["segment_value", *key_columns]
+        groups = raw[group_keys].drop_duplicates().reset_index(drop=True)
+        group_index = raw[group_keys].merge(groups.reset_index(), on=group_keys, how="left")["index"].to_numpy()
+        buckets = np.sort(raw["bucket_start"].unique())
+        bucket_index = np.searchsorted(buckets, raw["bucket_start"].to_numpy())
+        # cumulative sums over buckets; window [end - window, end) = cum[hi] - cum[lo]
+        hi = np.searchsorted(buckets, ends, side="left")
+        lo = np.searchsorted(buckets, ends - spec.window, side="left")
+        out = {}
+        for name in value_columns:
+            dense = np.zeros((len(buckets) + 1, len(groups)))
+            np.add.at(dense, (bucket_index + 1, group_index), raw[name].to_numpy(dtype=np.float64))
+            cumulative = np.cumsum(dense, axis=0)
+            out[name] = (cumulative[hi] - cumulative[lo]).reshape(-1)
+        frame = pd.DataFrame(out)
+        tiled = groups.iloc[np.tile(np.arange(len(groups)), len(ends))].reset_index(drop=True)
+        frame.insert(0, "end", np.repeat(ends, len(groups)))
+        frame.insert(1, "segment", segment_label(attributes))
+        frame.insert(2, "segment_value", tiled["segment_value"].to_numpy())
+        for key in key_columns:
+            frame[key] = tiled[key].to_numpy()
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def _warning(record: pd.Series) -> str | None:
+    if not record["badly_calibrated"]:
+        return None
+    before = f"{record['ece_before']:.3f}"
+    if record["applied"]:
+        return (
+            f"scores of {record['class']!r} are badly calibrated on the reference (ECE {before}); "
+            f"estimates use an isotonic calibration fitted on the reference (ECE "
+            f"{record['ece_after']:.3f}), valid only while P(class | score) stays as there"
+        )
+    return (
+        f"scores of {record['class']!r} are badly calibrated on the reference (ECE {before}) "
+        "and no calibration is applied: estimated values are unreliable"
+    )
+
+
+def calibration_report(conn: Connection, ctx: ModelContext) -> pd.DataFrame:
+    """Per class: calibration method, held-out ECE before/after, applied, badly_calibrated,
+    reference sizes and the warning text (None when the scores are fine). Empty when no
+    calibrators are stored (no reference with scores)."""
+    table = EstimationCalibrator.__table__
+    rows = conn.execute(
+        select(
+            table.c.class_name.label("class"), table.c.method, table.c.applied,
+            table.c.ece_before, table.c.ece_after, table.c.badly_calibrated,
+            table.c.n_reference, table.c.n_positive,
+        ).where(table.c.model_id == ctx.model_id)
+    ).mappings().all()
+    report = pd.DataFrame([dict(r) for r in rows], columns=REPORT_COLUMNS[:-1])
+    if report.empty:
+        return pd.DataFrame(columns=REPORT_COLUMNS)
+    order = {name: i for i, name in enumerate(ctx.classes)}
+    report = report.sort_values("class", key=lambda s: s.map(order).fillna(len(order))).reset_index(drop=True)
+    report["applied"] = report["applied"].astype(bool)
+    report["badly_calibrated"] = report["badly_calibrated"].astype(bool)
+    report["warning"] = report.apply(_warning, axis=1).astype(object)
+    return report[REPORT_COLUMNS]
