@@ -27,7 +27,13 @@ def _write(frame: pd.DataFrame, path: Path, fmt: str, gzip: bool) -> None:
     if fmt == "csv":
         frame.to_csv(path, index=False, compression="gzip" if gzip else None)
     elif fmt == "jsonl":
-        frame.to_json(path, orient="records", lines=True, compression="gzip" if gzip else None)
+        frame.to_json(
+            path,
+            orient="records",
+            lines=True,
+            double_precision=15,
+            compression="gzip" if gzip else None,
+        )
     else:
         frame.to_parquet(path, index=False, compression="gzip" if gzip else "snappy")
 
