@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import JSON, Integer, Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -131,9 +130,36 @@ def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
         if _can_copy(conn, table, list(full.columns)):
             _copy_frame(conn, table, full)
             return len(frame)
+    full = _with_python_defaults(table, frame)
+    if _plain_types(table, list(full.columns)):
+        _executemany_frame(conn, table, full)
+        return len(frame)
     for start in range(0, len(frame), CHUNK):
         conn.execute(table.insert(), _records(frame.iloc[start : start + CHUNK]))
     return len(frame)
+
+
+def _plain_types(table: Table, columns: list[str]) -> bool:
+    """True when every column is a plain number/string/bool the driver binds as is."""
+    from sqlalchemy import BigInteger, Boolean, Float, Integer, String, Text
+
+    plain = (BigInteger, Boolean, Float, Integer, String, Text)
+    return all(c in table.c and isinstance(table.c[c].type, plain) for c in columns)
+
+
+def _executemany_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> None:
+    """The driver's executemany with tuples (no per-row SQLAlchemy compilation)."""
+    quote = conn.dialect.identifier_preparer.quote
+    placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
+    columns = list(frame.columns)
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608
+           f"VALUES ({', '.join([placeholder] * len(columns))})")
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, len(frame), CHUNK):
+            cursor.executemany(sql, _rows(frame.iloc[start : start + CHUNK]))
+    finally:
+        cursor.close()
 
 
 def add_counts(
@@ -148,13 +174,23 @@ def add_counts(
     if frame.empty:
         return 0
     grouped = frame.groupby(list(key_columns), as_index=False, sort=False)[list(value_columns)].sum()
-    dialect = conn.dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    for start in range(0, len(grouped), CHUNK):
-        statement = module.insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=[table.c[k] for k in key_columns],
-            set_={v: table.c[v] + statement.excluded[v] for v in value_columns},
-        )
-        conn.execute(statement, _records(grouped.iloc[start : start + CHUNK]))
+    # One prepared statement run by the driver's executemany with plain tuples: compiling a
+    # SQLAlchemy construct per row costs more than the database work on this hot path.
+    # Table and column names come from our own models, never from data.
+    columns = [*key_columns, *value_columns]
+    quote = conn.dialect.identifier_preparer.quote
+    placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
+    updates = ", ".join(f"{quote(v)} = {quote(table.name)}.{quote(v)} + excluded.{quote(v)}" for v in value_columns)
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608
+        f"VALUES ({', '.join([placeholder] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(quote(k) for k in key_columns)}) DO UPDATE SET {updates}"
+    )
+    driver = conn.connection.driver_connection
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, len(grouped), CHUNK):
+            cursor.executemany(sql, list(_rows(grouped.iloc[start : start + CHUNK][columns])))
+    finally:
+        cursor.close()
     return len(grouped)

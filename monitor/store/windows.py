@@ -144,7 +144,8 @@ def windowed_counts(
     ends = np.asarray(ends, dtype=np.int64)
     if len(ends) == 0:
         return pd.DataFrame(columns=columns)
-    period = math.gcd(spec.window, spec.step)
+    # periods must tile every window exactly: a divisor of the window, the step and every end
+    period = math.gcd(spec.window, spec.step, int(np.gcd.reduce(ends)))
     lower, upper = int(ends[0] - spec.window), int(ends[-1])
     first_period = floor_to(lower, period)
     n_periods = (upper - first_period) // period + 1
@@ -193,9 +194,11 @@ def _roll(
     group_frame = pd.DataFrame({"segment_value": segment_value})
     for key in key_columns:
         group_frame[key] = raw[key].values
-    group_codes, group_uniques = pd.MultiIndex.from_frame(group_frame).factorize()
+    # groups numbered in order of first appearance; `labels` lists them in the same order
+    group_codes = group_frame.groupby(list(group_frame.columns), sort=False, dropna=False).ngroup().to_numpy()
+    labels = group_frame.drop_duplicates().reset_index(drop=True)
     period_index = ((raw["period"].to_numpy(dtype=np.int64) - first_period) // period).astype(np.int64)
-    n_groups = len(group_uniques)
+    n_groups = len(labels)
     end_index = (ends - first_period) // period  # first period NOT in the window ending there
     start_index = end_index - window // period
     out = {}
@@ -207,7 +210,6 @@ def _roll(
         out[name] = sums.reshape(-1)  # row-major: end-major, group-minor
     frame = pd.DataFrame(out)
     frame.insert(0, "end", np.repeat(ends, n_groups))
-    labels = group_uniques.to_frame(index=False)
     tiled = labels.iloc[np.tile(np.arange(n_groups), len(ends))].reset_index(drop=True)
     frame.insert(1, "segment", segment_label(attributes))
     frame.insert(2, "segment_value", tiled["segment_value"].to_numpy())

@@ -1,0 +1,150 @@
+"""The file ledger: which files to (re)read on a tick, and reading one file safely.
+
+A file is read when it is new, when its content changed (size/mtime, then sha256), or when
+rows in it were not yet visible at the previous read (`--as-of` moved on). Each file is read
+in one transaction together with its ledger row and its rejects, so a crash mid-file leaves
+nothing of it behind and the next tick reads it again. A file that cannot be parsed is marked
+failed with its error (in its own transaction) and skipped until it changes.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from monitor.context import ModelContext
+from monitor.ingest.pipeline import IngestResult, load_labels, load_predictions
+from monitor.ingest.readers import UnreadableFile, is_supported, read_chunks
+from monitor.store.base import utcnow
+from monitor.store.bulk import insert_frame
+from monitor.store.models import IngestedFile, RejectedRow
+
+log = logging.getLogger(__name__)
+FILES = IngestedFile.__table__
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    kind: str
+    status: str  # done | partial | failed | unchanged
+    result: IngestResult
+    error: str | None = None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def discover(ctx: ModelContext, kind: str, base_dir: Path) -> list[Path]:
+    source = ctx.config.predictions if kind == "predictions" else ctx.config.labels
+    if not source.path:
+        return []
+    pattern = source.path if Path(source.path).is_absolute() else str(base_dir / source.path)
+    paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+    return [p for p in paths if p.is_file() and is_supported(p)]
+
+
+def store_rejects(conn: Connection, ctx: ModelContext, kind: str, source: str, file_id: int | None,
+                  rejects: pd.DataFrame) -> None:
+    if rejects.empty:
+        return
+    insert_frame(conn, RejectedRow.__table__, pd.DataFrame({
+        "model_id": ctx.model_id, "kind": kind, "source": source, "row_number": rejects["row_number"],
+        "field": rejects["field"], "reason": rejects["reason"], "raw": rejects["raw"], "created_at": utcnow(),
+    }))
+
+
+def _needs_read(row, size: int, mtime: float, path: Path, as_of: int | None) -> tuple[bool, str | None]:  # type: ignore[no-untyped-def]
+    """(read it?, sha256 if computed)."""
+    if row is None:
+        return True, None
+    if row.size == size and row.mtime == mtime:
+        if row.status == "partial" and (as_of is None or row.visible_until is None or as_of > row.visible_until):
+            return True, None
+        return False, None
+    digest = sha256_of(path)
+    if digest == row.sha256:
+        if row.status == "partial" and (as_of is None or row.visible_until is None or as_of > row.visible_until):
+            return True, digest
+        return False, digest
+    return True, digest
+
+
+def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_of: int | None,
+                on_rows: Callable[[int], None] | None = None) -> FileOutcome:
+    """Read one file if it needs reading; everything it changes commits at once."""
+    stat = path.stat()
+    with engine.begin() as conn:
+        row = conn.execute(select(FILES).where(FILES.c.model_id == ctx.model_id, FILES.c.kind == kind,
+                                                FILES.c.path == str(path))).first()
+        wanted, digest = _needs_read(row, stat.st_size, stat.st_mtime, path, as_of)
+        if not wanted:
+            if digest is not None:  # touched but identical: remember the new mtime
+                conn.execute(update(FILES).where(FILES.c.id == row.id).values(mtime=stat.st_mtime))
+            return FileOutcome(str(path), kind, "unchanged", IngestResult())
+    digest = digest or sha256_of(path)
+    try:
+        with engine.begin() as conn:
+            file_id = _ledger_row(conn, ctx, kind, path, row)
+            result = _read_into(conn, ctx, kind, path, file_id, as_of, on_rows)
+            status = "partial" if result.waiting else "done"
+            conn.execute(delete(RejectedRow).where(RejectedRow.model_id == ctx.model_id,
+                                                   RejectedRow.kind == kind, RejectedRow.source == str(path)))
+            store_rejects(conn, ctx, kind, str(path), file_id, result.rejects)
+            conn.execute(update(FILES).where(FILES.c.id == file_id).values(
+                size=stat.st_size, mtime=stat.st_mtime, sha256=digest, status=status, error=None,
+                rows_read=result.read, rows_accepted=_accepted_total(row, result, digest),
+                rows_rejected=result.rejected, rows_waiting=result.waiting, visible_until=as_of,
+                ingested_at=utcnow()))
+        return FileOutcome(str(path), kind, status, result)
+    except UnreadableFile as error:
+        log.warning("%s", error)
+        with engine.begin() as conn:
+            file_id = _ledger_row(conn, ctx, kind, path, row)
+            conn.execute(update(FILES).where(FILES.c.id == file_id).values(
+                size=stat.st_size, mtime=stat.st_mtime, sha256=digest, status="failed", error=str(error),
+                rows_read=0, rows_accepted=0, rows_rejected=0, rows_waiting=0, ingested_at=utcnow()))
+        return FileOutcome(str(path), kind, "failed", IngestResult(), error=str(error))
+
+
+def _accepted_total(row, result: IngestResult, digest: str) -> int:  # type: ignore[no-untyped-def]
+    """Rows of this file stored so far (earlier partial reads plus this one)."""
+    earlier = row.rows_accepted if row is not None and row.sha256 == digest else 0
+    return int(earlier or 0) + result.accepted
+
+
+def _ledger_row(conn: Connection, ctx: ModelContext, kind: str, path: Path, row) -> int:  # type: ignore[no-untyped-def]
+    if row is not None:
+        return int(row.id)
+    return int(conn.execute(insert(FILES).values(model_id=ctx.model_id, kind=kind, path=str(path),
+                                                 status="reading", ingested_at=utcnow())).inserted_primary_key[0])  # type: ignore[index]
+
+
+def _read_into(conn: Connection, ctx: ModelContext, kind: str, path: Path, file_id: int,
+               as_of: int | None, on_rows: Callable[[int], None] | None) -> IngestResult:
+    source = ctx.config.predictions if kind == "predictions" else ctx.config.labels
+    if kind == "predictions":
+        strings = [source.id, source.prediction, source.model_version, *ctx.segments]  # type: ignore[union-attr]
+        loader = load_predictions
+    else:
+        strings = [source.id, source.label]  # type: ignore[union-attr]
+        loader = load_labels
+    total = IngestResult()
+    for chunk in read_chunks(path, strings):
+        total.add(loader(conn, ctx, chunk, as_of=as_of, file_id=file_id))
+        if on_rows is not None:
+            on_rows(len(chunk))
+    return total

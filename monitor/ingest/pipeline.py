@@ -1,0 +1,304 @@
+"""Loading validated batches: predictions, labels, the label join, and the count aggregates.
+
+Everything here runs inside the caller's transaction, so a batch's rows, counts, hook counts
+and ledger entry commit together or not at all (kill-safe). Idempotency comes from keys:
+a prediction id already stored with the same content is skipped, with other content it is a
+rejected conflict; a label is applied once and a corrected label moves its count.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Table, and_, bindparam, exists, select, update
+from sqlalchemy.engine import Connection
+
+from monitor.context import ModelContext
+from monitor.ingest import hooks
+from monitor.ingest.validate import REJECT_COLUMNS, validate_labels, validate_predictions
+from monitor.store.bulk import add_counts, insert_frame
+from monitor.store.models import (
+    ConfusionCount,
+    Label,
+    LabelArrivalCount,
+    Prediction,
+    PredictionCount,
+    Slice,
+    SliceValue,
+)
+from monitor.timeutil import now_epoch
+
+PREDICTIONS = Prediction.__table__
+LABELS = Label.__table__
+LOOKUP_CHUNK = 5_000
+
+
+@dataclass
+class IngestResult:
+    """What happened to one batch (a file chunk or a POST body)."""
+
+    read: int = 0
+    accepted: int = 0
+    skipped: int = 0  # already stored (re-read) or an exact duplicate
+    waiting: int = 0  # not yet visible at as_of
+    rejected: int = 0
+    rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+
+    def add(self, other: IngestResult) -> None:
+        self.read += other.read
+        self.accepted += other.accepted
+        self.skipped += other.skipped
+        self.waiting += other.waiting
+        self.rejected += other.rejected
+        self.rejects = pd.concat([self.rejects, other.rejects], ignore_index=True) if len(other.rejects) else self.rejects
+
+    @property
+    def reasons(self) -> list[dict]:
+        return [
+            {"row": int(r.row_number), "field": r.field, "reason": r.reason}
+            for r in self.rejects.itertuples(index=False)
+        ]
+
+
+def _conflict_rejects(rows: pd.DataFrame, field: str, reason: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"row_number": rows["_row"].to_numpy(), "field": field, "reason": reason,
+         "raw": [json.dumps({"prediction_id": str(i)}) for i in rows["prediction_id"]]}
+    )
+
+
+def _existing(conn: Connection, table: Table, model_id: int, ids: pd.Series, columns: list[str]) -> pd.DataFrame:
+    """Rows of `table` for `ids` (chunked IN lists: bounded parameters on every backend)."""
+    unique = pd.unique(ids)
+    parts = []
+    selected = [table.c.prediction_id, *[table.c[c] for c in columns]]
+    for start in range(0, len(unique), LOOKUP_CHUNK):
+        chunk = [str(v) for v in unique[start : start + LOOKUP_CHUNK]]
+        result = conn.execute(
+            select(*selected).where(table.c.model_id == model_id, table.c.prediction_id.in_(chunk))
+        )
+        parts.append(pd.DataFrame(result.fetchall(), columns=["prediction_id", *columns]))
+    if not parts:
+        return pd.DataFrame(columns=["prediction_id", *columns])
+    return pd.concat(parts, ignore_index=True)
+
+
+def slice_ids(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> pd.Series:
+    """The slice id of every row (inserting new slices), from its segment values."""
+    if not ctx.segments:
+        keys = pd.Series("{}", index=rows.index)
+    else:
+        combos = rows[ctx.segments].drop_duplicates()
+        combo_keys = [json.dumps(dict(zip(ctx.segments, values)), sort_keys=True)
+                      for values in combos.itertuples(index=False, name=None)]
+        combos = combos.assign(_key=combo_keys)
+        keys = rows[ctx.segments].merge(combos, on=ctx.segments, how="left")["_key"]
+        keys.index = rows.index
+    wanted = pd.unique(keys)
+    known = dict(
+        conn.execute(
+            select(Slice.key, Slice.id).where(Slice.model_id == ctx.model_id, Slice.key.in_(list(wanted)))
+        ).all()
+    )
+    for key in wanted:
+        if key in known:
+            continue
+        new_id = conn.execute(Slice.__table__.insert().values(model_id=ctx.model_id, key=key)).inserted_primary_key[0]  # type: ignore[index]
+        values = json.loads(key)
+        if values:
+            conn.execute(SliceValue.__table__.insert(),
+                         [{"slice_id": new_id, "attribute": a, "value": v} for a, v in values.items()])
+        known[key] = new_id
+    return keys.map(known).astype("int64")
+
+
+def _content_hash(rows: pd.DataFrame, ctx: ModelContext) -> pd.Series:
+    columns = ["ts", "predicted", *ctx.segments]
+    hashed = pd.util.hash_pandas_object(rows[columns].astype(str), index=False)
+    return pd.Series(hashed.to_numpy(dtype=np.uint64).view(np.int64), index=rows.index)
+
+
+def load_predictions(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_of: int | None,
+                     file_id: int | None = None) -> IngestResult:
+    """Validate and store a batch of raw prediction records; update counts; run hooks."""
+    result = IngestResult(read=len(frame))
+    if frame.empty:
+        return result
+    validated = validate_predictions(frame, ctx)
+    rows, rejects = validated.rows, [validated.rejects]
+    if as_of is not None:
+        later = rows["ts"] > as_of
+        result.waiting = int(later.sum())
+        rows = rows.loc[~later]
+    rows = rows.assign(content_hash=_content_hash(rows, ctx)) if len(rows) else rows.assign(content_hash=pd.Series(dtype="int64"))
+    # duplicates inside the batch: identical ones are dropped, conflicting ones rejected
+    first = ~rows.duplicated("prediction_id", keep="first")
+    same = rows.duplicated(["prediction_id", "content_hash"], keep="first")
+    conflict_in_batch = ~first & ~same
+    rejects.append(_conflict_rejects(rows.loc[conflict_in_batch], ctx.config.predictions.id,
+                                     "conflicting duplicate prediction (same id, other content, earlier in the batch)"))
+    result.skipped += int(same.sum())
+    rows = rows.loc[first]
+    stored = _existing(conn, PREDICTIONS, ctx.model_id, rows["prediction_id"], ["content_hash"])
+    if len(stored):
+        merged = rows[["prediction_id", "content_hash"]].merge(stored, on="prediction_id", how="left", suffixes=("", "_stored"))
+        known = merged["content_hash_stored"].notna().to_numpy()
+        differs = known & (merged["content_hash_stored"].to_numpy() != merged["content_hash"].to_numpy())
+        rejects.append(_conflict_rejects(rows.loc[differs], ctx.config.predictions.id,
+                                         "conflicting duplicate prediction (same id, other content, already ingested)"))
+        result.skipped += int((known & ~differs).sum())
+        rows = rows.loc[~known]
+    result.rejects = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(len(r) for r in rejects) else result.rejects
+    result.rejected = len(result.rejects)
+    if rows.empty:
+        return result
+    rows = rows.assign(slice_id=slice_ids(conn, ctx, rows), bucket_start=rows["ts"] - rows["ts"] % ctx.bucket)
+    insert_frame(conn, PREDICTIONS, pd.DataFrame({
+        "model_id": ctx.model_id, "prediction_id": rows["prediction_id"], "ts": rows["ts"],
+        "bucket_start": rows["bucket_start"], "slice_id": rows["slice_id"], "predicted": rows["predicted"],
+        "model_version": rows["model_version"].astype(object), "content_hash": rows["content_hash"],
+        "labeled_at": None, "file_id": file_id,
+    }))
+    counts = rows.groupby(["bucket_start", "slice_id", "predicted"], as_index=False).size()
+    add_counts(conn, PredictionCount.__table__, pd.DataFrame({
+        "model_id": ctx.model_id, "bucket_start": counts["bucket_start"], "slice_id": counts["slice_id"],
+        "pred_class": counts["predicted"], "n": counts["size"],
+    }), key_columns=["model_id", "bucket_start", "slice_id", "pred_class"])
+    for hook in hooks.prediction_hooks():
+        hook(conn, ctx, rows.drop(columns=["_row", "content_hash"]))
+    result.accepted = len(rows)
+    return result
+
+
+def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_of: int | None,
+                file_id: int | None = None) -> IngestResult:
+    """Validate and store a batch of labels (newest label per id wins); apply what can be."""
+    result = IngestResult(read=len(frame))
+    if frame.empty:
+        return result
+    default_ts = as_of if as_of is not None else now_epoch()
+    validated = validate_labels(frame, ctx, default_ts)
+    rows = validated.rows
+    result.rejects, result.rejected = validated.rejects, len(validated.rejects)
+    if as_of is not None:
+        later = rows["label_ts"] > as_of
+        result.waiting = int(later.sum())
+        rows = rows.loc[~later]
+    # the newest label of an id wins (a correction); ties: the later row in the batch
+    rows = rows.sort_values(["label_ts", "_row"], kind="stable")
+    newest = rows.drop_duplicates("prediction_id", keep="last")
+    result.skipped += len(rows) - len(newest)
+    stored = _existing(conn, LABELS, ctx.model_id, newest["prediction_id"], ["label", "label_ts"])
+    merged = newest.merge(stored, on="prediction_id", how="left", suffixes=("", "_stored"))
+    is_new = merged["label_stored"].isna()
+    stored_ts = merged["label_ts_stored"].fillna(-1).astype("int64")
+    changed = ~is_new & (merged["label"] != merged["label_stored"].fillna("")) & (merged["label_ts"] >= stored_ts)
+    result.skipped += int((~is_new & ~changed).sum())
+    fresh = merged.loc[is_new]
+    insert_frame(conn, LABELS, pd.DataFrame({
+        "model_id": ctx.model_id, "prediction_id": fresh["prediction_id"], "label": fresh["label"],
+        "label_ts": fresh["label_ts"], "applied_label": None, "needs_apply": True, "file_id": file_id,
+    }))
+    corrections = merged.loc[changed]
+    if len(corrections):
+        conn.execute(
+            update(LABELS)
+            .where(LABELS.c.model_id == ctx.model_id, LABELS.c.prediction_id == bindparam("pid"))
+            .values(label=bindparam("new_label"), label_ts=bindparam("new_ts"), needs_apply=True),
+            [{"pid": p, "new_label": lab, "new_ts": int(t)} for p, lab, t in
+             zip(corrections["prediction_id"], corrections["label"], corrections["label_ts"])],
+        )
+    result.accepted = len(fresh) + len(corrections)
+    apply_labels(conn, ctx)
+    return result
+
+
+def _delay_bins(delay_seconds: np.ndarray) -> np.ndarray:
+    """Delay in hours rounded up to a power of two; 0 for under an hour."""
+    hours = np.maximum(delay_seconds, 0) / 3600.0
+    bins = np.zeros(len(hours), dtype=np.int64)
+    late = hours > 1
+    bins[late] = np.power(2, np.ceil(np.log2(hours[late]))).astype(np.int64)
+    bins[(hours > 0) & (hours <= 1)] = 1
+    return bins
+
+
+def apply_labels(conn: Connection, ctx: ModelContext) -> int:
+    """Move counts for every label not yet (or wrongly) counted whose prediction is stored.
+
+    Set-based: one join finds them; deltas (+1 new label, -1 replaced label) go into the
+    confusion counts; the first label of a prediction also records its arrival delay.
+    """
+    joined = conn.execute(
+        select(LABELS.c.prediction_id, LABELS.c.label, LABELS.c.applied_label, LABELS.c.label_ts,
+               PREDICTIONS.c.bucket_start, PREDICTIONS.c.slice_id, PREDICTIONS.c.predicted,
+               PREDICTIONS.c.ts, PREDICTIONS.c.labeled_at)
+        .select_from(LABELS.join(PREDICTIONS, and_(PREDICTIONS.c.model_id == LABELS.c.model_id,
+                                                   PREDICTIONS.c.prediction_id == LABELS.c.prediction_id)))
+        .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply.is_(True))
+    ).fetchall()
+    if not joined:
+        return 0
+    todo = pd.DataFrame(joined, columns=["prediction_id", "label", "applied_label", "label_ts", "bucket_start",
+                                         "slice_id", "predicted", "ts", "labeled_at"])
+    plus = todo[["bucket_start", "slice_id", "label", "predicted"]].assign(n=1)
+    minus = todo.loc[todo["applied_label"].notna(), ["bucket_start", "slice_id", "applied_label", "predicted"]]
+    minus = minus.rename(columns={"applied_label": "label"}).assign(n=-1)
+    deltas = pd.concat([plus, minus], ignore_index=True)
+    deltas = deltas.groupby(["bucket_start", "slice_id", "label", "predicted"], as_index=False)["n"].sum()
+    deltas = deltas.loc[deltas["n"] != 0]
+    add_counts(conn, ConfusionCount.__table__, pd.DataFrame({
+        "model_id": ctx.model_id, "bucket_start": deltas["bucket_start"], "slice_id": deltas["slice_id"],
+        "true_class": deltas["label"], "pred_class": deltas["predicted"], "n": deltas["n"],
+    }), key_columns=["model_id", "bucket_start", "slice_id", "true_class", "pred_class"])
+    first = todo.loc[todo["labeled_at"].isna()]
+    if len(first):
+        bins = _delay_bins((first["label_ts"] - first["ts"]).to_numpy(dtype=np.float64))
+        arrivals = pd.DataFrame({"model_id": ctx.model_id, "bucket_start": first["bucket_start"].to_numpy(),
+                                 "delay_bin": bins, "n": 1})
+        add_counts(conn, LabelArrivalCount.__table__, arrivals,
+                   key_columns=["model_id", "bucket_start", "delay_bin"])
+        pending_label = (
+            select(LABELS.c.label_ts)
+            .where(LABELS.c.model_id == PREDICTIONS.c.model_id,
+                   LABELS.c.prediction_id == PREDICTIONS.c.prediction_id,
+                   LABELS.c.needs_apply.is_(True))
+            .scalar_subquery()
+        )
+        conn.execute(
+            update(PREDICTIONS)
+            .where(PREDICTIONS.c.model_id == ctx.model_id, PREDICTIONS.c.labeled_at.is_(None),
+                   PREDICTIONS.c.prediction_id.in_(
+                       select(LABELS.c.prediction_id).where(LABELS.c.model_id == ctx.model_id,
+                                                            LABELS.c.needs_apply.is_(True))))
+            .values(labeled_at=pending_label)
+        )
+    matched = exists().where(PREDICTIONS.c.model_id == LABELS.c.model_id,
+                             PREDICTIONS.c.prediction_id == LABELS.c.prediction_id)
+    conn.execute(
+        update(LABELS)
+        .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply.is_(True), matched)
+        .values(applied_label=LABELS.c.label, needs_apply=False)
+    )
+    return len(todo)
+
+
+def ingest_frame(conn: Connection, ctx: ModelContext, kind: str, frame: pd.DataFrame, *,
+                 source: str = "api", as_of: int | None = None) -> IngestResult:
+    """Ingest raw records (a POST body) with exactly the rules of files; rejects are stored."""
+    from monitor.ingest.ledger import store_rejects
+
+    frame = frame.reset_index(drop=True)
+    if "_row" not in frame.columns:
+        frame = frame.assign(_row=np.arange(1, len(frame) + 1))
+    if kind == "predictions":
+        result = load_predictions(conn, ctx, frame, as_of=as_of)
+    elif kind == "labels":
+        result = load_labels(conn, ctx, frame, as_of=as_of)
+    else:
+        raise ValueError(f"unknown kind {kind!r}: use predictions or labels")
+    store_rejects(conn, ctx, kind, source, None, result.rejects)
+    return result

@@ -1,0 +1,65 @@
+"""Reads for `monitor rejects` and the dashboard's Data page: rejected rows, failed files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from monitor.store.models import IngestedFile, IngestRun, MonitoredModel, RejectedRow
+
+REJECT_COLUMNS = ["model", "kind", "source", "row", "field", "reason", "raw", "created_at"]
+FILE_COLUMNS = ["model", "kind", "path", "status", "rows_read", "rows_accepted", "rows_rejected",
+                "rows_waiting", "error", "ingested_at"]
+
+
+def rejects_frame(conn: Connection, models: Sequence[str], *, limit: int = 1000) -> pd.DataFrame:
+    """Rejected rows with their reasons, then failed files (row and field empty), newest first."""
+    m = MonitoredModel.__table__
+    r = RejectedRow.__table__
+    f = IngestedFile.__table__
+    rows = conn.execute(
+        select(m.c.name, r.c.kind, r.c.source, r.c.row_number, r.c.field, r.c.reason, r.c.raw, r.c.created_at)
+        .select_from(r.join(m, m.c.id == r.c.model_id)).where(m.c.name.in_(list(models)))
+        .order_by(r.c.id.desc()).limit(limit)
+    ).all()
+    failed = conn.execute(
+        select(m.c.name, f.c.kind, f.c.path, f.c.error, f.c.ingested_at)
+        .select_from(f.join(m, m.c.id == f.c.model_id))
+        .where(m.c.name.in_(list(models)), f.c.status == "failed").order_by(f.c.id.desc())
+    ).all()
+    frame = pd.DataFrame(rows, columns=REJECT_COLUMNS)
+    if failed:
+        files = pd.DataFrame([{"model": x[0], "kind": x[1], "source": x[2], "row": None, "field": None,
+                               "reason": f"file failed: {x[3]}", "raw": None, "created_at": x[4]} for x in failed])
+        frame = pd.concat([files, frame], ignore_index=True) if len(frame) else files
+    if len(frame):
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        frame["row"] = frame["row"].astype("Int64")
+    return frame[REJECT_COLUMNS]
+
+
+def files_frame(conn: Connection, models: Sequence[str]) -> pd.DataFrame:
+    """The file ledger: every file seen, with status and row counts."""
+    m = MonitoredModel.__table__
+    f = IngestedFile.__table__
+    rows = conn.execute(
+        select(m.c.name, f.c.kind, f.c.path, f.c.status, f.c.rows_read, f.c.rows_accepted, f.c.rows_rejected,
+               f.c.rows_waiting, f.c.error, f.c.ingested_at)
+        .select_from(f.join(m, m.c.id == f.c.model_id)).where(m.c.name.in_(list(models)))
+        .order_by(f.c.ingested_at.desc())
+    ).all()
+    frame = pd.DataFrame(rows, columns=FILE_COLUMNS)
+    if len(frame):
+        frame["ingested_at"] = pd.to_datetime(frame["ingested_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return frame
+
+
+def last_runs(conn: Connection, limit: int = 20) -> pd.DataFrame:
+    """The latest ticks (started, finished, status, error)."""
+    t = IngestRun.__table__
+    rows = conn.execute(select(t.c.id, t.c.started_at, t.c.finished_at, t.c.as_of, t.c.status, t.c.error)
+                        .order_by(t.c.id.desc()).limit(limit)).all()
+    return pd.DataFrame(rows, columns=["id", "started_at", "finished_at", "as_of", "status", "error"])

@@ -1,0 +1,75 @@
+"""Label maturity: how complete a window's labels usually are at its age.
+
+From `label_arrival_counts` (first-label delays per bucket) and `prediction_counts`, over
+buckets old enough to be complete, we get the share of predictions labelled within a delay
+d. A window ending at `end`, seen at `as_of`, has predictions aged between
+`as_of - end` and `as_of - end + window`; its expected coverage is the mean of the curve over
+that range (uniform traffic). A window whose actual coverage is well below this is
+provisional: its labels are still arriving (DESIGN principle 2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from monitor.context import ModelContext
+from monitor.store.models import LabelArrivalCount, PredictionCount
+
+MATURE_AGE = 60 * 86400  # buckets older than this are taken as complete
+
+
+def coverage_curve(conn: Connection, ctx: ModelContext, as_of: int) -> tuple[np.ndarray, np.ndarray]:
+    """(delay bins in hours, share of predictions labelled within that delay)."""
+    arrivals = LabelArrivalCount.__table__
+    predictions = PredictionCount.__table__
+    # Use the oldest buckets available, up to MATURE_AGE before as_of; with little history,
+    # take everything older than the median label delay seen so far (a best effort).
+    horizon = as_of - MATURE_AGE
+    first = conn.execute(select(func.min(predictions.c.bucket_start)).where(predictions.c.model_id == ctx.model_id)).scalar()
+    if first is None:
+        return np.array([0]), np.array([0.0])
+    cutoff = horizon if first < horizon else first + (as_of - first) // 2
+    total = conn.execute(select(func.sum(predictions.c.n)).where(
+        predictions.c.model_id == ctx.model_id, predictions.c.bucket_start < cutoff)).scalar() or 0
+    rows = conn.execute(
+        select(arrivals.c.delay_bin, func.sum(arrivals.c.n))
+        .where(arrivals.c.model_id == ctx.model_id, arrivals.c.bucket_start < cutoff)
+        .group_by(arrivals.c.delay_bin).order_by(arrivals.c.delay_bin)
+    ).all()
+    if not rows or total == 0:
+        return np.array([0]), np.array([0.0])
+    bins = np.array([r[0] for r in rows], dtype=np.float64)
+    shares = np.cumsum([float(r[1]) for r in rows]) / float(total)
+    return bins, np.minimum(shares, 1.0)
+
+
+def expected_coverage(conn: Connection, ctx: ModelContext, ends: np.ndarray, window: int, as_of: int) -> np.ndarray:
+    """Usual label coverage of windows ending at `ends` when seen at `as_of` (0..1)."""
+    ends = np.asarray(ends, dtype=np.float64)
+    if len(ends) == 0:
+        return np.array([])
+    bins, shares = coverage_curve(conn, ctx, as_of)
+    if shares[-1] == 0:
+        return np.zeros(len(ends))
+
+    def curve(age_hours: np.ndarray) -> np.ndarray:
+        # share labelled within `age` hours: step function over the power-of-two bins
+        index = np.searchsorted(bins, age_hours, side="right") - 1
+        return np.where(index >= 0, shares[np.clip(index, 0, len(shares) - 1)], 0.0)
+
+    samples = np.linspace(0.0, 1.0, 9)
+    youngest = (as_of - ends) / 3600.0
+    ages = youngest[:, None] + samples[None, :] * (window / 3600.0)
+    return np.where(youngest[:] < 0, 0.0, curve(np.maximum(ages, 0)).mean(axis=1))
+
+
+def coverage_by_age(conn: Connection, ctx: ModelContext, as_of: int | None = None) -> pd.DataFrame:
+    """The label arrival curve for the Data page: share labelled within `delay_hours`."""
+    import pandas as pd
+
+    from monitor.timeutil import now_epoch
+
+    bins, shares = coverage_curve(conn, ctx, as_of if as_of is not None else now_epoch())
+    return pd.DataFrame({"delay_hours": bins, "coverage": shares})
