@@ -1,11 +1,63 @@
-"""HTTP API on the dashboard's Flask server (CONTRACT §4)."""
+"""HTTP API on the dashboard's Flask server (CONTRACT §4).
+
+`register(server, config)` installs, on any Flask app:
+- the security hooks (`monitor.api.security`: API token for writes, basic auth, body limit),
+- `GET /healthz` (`monitor.api.health`),
+- the JSON API under `/api/v1` (`monitor.api.routes`),
+- `GET /metrics` in Prometheus text format (`monitor.api.prometheus`).
+
+The database engine is the dashboard's when it has put one in `server.extensions["monitor"]`
+(an object with `.engine`); otherwise one is made from `config.database_url` on first use in
+each process, so gunicorn workers never share connections across a fork.
+`create_api_app(config)` is a Flask app with the API only (`monitor.api.wsgi:app`).
+"""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from flask import Flask, Response
+from sqlalchemy import Engine
+
 from monitor.config import MonitorConfig
+
+_LOCK = threading.Lock()
+
+
+def engine_for(server: Flask) -> Engine:
+    """The engine this app's requests use (see the module doc)."""
+    dashboard = server.extensions.get("monitor")
+    if dashboard is not None and getattr(dashboard, "engine", None) is not None:
+        return dashboard.engine  # type: ignore[no-any-return]
+    state = server.extensions["monitor_api"]
+    if state.get("engine") is None:
+        with _LOCK:
+            if state.get("engine") is None:
+                from monitor.store.db import make_engine
+
+                state["engine"] = make_engine(state["config"].database_url)
+    return state["engine"]  # type: ignore[no-any-return]
 
 
 def register(server: Any, config: MonitorConfig) -> None:
     """Install the API routes, /healthz, /metrics and the security hooks on a Flask app."""
+    from monitor.api import health, prometheus, routes, security
+
+    server.extensions["monitor_api"] = {"config": config, "engine": None}
+    security.install(server)
+    server.register_blueprint(health.blueprint)
+    server.register_blueprint(routes.blueprint)
+
+    def metrics() -> Response:
+        body = prometheus.render(config, lambda: engine_for(server))
+        return Response(body, mimetype=None, content_type=prometheus.CONTENT_TYPE)
+
+    server.add_url_rule("/metrics", "monitor_prometheus", metrics, methods=["GET"])
+
+
+def create_api_app(config: MonitorConfig) -> Flask:
+    """A Flask app serving the API alone (no dashboard)."""
+    app = Flask("monitor.api")
+    register(app, config)
+    return app

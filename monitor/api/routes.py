@@ -1,0 +1,296 @@
+"""The JSON API under /api/v1 (CONTRACT §4): reads through the domain services, writes through
+`monitor.ingest.pipeline.ingest_frame` (the same rules as files).
+
+Reads: `GET /models`, `GET /models/<m>/metrics|drift|fairness` (query parameters as the CLI
+options: window, step, from, to, class, segment; drift also feature, fairness also attribute
+and metric), `GET /alerts?model=&state=`. Every answer is a JSON list of records.
+Writes: `POST /models/<m>/predictions|labels` with a JSON array of objects, or JSON lines
+(`application/x-ndjson`, or any body that is not a JSON array). The answer is
+`{"accepted", "rejected", "skipped", "waiting", "rejects": [{"row", "field", "reason"}]}`;
+rows are numbered from 1 in body order. Errors are `{"error": message}` with 400 (bad body or
+parameter), 404 (unknown model), 503 (database unavailable).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from monitor.api.security import json_error
+from monitor.config import ConfigError, ModelConfig, MonitorConfig
+from monitor.context import ModelContext, load_context
+from monitor.output import to_records
+from monitor.store.models import MonitoredModel
+from monitor.store.windows import WindowSpec
+from monitor.timeutil import parse_duration, parse_time
+
+log = logging.getLogger("monitor.api")
+blueprint = Blueprint("monitor_api", __name__, url_prefix="/api/v1")
+MAX_REJECTS_SHOWN = 1000  # the answer stays small; every reject is stored for `monitor rejects`
+WRITE_ATTEMPTS = 3
+ALERT_STATES = ("pending", "firing", "resolved", "all")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@blueprint.errorhandler(ApiError)
+def _api_error(error: ApiError) -> Response:
+    return json_error(error.status, error.message)
+
+
+@blueprint.errorhandler(Exception)
+def _unexpected(error: Exception) -> Response:
+    """JSON for every failure; no traceback or SQL goes to the client (it is logged)."""
+    if isinstance(error, HTTPException):
+        return json_error(error.code or 500, error.description or error.name)
+    if isinstance(error, OperationalError):
+        log.warning("database error: %s", str(error).splitlines()[0])
+        return json_error(503, "database unavailable")
+    log.exception("API request failed")
+    return json_error(500, f"internal error ({type(error).__name__})")
+
+
+def state() -> tuple[MonitorConfig, Engine]:
+    """The config and this process's engine (see `monitor.api.engine_for`)."""
+    from monitor.api import engine_for
+
+    config: MonitorConfig = current_app.extensions["monitor_api"]["config"]
+    return config, engine_for(current_app)
+
+
+def _model_config(config: MonitorConfig, name: str) -> ModelConfig:
+    try:
+        return config.model(name)
+    except ConfigError:
+        raise ApiError(404, f"unknown model {name!r}") from None
+
+
+def read_context(engine: Engine, conn: Connection, model: ModelConfig) -> ModelContext:
+    """The model's context without writing in a read: `load_context` inserts the model row
+    on first sight, so that (rare) case runs in its own short write transaction; `conn`'s
+    transaction is ended before and begins again after."""
+    found = conn.execute(select(MonitoredModel.id).where(MonitoredModel.name == model.name)).first()
+    if found is None:
+        # End the read first: on SQLite a second transaction would wait for this one's lock.
+        conn.rollback()
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with engine.begin() as write:
+                    load_context(write, model)
+                break
+            except IntegrityError:  # another worker inserted it at the same moment
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+    return load_context(conn, model)  # the row exists now: a pure read
+
+
+def _duration(name: str, default: str) -> int:
+    raw = request.args.get(name, default)
+    try:
+        return parse_duration(raw)
+    except ValueError as error:
+        raise ApiError(400, f"{name}: {error}") from None
+
+
+def _time(name: str) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse_time(raw)
+    except ValueError as error:
+        raise ApiError(400, f"{name}: {error}") from None
+
+
+def _list(name: str) -> list[str] | None:
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    return [part.strip() for part in raw.split(",") if part.strip()] or None
+
+
+def _spec() -> WindowSpec:
+    return WindowSpec(_duration("window", "7d"), _duration("step", "1d"), _time("from"), _time("to"))
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    """JSON keeping the record's column order (Flask's jsonify sorts keys); strict JSON
+    (no NaN: `to_records` turns missing values into null)."""
+    body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(body, status=status, mimetype="application/json")
+
+
+def _records(frame: pd.DataFrame) -> Response:
+    return json_response(to_records(frame))
+
+
+def _read(model: str, compute: Callable[[Connection, ModelContext], pd.DataFrame]) -> Response:
+    config, engine = state()
+    model_config = _model_config(config, model)
+    with engine.connect() as conn:
+        ctx = read_context(engine, conn, model_config)
+        try:
+            frame = compute(conn, ctx)
+        except ValueError as error:  # unknown class/segment/feature, bad window: the user's input
+            raise ApiError(400, str(error)) from None
+        finally:
+            conn.rollback()
+    return _records(frame)
+
+
+@blueprint.get("/models")
+def list_models() -> Response:
+    config, engine = state()
+    out = []
+    with engine.connect() as conn:
+        for model in config.models:
+            ctx = read_context(engine, conn, model)
+            out.append({"name": model.name, "classes": ctx.classes,
+                        "minority_classes": ctx.minority_classes, "segments": ctx.segments,
+                        "features": ctx.features, "bucket": model.bucket})
+        conn.rollback()
+    return json_response(out)
+
+
+@blueprint.get("/models/<model>/metrics")
+def metrics(model: str) -> Response:
+    from monitor.metrics.service import metrics_frame
+
+    spec, classes, segment = _spec(), _list("class"), request.args.get("segment") or None
+    return _read(model, lambda conn, ctx: metrics_frame(conn, ctx, spec, classes=classes, segment=segment))
+
+
+@blueprint.get("/models/<model>/drift")
+def drift(model: str) -> Response:
+    from monitor.drift.service import drift_frame
+
+    spec, segment, features = _spec(), request.args.get("segment") or None, _list("feature")
+    return _read(model, lambda conn, ctx: drift_frame(conn, ctx, spec, segment=segment, features=features))
+
+
+@blueprint.get("/models/<model>/fairness")
+def fairness(model: str) -> Response:
+    from monitor.fairness.service import fairness_frame
+
+    spec, classes, metric = _spec(), _list("class"), _list("metric")
+    attribute = _list("attribute") or _list("segment")
+    return _read(model, lambda conn, ctx: fairness_frame(conn, ctx, spec, classes=classes,
+                                                         attribute=attribute, metric=metric))
+
+
+@blueprint.get("/alerts")
+def alerts() -> Response:
+    from monitor.alerts.service import alerts_frame
+
+    config, engine = state()
+    model = request.args.get("model") or None
+    if model is not None:
+        _model_config(config, model)
+    alert_state = request.args.get("state", "all")
+    if alert_state not in ALERT_STATES:
+        raise ApiError(400, f"state must be one of {', '.join(ALERT_STATES)}")
+    with engine.connect() as conn:
+        frame = alerts_frame(conn, model=model, state=alert_state)
+        conn.rollback()
+    return _records(frame)
+
+
+def parse_body(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    """A JSON array of objects, or JSON lines (one object per non-empty line).
+    Raises ApiError(400) naming the problem; never echoes the body back."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApiError(400, "body is not UTF-8") from None
+    stripped = text.strip()
+    if not stripped:
+        raise ApiError(400, "empty body: send a JSON array of records or JSON lines")
+    ndjson = "ndjson" in content_type or "jsonl" in content_type or not stripped.startswith("[")
+    if not ndjson:
+        try:
+            records = json.loads(stripped)
+        except json.JSONDecodeError as error:
+            raise ApiError(400, f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+        if not isinstance(records, list):
+            raise ApiError(400, "body must be a JSON array of records")
+    else:
+        records = []
+        for number, line in enumerate(stripped.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ApiError(400, f"line {number} is not valid JSON: {error.msg}") from None
+    for index, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise ApiError(400, f"record {index} is not a JSON object")
+    return records
+
+
+def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Records -> the raw frame ingest expects. Nested values become JSON text, so that the
+    validation rejects them with a reason like any other bad value instead of failing."""
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    for column in frame.columns:
+        if frame[column].dtype == object and frame[column].map(lambda v: isinstance(v, (dict, list))).any():
+            frame[column] = frame[column].map(lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
+    return frame
+
+
+def _retryable(error: DBAPIError) -> bool:
+    """Concurrent writers on PostgreSQL: a deadlock, a serialization failure or two inserts of
+    the same new key roll the transaction back whole, so running it again is safe."""
+    code = getattr(error.orig, "sqlstate", None) or ""
+    return isinstance(error, IntegrityError) or code in ("40001", "40P01")
+
+
+def _write(model: str, kind: str) -> Response:
+    from monitor.ingest.pipeline import ingest_frame
+
+    config, engine = state()
+    model_config = _model_config(config, model)
+    records = parse_body(request.get_data(cache=False), request.content_type or "")
+    frame = records_frame(records)
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            with engine.begin() as conn:
+                ctx = load_context(conn, model_config)
+                result = ingest_frame(conn, ctx, kind, frame, source="api")
+            break
+        except DBAPIError as error:
+            if attempt == WRITE_ATTEMPTS or not _retryable(error):
+                raise
+            log.info("retrying a %s POST after %s", kind, type(error.orig).__name__)
+            time.sleep(0.05 * attempt)
+    reasons = result.reasons
+    return json_response({
+        "accepted": int(result.accepted), "rejected": int(result.rejected),
+        "skipped": int(result.skipped), "waiting": int(result.waiting),
+        "rejects": reasons[:MAX_REJECTS_SHOWN], "rejects_truncated": len(reasons) > MAX_REJECTS_SHOWN,
+    })
+
+
+@blueprint.post("/models/<model>/predictions")
+def post_predictions(model: str) -> Response:
+    return _write(model, "predictions")
+
+
+@blueprint.post("/models/<model>/labels")
+def post_labels(model: str) -> Response:
+    return _write(model, "labels")
