@@ -139,6 +139,11 @@ class Scenario:
                 raise ValueError(f"Fault.cls {fault.cls!r} is not one of {self.classes}")
             if fault.segment is not None and fault.segment not in self.segments:
                 raise ValueError(f"Fault.segment {fault.segment!r} is not one of {self.segments}")
+            if fault.segment is not None and fault.value not in self.segment_values(fault.segment):
+                raise ValueError(
+                    f"Fault.value {fault.value!r} is not a value of {fault.segment}: "
+                    f"{self.segment_values(fault.segment)}"
+                )
             if fault.drift_feature is not None and fault.drift_feature not in self.features:
                 raise ValueError(f"Fault.drift_feature {fault.drift_feature!r} is not a feature")
 

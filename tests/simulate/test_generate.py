@@ -257,5 +257,9 @@ def test_bad_scenarios_are_refused_with_a_reason():
         Scenario(faults=[Fault(start_day=1, cls="nope")])
     with pytest.raises(ValueError, match="drift_feature"):
         Scenario(faults=[Fault(start_day=1, drift_feature="num_99")])
+    with pytest.raises(ValueError, match="Fault.value 'nowhere'"):
+        Scenario(faults=[Fault(start_day=1, value="nowhere")])
+    with pytest.raises(ValueError, match="Fault.segment"):
+        Scenario(segments=("sex",), faults=[Fault(start_day=1)])
     with pytest.raises(ValueError, match="kind"):
         Fault(start_day=1, kind="other")  # type: ignore[arg-type]
