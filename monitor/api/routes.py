@@ -24,7 +24,7 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from monitor.api.security import json_error
 from monitor.config import ConfigError, ModelConfig, MonitorConfig
@@ -56,6 +56,8 @@ def _api_error(error: ApiError) -> Response:
 @blueprint.errorhandler(Exception)
 def _unexpected(error: Exception) -> Response:
     """JSON for every failure; no traceback or SQL goes to the client (it is logged)."""
+    if isinstance(error, RequestEntityTooLarge):
+        return json_error(413, f"request body larger than {current_app.config.get('MAX_CONTENT_LENGTH')} bytes")
     if isinstance(error, HTTPException):
         return json_error(error.code or 500, error.description or error.name)
     if isinstance(error, OperationalError):
@@ -253,6 +255,17 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def _read_body() -> bytes:
+    """The request body, refusing (413) a chunked one longer than MAX_CONTENT_LENGTH: for a body
+    without Content-Length, werkzeug stops reading at the limit without saying so."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    body = request.get_data(cache=False)
+    if limit is not None and request.content_length is None and len(body) >= limit:
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return body
+
+
 def _retryable(error: DBAPIError) -> bool:
     """Concurrent writers on PostgreSQL: a deadlock, a serialization failure or two inserts of
     the same new key roll the transaction back whole, so running it again is safe."""
@@ -265,7 +278,7 @@ def _write(model: str, kind: str) -> Response:
 
     config, engine = state()
     model_config = _model_config(config, model)
-    records = parse_body(request.get_data(cache=False), request.content_type or "")
+    records = parse_body(_read_body(), request.content_type or "")
     frame = records_frame(records)
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:

@@ -156,6 +156,14 @@ def install(server: Flask) -> None:
     def _too_large(_error: HTTPException) -> Response:
         return json_error(413, f"request body larger than {server.config['MAX_CONTENT_LENGTH']} bytes")
 
+    @server.errorhandler(404)
+    @server.errorhandler(405)
+    def _api_not_found(error: HTTPException) -> Response | HTTPException:
+        # JSON for API clients; other paths keep the app's own pages (the dashboard's).
+        if request.path.startswith("/api/"):
+            return json_error(error.code or 404, error.name)
+        return error
+
     @server.after_request
     def _headers(response: Response) -> Response:
         # Data-derived strings (class names, segment values, file names) are returned in JSON
