@@ -1,0 +1,13 @@
+"""Slack incoming webhook: a `text` (mrkdwn) with the message and links, in one section block."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.alerts.channels.posting import post_json
+from monitor.alerts.messages import slack_payload
+from monitor.config import Channel, MonitorConfig
+
+
+def send(channel: Channel, event: dict[str, Any], config: MonitorConfig) -> None:
+    post_json(channel, slack_payload(event, config.dashboard_url))
