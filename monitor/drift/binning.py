@@ -60,7 +60,7 @@ class FeatureBins:
             codes = np.where(finite, 1 + np.searchsorted(self.edges, numbers, side="right"), 0)  # type: ignore[arg-type]
             return codes.astype(np.int64), np.where(finite, numbers, 0.0)
         text, missing = text_values(values)
-        found = pd.Categorical(text, categories=self.categories).codes.astype(np.int64)
+        found = pd.Index(self.categories, dtype=object).get_indexer(text).astype(np.int64)
         codes = np.where(missing, 0, np.where(found < 0, len(self.categories) + 1, found + 1))  # type: ignore[arg-type]
         return codes, np.zeros(len(codes))
 

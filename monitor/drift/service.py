@@ -148,7 +148,9 @@ def _matrix(frame: pd.DataFrame, row_keys: list[str], n_bins: int) -> tuple[pd.D
     bins = frame["bin"].to_numpy(dtype=np.int64)
     np.add.at(counts, (codes, bins), frame["n"].to_numpy(dtype=np.float64))
     np.add.at(totals, (codes, bins), frame["total"].to_numpy(dtype=np.float64))
-    return uniques.to_frame(index=False), counts, totals
+    keys = uniques.to_frame(index=False)
+    keys.columns = row_keys  # factorize drops the level names on pandas 3
+    return keys, counts, totals
 
 
 def compare(bins: FeatureBins, reference: np.ndarray, current: np.ndarray,
