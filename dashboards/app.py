@@ -1,0 +1,62 @@
+"""The Dash app factory and `monitor serve`.
+
+`create_app(config, engine=None)` builds a multi-page Dash app (pages in `dashboards/pages`,
+registered with `dash.register_page`), with the Bootstrap theme served from `assets/` (no
+CDN), a navbar and the global filter bar (`dashboards.layout`). The config and the database
+engine live in `server.extensions["monitor"]` (a `MonitorHandle`), so callbacks keep no
+module-level state and each gunicorn worker has its own engine. The HTTP API, /healthz,
+/metrics and basic auth are installed by `monitor.api.register(server, config)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dash_bootstrap_components as dbc  # noqa: F401 - registers the component library
+from dash import Dash
+from sqlalchemy import Engine
+
+from dashboards import layout
+from dashboards.data.common import MonitorHandle, make_read_engine
+from monitor.config import MonitorConfig
+
+PAGES = Path(__file__).resolve().parent / "pages"
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def create_app(config: MonitorConfig, *, engine: Engine | None = None) -> Dash:
+    """A ready-to-serve Dash app for `config` (its Flask server is `app.server`)."""
+    app = Dash(
+        "dashboards",  # the package: page modules are imported as dashboards.pages.<name>
+        use_pages=True,
+        pages_folder=str(PAGES),
+        assets_folder=str(ASSETS),
+        suppress_callback_exceptions=True,
+        title="classifier-monitor",
+        update_title=None,
+        serve_locally=True,
+    )
+    server = app.server
+    server.extensions["monitor"] = MonitorHandle(config, engine or make_read_engine(config.database_url))
+    app.layout = layout.shell
+    layout.register_callbacks(app)
+    _register_api(server, config)
+    return app
+
+
+def _register_api(server: object, config: MonitorConfig) -> None:
+    from monitor import api
+
+    register = getattr(api, "register", None)
+    if register is not None:
+        register(server, config)
+
+
+def serve(config: MonitorConfig, *, host: str = "127.0.0.1", port: int = 8050, debug: bool = False) -> None:
+    """Run the dashboard and the HTTP API on the Flask development server (`monitor serve`).
+
+    For production use gunicorn: `gunicorn -w 2 -b 127.0.0.1:8050 dashboards.wsgi:server`.
+    """
+    app = create_app(config)
+    print(f"dashboard on http://{host}:{port}/", flush=True)
+    app.run(host=host, port=port, debug=debug, use_reloader=False)

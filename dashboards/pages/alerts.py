@@ -1,0 +1,154 @@
+"""Alerts: history with state and evidence, acknowledge and silence actions, the delivery log.
+
+Actions persist in the database (`monitor.alerts.service`), so an acknowledgement survives a
+reload and is seen by the scheduler (no more reminders) and by every other user.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import pandas as pd
+from dash import Input, Output, State, dcc, html, no_update
+
+from dashboards import components as ui
+from dashboards.data import alerts as data
+from dashboards.data.core import Result
+
+dash.register_page(__name__, path="/alerts", name="Alerts", order=3, title="Alerts - classifier-monitor")
+
+ALERT_COLUMNS = ["id", "state", "severity", "class", "slice", "started_at", "fired_at", "resolved_at",
+                 "value", "evidence", "acknowledged_by", "silenced_until", "message"]
+DELIVERY_COLUMNS = ["created_at", "alert_id", "kind", "severity", "channel", "attempt", "status", "error"]
+SILENCE_COLUMNS = ["id", "rule", "class", "segment", "segment_value", "starts_at", "ends_at",
+                   "created_by", "comment"]
+
+
+def layout(**_query: Any) -> html.Div:
+    return html.Div([
+        ui.page_header("Alerts", "Minority-recall drops that are both significant and large, with "
+                       "their evidence; acknowledge or silence them here."),
+        dcc.Store(id="alerts-action-done"),
+        dbc.RadioItems(id="alerts-state", value="all", inline=True, className="mb-2",
+                       options=[{"label": s, "value": s} for s in data.STATES]),
+        ui.card(html.Div(id="alerts-table"), title="Alert history (newest first)"),
+        ui.card([
+            dbc.Row([
+                dbc.Col([dbc.Label("Alert", className="small text-muted"),
+                         dcc.Dropdown(id="alerts-choice", placeholder="choose an alert")], md=4),
+                dbc.Col([dbc.Label("Your name", className="small text-muted"),
+                         dbc.Input(id="alerts-by", type="text", maxLength=200, placeholder="e.g. alice")], md=2),
+                dbc.Col([dbc.Label("Comment", className="small text-muted"),
+                         dbc.Input(id="alerts-comment", type="text", maxLength=500)], md=3),
+                dbc.Col([dbc.Label("Silence for", className="small text-muted"),
+                         dcc.Dropdown(id="alerts-duration", value="1d", clearable=False,
+                                      options=[{"label": d, "value": d} for d in data.SILENCE_DURATIONS])],
+                        md=1),
+                dbc.Col([dbc.Button("Acknowledge", id="alerts-ack", color="primary", className="me-2"),
+                         dbc.Button("Silence", id="alerts-silence", color="secondary")],
+                        md=2, className="d-flex align-items-end"),
+            ], className="g-2"),
+            html.Div(id="alerts-feedback", className="mt-2"),
+            html.Div(id="alerts-events", className="mt-2"),
+        ], title="Act on an alert"),
+        ui.card(html.Div(id="alerts-silences"), title="Active silences"),
+        ui.card(html.Div(id="alerts-deliveries"), title="Delivery log (newest 200)"),
+    ])
+
+
+@dash.callback(
+    Output("alerts-table", "children"), Output("alerts-choice", "options"),
+    Output("alerts-silences", "children"), Output("alerts-deliveries", "children"),
+    Input("data-version", "data"), Input("filter-model", "value"), Input("alerts-state", "value"),
+    Input("alerts-action-done", "data"),
+)
+def update_alerts(_version: Any, model: str | None, state: str | None, _done: Any) -> tuple[Any, ...]:
+    history = data.alerts(model, state or "all")
+    silences = data.silences(model)
+    deliveries = data.deliveries(model)
+    choices = [{"label": _choice_label(row), "value": int(row["id"])}
+               for _, row in history.frame.iterrows()] if not history.empty else []
+    return (alerts_table(history), choices,
+            _table_or_empty(silences, SILENCE_COLUMNS, "alerts-silences-table"),
+            _table_or_empty(deliveries, DELIVERY_COLUMNS, "alerts-deliveries-table"))
+
+
+@dash.callback(
+    Output("alerts-feedback", "children"), Output("alerts-action-done", "data"),
+    Input("alerts-ack", "n_clicks"), Input("alerts-silence", "n_clicks"),
+    State("alerts-choice", "value"), State("alerts-by", "value"), State("alerts-comment", "value"),
+    State("alerts-duration", "value"),
+    prevent_initial_call=True,
+)
+def act(_ack: Any, _silence: Any, alert_id: int | None, by: str | None, comment: str | None,
+        duration: str | None) -> tuple[Any, Any]:
+    """Acknowledge or silence the chosen alert; the history refreshes after a success."""
+    if dash.ctx.triggered_id == "alerts-silence":
+        outcome = data.silence_alert(alert_id, by, duration, comment)
+    else:
+        outcome = data.acknowledge_alert(alert_id, by, comment)
+    feedback = dbc.Alert(outcome.message, color="success" if outcome.ok else "warning",
+                         className="mb-0", id="alerts-outcome")
+    return feedback, (time.time() if outcome.ok else no_update)
+
+
+@dash.callback(Output("alerts-events", "children"), Input("alerts-choice", "value"),
+               Input("alerts-action-done", "data"))
+def show_events(alert_id: int | None, _done: Any) -> Any:
+    """The chosen alert's notification events (its evidence trail)."""
+    if alert_id is None:
+        return None
+    result = data.events(alert_id)
+    if result.empty:
+        return ui.empty_state(result.message or "No events", result.hint)
+    return ui.table(result.frame, [c for c in ("kind", "severity", "data_time", "created_at", "attempts",
+                                              "processed_at", "outcome") if c in result.frame.columns],
+                    table_id="alerts-events-table")
+
+
+def alerts_table(history: Result) -> Any:
+    """The history table: state badge, slice, times, value vs reference and the evidence."""
+    if history.empty:
+        return ui.empty_state(history.message or "No alerts", history.hint)
+    frame = history.frame.copy()
+    frame["slice"] = [f"{s}={v}" if s != "*" else "overall" for s, v in
+                      zip(frame["segment"], frame["segment_value"], strict=True)]
+    render = {
+        "state": lambda r: ui.state_badge(r["state"]),
+        "value": lambda r: f"{ui.fmt_rate(r['value'])} vs {ui.fmt_rate(r['reference_value'])}",
+        "evidence": lambda r: f"95% {ui.fmt_interval(r['low'], r['high'])}, n={_int(r['support'])}"
+                              + (f", p={r['p_value']:.2g}" if _number(r.get("p_value")) else ""),
+        "started_at": lambda r: r["started_at"] or "",
+        "fired_at": lambda r: r["fired_at"] or "",
+        "resolved_at": lambda r: r["resolved_at"] or "",
+        "acknowledged_by": lambda r: r.get("acknowledged_by") or "",
+        "silenced_until": lambda r: r.get("silenced_until") or "",
+        "severity": lambda r: r.get("severity") or "",
+    }
+    columns = [c for c in ALERT_COLUMNS if c in frame.columns or c in render or c == "slice"]
+    return ui.table(frame, columns, render=render, table_id="alerts-history-table",
+                    headers={"started_at": "started", "fired_at": "fired", "resolved_at": "resolved",
+                             "value": "value vs reference", "acknowledged_by": "acknowledged by",
+                             "silenced_until": "silenced until"})
+
+
+def _choice_label(row: pd.Series) -> str:
+    where = "overall" if row["segment"] == "*" else f"{row['segment']}={row['segment_value']}"
+    return f"#{int(row['id'])} {row['state']} · {row['class']} · {where}"
+
+
+def _table_or_empty(result: Result, columns: list[str], table_id: str) -> Any:
+    if result.empty:
+        return ui.empty_state(result.message or "Nothing yet", result.hint)
+    return ui.table(result.frame, [c for c in columns if c in result.frame.columns], table_id=table_id)
+
+
+def _number(value: Any) -> bool:
+    return value is not None and not pd.isna(value)
+
+
+def _int(value: Any) -> str:
+    return str(int(value)) if _number(value) else "n/a"

@@ -1,0 +1,98 @@
+"""Classes: per-class precision, recall and F1 over time, a confusion matrix per window.
+
+Rates carry 95% bands, supports are bars under them, windows whose labels are not yet mature
+are drawn provisional, the label-free estimate is dashed next to the realized recall.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Input, Output, State, dcc, html
+
+from dashboards import components as ui
+from dashboards.data import core
+from dashboards.figures import core as figures
+from dashboards.figures.style import empty_figure
+from dashboards.filters import from_inputs
+
+dash.register_page(__name__, path="/classes", name="Classes", order=1, title="Classes - classifier-monitor")
+
+FILTERS = [Input("filter-model", "value"), Input("filter-window", "value"),
+           Input("filter-range", "start_date"), Input("filter-range", "end_date"),
+           Input("filter-class", "value")]
+
+
+def layout(**_query: Any) -> html.Div:
+    return html.Div([
+        ui.page_header("Classes", "Per-class rates over rolling windows, keyed by prediction time; "
+                       "recent windows stay provisional until their labels arrive."),
+        html.Div(id="classes-message"),
+        dbc.Row([
+            dbc.Col(dbc.RadioItems(id="classes-metric", value="recall", inline=True,
+                                   options=[{"label": figures.METRIC_NAMES[m], "value": m}
+                                            for m in ("recall", "precision", "f1")]), md="auto"),
+        ], className="mb-2"),
+        ui.card(ui.graph("classes-over-time")),
+        ui.card(ui.graph("classes-detail")),
+        ui.card([
+            dbc.Row([dbc.Col(dbc.Label("Window ending", className="small text-muted"), md="auto"),
+                     dbc.Col(dcc.Dropdown(id="classes-confusion-end", clearable=False), md=4)],
+                    className="g-2 mb-2 align-items-center"),
+            ui.graph("classes-confusion"),
+        ]),
+    ])
+
+
+@dash.callback(
+    Output("classes-over-time", "figure"), Output("classes-detail", "figure"),
+    Output("classes-confusion-end", "options"), Output("classes-confusion-end", "value"),
+    Output("classes-message", "children"),
+    Input("data-version", "data"), *FILTERS, Input("classes-metric", "value"),
+    State("classes-confusion-end", "value"),
+)
+def update_classes(_version: Any, model: str | None, window: str | None, start: str | None,
+                   end: str | None, cls: str | None, metric: str | None,
+                   chosen_end: str | None) -> tuple[Any, ...]:
+    """Rates over time for every class and for the chosen class; the window-end choices."""
+    filters = from_inputs(model, window, start, end, cls, None)
+    result = core.class_metrics(filters)
+    message = ui.empty_state(result.message, result.hint) if result.message else None
+    if result.empty:
+        blank = empty_figure(result.message or "No data", title="Per-class rates", hint=result.hint)
+        return blank, blank, [], None, message
+    minority = core.facets(filters.model).minority
+    frame = result.frame
+    over_time = figures.classes_over_time(frame, metric=metric or "recall", window=filters.window,
+                                          minority=minority)
+    detail = figures.class_detail(frame, filters.cls, window=filters.window)
+    ends = sorted(frame["end"].unique(), reverse=True)
+    options = [{"label": f"{e:%Y-%m-%d %H:%M} UTC", "value": e.isoformat()} for e in map(_ts, ends)]
+    values = {o["value"] for o in options}
+    mature = figures.latest_window(frame)
+    default = _ts(mature["end"].iloc[0]).isoformat() if not mature.empty else options[0]["value"]
+    return over_time, detail, options, chosen_end if chosen_end in values else default, message
+
+
+@dash.callback(
+    Output("classes-confusion", "figure"),
+    Input("classes-confusion-end", "value"), Input("filter-model", "value"),
+    Input("filter-window", "value"), Input("data-version", "data"),
+)
+def update_confusion(end: str | None, model: str | None, window: str | None, _version: Any) -> go.Figure:
+    """Confusion matrix of the chosen window (the newest mature one by default)."""
+    filters = from_inputs(model, window, None, None, None, None)
+    if not end:
+        return empty_figure("Choose a window", title="Confusion matrix",
+                            hint="No window ends in this date range yet.")
+    result = core.confusion(filters, end)
+    return figures.confusion_figure(result.frame, result.meta.get("classes", []),
+                                    end=result.meta.get("end"), window=filters.window)
+
+
+def _ts(value: Any) -> pd.Timestamp:
+    return pd.Timestamp(value)

@@ -1,0 +1,51 @@
+"""Data: what was ingested, what was rejected and why, how fast labels arrive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+from dash import Input, Output, html
+
+from dashboards import components as ui
+from dashboards.data import core
+from dashboards.figures import core as figures
+from dashboards.filters import from_inputs
+
+dash.register_page(__name__, path="/data", name="Data", order=6, title="Data - classifier-monitor")
+
+FILE_COLUMNS = ["kind", "path", "status", "rows_read", "rows_accepted", "rows_rejected", "rows_waiting",
+                "error", "ingested_at"]
+REJECT_COLUMNS = ["kind", "source", "row", "field", "reason", "raw", "created_at"]
+
+
+def layout(**_query: Any) -> html.Div:
+    return html.Div([
+        ui.page_header("Data", "Ingested files, rejected rows with their reasons, and how long the "
+                       "ground truth takes to arrive."),
+        ui.card(ui.graph("data-label-arrival")),
+        ui.card(html.Div(id="data-files"), title="Ingested files (newest first)"),
+        ui.card(html.Div(id="data-rejects"), title="Rejected rows and failed files (newest 200)"),
+    ])
+
+
+@dash.callback(
+    Output("data-label-arrival", "figure"), Output("data-files", "children"),
+    Output("data-rejects", "children"),
+    Input("data-version", "data"), Input("filter-model", "value"),
+)
+def update_data(_version: Any, model: str | None) -> tuple[Any, ...]:
+    filters = from_inputs(model, None, None, None, None, None)
+    arrival = core.label_arrival(filters)
+    files = core.files(filters)
+    rejects = core.rejects(filters, limit=200)
+    return (figures.label_arrival(arrival.frame),
+            _table_or_empty(files, FILE_COLUMNS, "data-files-table"),
+            _table_or_empty(rejects, REJECT_COLUMNS, "data-rejects-table"))
+
+
+def _table_or_empty(result: core.Result, columns: list[str], table_id: str) -> Any:
+    if result.empty:
+        return ui.empty_state(result.message or "Nothing yet", result.hint)
+    present = [c for c in columns if c in result.frame.columns]
+    return ui.table(result.frame, present, table_id=table_id)

@@ -1,0 +1,73 @@
+"""Subgroups: recall per segment value x class, over time, and the worst slices ranked.
+
+The segment attribute is the filter bar's `filter-segment` (the first configured attribute
+when it is "*" overall); the class for the time series is `filter-class`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+from dash import Input, Output, html
+
+from dashboards import components as ui
+from dashboards.data import core
+from dashboards.figures import core as figures
+from dashboards.figures.style import empty_figure
+from dashboards.filters import from_inputs
+
+dash.register_page(__name__, path="/subgroups", name="Subgroups", order=2,
+                   title="Subgroups - classifier-monitor")
+
+WORST_HEADERS = {"segment_value": "value", "recall_low": "95% low", "recall_high": "95% high",
+                 "reference_recall": "reference", "drop": "drop vs reference"}
+
+
+def layout(**_query: Any) -> html.Div:
+    return html.Div([
+        ui.page_header("Subgroups", "Where does the model miss the rare cases? Recall per segment value "
+                       "and class, with supports; slices under the minimum support are not judged."),
+        html.Div(id="subgroups-message"),
+        ui.card(ui.graph("subgroups-heatmap")),
+        ui.card(ui.graph("subgroups-lines")),
+        ui.card(html.Div(id="subgroups-worst"), title="Worst slices (newest mature window, ranked by the "
+                "upper end of the 95% recall interval)"),
+    ])
+
+
+@dash.callback(
+    Output("subgroups-heatmap", "figure"), Output("subgroups-lines", "figure"),
+    Output("subgroups-worst", "children"), Output("subgroups-message", "children"),
+    Input("data-version", "data"), Input("filter-model", "value"), Input("filter-window", "value"),
+    Input("filter-range", "start_date"), Input("filter-range", "end_date"),
+    Input("filter-class", "value"), Input("filter-segment", "value"),
+)
+def update_subgroups(_version: Any, model: str | None, window: str | None, start: str | None,
+                     end: str | None, cls: str | None, segment: str | None) -> tuple[Any, ...]:
+    filters = from_inputs(model, window, start, end, cls, segment)
+    result = core.subgroup_metrics(filters)
+    message = ui.empty_state(result.message, result.hint) if result.message else None
+    if result.empty:
+        blank = empty_figure(result.message or "No data", title="Recall by subgroup", hint=result.hint)
+        return blank, blank, ui.empty_state(result.message or "No data", result.hint), message
+    attribute = result.meta["segment"]
+    if filters.segment != attribute:
+        note = ui.empty_state(f"Showing segment '{attribute}'",
+                              "Choose a segment attribute in the filter bar to see another one.")
+        message = [note, message] if message else note
+    latest = figures.latest_window(result.frame)
+    min_support = result.meta["min_support"]
+    heatmap = figures.segment_heatmap(latest, segment=attribute, min_support=min_support,
+                                      window=filters.window, sort_class=filters.cls)
+    lines = figures.segment_lines(result.frame, cls=filters.cls, segment=attribute, window=filters.window,
+                                  reference=result.meta["overall_reference"].get(filters.cls))
+    worst = figures.worst_slices(latest, min_support=min_support)
+    table = ui.table(worst, headers=WORST_HEADERS, table_id="subgroups-worst-table",
+                     render={"recall": lambda r: ui.fmt_rate(r["recall"]),
+                             "recall_low": lambda r: ui.fmt_rate(r["recall_low"]),
+                             "recall_high": lambda r: ui.fmt_rate(r["recall_high"]),
+                             "reference_recall": lambda r: ui.fmt_rate(r["reference_recall"]),
+                             "drop": lambda r: ui.fmt_rate(r["drop"]),
+                             "support": lambda r: str(int(r["support"]))})
+    return heatmap, lines, table, message
