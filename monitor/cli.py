@@ -172,6 +172,7 @@ def _register_domain_commands() -> None:
     main.add_command(fairness_command)
     for command in alert_commands:
         main.add_command(command)
+    from monitor.retention import retention_command; main.add_command(retention_command)  # noqa: E702, I001
 
 
 _register_domain_commands()
