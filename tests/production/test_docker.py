@@ -1,0 +1,105 @@
+"""docker/: no engine runs here, so check what can be checked without one."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+
+
+def _compose() -> dict:
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text(encoding="utf-8"))
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (DOCKER / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+
+
+def test_compose_names_the_services_and_their_order() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"postgres", "migrate", "scheduler", "dashboard"}
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for role in ("scheduler", "dashboard"):
+        assert services[role]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["migrate"]["restart"] == "no"
+    assert services["scheduler"]["command"] == ["scheduler"]
+    assert services["dashboard"]["command"] == ["dashboard"]
+    assert "test" in services["postgres"]["healthcheck"]
+
+
+def test_compose_keeps_secrets_in_files_and_the_port_on_loopback() -> None:
+    compose = _compose()
+    dashboard = compose["services"]["dashboard"]
+    assert dashboard["ports"] == ["127.0.0.1:8050:8050"]
+    environment = dashboard["environment"]
+    assert environment["MONITOR_DATABASE_URL_FILE"].startswith("/run/secrets/")
+    assert environment["MONITOR_API_TOKEN_FILE"] == "/run/secrets/api_token"
+    assert environment["MONITOR_BASIC_AUTH_FILE"] == "/run/secrets/basic_auth"
+    assert not any(key in environment for key in ("MONITOR_API_TOKEN", "MONITOR_BASIC_AUTH", "MONITOR_DATABASE_URL"))
+    assert set(dashboard["secrets"]) <= set(compose["secrets"])
+    for service in compose["services"].values():
+        for name in service.get("secrets", []):
+            assert name in compose["secrets"]
+    assert (DOCKER / "Dockerfile").exists()
+    assert compose["services"]["migrate"]["build"]["dockerfile"] == "docker/Dockerfile"
+
+
+def test_the_dockerfile_is_slim_non_root_healthchecked_and_installs_like_ci() -> None:
+    instructions = _dockerfile_instructions()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    users = [arg for op, arg in instructions if op == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    healthchecks = [arg for op, arg in instructions if op == "HEALTHCHECK"]
+    assert len(healthchecks) == 1 and "/healthz" in healthchecks[0]
+    installs = [arg for op, arg in instructions if op == "RUN" and "pip install" in arg]
+    assert installs == ['pip install ".[postgres,server]"']
+    ci = ROOT / ".ci" / "run"
+    if ci.exists():  # the same command as CI, minus the test extras
+        commands = re.findall(r"pip install[^\n]*", ci.read_text(encoding="utf-8"))
+        extras = [set(m.group(1).split(",")) for c in commands if (m := re.search(r"\.\[([^\]]+)\]", c))]
+        assert any({"postgres", "server"} <= found for found in extras), commands
+    # every COPY source exists, and the package's declared extras are real
+    for op, arg in instructions:
+        if op == "COPY":
+            for source in shlex.split(arg)[:-1]:
+                assert (ROOT / source).exists(), source
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert {"postgres", "server"} <= set(extras)
+
+
+def test_the_entrypoint_knows_every_compose_role() -> None:
+    script = DOCKER / "entrypoint.sh"
+    subprocess.run(["sh", "-n", str(script)], check=True)
+    text = script.read_text(encoding="utf-8")
+    for service in _compose()["services"].values():
+        for role in service.get("command", []) if service.get("image", "").startswith("classifier-monitor") else []:
+            assert re.search(rf"^\s*{re.escape(role)}\)", text, re.M), role
+    assert "monitor db upgrade" in text and "monitor run" in text
+    assert "gunicorn" in text and "dashboards.wsgi:server" in text
+
+
+@pytest.mark.parametrize("role", ["migrate", "scheduler", "dashboard", "api", "retention"])
+def test_the_entrypoint_runs_the_documented_command(role: str, tmp_path: Path) -> None:
+    """Run the entrypoint with stub programs on PATH and record what it execs."""
+    for program in ("monitor", "gunicorn"):
+        stub = tmp_path / program
+        stub.write_text(f'#!/bin/sh\necho {program} "$@"\n', encoding="utf-8")
+        stub.chmod(0o755)
+    result = subprocess.run(["sh", str(DOCKER / "entrypoint.sh"), role], capture_output=True, text=True,
+                            env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, check=True)
+    expected = {"migrate": "monitor db upgrade", "scheduler": "monitor run", "retention": "monitor retention",
+                "dashboard": "gunicorn --workers 4 --bind 0.0.0.0:8050", "api": "gunicorn --workers 4"}[role]
+    assert result.stdout.startswith(expected)
+    if role == "dashboard":
+        assert result.stdout.strip().endswith("dashboards.wsgi:server")
