@@ -1,7 +1,9 @@
 """Fixed bins per feature, defined once from the reference, and vectorised bin assignment.
 
-Numeric features get *fine* bins at reference quantiles (`DriftSettings.fine_bins`, open at
-both ends; a feature with few distinct values gets one edge per value, which makes KS exact),
+Numeric features get *fine* bins at reference quantiles (`DriftSettings.fine_bins`, plus the
+reference minimum and just above its maximum, so that the two open ends hold only values outside
+the reference range; a feature with few distinct values gets one edge per value, which makes
+KS exact),
 so that KS and Wasserstein computed from histograms stay close to the raw-data statistics.
 PSI and JS use *coarse* bins (`DriftSettings.bins`): adjacent fine bins merged by reference
 mass. Categorical features get the top categories of the reference plus "other" (which also
@@ -128,8 +130,11 @@ def numeric_bins(feature: str, values: pd.Series, *, position: int, fine_bins: i
     if len(distinct) <= fine_bins:
         edges = distinct
     else:
-        quantiles = np.quantile(present, np.linspace(0, 1, fine_bins + 1)[1:-1])
-        edges = np.unique(quantiles)
+        edges = np.quantile(present, np.linspace(0, 1, fine_bins + 1)[1:-1])
+    if len(distinct):
+        # the open ends hold only values outside the reference range, so a value beyond it
+        # (or a constant feature that changes) is visible to every method
+        edges = np.unique(np.concatenate([[distinct[0]], edges, [np.nextafter(distinct[-1], np.inf)]]))
     fine = FeatureBins(feature, "numeric", position, edges.astype(np.float64), None,
                        np.zeros(len(edges) + 2, dtype=np.int64), source=source)
     codes, _ = fine.assign(pd.Series(present))
