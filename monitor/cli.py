@@ -178,3 +178,7 @@ def _register_domain_commands() -> None:
 _register_domain_commands()
 
 __all__ = ["main", "RunError"]
+
+
+if __name__ == "__main__":  # `python -m monitor.cli` (the demo starts its processes this way)
+    main()
