@@ -9,8 +9,7 @@ The CLI, the HTTP API, the dashboard and the alert rule all read through this mo
   time, for the alert rule `metric = "fairness"` (the `flagged` column is the condition).
 
 Nothing here reads raw predictions: the window sums of `confusion_counts` per attribute value
-(`monitor.fairness.windowing.window_sums`, the same SQL as
-`monitor.store.windows.windowed_counts`) are all the math in `monitor.fairness.gaps` needs.
+(`monitor.store.windows.windowed_counts`) are all the math in `monitor.fairness.gaps` needs.
 """
 
 from __future__ import annotations
@@ -24,9 +23,8 @@ from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
 from monitor.fairness import gaps
-from monitor.fairness.windowing import window_sums
 from monitor.store.models import ConfusionCount, PredictionCount
-from monitor.store.windows import WindowSpec, data_range, parse_segment_option
+from monitor.store.windows import WindowSpec, data_range, parse_segment_option, windowed_counts
 from monitor.timeutil import floor_to, format_duration, iso_series
 
 FAIRNESS_COLUMNS = [
@@ -117,9 +115,10 @@ def group_table(
         ends = window_ends(conn, ctx, spec)
     if not sets or len(ends) == 0 or not class_names:
         return pd.DataFrame()
-    counts = window_sums(
+    counts = windowed_counts(
         conn, ConfusionCount.__table__, model_id=ctx.model_id, spec=spec, segment_sets=sets,
-        key_columns=["true_class", "pred_class"], ends=ends,
+        key_columns=["true_class", "pred_class"], value_columns=["n"], ends=ends,
+        bucket=ctx.bucket,
     )
     if counts.empty:
         return pd.DataFrame()
