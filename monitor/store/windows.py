@@ -168,6 +168,7 @@ def windowed_counts(
             _roll(raw, attributes, key_columns, value_columns, ends, spec.window, period,
                   first_period, n_periods)
         )
+    frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns]
