@@ -66,7 +66,7 @@ def _raw_chunks(path: Path, fmt: str, string_columns: Sequence[str], chunk_rows:
         )
         yield from reader
     elif fmt == "jsonl":
-        reader = pd.read_json(path, lines=True, dtype=False, convert_dates=False, chunksize=chunk_rows)
+        reader = pd.read_json(path, lines=True, dtype=False, chunksize=chunk_rows)
         for chunk in reader:
             for column in string_columns:
                 if column in chunk.columns:
