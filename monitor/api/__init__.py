@@ -40,9 +40,22 @@ def engine_for(server: Flask) -> Engine:
     return state["engine"]  # type: ignore[no-any-return]
 
 
+def preload() -> None:
+    """Import the services the API calls (pandas, scipy, scikit-learn behind them) now, at
+    start, so that no request of a fresh gunicorn worker pays seconds of imports."""
+    import importlib
+
+    for module in ("monitor.ingest.pipeline", "monitor.metrics.service", "monitor.drift.service",
+                   "monitor.fairness.service", "monitor.alerts.service", "monitor.drift.aggregate",
+                   "monitor.estimation.aggregate", "monitor.estimation.service"):
+        importlib.import_module(module)
+
+
 def register(server: Any, config: MonitorConfig) -> None:
     """Install the API routes, /healthz, /metrics and the security hooks on a Flask app."""
     from monitor.api import health, prometheus, routes, security
+
+    preload()
 
     server.extensions["monitor_api"] = {"config": config, "engine": None}
     security.install(server)

@@ -23,7 +23,7 @@ import pandas as pd
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from monitor.api.security import json_error
@@ -60,11 +60,22 @@ def _unexpected(error: Exception) -> Response:
         return json_error(413, f"request body larger than {current_app.config.get('MAX_CONTENT_LENGTH')} bytes")
     if isinstance(error, HTTPException):
         return json_error(error.code or 500, error.description or error.name)
-    if isinstance(error, OperationalError):
+    if _unavailable(error):
         log.warning("database error: %s", str(error).splitlines()[0])
         return json_error(503, "database unavailable")
     log.exception("API request failed")
     return json_error(500, f"internal error ({type(error).__name__})")
+
+
+def _unavailable(error: Exception) -> bool:
+    """The database is down or went away (wrapped by SQLAlchemy or raw from the driver)."""
+    if isinstance(error, OperationalError):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        return False
+    return isinstance(error, psycopg.OperationalError)
 
 
 def state() -> tuple[MonitorConfig, Engine]:
@@ -266,11 +277,17 @@ def _read_body() -> bytes:
     return body
 
 
-def _retryable(error: DBAPIError) -> bool:
+RETRY_SQLSTATES = ("40001", "40P01", "23505")  # serialization failure, deadlock, unique violation
+
+
+def _retryable(error: Exception) -> bool:
     """Concurrent writers on PostgreSQL: a deadlock, a serialization failure or two inserts of
-    the same new key roll the transaction back whole, so running it again is safe."""
-    code = getattr(error.orig, "sqlstate", None) or ""
-    return isinstance(error, IntegrityError) or code in ("40001", "40P01")
+    the same new key roll the transaction back whole, so running it again is safe. Errors
+    may come wrapped by SQLAlchemy or straight from the driver (raw-cursor bulk paths)."""
+    if isinstance(error, IntegrityError):
+        return True
+    code = getattr(error, "sqlstate", None) or getattr(getattr(error, "orig", None), "sqlstate", None)
+    return code in RETRY_SQLSTATES
 
 
 def _write(model: str, kind: str) -> Response:
@@ -286,10 +303,10 @@ def _write(model: str, kind: str) -> Response:
                 ctx = load_context(conn, model_config)
                 result = ingest_frame(conn, ctx, kind, frame, source="api")
             break
-        except DBAPIError as error:
+        except Exception as error:
             if attempt == WRITE_ATTEMPTS or not _retryable(error):
                 raise
-            log.info("retrying a %s POST after %s", kind, type(error.orig).__name__)
+            log.info("retrying a %s POST after %s", kind, type(getattr(error, "orig", error)).__name__)
             time.sleep(0.05 * attempt)
     reasons = result.reasons
     return json_response({

@@ -13,7 +13,8 @@ SQLite (>= 3.24) and PostgreSQL support. Negative counts (label corrections) use
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,22 @@ def _integers_as_integers(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**fixed) if fixed else frame
 
 
+@contextmanager
+def driver_errors(conn: Connection, statement: str) -> Iterator[None]:
+    """Raw-cursor paths raise what SQLAlchemy would have raised for the same statement
+    (IntegrityError, OperationalError, ...), and a connection the server closed is
+    invalidated so the pool never hands it out again."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except dbapi_error as error:
+        disconnected = conn.dialect.is_disconnect(error, conn.connection.driver_connection, None)
+        if disconnected:
+            conn.invalidate()
+        raise DBAPIError.instance(statement, None, error, dbapi_error,
+                                  connection_invalidated=disconnected, dialect=conn.dialect) from error
+
+
 def _copy_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> None:
     from psycopg import sql
 
@@ -98,25 +115,13 @@ def _copy_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> None:
     processors = [table.c[c].type.bind_processor(conn.dialect) for c in frame.columns]
     # The DBAPI connection under the SQLAlchemy Connection: same session, same transaction.
     driver = conn.connection.driver_connection
-    dbapi_error = conn.dialect.loaded_dbapi.Error
-    try:
+    with driver_errors(conn, statement.as_string(driver)):
         with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
             for start in range(0, len(frame), CHUNK):
                 for row in _rows(frame.iloc[start : start + CHUNK]):
                     if any(processors):
                         row = tuple(p(v) if p else v for p, v in zip(processors, row, strict=True))
                     copy.write_row(row)
-    except dbapi_error as error:
-        # Raise what SQLAlchemy would have raised for an INSERT (IntegrityError,
-        # OperationalError, ...), and drop a connection the server has closed so the pool
-        # never hands it out again.
-        disconnected = conn.dialect.is_disconnect(error, driver, None)
-        if disconnected:
-            conn.invalidate()
-        raise DBAPIError.instance(
-            str(statement.as_string(driver)), None, error, dbapi_error,
-            connection_invalidated=disconnected, dialect=conn.dialect,
-        ) from error
 
 
 def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
@@ -156,8 +161,9 @@ def _executemany_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> N
            f"VALUES ({', '.join([placeholder] * len(columns))})")
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        for start in range(0, len(frame), CHUNK):
-            cursor.executemany(sql, _rows(frame.iloc[start : start + CHUNK]))
+        with driver_errors(conn, sql):
+            for start in range(0, len(frame), CHUNK):
+                cursor.executemany(sql, _rows(frame.iloc[start : start + CHUNK]))
     finally:
         cursor.close()
 
@@ -173,7 +179,9 @@ def add_counts(
     """Add `frame`'s values to `table` rows with the same key, inserting missing keys."""
     if frame.empty:
         return 0
-    grouped = frame.groupby(list(key_columns), as_index=False, sort=False)[list(value_columns)].sum()
+    # Sorted keys: concurrent writers lock count rows in one order, so they queue instead of
+    # deadlocking (PostgreSQL would abort one of them after deadlock_timeout).
+    grouped = frame.groupby(list(key_columns), as_index=False, sort=True)[list(value_columns)].sum()
     # One prepared statement run by the driver's executemany with plain tuples: compiling a
     # SQLAlchemy construct per row costs more than the database work on this hot path.
     # Table and column names come from our own models, never from data.
@@ -189,8 +197,9 @@ def add_counts(
     driver = conn.connection.driver_connection
     cursor = driver.cursor()  # type: ignore[union-attr]
     try:
-        for start in range(0, len(grouped), CHUNK):
-            cursor.executemany(sql, list(_rows(grouped.iloc[start : start + CHUNK][columns])))
+        with driver_errors(conn, sql):
+            for start in range(0, len(grouped), CHUNK):
+                cursor.executemany(sql, list(_rows(grouped.iloc[start : start + CHUNK][columns])))
     finally:
         cursor.close()
     return len(grouped)
