@@ -110,7 +110,7 @@ def sync_filters(search: str | None, model: str | None, window: str | None, star
     a class or segment the model does not have falls back to its default. Unchanged values
     are `no_update` so that nothing downstream fires for nothing.
     """
-    query = parse_query(search) if dash.ctx.triggered_id in (None, "url") else {}
+    query = parse_query(search) if triggered_id() in (None, "url") else {}
     names = core.model_names()
     new_model = query.get("model", model)
     if new_model not in names:
@@ -133,6 +133,14 @@ def sync_filters(search: str | None, model: str | None, window: str | None, star
             changed(current.start, wanted.start), changed(current.end, wanted.end),
             _class_options(facets), changed(cls, wanted.cls),
             _segment_options(facets), changed(segment, wanted.segment))
+
+
+def triggered_id() -> Any:
+    """The id of the input that fired the running callback (None outside a callback)."""
+    try:
+        return dash.ctx.triggered_id
+    except Exception:  # noqa: BLE001 - no callback context (direct calls in tests)
+        return None
 
 
 def refresh_version(_n_intervals: int, previous: str | None) -> Any:

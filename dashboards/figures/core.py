@@ -144,7 +144,7 @@ def confusion_figure(cells: pd.DataFrame, classes: list[str], *, end: str | None
     if cells.empty or cells["n"].sum() == 0:
         return empty_figure("No labelled predictions in this window", title=title,
                             hint="Labels may not have arrived yet; pick an older window.")
-    present = sorted(set(cells["true_class"]) | set(cells["pred_class"]) - set(classes))
+    present = sorted((set(cells["true_class"]) | set(cells["pred_class"])) - set(classes))
     order = [c for c in classes if c in set(cells["true_class"]) | set(cells["pred_class"])] + present
     matrix = cells.pivot_table(index="true_class", columns="pred_class", values="n", aggfunc="sum",
                                fill_value=0).reindex(index=order, columns=order, fill_value=0)
@@ -233,8 +233,10 @@ def segment_lines(frame: pd.DataFrame, *, cls: str | None, segment: str, window:
 def worst_slices(latest: pd.DataFrame, *, min_support: int, limit: int = 15) -> pd.DataFrame:
     """The slices (segment value x class) of one window ranked worst first.
 
-    Ranked by the upper end of the recall interval (a slice is surely bad when even its upper
-    bound is low), slices under `min_support` last. Columns: segment_value, class, recall,
+    A slice is worse the further even the upper end of its 95% recall interval lies below its
+    reference recall (`shortfall = reference_recall - recall_high`, the evidence of a real
+    drop); without a reference, the lower `recall_high` ranks worse. Slices under
+    `min_support` come last ("insufficient data"). Columns: segment_value, class, recall,
     recall_low, recall_high, support, reference_recall, drop (reference - recall), status.
     """
     columns = ["segment_value", "class", "recall", "recall_low", "recall_high", "support",
@@ -247,7 +249,10 @@ def worst_slices(latest: pd.DataFrame, *, min_support: int, limit: int = 15) -> 
     frame["drop"] = frame["reference_recall"] - frame["recall"]
     frame["status"] = np.where(frame["support"] >= min_support, "ok", "insufficient data")
     frame["_insufficient"] = frame["support"] < min_support
-    frame = frame.sort_values(["_insufficient", "recall_high", "recall"], na_position="last", kind="stable")
+    shortfall = frame["reference_recall"] - frame["recall_high"]
+    frame["_score"] = shortfall.where(frame["reference_recall"].notna(), -frame["recall_high"] - 1)
+    frame = frame.sort_values(["_insufficient", "_score"], ascending=[True, False], na_position="last",
+                              kind="stable")
     return frame[columns].head(limit).reset_index(drop=True)
 
 

@@ -17,6 +17,7 @@ from dash import Input, Output, State, dcc, html, no_update
 from dashboards import components as ui
 from dashboards.data import alerts as data
 from dashboards.data.core import Result
+from dashboards.layout import triggered_id
 
 dash.register_page(__name__, path="/alerts", name="Alerts", order=3, title="Alerts - classifier-monitor")
 
@@ -86,7 +87,13 @@ def update_alerts(_version: Any, model: str | None, state: str | None, _done: An
 def act(_ack: Any, _silence: Any, alert_id: int | None, by: str | None, comment: str | None,
         duration: str | None) -> tuple[Any, Any]:
     """Acknowledge or silence the chosen alert; the history refreshes after a success."""
-    if dash.ctx.triggered_id == "alerts-silence":
+    return perform(triggered_id(), alert_id, by, comment, duration)
+
+
+def perform(action: Any, alert_id: int | None, by: str | None, comment: str | None,
+            duration: str | None) -> tuple[Any, Any]:
+    """Run the action of button `action` ("alerts-ack" / "alerts-silence"): feedback + done."""
+    if action == "alerts-silence":
         outcome = data.silence_alert(alert_id, by, duration, comment)
     else:
         outcome = data.acknowledge_alert(alert_id, by, comment)

@@ -31,8 +31,8 @@ def layout(**_query: Any) -> html.Div:
         html.Div(id="subgroups-message"),
         ui.card(ui.graph("subgroups-heatmap")),
         ui.card(ui.graph("subgroups-lines")),
-        ui.card(html.Div(id="subgroups-worst"), title="Worst slices (newest mature window, ranked by the "
-                "upper end of the 95% recall interval)"),
+        ui.card(html.Div(id="subgroups-worst"), title="Worst slices (newest mature window): ranked by how far "
+                "the upper end of the 95% recall interval lies below the slice's reference recall"),
     ])
 
 
