@@ -75,6 +75,8 @@ class AlertRule(_Strict):
     resolve_margin: float = Field(default=0.02, ge=0.0, le=1.0)
     repeat_interval: str = "1d"
     critical_drop: float = Field(default=0.30, ge=0.0, le=1.0)
+    critical_fires_at_once: bool = True  # a sure collapse skips the pending period
+    lookback: str | None = None  # first evaluation reaches this far back (default: label_horizon)
     enabled: bool = True
     # drift rules
     features: list[str] | Literal["all"] = "all"
@@ -83,6 +85,11 @@ class AlertRule(_Strict):
     fairness_metric: str = "tpr"
 
     _check_window = field_validator("window", "step", "repeat_interval")(_check_duration)
+
+    @field_validator("lookback")
+    @classmethod
+    def _check_lookback(cls, value: str | None) -> str | None:
+        return None if value is None else _check_duration(value)
 
 
 class DriftSettings(_Strict):
