@@ -133,8 +133,9 @@ def group_table(
     )
 
 
-def _format(frame: pd.DataFrame, ctx: ModelContext, spec: WindowSpec, columns: list[str],
+def format_records(frame: pd.DataFrame, ctx: ModelContext, spec: WindowSpec, columns: list[str],
             order: list[str]) -> pd.DataFrame:
+    """Records of an internal frame: sorted, `model` and `window` added, `end` as ISO."""
     if frame.empty:
         return pd.DataFrame(columns=columns)
     frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
@@ -167,7 +168,7 @@ def fairness_frame(
     table = group_table(conn, ctx, spec, classes=classes, attribute=attribute, metric=metric,
                         ends=ends)
     order = ["end", "class", "attribute", "metric", "group"]
-    return _format(table, ctx, spec, FAIRNESS_COLUMNS + EXTRA_COLUMNS, order)
+    return format_records(table, ctx, spec, FAIRNESS_COLUMNS + EXTRA_COLUMNS, order)
 
 
 def gaps_from_table(table: pd.DataFrame, ctx: ModelContext, spec: WindowSpec) -> pd.DataFrame:
@@ -178,7 +179,7 @@ def gaps_from_table(table: pd.DataFrame, ctx: ModelContext, spec: WindowSpec) ->
     largest = gaps.between_groups(
         table, tolerance=tuple(settings.tolerance), min_support=settings.min_support
     )
-    return _format(largest, ctx, spec, GAP_COLUMNS, ["end", "class", "attribute", "metric"])
+    return format_records(largest, ctx, spec, GAP_COLUMNS, ["end", "class", "attribute", "metric"])
 
 
 def largest_gaps(
