@@ -74,7 +74,10 @@ def fresh_database_url(backend: str, request: pytest.FixtureRequest, tmp_path: P
         return f"sqlite:///{path}"
     admin_url = postgres_admin_url()
     if admin_url is None:
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+        reason = f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)"
+        if os.environ.get("MONITOR_REQUIRE_POSTGRES"):
+            pytest.fail(reason + " and MONITOR_REQUIRE_POSTGRES is set")
+        pytest.skip(reason)
     template_name = request.getfixturevalue("postgres_template")
     name = f"monitor_t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
