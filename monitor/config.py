@@ -76,6 +76,9 @@ class AlertRule(_Strict):
     repeat_interval: str = "1d"
     critical_drop: float = Field(default=0.30, ge=0.0, le=1.0)
     critical_fires_at_once: bool = True  # a sure collapse skips the pending period
+    # share of the eventual label coverage a window needs before it may fire a warning or
+    # resolve (early labels are few and noisy; a sure collapse may fire before)
+    settled_coverage: float = Field(default=0.9, ge=0.0, le=1.0)
     lookback: str | None = None  # first evaluation reaches this far back (default: label_horizon)
     enabled: bool = True
     # drift rules
