@@ -279,3 +279,32 @@ def drift_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,
     frame["value"] = frame["value"].astype(float).where(np.isfinite(frame["value"].astype(float)))
     frame["drifted"] = frame["drifted"].astype(bool)
     return frame[COLUMNS].reset_index(drop=True)
+
+
+def distribution_frame(conn: Connection, ctx: ModelContext, *, feature: str, window: int, end: int,
+                       segment: str | None = None, segment_value: str | None = None) -> pd.DataFrame:
+    """Reference vs current distribution of one feature for the window ending at `end`, on the
+    coarse bins (those of psi/js): columns bin, reference_n, current_n, reference_share,
+    current_share. `segment`/`segment_value` pick one series (default overall)."""
+    columns = ["bin", "reference_n", "current_n", "reference_share", "current_share"]
+    (bins,) = select_bins(conn, ctx, [feature])
+    segment_sets = parse_segment_option(segment or OVERALL, ctx.segment_sets)
+    wanted = (segment_label(segment_sets[0]), segment_value or OVERALL)
+    current = current_histograms(conn, ctx, WindowSpec(window, window), segment_sets[:1],
+                                 ends=np.array([end], dtype=np.int64))
+    reference = reference_histograms(conn, ctx, segment_sets[:1])
+
+    def coarse_counts(frame: pd.DataFrame) -> np.ndarray:
+        mask = (frame["feature"] == feature) & (frame["segment"] == wanted[0]) & (frame["segment_value"] == wanted[1])
+        picked = frame[mask]
+        counts = np.zeros(bins.n_coarse)
+        np.add.at(counts, bins.coarse[picked["bin"].to_numpy(dtype=np.int64)], picked["n"].to_numpy(dtype=float))
+        return counts
+
+    ref = coarse_counts(reference) if len(reference) else np.zeros(bins.n_coarse)
+    cur = coarse_counts(current) if len(current) else np.zeros(bins.n_coarse)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame = pd.DataFrame({"bin": bins.coarse_labels(), "reference_n": ref.astype(np.int64),
+                              "current_n": cur.astype(np.int64),
+                              "reference_share": ref / ref.sum(), "current_share": cur / cur.sum()})
+    return frame[columns]

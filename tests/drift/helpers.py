@@ -52,3 +52,16 @@ def load(conn: Connection, model, reference: pd.DataFrame | None, batches: list[
     for batch in batches:
         aggregate.on_predictions(conn, ctx, canonical(conn, ctx, batch))
     return ctx
+
+
+def ingest(conn: Connection, model, reference: pd.DataFrame | None, batches: list[pd.DataFrame]) -> ModelContext:
+    """Like `load`, but predictions go through the real ingest pipeline (every hook, counts)."""
+    from monitor.ingest.pipeline import ingest_frame
+
+    ctx = load_context(conn, model)
+    if reference is not None:
+        aggregate.on_reference(conn, ctx, canonical(conn, ctx, reference))
+    for batch in batches:
+        result = ingest_frame(conn, ctx, "predictions", batch)
+        assert result.rejected == 0, result.reasons[:3]
+    return ctx

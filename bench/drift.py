@@ -1,0 +1,188 @@
+"""Benchmark: drift for 20 features on 1,000,000 rows (30 daily windows), this project vs
+Evidently's DataDriftPreset on the same data, with the verdicts on seeded shifts compared.
+
+    python bench/drift.py [--quick] [--evidently-python PATH] [--skip-evidently]
+
+This project: the drift ingest hooks build histograms once (as the scheduler does, one batch
+per day), then `drift_frame` computes every record (psi, js, ks, wasserstein, chi2) for the 30
+daily windows from the stored counts. Evidently: one DataDriftPreset report per daily window on
+the raw rows (its defaults for n > 1000: normed Wasserstein for numeric columns, Jensen-Shannon
+for categorical ones, both at 0.1). Data simulation and loading are not timed on either side.
+Evidently runs in the interpreter given by --evidently-python (default $EVIDENTLY_PYTHON, else
+this one): it is a benchmark-only dependency, e.g. `python -m venv /tmp/evvenv &&
+/tmp/evvenv/bin/pip install evidently "pandas<3" pyarrow`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from monitor.config import parse_config  # noqa: E402
+from monitor.context import load_context  # noqa: E402
+from monitor.drift import aggregate  # noqa: E402
+from monitor.drift.service import drift_frame  # noqa: E402
+from monitor.ingest.pipeline import slice_ids  # noqa: E402
+from monitor.simulate import Fault, Scenario, simulate  # noqa: E402
+from monitor.store.db import make_engine  # noqa: E402
+from monitor.store.migrate import upgrade  # noqa: E402
+from monitor.store.windows import WindowSpec  # noqa: E402
+
+DAY = 86400
+SHIFT_DAY = 20
+SHIFTED = ("num_0", "cat_0")
+
+EVIDENTLY_SCRIPT = r'''
+import json, sys, time
+import pandas as pd
+from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
+folder, numeric, categorical = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
+reference = pd.read_parquet(f"{folder}/reference.parquet")
+current = pd.read_parquet(f"{folder}/current.parquet")
+definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+days = sorted(current["day"].unique())
+verdicts = {}
+started = time.perf_counter()
+ref = Dataset.from_pandas(reference[numeric + categorical], data_definition=definition)
+for day in days:
+    cur = Dataset.from_pandas(current.loc[current["day"] == day, numeric + categorical], data_definition=definition)
+    snapshot = Report([DataDriftPreset()]).run(cur, ref)
+    for metric in snapshot.dict()["metrics"]:
+        config = metric["config"]
+        if config.get("type", "").endswith("ValueDrift"):
+            value, threshold = float(metric["value"]), float(config["threshold"])
+            pvalue = "p_value" in config["method"].lower() or "test" in config["method"].lower()
+            verdicts[f"{day}|{config['column']}"] = [config["method"], value, threshold,
+                                                      value < threshold if pvalue else value > threshold]
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "verdicts": verdicts}))
+'''
+
+
+def scenario(rows: int) -> Scenario:
+    faults = [Fault(start_day=SHIFT_DAY, kind="covariate", segment=None, value=None,
+                    drift_feature=name, shift=shift) for name, shift in (("num_0", 0.5), ("cat_0", 1.5))]
+    return Scenario(days=30, rows_per_day=rows // 30, n_numeric=16, n_categorical=4,
+                    reference_rows=50_000, faults=faults)
+
+
+def canonical(conn, ctx, log: pd.DataFrame) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    frame = log.rename(columns={"prediction": "predicted"})
+    if "timestamp" in frame:
+        stamps = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
+        frame = frame.assign(ts=((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).astype("float64"))
+    else:
+        frame = frame.assign(ts=0.0)
+    frame = frame.assign(**{s: frame[s].astype(object).where(frame[s].notna(), "(missing)") for s in ctx.segments})
+    return frame.assign(slice_id=slice_ids(conn, ctx, frame).to_numpy())
+
+
+def run_ours(data, sc: Scenario, workdir: Path) -> dict:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{workdir / 'bench.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    model = parse_config({"models": [{"name": "bench", "classes": list(sc.classes), "segments": list(sc.segments),
+                                      "features": sc.features}]}).models[0]
+    day_index = (pd.to_datetime(data.predictions["timestamp"], utc=True) - pd.Timestamp(sc.start, tz="UTC")).dt.days
+    with engine.begin() as conn:
+        ctx = load_context(conn, model)
+        reference = canonical(conn, ctx, data.reference)
+        batches = [canonical(conn, ctx, part) for _, part in data.predictions.groupby(day_index.to_numpy())]
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        aggregate.on_reference(conn, ctx, reference)
+        for batch in batches:
+            aggregate.on_predictions(conn, ctx, batch)
+    ingest_seconds = time.perf_counter() - started
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT count(*) FROM drift_histograms").scalar_one()
+        started = time.perf_counter()
+        overall = drift_frame(conn, ctx, WindowSpec(DAY, DAY), segment="*", features=sc.features)
+        query_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        everything = drift_frame(conn, ctx, WindowSpec(DAY, DAY))
+        all_seconds = time.perf_counter() - started
+    engine.dispose()
+    return {"ingest": ingest_seconds, "query": query_seconds, "all": all_seconds, "records": len(overall),
+            "all_records": len(everything), "histogram_rows": rows, "frame": overall}
+
+
+def run_evidently(data, sc: Scenario, workdir: Path, python: str) -> dict:  # type: ignore[no-untyped-def]
+    day = (pd.to_datetime(data.predictions["timestamp"], utc=True) - pd.Timestamp(sc.start, tz="UTC")).dt.days
+    data.reference[sc.features].to_parquet(workdir / "reference.parquet", index=False)
+    data.predictions[sc.features].assign(day=day.to_numpy()).to_parquet(workdir / "current.parquet", index=False)
+    script = workdir / "evidently_half.py"
+    script.write_text(EVIDENTLY_SCRIPT)
+    done = subprocess.run([python, str(script), str(workdir), ",".join(sc.numeric_features),
+                           ",".join(sc.categorical_features)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the Evidently half failed ({python}):\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(ours: pd.DataFrame, evidently: dict, sc: Scenario) -> None:
+    start = pd.Timestamp(sc.start, tz="UTC")
+    ours = ours.assign(day=(pd.to_datetime(ours["end"], utc=True) - start).dt.days - 1)
+    agree = total = 0
+    seeded = {"ours": [0, 0], "evidently": [0, 0]}
+    clean = {"ours": 0, "evidently": 0}
+    for key, (method, _value, _threshold, flagged) in evidently["verdicts"].items():
+        day, feature = key.split("|")
+        ours_method = "wasserstein" if "wasserstein" in method.lower() else "js"
+        row = ours[(ours.feature == feature) & (ours.day == int(day)) & (ours.method == ours_method)]
+        mine = bool(row["drifted"].iloc[0])
+        total += 1
+        agree += mine == flagged
+        if feature in SHIFTED and int(day) >= SHIFT_DAY:
+            seeded["ours"][0] += mine
+            seeded["evidently"][0] += flagged
+            seeded["ours"][1] += 1
+            seeded["evidently"][1] += 1
+        elif feature not in SHIFTED:
+            clean["ours"] += mine
+            clean["evidently"] += flagged
+    print(f"verdicts (same method and threshold as Evidently's choice): {agree}/{total} agree")
+    for side in ("ours", "evidently"):
+        hit, n = seeded[side]
+        print(f"  {side:9s}: seeded shifts flagged {hit}/{n}; flags on unshifted features {clean[side]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="100,000 rows instead of 1,000,000")
+    parser.add_argument("--evidently-python", default=os.environ.get("EVIDENTLY_PYTHON", sys.executable))
+    parser.add_argument("--skip-evidently", action="store_true")
+    args = parser.parse_args()
+    rows = 100_000 if args.quick else 1_000_000
+    sc = scenario(rows)
+    data = simulate(sc, seed=1)
+    print(f"{len(data.predictions):,} rows, {len(sc.features)} features "
+          f"({len(sc.numeric_features)} numeric), 30 daily windows, reference {len(data.reference):,} rows")
+    with tempfile.TemporaryDirectory(prefix="drift-bench-") as folder:
+        ours = run_ours(data, sc, Path(folder))
+        print(f"this project: histograms at ingest {ours['ingest']:.2f} s ({ours['histogram_rows']:,} rows), "
+              f"drift records {ours['query']:.2f} s ({ours['records']:,} records, overall)")
+        print(f"              every segment value and pseudo-feature: {ours['all']:.2f} s "
+              f"({ours['all_records']:,} records)")
+        if args.skip_evidently:
+            return
+        evidently = run_evidently(data, sc, Path(folder), args.evidently_python)
+    print(f"Evidently DataDriftPreset: {evidently['seconds']:.2f} s (30 reports, overall only)")
+    print(f"ratio Evidently / this project: {evidently['seconds'] / ours['query']:.1f}x on drift records, "
+          f"{evidently['seconds'] / (ours['ingest'] + ours['query']):.1f}x including the ingest histograms")
+    compare(ours["frame"], evidently, sc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Drift: which inputs (and predicted-class mix, scores) moved away from the reference.
+
+Features ranked by drift at the newest window, sparklines of the chosen method over time, and
+reference vs current distributions of a chosen feature, overall or for one value of the filter
+bar's segment. Callbacks are thin: `dashboards.data.drift` then `dashboards.figures.drift`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, dcc, html
+
+from dashboards import components as ui
+from dashboards.data import drift as data
+from dashboards.figures import drift as figures
+from dashboards.figures.style import empty_figure
+from dashboards.filters import OVERALL, from_inputs
+
+dash.register_page(__name__, path="/drift", name="Drift", order=5, title="Drift - classifier-monitor")
+
+FILTERS = [Input("filter-model", "value"), Input("filter-window", "value"),
+           Input("filter-range", "start_date"), Input("filter-range", "end_date"),
+           Input("filter-segment", "value")]
+
+
+def _dropdown(component_id: str, label: str, options: list[dict[str, str]], value: str | None) -> dbc.Col:
+    return dbc.Col([dbc.Label(label, html_for=component_id, className="small mb-0"),
+                    dcc.Dropdown(id=component_id, options=options, value=value, clearable=False)], md=4)
+
+
+def layout(**_query: Any) -> html.Div:
+    methods = [{"label": f"{m}: {data.METHOD_LABELS[m]}", "value": m} for m in data.METHODS]
+    return html.Div([
+        ui.page_header("Drift", "Labels come late; drift is the first sign that something changed. Each "
+                       "feature's distribution per window against the reference, overall and per segment value."),
+        html.Div(id="drift-message"),
+        dbc.Row([
+            _dropdown("drift-method", "Method", methods, "js"),
+            _dropdown("drift-segment-value", "Segment value", [{"label": "overall", "value": OVERALL}], OVERALL),
+            _dropdown("drift-feature", "Feature (distribution)", [], None),
+        ], className="mb-3"),
+        ui.card(ui.graph("drift-ranking")),
+        ui.card(ui.graph("drift-sparklines")),
+        ui.card(ui.graph("drift-distribution")),
+    ])
+
+
+def _series_label(segment: str, value: str) -> str:
+    return "overall" if value == OVERALL or segment == OVERALL else f"{segment} = {value}"
+
+
+@dash.callback(
+    Output("drift-ranking", "figure"), Output("drift-sparklines", "figure"),
+    Output("drift-feature", "options"), Output("drift-feature", "value"),
+    Output("drift-segment-value", "options"), Output("drift-message", "children"),
+    Input("data-version", "data"), *FILTERS,
+    Input("drift-method", "value"), Input("drift-segment-value", "value"),
+    State("drift-feature", "value"),
+)
+def update_drift(_version: Any, model: str | None, window: str | None, start: str | None, end: str | None,
+                 segment: str | None, method: str | None, segment_value: str | None,
+                 feature: str | None) -> tuple[Any, ...]:
+    filters = from_inputs(model, window, start, end, None, segment)
+    method = method or "js"
+    result = data.drift_records(filters)
+    if result.empty:
+        blank = empty_figure(result.message or "No drift records", title="Drift by feature", hint=result.hint)
+        message = ui.empty_state(result.message or "No drift records", result.hint)
+        return blank, blank, [], None, [{"label": "overall", "value": OVERALL}], message
+    values = data.segment_values(result.frame, filters.segment)
+    segment_value = segment_value if segment_value in values else OVERALL
+    records = data.series(result.frame, filters.segment, segment_value)
+    label = _series_label(filters.segment, segment_value)
+    ranked = data.rank_features(records, method)
+    ranking = figures.ranking_figure(ranked, method=method, window=filters.window, series_label=label)
+    lines = figures.sparklines_figure(records, method=method, features=list(ranked["feature"]), window=filters.window)
+    features = result.meta["features"]
+    feature = feature if feature in features else (list(ranked["feature"]) or features)[0]
+    value_options = [{"label": "overall" if v == OVERALL else v, "value": v} for v in values]
+    return (ranking, lines, [{"label": f, "value": f} for f in features], feature, value_options, None)
+
+
+@dash.callback(
+    Output("drift-distribution", "figure"),
+    Input("data-version", "data"), *FILTERS,
+    Input("drift-feature", "value"), Input("drift-segment-value", "value"),
+)
+def update_distribution(_version: Any, model: str | None, window: str | None, start: str | None,
+                        end: str | None, segment: str | None, feature: str | None,
+                        segment_value: str | None) -> Any:
+    filters = from_inputs(model, window, start, end, None, segment)
+    if not feature:
+        return empty_figure("Pick a feature", title="Reference vs current distribution",
+                            hint="Choose a feature above to compare its distribution with the reference.")
+    result = data.distribution(filters, feature, segment_value or OVERALL)
+    if result.empty:
+        return empty_figure(result.message or "No data", title=f"{feature}: reference vs current", hint=result.hint)
+    return figures.distribution_figure(result.frame, feature=feature, window=filters.window,
+                                       end=result.meta.get("end"),
+                                       series_label=_series_label(filters.segment, segment_value or OVERALL))
