@@ -118,9 +118,16 @@ class DriftSettings(_Strict):
 class FairnessSettings(_Strict):
     """`[models.fairness]`: reference groups and tolerance band (docs/fairness.md)."""
 
-    reference_groups: dict[str, str] = Field(default_factory=dict)
-    tolerance: tuple[float, float] = (0.8, 1.25)
-    min_support: int = Field(default=30, ge=1)
+    reference_groups: dict[str, str] = Field(default_factory=dict)  # attribute (or "a&b") -> group
+    tolerance: tuple[float, float] = (0.8, 1.25)  # ratio band to the reference: Aequitas' default
+    min_support: int = Field(default=30, ge=1)  # denominator size both groups need to be flagged
+
+    @field_validator("tolerance")
+    @classmethod
+    def _check_tolerance(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < value[0] < 1.0 < value[1]:
+            raise ValueError("tolerance must be [low, high] with 0 < low < 1 < high, e.g. [0.8, 1.25]")
+        return value
 
 
 class EstimationSettings(_Strict):
