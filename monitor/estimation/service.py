@@ -19,22 +19,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Table, and_, func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
 from monitor.estimation.aggregate import VALUE_COLUMNS
 from monitor.estimation.models import EstimationCalibrator, ExpectedCount
 from monitor.metrics.rates import safe_divide, wilson_interval
-from monitor.store.models import SliceValue
-from monitor.store.windows import (
-    OVERALL,
-    SEPARATOR,
-    WindowSpec,
-    data_range,
-    segment_label,
-    windowed_counts,
-)
+from monitor.store.windows import WindowSpec, windowed_counts
 
 ESTIMATE_COLUMNS = [
     "end", "segment", "segment_value", "class", "recall_estimated", "recall_estimated_low",
@@ -114,7 +106,17 @@ def estimated_frame(
     precision, none predicted as the class). `estimation_warning` is set on every row of a
     class whose reference scores were badly calibrated.
     """
-    counts = _window_sums(conn, ctx, spec, segment_sets, ends)
+    counts = windowed_counts(
+        conn,
+        ExpectedCount.__table__,
+        model_id=ctx.model_id,
+        spec=spec,
+        segment_sets=segment_sets,
+        key_columns=["class_name"],
+        value_columns=VALUE_COLUMNS,
+        ends=ends,
+        bucket=ctx.bucket,
+    )
     if counts.empty:
         return pd.DataFrame(columns=ESTIMATE_COLUMNS)
     counts = counts.reset_index(drop=True)
@@ -129,101 +131,6 @@ def estimated_frame(
     out["estimation_warning"] = out["estimation_warning"].where(out["estimation_warning"].notna(), None)
     out["end"] = out["end"].astype(np.int64)
     return out[ESTIMATE_COLUMNS]
-
-
-def _window_sums(
-    conn: Connection,
-    ctx: ModelContext,
-    spec: WindowSpec,
-    segment_sets: Sequence[tuple[str, ...]],
-    ends: np.ndarray | None,
-) -> pd.DataFrame:
-    """Window sums of the expected counts per (end, segment, segment_value, class_name)."""
-    arguments = dict(
-        model_id=ctx.model_id, spec=spec, segment_sets=segment_sets, key_columns=["class_name"],
-        value_columns=VALUE_COLUMNS, ends=ends, bucket=ctx.bucket,
-    )
-    try:
-        return windowed_counts(conn, ExpectedCount.__table__, **arguments)  # type: ignore[arg-type]
-    except KeyError:
-        # Workaround: with pandas >= 3, MultiIndex.factorize drops the level names that
-        # windows._roll reads back (KeyError 'segment_value'). Same sums, computed here.
-        return _window_sums_fallback(conn, ExpectedCount.__table__, **arguments)  # type: ignore[arg-type]
-
-
-def _window_sums_fallback(
-    conn: Connection,
-    table: Table,
-    *,
-    model_id: int,
-    spec: WindowSpec,
-    segment_sets: Sequence[tuple[str, ...]],
-    key_columns: list[str],
-    value_columns: list[str],
-    ends: np.ndarray | None,
-    bucket: int,
-) -> pd.DataFrame:
-    """What `windowed_counts` returns, with one GROUP BY per segment set and a cumulative
-    sum over buckets; used only while the core's pandas-3 issue stands."""
-    columns = ["end", "segment", "segment_value", *key_columns, *value_columns]
-    if ends is None:
-        found = data_range(conn, table, model_id)
-        if found is None:
-            return pd.DataFrame(columns=columns)
-        ends = spec.ends(found[0], found[1] + bucket - 1)
-    ends = np.asarray(ends, dtype=np.int64)
-    if len(ends) == 0:
-        return pd.DataFrame(columns=columns)
-    lower, upper = int(ends[0] - spec.window), int(ends[-1])
-    frames = []
-    for attributes in segment_sets:
-        source = table
-        labels = []
-        for index, attribute in enumerate(attributes):
-            alias = SliceValue.__table__.alias(f"sv{index}")
-            source = source.join(alias, and_(alias.c.slice_id == table.c.slice_id, alias.c.attribute == attribute))
-            labels.append(alias.c.value.label(f"value{index}"))
-        keys = [table.c[k] for k in key_columns]
-        query = (
-            select(table.c.bucket_start, *labels, *keys, *[func.sum(table.c[v]).label(v) for v in value_columns])
-            .select_from(source)
-            .where(table.c.model_id == model_id, table.c.bucket_start >= lower, table.c.bucket_start < upper)
-            .group_by(table.c.bucket_start, *labels, *keys)
-        )
-        raw = pd.DataFrame(conn.execute(query).fetchall(), columns=[
-            "bucket_start", *[f"value{i}" for i in range(len(attributes))], *key_columns, *value_columns
-        ])
-        if raw.empty:
-            continue
-        if attributes:
-            raw["segment_value"] = raw[[f"value{i}" for i in range(len(attributes))]].astype(str).agg(SEPARATOR.join, axis=1)
-        else:
-            raw["segment_value"] = OVERALL
-        group_keys = ["segment_value", *key_columns]
-        groups = raw[group_keys].drop_duplicates().reset_index(drop=True)
-        group_index = raw[group_keys].merge(groups.reset_index(), on=group_keys, how="left")["index"].to_numpy()
-        buckets = np.sort(raw["bucket_start"].unique())
-        bucket_index = np.searchsorted(buckets, raw["bucket_start"].to_numpy())
-        # cumulative sums over buckets; window [end - window, end) = cum[hi] - cum[lo]
-        hi = np.searchsorted(buckets, ends, side="left")
-        lo = np.searchsorted(buckets, ends - spec.window, side="left")
-        out = {}
-        for name in value_columns:
-            dense = np.zeros((len(buckets) + 1, len(groups)))
-            np.add.at(dense, (bucket_index + 1, group_index), raw[name].to_numpy(dtype=np.float64))
-            cumulative = np.cumsum(dense, axis=0)
-            out[name] = (cumulative[hi] - cumulative[lo]).reshape(-1)
-        frame = pd.DataFrame(out)
-        tiled = groups.iloc[np.tile(np.arange(len(groups)), len(ends))].reset_index(drop=True)
-        frame.insert(0, "end", np.repeat(ends, len(groups)))
-        frame.insert(1, "segment", segment_label(attributes))
-        frame.insert(2, "segment_value", tiled["segment_value"].to_numpy())
-        for key in key_columns:
-            frame[key] = tiled[key].to_numpy()
-        frames.append(frame)
-    if not frames:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def _warning(record: pd.Series) -> str | None:
