@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -158,12 +159,51 @@ def compare(ours: pd.DataFrame, evidently: dict, sc: Scenario) -> None:
         print(f"  {side:9s}: seeded shifts flagged {hit}/{n}; flags on unshifted features {clean[side]}")
 
 
+def _draw(rng: np.random.Generator, kind: str, n: int, levels: list[str], probs: list[float]) -> pd.Series:
+    return pd.Series(rng.normal(size=n)) if kind == "numeric" else pd.Series(rng.choice(levels, n, p=probs))
+
+
+def _histogram(bins, values: pd.Series) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    codes, numbers = bins.assign(values)
+    return (np.bincount(codes, minlength=bins.n_bins)[None].astype(float),
+            np.bincount(codes, weights=numbers, minlength=bins.n_bins)[None])
+
+
+def false_flags(seeds: int) -> None:
+    """Same-distribution windows (1,000 rows vs a 5,000-row reference, a normal numeric and a
+    6-level categorical feature) over many seeds: the share flagged by each method with the
+    default fixed thresholds. Binned and compared exactly as the stored path does."""
+    from monitor.drift.binning import categorical_bins, numeric_bins
+    from monitor.drift.service import compare
+
+    flags: dict[str, list[bool]] = {}
+    levels, probs = list("abcdef"), [0.35, 0.25, 0.15, 0.12, 0.08, 0.05]
+    thresholds = {"psi": 0.2, "js": 0.1, "ks": 0.1, "wasserstein": 0.1}
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        for kind in ("numeric", "categorical"):
+            ref, cur = (_draw(rng, kind, n, levels, probs) for n in (5000, 1000))
+            bins = (numeric_bins("x", ref, position=0, fine_bins=100, bins=10) if kind == "numeric"
+                    else categorical_bins("x", ref, position=0, top=20))
+            (r, rt), (c, ct) = _histogram(bins, ref), _histogram(bins, cur)
+            for method, value in compare(bins, r, c, rt, ct).items():
+                flagged = value[0] < 0.01 if method == "chi2" else value[0] > thresholds[method]
+                flags.setdefault(f"{kind} {method}", []).append(bool(flagged))
+    for name, values in flags.items():
+        print(f"false-flag rate {name:22s}: {np.mean(values):.3%} of {len(values)} same-distribution windows")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100,000 rows instead of 1,000,000")
     parser.add_argument("--evidently-python", default=os.environ.get("EVIDENTLY_PYTHON", sys.executable))
     parser.add_argument("--skip-evidently", action="store_true")
+    parser.add_argument("--false-flags", type=int, metavar="SEEDS", default=0,
+                        help="only measure the false-flag rate over this many seeds")
     args = parser.parse_args()
+    if args.false_flags:
+        false_flags(args.false_flags)
+        return
     rows = 100_000 if args.quick else 1_000_000
     sc = scenario(rows)
     data = simulate(sc, seed=1)
