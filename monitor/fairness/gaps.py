@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.stats import norm
 
 from monitor.metrics.rates import wilson_interval
@@ -46,21 +47,21 @@ _GROUP_KEYS = ["end", "attribute", "group"]
 
 
 def ratio_interval(
-    x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n2: np.ndarray, z: float = Z95
+    x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike, z: float = Z95
 ) -> tuple[np.ndarray, np.ndarray]:
     """Katz log interval for (x1/n1) / (x2/n2) of two independent proportions, elementwise.
 
     When x1 or x2 is 0 the log-adjusted variant (0.5 added to counts and totals) keeps the
     interval finite. NaN where n1 or n2 is 0, or where both counts are 0 (0/0 has no ratio).
     """
-    x1, n1, x2, n2 = (np.asarray(a, dtype=np.float64) for a in (x1, n1, x2, n2))
-    adjust = np.where((x1 == 0) | (x2 == 0), 0.5, 0.0)
-    a1, m1, a2, m2 = x1 + adjust, n1 + adjust, x2 + adjust, n2 + adjust
+    c1, t1, c2, t2 = (np.asarray(a, dtype=np.float64) for a in (x1, n1, x2, n2))
+    adjust = np.where((c1 == 0) | (c2 == 0), 0.5, 0.0)
+    a1, m1, a2, m2 = c1 + adjust, t1 + adjust, c2 + adjust, t2 + adjust
     with np.errstate(divide="ignore", invalid="ignore"):
         log_ratio = np.log((a1 / m1) / (a2 / m2))
         spread = z * np.sqrt(np.maximum(1.0 / a1 - 1.0 / m1 + 1.0 / a2 - 1.0 / m2, 0.0))
         low, high = np.exp(log_ratio - spread), np.exp(log_ratio + spread)
-    undefined = (n1 <= 0) | (n2 <= 0) | ((x1 == 0) & (x2 == 0))
+    undefined = (t1 <= 0) | (t2 <= 0) | ((c1 == 0) & (c2 == 0))
     return np.where(undefined, np.nan, low), np.where(undefined, np.nan, high)
 
 

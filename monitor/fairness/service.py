@@ -15,10 +15,11 @@ Nothing here reads raw predictions: the window sums of `confusion_counts` per at
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
@@ -33,6 +34,9 @@ FAIRNESS_COLUMNS = [
 ]
 # Extra columns after the contract ones: the ratio's interval and what it was computed from.
 EXTRA_COLUMNS = ["ratio_low", "ratio_high", "reference_value", "n_labeled"]
+# The core count tables (typed as Table for the window helpers).
+CONFUSION = cast(Table, ConfusionCount.__table__)
+PREDICTED = cast(Table, PredictionCount.__table__)
 GAP_COLUMNS = [
     "model", "window", "end", "class", "attribute", "metric", "group_max", "value_max",
     "group_min", "value_min", "difference", "ratio", "ratio_low", "ratio_high", "support_max",
@@ -71,7 +75,7 @@ def _metrics(metric: str | Sequence[str] | None) -> list[str]:
 def _classes(conn: Connection, ctx: ModelContext, wanted: Sequence[str] | str | None) -> list[str]:
     known = list(ctx.classes)
     if not known:  # classes neither configured nor learned yet: the ones counted so far
-        table = ConfusionCount.__table__
+        table = CONFUSION
         rows = conn.execute(
             select(table.c.true_class).where(table.c.model_id == ctx.model_id).distinct()
         ).scalars().all()
@@ -88,9 +92,9 @@ def _classes(conn: Connection, ctx: ModelContext, wanted: Sequence[str] | str | 
 def window_ends(conn: Connection, ctx: ModelContext, spec: WindowSpec) -> np.ndarray:
     """The window ends of `spec` over the model's predictions (labelled or not), so that a
     window whose labels have not arrived yet is still reported (with nulls)."""
-    found = data_range(conn, PredictionCount.__table__, ctx.model_id)
+    found = data_range(conn, PREDICTED, ctx.model_id)
     if found is None:
-        found = data_range(conn, ConfusionCount.__table__, ctx.model_id)
+        found = data_range(conn, CONFUSION, ctx.model_id)
     if found is None:
         return np.array([], dtype=np.int64)
     return spec.ends(found[0], found[1] + ctx.bucket - 1)
@@ -116,7 +120,7 @@ def group_table(
     if not sets or len(ends) == 0 or not class_names:
         return pd.DataFrame()
     counts = windowed_counts(
-        conn, ConfusionCount.__table__, model_id=ctx.model_id, spec=spec, segment_sets=sets,
+        conn, CONFUSION, model_id=ctx.model_id, spec=spec, segment_sets=sets,
         key_columns=["true_class", "pred_class"], value_columns=["n"], ends=ends,
         bucket=ctx.bucket,
     )
@@ -129,7 +133,7 @@ def group_table(
     values = gaps.group_metrics(confusion, metric_names)
     references = gaps.reference_groups(confusion, settings.reference_groups)
     return gaps.compare_to_reference(
-        values, references, tolerance=tuple(settings.tolerance), min_support=settings.min_support
+        values, references, tolerance=(settings.tolerance[0], settings.tolerance[1]), min_support=settings.min_support
     )
 
 
@@ -177,7 +181,7 @@ def gaps_from_table(table: pd.DataFrame, ctx: ModelContext, spec: WindowSpec) ->
         return pd.DataFrame(columns=GAP_COLUMNS)
     settings = ctx.config.fairness
     largest = gaps.between_groups(
-        table, tolerance=tuple(settings.tolerance), min_support=settings.min_support
+        table, tolerance=(settings.tolerance[0], settings.tolerance[1]), min_support=settings.min_support
     )
     return format_records(largest, ctx, spec, GAP_COLUMNS, ["end", "class", "attribute", "metric"])
 

@@ -8,11 +8,13 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import delete
 
 from monitor.cli import main
 from monitor.config import load_config
 from monitor.simulate import Fault, Scenario, simulate, visible, write_config, write_logs
 from monitor.store.db import make_engine
+from monitor.store.models import Label, Prediction
 from monitor.tick import run_tick
 from monitor.timeutil import parse_time
 from tests.fairness.helpers import largest_group, metric_frames, raw_rows, window_rows
@@ -67,3 +69,28 @@ def test_fairness_after_ingest_equals_fairlearn_on_visible_rows(db_url, tmp_path
                     assert record["difference"] == pytest.approx(expected - ref_value, abs=1e-12)
             checked += 1
     assert checked > 200
+
+    # the gaps are computed from the stored counts only: without raw rows, the same records
+    engine = make_engine(config.database_url)
+    with engine.begin() as conn:
+        conn.execute(delete(Label.__table__))
+        conn.execute(delete(Prediction.__table__))
+    engine.dispose()
+    again = CliRunner().invoke(main, ["--config", str(path), "fairness", "--window", "3d",
+                                      "--step", "2d", "--class", "critical,urgent",
+                                      "--attribute", "region,sex&region", "--format", "json"])
+    assert again.exit_code == 0 and json.loads(again.output) == records
+
+    # the largest gap per attribute, flagged records only, and usage errors (exit code 2)
+    runner = CliRunner()
+    largest = runner.invoke(main, ["--config", str(path), "fairness", "--largest", "--format",
+                                   "json", "--class", "critical"])
+    assert largest.exit_code == 0
+    assert {"group_max", "group_min", "difference", "ratio"} <= set(json.loads(largest.output)[0])
+    flagged = runner.invoke(main, ["--config", str(path), "fairness", "--flagged", "--format",
+                                   "json"])
+    assert flagged.exit_code == 0 and all(r["flagged"] for r in json.loads(flagged.output))
+    for bad in (["--class", "nope"], ["--attribute", "*"], ["--attribute", "colour"],
+                ["--metric", "accuracy"]):
+        result = runner.invoke(main, ["--config", str(path), "fairness", *bad])
+        assert result.exit_code == 2, (bad, result.output)
