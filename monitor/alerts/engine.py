@@ -45,7 +45,7 @@ def policy_for(rule: AlertRule) -> Policy:
     return Policy(pending_evaluations=rule.pending_evaluations,
                   resolve_evaluations=rule.resolve_evaluations,
                   repeat_interval=parse_duration(rule.repeat_interval),
-                  critical_fires_at_once=getattr(rule, "critical_fires_at_once", True))
+                  critical_fires_at_once=rule.critical_fires_at_once)
 
 
 def evaluate(conn: Connection, config: MonitorConfig, ctx: ModelContext, as_of: int,
@@ -54,19 +54,20 @@ def evaluate(conn: Connection, config: MonitorConfig, ctx: ModelContext, as_of: 
     Returns counts for the tick summary (alerts_fired, alerts_resolved, alerts_firing, ...)."""
     rules = {rule.name: rule for rule in rules_for(ctx.config)}
     last_ends = _last_ends(conn, ctx.model_id)
-    lookback = parse_duration(config.retention.label_horizon)
+    horizon = parse_duration(config.retention.label_horizon)
     counts: Counter[str] = Counter()
     parts = []
     for rule in rules.values():
         step, window = parse_duration(rule.step), parse_duration(rule.window)
         current = floor_to(int(as_of), step)
+        lookback = parse_duration(rule.lookback) if rule.lookback else horizon
         first = current - floor_to(lookback, step)
         if rule.name in last_ends:
             first = max(first, last_ends[rule.name] + step)
         if first > current:
             continue
         try:
-            parts.append(observe(conn, ctx, rule, WindowSpec(window, step, first, current)))
+            parts.append(observe(conn, ctx, rule, WindowSpec(window, step, first, current), int(as_of)))
         except (SourceUnavailable, ValueError) as error:
             log.warning("alert rule %s of model %s skipped: %s", rule.name, ctx.name, error)
             counts["rules_skipped"] += 1

@@ -7,7 +7,10 @@ each minority class, overall and per configured segment, 7-day window, `min_supp
 
 `classify(observations, rules)` turns one row per (series, window end) into an *observation*:
 
-- `provisional`: the window's labels are not mature; it can neither fire nor resolve.
+- `provisional`: the window's labels are not mature; it can neither fire nor resolve. A
+  window that is not provisional but not yet `settled` (expected label coverage below
+  `settled_coverage` of the eventual coverage) is treated the same, except that a critical
+  breach (a sure collapse) may fire from it.
 - `insufficient`: fewer than `min_support` labelled cases (labelled positives for recall);
   never an alarm.
 - `breach`: the drop below the reference is at least `min_drop` AND significant (one-sided
@@ -39,6 +42,7 @@ LABELLED_METRICS = ("recall", "precision")
 OBSERVATION_COLUMNS = [
     "rule", "metric", "end", "class", "segment", "segment_value", "successes", "support",
     "value", "reference_value", "reference_successes", "reference_support", "provisional",
+    "settled",
 ]
 
 
@@ -133,8 +137,13 @@ def classify(observations: pd.DataFrame, rules: dict[str, AlertRule]) -> pd.Data
         observation = np.where(labelled, observation, verdict)
     observation = np.where(labelled & insufficient, "insufficient", observation)
     observation = np.where(provisional, "provisional", observation)
-    frame["observation"] = observation
-
     collapse = (high < reference - critical_drop) | (has_floor & (high < floor - critical_drop))
-    frame["severity"] = np.where(labelled & collapse, "critical", "warning")
+    critical = labelled & collapse
+    if "settled" in frame:
+        # an unsettled window (labels still arriving) waits, unless it shows a sure collapse
+        settled = frame["settled"].fillna(True).to_numpy(dtype=bool)
+        waits = labelled & ~settled & ~((observation == "breach") & critical)
+        observation = np.where(waits & (observation != "insufficient"), "provisional", observation)
+    frame["observation"] = observation
+    frame["severity"] = np.where(critical, "critical", "warning")
     return frame

@@ -28,7 +28,6 @@ from monitor.alerts.rules import OBSERVATION_COLUMNS, rule_classes, segment_opti
 from monitor.config import AlertRule
 from monitor.context import ModelContext
 from monitor.store.windows import OVERALL, WindowSpec, parse_segment_option
-from monitor.timeutil import parse_timestamps
 
 
 class SourceUnavailable(Exception):
@@ -38,18 +37,22 @@ class SourceUnavailable(Exception):
 def _epochs(values: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values):
         return values.astype("int64")
-    epochs, _ = parse_timestamps(values)
-    return epochs.astype("int64")
+    # services give ISO strings; convert through a Timedelta so the datetime unit (ns, us, s)
+    # does not matter (timeutil.parse_timestamps assumes ns and is off by 1000 on pandas 2 us)
+    stamps = pd.to_datetime(values, utc=True, format="ISO8601")
+    return ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).astype("int64")
 
 
 def _empty() -> pd.DataFrame:
     return pd.DataFrame(columns=[*OBSERVATION_COLUMNS, "verdict"])
 
 
-def observe(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec) -> pd.DataFrame:
+def observe(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,
+            as_of: int | None = None) -> pd.DataFrame:
+    """Observations of `rule` for the window ends of `spec`; `as_of` is the clock for maturity."""
     try:
         if rule.metric in ("recall", "precision", "recall_estimated"):
-            frame = _labelled(conn, ctx, rule, spec)
+            frame = _labelled(conn, ctx, rule, spec, as_of)
         elif rule.metric == "drift":
             frame = _drift(conn, ctx, rule, spec)
         else:
@@ -84,13 +87,14 @@ def _reference(conn: Connection, ctx: ModelContext, rule: AlertRule) -> pd.DataF
     return reference[["segment", "segment_value", "class", "ref_successes", "ref_support"]]
 
 
-def _labelled(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec) -> pd.DataFrame:
+def _labelled(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,
+              as_of: int | None) -> pd.DataFrame:
     from monitor.metrics.service import metrics_frame
 
     classes = rule_classes(rule, ctx.classes, ctx.minority_classes)
     if not classes:
         return _empty()
-    frame = metrics_frame(conn, ctx, spec, classes=classes, segment=segment_option(rule))
+    frame = metrics_frame(conn, ctx, spec, classes=classes, segment=segment_option(rule), as_of=as_of)
     if frame is None or len(frame) == 0:
         return _empty()
     frame = frame.copy()
@@ -107,6 +111,7 @@ def _labelled(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: Window
         frame["reference_value"] = frame["ref_successes"] / frame["ref_support"]
     frame["metric"] = rule.metric
     frame["provisional"] = frame["provisional"] if "provisional" in frame else False
+    frame["settled"] = _settled(conn, ctx, rule, frame, as_of)
     tp = frame["tp"].astype(float)
     if rule.metric == "recall_estimated":
         estimate = frame["recall_estimated"].astype(float) if "recall_estimated" in frame else np.nan
@@ -125,6 +130,21 @@ def _labelled(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: Window
     frame["support"] = tp + other.astype(float)
     frame["value"] = frame[rule.metric]
     return frame
+
+
+def _settled(conn: Connection, ctx: ModelContext, rule: AlertRule, frame: pd.DataFrame,
+             as_of: int | None) -> pd.Series:
+    """Is the window as labelled as it will usually get (expected coverage at its age at least
+    `settled_coverage` of the eventual coverage)? Early labels are few and noisier (wrong
+    labels not yet corrected), so an unsettled window may only fire a sure collapse."""
+    if "expected_coverage" not in frame or as_of is None:
+        return pd.Series(True, index=frame.index)
+    from monitor.metrics.maturity import coverage_curve
+
+    _, shares = coverage_curve(conn, ctx, int(as_of))
+    eventual = float(shares[-1]) if len(shares) else 0.0
+    expected = frame["expected_coverage"].astype(float).fillna(0.0)
+    return expected + 1e-9 >= rule.settled_coverage * eventual
 
 
 def _drift(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec) -> pd.DataFrame:
