@@ -87,24 +87,3 @@ def ceil_to(epoch: int, step: int) -> int:
 def now_epoch() -> int:
     return int(datetime.now(tz=timezone.utc).timestamp())
 
-
-def parse_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Vectorised parse of a column of ISO strings or epoch numbers.
-
-    Returns (epoch seconds as float with NaN for bad values, mask of unparsable non-empty values).
-    Naive ISO strings are taken as UTC; offsets are honoured.
-    """
-    missing = values.isna() | (values.astype("string").str.strip() == "")
-    if pd.api.types.is_numeric_dtype(values):
-        epochs = pd.to_numeric(values, errors="coerce").astype("float64")
-    else:
-        text = values.astype("string").str.strip()
-        numeric = pd.to_numeric(text, errors="coerce")
-        is_numeric = numeric.notna()
-        parsed = pd.to_datetime(text.where(~is_numeric), errors="coerce", utc=True, format="ISO8601")
-        epochs = pd.Series(np.nan, index=values.index, dtype="float64")
-        ok = parsed.notna()
-        epochs[ok] = parsed[ok].astype("int64") / 1e9
-        epochs[is_numeric] = numeric[is_numeric].astype("float64")
-    bad = epochs.isna() & ~missing
-    return epochs, bad
