@@ -6,9 +6,10 @@
 - the JSON API under `/api/v1` (`monitor.api.routes`),
 - `GET /metrics` in Prometheus text format (`monitor.api.prometheus`).
 
-The database engine is the dashboard's when it has put one in `server.extensions["monitor"]`
-(an object with `.engine`); otherwise one is made from `config.database_url` on first use in
-each process, so gunicorn workers never share connections across a fork.
+Reads use the dashboard's engine when it has put one in `server.extensions["monitor"]` (an
+object with `.engine`); writes, and reads without a dashboard, use an engine made from
+`config.database_url` on first use in each process, so gunicorn workers never share
+connections across a fork.
 `create_api_app(config)` is a Flask app with the API only (`monitor.api.wsgi:app`).
 """
 
@@ -25,10 +26,13 @@ from monitor.config import MonitorConfig
 _LOCK = threading.Lock()
 
 
-def engine_for(server: Flask) -> Engine:
-    """The engine this app's requests use (see the module doc)."""
+def engine_for(server: Flask, *, write: bool = False) -> Engine:
+    """The engine for this app's requests. Reads use the dashboard's engine when it has one
+    (on SQLite it begins deferred, so reads never wait for writers); writes always use the
+    API's own `make_engine` engine (on SQLite `BEGIN IMMEDIATE`, so concurrent writers queue
+    on the busy timeout instead of failing to upgrade a read lock)."""
     dashboard = server.extensions.get("monitor")
-    if dashboard is not None and getattr(dashboard, "engine", None) is not None:
+    if not write and dashboard is not None and getattr(dashboard, "engine", None) is not None:
         return dashboard.engine  # type: ignore[no-any-return]
     state = server.extensions["monitor_api"]
     if state.get("engine") is None:

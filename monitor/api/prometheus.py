@@ -103,7 +103,7 @@ class MonitorCollector(Collector):
     def _model(self, conn: Connection, model: Any, families: _Families, now: int) -> None:
         from monitor.api.routes import read_context
 
-        ctx = read_context(self.engine(), conn, model)
+        ctx = read_context(conn, model)
         end = latest_window_end(conn, ctx, now)
         window = f"{WINDOW // 86400}d"
         parts: list[tuple[str, Callable[[], None]]] = [("alerts", lambda: self._alerts(conn, ctx, families))]

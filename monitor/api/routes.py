@@ -78,8 +78,14 @@ def _unavailable(error: Exception) -> bool:
     return isinstance(error, psycopg.OperationalError)
 
 
+def write_engine() -> Engine:
+    from monitor.api import engine_for
+
+    return engine_for(current_app, write=True)
+
+
 def state() -> tuple[MonitorConfig, Engine]:
-    """The config and this process's engine (see `monitor.api.engine_for`)."""
+    """The config and this process's read engine (see `monitor.api.engine_for`)."""
     from monitor.api import engine_for
 
     config: MonitorConfig = current_app.extensions["monitor_api"]["config"]
@@ -93,7 +99,7 @@ def _model_config(config: MonitorConfig, name: str) -> ModelConfig:
         raise ApiError(404, f"unknown model {name!r}") from None
 
 
-def read_context(engine: Engine, conn: Connection, model: ModelConfig) -> ModelContext:
+def read_context(conn: Connection, model: ModelConfig) -> ModelContext:
     """The model's context without writing in a read: `load_context` inserts the model row
     on first sight, so that (rare) case runs in its own short write transaction; `conn`'s
     transaction is ended before and begins again after."""
@@ -103,7 +109,7 @@ def read_context(engine: Engine, conn: Connection, model: ModelConfig) -> ModelC
         conn.rollback()
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                with engine.begin() as write:
+                with write_engine().begin() as write:
                     load_context(write, model)
                 break
             except IntegrityError:  # another worker inserted it at the same moment
@@ -156,7 +162,7 @@ def _read(model: str, compute: Callable[[Connection, ModelContext], pd.DataFrame
     config, engine = state()
     model_config = _model_config(config, model)
     with engine.connect() as conn:
-        ctx = read_context(engine, conn, model_config)
+        ctx = read_context(conn, model_config)
         try:
             frame = compute(conn, ctx)
         except ValueError as error:  # unknown class/segment/feature, bad window: the user's input
@@ -172,7 +178,7 @@ def list_models() -> Response:
     out = []
     with engine.connect() as conn:
         for model in config.models:
-            ctx = read_context(engine, conn, model)
+            ctx = read_context(conn, model)
             out.append({"name": model.name, "classes": ctx.classes,
                         "minority_classes": ctx.minority_classes, "segments": ctx.segments,
                         "features": ctx.features, "bucket": model.bucket})
@@ -293,7 +299,8 @@ def _retryable(error: Exception) -> bool:
 def _write(model: str, kind: str) -> Response:
     from monitor.ingest.pipeline import ingest_frame
 
-    config, engine = state()
+    config, _ = state()
+    engine = write_engine()
     model_config = _model_config(config, model)
     records = parse_body(_read_body(), request.content_type or "")
     frame = records_frame(records)
