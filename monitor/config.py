@@ -105,7 +105,7 @@ class DriftSettings(_Strict):
     wasserstein: float = 0.1
     chi2: float = 0.01
     bins: int = Field(default=10, ge=2, le=100)
-    fine_bins: int = Field(default=100, ge=10, le=1000)
+    fine_bins: int = Field(default=50, ge=10, le=1000)
     top_categories: int = Field(default=20, ge=1, le=1000)
     bucket: str = "1d"
     min_rows: int = Field(default=100, ge=1)

@@ -171,8 +171,11 @@ def on_reference(conn: Connection, ctx: ModelContext, reference: pd.DataFrame) -
         store_bins(conn, ctx.model_id, bins)
     if reference.empty:
         return
+    # chunks only serve reference-derived thresholds: one chunk otherwise keeps the table small
+    settings = ctx.config.drift
+    chunks = settings.reference_chunks if settings.thresholds == "reference" else 1
     frame = pd.DataFrame({
-        "chunk": reference_chunks(reference, ctx.config.drift.reference_chunks),
+        "chunk": reference_chunks(reference, chunks),
         "slice_id": reference["slice_id"].to_numpy(),
     }, index=reference.index)
     frame = pd.concat([frame, reference.drop(columns=["chunk", "slice_id"], errors="ignore")], axis=1)

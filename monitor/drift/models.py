@@ -4,7 +4,8 @@
   (or from the first batch of the reference period), so that every histogram of that model
   uses the same bins.
 - `drift_reference_histograms`: counts of the reference per (chunk, slice, feature, bin);
-  chunks are consecutive slices of the reference (in time order when it has timestamps),
+  chunks (only with `thresholds = "reference"`, else one chunk 0) are consecutive slices of
+  the reference (in time order when it has timestamps),
   used for reference-derived thresholds. Empty with `reference_period`: the reference is then
   read from `drift_histograms` over the period.
 - `drift_histograms`: counts of visible predictions per (drift bucket, slice, feature, bin),

@@ -1,6 +1,6 @@
 """Drift records (CONTRACT §3 `drift`) from stored histograms: the read path.
 
-`drift_frame` sums `drift_histograms` into rolling windows (`monitor.store.windows`), sums the
+`drift_frame` sums `drift_histograms` into rolling windows (`monitor.drift.windowing`), sums the
 reference histograms per segment value, and compares them with every method of the feature's
 kind (`monitor.drift.methods`). Nothing here reads raw feature values.
 
@@ -23,7 +23,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from monitor.config import DriftSettings
@@ -32,15 +31,8 @@ from monitor.drift import methods
 from monitor.drift.aggregate import load_bins, reference_period_bounds
 from monitor.drift.binning import FeatureBins
 from monitor.drift.models import DriftHistogram, DriftReferenceHistogram
-from monitor.store.models import SliceValue
-from monitor.store.windows import (
-    OVERALL,
-    SEPARATOR,
-    WindowSpec,
-    parse_segment_option,
-    segment_label,
-    windowed_counts,
-)
+from monitor.drift.windowing import series_sums, windowed_histograms
+from monitor.store.windows import OVERALL, WindowSpec, parse_segment_option, segment_label
 from monitor.timeutil import ceil_to, floor_to, format_duration, iso_series, parse_duration
 
 COLUMNS = ["model", "window", "end", "feature", "segment", "segment_value", "method", "value",
@@ -81,11 +73,8 @@ def select_bins(conn: Connection, ctx: ModelContext, features: Sequence[str] | N
 def current_histograms(conn: Connection, ctx: ModelContext, spec: WindowSpec,
                        segment_sets: Sequence[tuple[str, ...]], ends: np.ndarray | None = None) -> pd.DataFrame:
     """Window sums per (end, segment, segment_value, feature, bin): n and total."""
-    return windowed_counts(
-        conn, DriftHistogram.__table__, model_id=ctx.model_id, spec=spec,
-        segment_sets=segment_sets, key_columns=["feature", "bin"], value_columns=["n", "total"],
-        ends=ends, bucket=drift_bucket(ctx),
-    )
+    return windowed_histograms(conn, DriftHistogram.__table__, model_id=ctx.model_id, spec=spec,
+                               segment_sets=segment_sets, ends=ends, bucket=drift_bucket(ctx))
 
 
 def reference_histograms(conn: Connection, ctx: ModelContext,
@@ -95,35 +84,10 @@ def reference_histograms(conn: Connection, ctx: ModelContext,
     if bounds is not None:
         return _period_reference(conn, ctx, segment_sets, bounds)
     table = DriftReferenceHistogram.__table__
-    frames = []
-    for attributes in segment_sets:
-        columns, source = [], table
-        for index, attribute in enumerate(attributes):
-            alias = SliceValue.__table__.alias(f"sv{index}")
-            source = source.join(alias, and_(alias.c.slice_id == table.c.slice_id,
-                                             alias.c.attribute == attribute))
-            columns.append(alias.c.value.label(f"value{index}"))
-        keys = [table.c.chunk, *columns, table.c.feature, table.c.bin]
-        query = (select(*keys, func.sum(table.c.n).label("n"), func.sum(table.c.total).label("total"))
-                 .select_from(source).where(table.c.model_id == ctx.model_id).group_by(*keys))
-        values = [f"value{i}" for i in range(len(attributes))]
-        raw = pd.DataFrame([tuple(r) for r in conn.execute(query)],
-                           columns=["chunk", *values, "feature", "bin", "n", "total"])
-        raw.insert(1, "segment", segment_label(attributes))
-        raw.insert(2, "segment_value", join_values(raw, values))
-        frames.append(raw.drop(columns=values))
+    frames = [series_sums(conn, table, model_id=ctx.model_id, attributes=tuple(attributes), group=[table.c.chunk])
+              for attributes in segment_sets]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["chunk", *SERIES, "feature", "bin", "n", "total"])
-
-
-def join_values(frame: pd.DataFrame, columns: list[str]) -> pd.Series | str:
-    """'x&y' labels of segment value columns, vectorised (a row-wise join is slow)."""
-    if not columns:
-        return OVERALL
-    joined = frame[columns[0]].astype(str)
-    for column in columns[1:]:
-        joined = joined + SEPARATOR + frame[column].astype(str)
-    return joined
 
 
 def _period_reference(conn: Connection, ctx: ModelContext, segment_sets: Sequence[tuple[str, ...]],

@@ -1,0 +1,107 @@
+"""Window sums of the drift histograms per (end, segment, segment_value, feature, bin).
+
+Same semantics and output as `monitor.store.windows.windowed_counts` (windows are sums of
+buckets with `end - window <= bucket_start < end`; every (series, feature, bin) seen in the
+range gets a row for every end, 0 where empty), with two differences that matter at drift's
+volume (series x features x ~50 bins): segment values are joined into labels vectorised
+(`windowed_counts` joins them row by row, which took ~70% of a per-segment drift query), and
+the reference tables without time reuse the same series query.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Table, and_, func, select
+from sqlalchemy.engine import Connection
+
+from monitor.store.models import SliceValue
+from monitor.store.windows import OVERALL, SEPARATOR, WindowSpec, data_range, segment_label
+from monitor.timeutil import floor_to
+
+KEYS = ["feature", "bin"]
+VALUES = ["n", "total"]
+
+
+def join_values(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series | str:
+    """'x&y' labels of segment value columns, vectorised."""
+    if not columns:
+        return OVERALL
+    joined = frame[columns[0]].astype(str)
+    for column in columns[1:]:
+        joined = joined + SEPARATOR + frame[column].astype(str)
+    return joined
+
+
+def series_sums(conn: Connection, table: Table, *, model_id: int, attributes: tuple[str, ...],
+                group: Sequence, where: Sequence = ()) -> pd.DataFrame:
+    """Sums of n and total per (group expressions, segment_value, feature, bin) for one
+    attribute tuple; `group` are extra labelled expressions on `table` (period, chunk)."""
+    columns, source = [], table
+    for index, attribute in enumerate(attributes):
+        alias = SliceValue.__table__.alias(f"sv{index}")
+        source = source.join(alias, and_(alias.c.slice_id == table.c.slice_id, alias.c.attribute == attribute))
+        columns.append(alias.c.value.label(f"value{index}"))
+    keys = [*group, *columns, table.c.feature, table.c.bin]
+    query = (select(*keys, func.sum(table.c.n).label("n"), func.sum(table.c.total).label("total"))
+             .select_from(source).where(table.c.model_id == model_id, *where).group_by(*keys))
+    names = [g.name for g in group]
+    values = [f"value{i}" for i in range(len(attributes))]
+    rows = conn.execute(query).fetchall()  # one fetch: row-by-row iteration is ~2x slower
+    raw = pd.DataFrame([tuple(r) for r in rows], columns=[*names, *values, *KEYS, *VALUES])
+    raw.insert(len(names), "segment", segment_label(attributes))
+    raw.insert(len(names) + 1, "segment_value", join_values(raw, values) if len(raw) or not values else [])
+    return raw.drop(columns=values)
+
+
+def windowed_histograms(conn: Connection, table: Table, *, model_id: int, spec: WindowSpec,
+                        segment_sets: Sequence[tuple[str, ...]], bucket: int,
+                        ends: np.ndarray | None = None) -> pd.DataFrame:
+    """Window sums per (end, segment, segment_value, feature, bin): n and total."""
+    columns = ["end", "segment", "segment_value", *KEYS, *VALUES]
+    if ends is None:
+        found = data_range(conn, table, model_id)
+        if found is None:
+            return pd.DataFrame(columns=columns)
+        ends = spec.ends(found[0], found[1] + bucket - 1)
+    ends = np.asarray(ends, dtype=np.int64)
+    if len(ends) == 0:
+        return pd.DataFrame(columns=columns)
+    period = math.gcd(spec.window, spec.step, int(np.gcd.reduce(ends)))
+    lower, upper = int(ends[0] - spec.window), int(ends[-1])
+    first = floor_to(lower, period)
+    n_periods = (upper - first) // period + 1
+    bucket_start = table.c.bucket_start
+    period_expr = (bucket_start - bucket_start % period).label("period")
+    frames = []
+    for attributes in segment_sets:
+        raw = series_sums(conn, table, model_id=model_id, attributes=tuple(attributes), group=[period_expr],
+                          where=[bucket_start >= lower, bucket_start < upper])
+        if len(raw):
+            frames.append(_roll(raw, ends, spec.window, period, first, n_periods))
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def _roll(raw: pd.DataFrame, ends: np.ndarray, window: int, period: int, first: int,
+          n_periods: int) -> pd.DataFrame:
+    """Period sums -> window sums with a cumulative sum over periods, per group."""
+    codes, groups = pd.MultiIndex.from_frame(raw[["segment", "segment_value", *KEYS]]).factorize()
+    period_index = (raw["period"].to_numpy(dtype=np.int64) - first) // period
+    end_index = np.clip((ends - first) // period, 0, n_periods)
+    start_index = np.clip(end_index - window // period, 0, n_periods)
+    out = {}
+    for name in VALUES:
+        dense = np.zeros((n_periods + 1, len(groups)))
+        np.add.at(dense, (period_index + 1, codes), raw[name].to_numpy(dtype=np.float64))
+        cumulative = np.cumsum(dense, axis=0)
+        out[name] = (cumulative[end_index] - cumulative[start_index]).reshape(-1)
+    labels = groups.to_frame(index=False)
+    labels.columns = ["segment", "segment_value", *KEYS]
+    tiled = labels.iloc[np.tile(np.arange(len(groups)), len(ends))].reset_index(drop=True)
+    tiled.insert(0, "end", np.repeat(ends, len(groups)))
+    tiled["n"] = np.rint(out["n"]).astype(np.int64)
+    tiled["total"] = out["total"]
+    return tiled
