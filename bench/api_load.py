@@ -95,7 +95,7 @@ def client_loop(client: int, base: str, deadline: float, batch: int, stats: Stat
     def call(kind: str, method: str, url: str, **kwargs) -> dict | list | None:
         started = time.perf_counter()
         try:
-            response = session.request(method, url, timeout=60, **kwargs)
+            response = session.request(method, url, timeout=300, **kwargs)  # queueing is latency, not loss
             ok = response.status_code == 200
             stats.record(kind, time.perf_counter() - started, ok, f"{response.status_code} {response.text}")
             return response.json() if ok and "json" in response.headers.get("Content-Type", "") else None

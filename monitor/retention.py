@@ -19,10 +19,10 @@ ingestion is expected to refuse predictions older than the cutoff (see docs/depl
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import click
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import Table, and_, delete, exists, func, select
 from sqlalchemy.engine import Connection
 
 from monitor.cli_common import State, handle_errors, pass_state, time_callback
@@ -32,8 +32,8 @@ from monitor.store.models import Label, Prediction
 from monitor.timeutil import now_epoch, parse_duration, to_iso
 
 log = logging.getLogger("monitor.retention")
-PREDICTIONS = Prediction.__table__
-LABELS = Label.__table__
+PREDICTIONS = cast(Table, Prediction.__table__)
+LABELS = cast(Table, Label.__table__)
 
 
 def retention_cutoff(config: MonitorConfig, now: int) -> int | None:

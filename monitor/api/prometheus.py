@@ -151,14 +151,15 @@ class MonitorCollector(Collector):
         frame = drift_frame(conn, ctx, spec)
         if frame.empty:
             return
-        values = frame.dropna(subset=["value"]).groupby(["feature", "method"], sort=False)["value"].max()
-        for (feature, method), value in values.items():
+        values = frame.dropna(subset=["value"]).groupby(["feature", "method"], sort=False)[["value"]].max().reset_index()
+        for row in values.to_dict("records"):
             families.add("drift", "Largest drift value of the feature over the series (method label).",
-                         ["model", "window", "feature", "method"], [ctx.name, window, feature, method], value)
-        drifted = frame.groupby("feature", sort=False)["drifted"].any()
-        for feature, flag in drifted.items():
+                         ["model", "window", "feature", "method"], [ctx.name, window, row["feature"], row["method"]],
+                         row["value"])
+        drifted = frame.groupby("feature", sort=False)[["drifted"]].any().reset_index()
+        for row in drifted.to_dict("records"):
             families.add("drift_detected", "1 when the feature drifted in any series and method.",
-                         ["model", "window", "feature"], [ctx.name, window, feature], int(bool(flag)))
+                         ["model", "window", "feature"], [ctx.name, window, row["feature"]], int(bool(row["drifted"])))
 
     def _alerts(self, conn: Connection, ctx: ModelContext, families: _Families) -> None:
         from monitor.alerts.service import alerts_frame

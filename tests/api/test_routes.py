@@ -137,3 +137,36 @@ def test_prometheus_metrics_parse_and_agree_with_the_api(db_url: str, tmp_path: 
     assert coverage["*"] == 1.0
     errors = {s.labels["part"]: s.value for s in families["classifier_monitor_collect_errors"].samples}
     assert errors == {"metrics": 0.0, "drift": 0.0, "alerts": 0.0}
+
+
+def test_prometheus_reports_drift_and_alerts_of_an_ingested_model(sqlite_url: str, tmp_path: Path, serve) -> None:
+    from monitor.config import load_config
+    from monitor.simulate import Fault, Scenario, simulate, write_config, write_logs
+    from monitor.tick import run_tick
+
+    scenario = Scenario(days=21, rows_per_day=600, reference_rows=3000, faults=[Fault(start_day=10)])
+    write_logs(simulate(scenario, seed=2), tmp_path, fmt="csv")
+    config = load_config(write_config(tmp_path, scenario, database_url=sqlite_url))
+    engine = make_engine(sqlite_url)
+    run_tick(engine, config, notify=False)
+    engine.dispose()
+    base = serve(config)
+    families = {f.name: f for f in text_string_to_metric_families(requests.get(f"{base}/metrics", timeout=120).text)}
+    errors = {s.labels["part"]: s.value for s in families["classifier_monitor_collect_errors"].samples}
+    assert errors == {"metrics": 0.0, "drift": 0.0, "alerts": 0.0}
+    end = int(families["classifier_monitor_window_end_timestamp_seconds"].samples[0].value)
+    drift = requests.get(f"{base}/api/v1/models/triage/drift", timeout=120,
+                         params={"from": str(end), "to": str(end)}).json()
+    expected = {}
+    for record in drift:
+        if record["value"] is not None:
+            key = (record["feature"], record["method"])
+            expected[key] = max(expected.get(key, float("-inf")), record["value"])
+    scraped = {(s.labels["feature"], s.labels["method"]): s.value for s in families["classifier_monitor_drift"].samples}
+    assert scraped.keys() == expected.keys() and len(scraped) > 0
+    assert all(abs(scraped[k] - expected[k]) < 1e-9 for k in expected)
+    firing = requests.get(f"{base}/api/v1/alerts", params={"model": "triage", "state": "firing"}, timeout=60).json()
+    gauges = families.get("classifier_monitor_alert_firing")
+    assert len(firing) == (len(gauges.samples) if gauges else 0)
+    states = {s.labels["state"]: s.value for s in families["classifier_monitor_alerts"].samples}
+    assert states["firing"] == len(firing)
