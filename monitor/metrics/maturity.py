@@ -11,6 +11,7 @@ provisional: its labels are still arriving (DESIGN principle 2).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
@@ -67,8 +68,6 @@ def expected_coverage(conn: Connection, ctx: ModelContext, ends: np.ndarray, win
 
 def coverage_by_age(conn: Connection, ctx: ModelContext, as_of: int | None = None) -> pd.DataFrame:
     """The label arrival curve for the Data page: share labelled within `delay_hours`."""
-    import pandas as pd
-
     from monitor.timeutil import now_epoch
 
     bins, shares = coverage_curve(conn, ctx, as_of if as_of is not None else now_epoch())
