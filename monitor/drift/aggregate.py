@@ -17,6 +17,8 @@ as sums over the period; predictions ingested *before* that batch are not in the
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, insert, select
@@ -31,7 +33,13 @@ from monitor.drift.binning import (
     numeric_bins,
     score_feature,
 )
-from monitor.drift.models import DriftFeature, DriftHistogram, DriftReferenceHistogram
+from monitor.drift.models import (
+    HISTOGRAMS,
+    REFERENCE_HISTOGRAMS,
+    DriftFeature,
+    DriftHistogram,
+    DriftReferenceHistogram,
+)
 from monitor.store.bulk import add_counts
 from monitor.timeutil import parse_duration, parse_time
 
@@ -122,7 +130,7 @@ def histogram_counts(frame: pd.DataFrame, bins: list[FeatureBins], group_columns
         unique, inverse = np.unique(key, return_inverse=True)
         counts = np.bincount(inverse)
         totals = np.bincount(inverse, weights=values)
-        part = groups[unique // feature.n_bins].to_frame(index=False)
+        part = cast(pd.MultiIndex, groups[unique // feature.n_bins]).to_frame(index=False)
         part.columns = group_columns
         part["feature"] = feature.feature
         part["bin"] = unique % feature.n_bins
@@ -181,7 +189,7 @@ def on_reference(conn: Connection, ctx: ModelContext, reference: pd.DataFrame) -
     frame = pd.concat([frame, reference.drop(columns=["chunk", "slice_id"], errors="ignore")], axis=1)
     counts = histogram_counts(frame, bins, ["chunk", "slice_id"])
     counts.insert(0, "model_id", ctx.model_id)
-    add_counts(conn, DriftReferenceHistogram.__table__, counts, key_columns=REFERENCE_KEYS,
+    add_counts(conn, REFERENCE_HISTOGRAMS, counts, key_columns=REFERENCE_KEYS,
                value_columns=["n", "total"])
 
 
@@ -208,11 +216,11 @@ def on_predictions(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> N
         bins = build_bins(ctx, inside, monitored_features(ctx, rows.columns), source="period")
         store_bins(conn, ctx.model_id, bins)
     grain = parse_duration(ctx.config.drift.bucket)
-    ts = pd.to_numeric(rows["ts"], errors="coerce").to_numpy(dtype=np.float64)
+    seconds = pd.to_numeric(rows["ts"], errors="coerce").to_numpy(dtype=np.float64)
     frame = rows.drop(columns=["bucket_start"], errors="ignore").assign(
-        bucket_start=(np.floor(ts / grain) * grain).astype(np.int64)
+        bucket_start=(np.floor(seconds / grain) * grain).astype(np.int64)
     )
     counts = histogram_counts(frame, bins, ["bucket_start", "slice_id"])
     counts.insert(0, "model_id", ctx.model_id)
-    add_counts(conn, DriftHistogram.__table__, counts, key_columns=HISTOGRAM_KEYS,
+    add_counts(conn, HISTOGRAMS, counts, key_columns=HISTOGRAM_KEYS,
                value_columns=["n", "total"])

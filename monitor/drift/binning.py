@@ -45,6 +45,10 @@ class FeatureBins:
     source: str = "reference"
 
     @property
+    def _edges(self) -> np.ndarray:
+        return self.edges if self.edges is not None else np.empty(0)
+
+    @property
     def n_bins(self) -> int:
         if self.kind == "numeric":
             return len(self.edges) + 2  # type: ignore[arg-type]
@@ -59,11 +63,12 @@ class FeatureBins:
         if self.kind == "numeric":
             numbers = numeric_values(values)
             finite = np.isfinite(numbers)
-            codes = np.where(finite, 1 + np.searchsorted(self.edges, numbers, side="right"), 0)  # type: ignore[arg-type]
+            codes = np.where(finite, 1 + np.searchsorted(self._edges, numbers, side="right"), 0)
             return codes.astype(np.int64), np.where(finite, numbers, 0.0)
         text, missing = text_values(values)
-        found = pd.Index(self.categories, dtype=object).get_indexer(text).astype(np.int64)
-        codes = np.where(missing, 0, np.where(found < 0, len(self.categories) + 1, found + 1))  # type: ignore[arg-type]
+        categories = self.categories or []
+        found = pd.Index(np.asarray(categories, dtype=object)).get_indexer(pd.Index(text)).astype(np.int64)
+        codes = np.where(missing, 0, np.where(found < 0, len(categories) + 1, found + 1))
         return codes, np.zeros(len(codes))
 
     def labels(self) -> list[str]:
@@ -80,7 +85,7 @@ class FeatureBins:
         """A readable label per coarse bin (the union of its fine bins)."""
         if self.kind == "categorical":
             return self.labels()
-        edges = self.edges  # type: ignore[assignment]
+        edges = self._edges
         out = [MISSING_LABEL]
         for group in range(1, self.n_coarse):
             members = np.flatnonzero(self.coarse == group)

@@ -18,9 +18,9 @@ categorical features 1..C for the top categories and C+1 for "other" (also unsee
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, Float, Integer, String
+from sqlalchemy import JSON, BigInteger, Float, Integer, String, Table
 from sqlalchemy.orm import Mapped, mapped_column
 
 from monitor.store.base import Base
@@ -71,3 +71,8 @@ class DriftHistogram(Base):
     bin: Mapped[int] = mapped_column(Integer, primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger, default=0)
     total: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+FEATURES = cast(Table, DriftFeature.__table__)
+REFERENCE_HISTOGRAMS = cast(Table, DriftReferenceHistogram.__table__)
+HISTOGRAMS = cast(Table, DriftHistogram.__table__)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from monitor.context import ModelContext
 from monitor.drift import methods
 from monitor.drift.aggregate import load_bins, reference_period_bounds
 from monitor.drift.binning import FeatureBins
-from monitor.drift.models import DriftHistogram, DriftReferenceHistogram
+from monitor.drift.models import HISTOGRAMS, REFERENCE_HISTOGRAMS
 from monitor.drift.windowing import series_sums, windowed_histograms
 from monitor.store.windows import OVERALL, WindowSpec, parse_segment_option, segment_label
 from monitor.timeutil import ceil_to, floor_to, format_duration, iso_series, parse_duration
@@ -73,7 +74,7 @@ def select_bins(conn: Connection, ctx: ModelContext, features: Sequence[str] | N
 def current_histograms(conn: Connection, ctx: ModelContext, spec: WindowSpec,
                        segment_sets: Sequence[tuple[str, ...]], ends: np.ndarray | None = None) -> pd.DataFrame:
     """Window sums per (end, segment, segment_value, feature, bin): n and total."""
-    return windowed_histograms(conn, DriftHistogram.__table__, model_id=ctx.model_id, spec=spec,
+    return windowed_histograms(conn, HISTOGRAMS, model_id=ctx.model_id, spec=spec,
                                segment_sets=segment_sets, ends=ends, bucket=drift_bucket(ctx))
 
 
@@ -83,7 +84,7 @@ def reference_histograms(conn: Connection, ctx: ModelContext,
     bounds = reference_period_bounds(ctx)
     if bounds is not None:
         return _period_reference(conn, ctx, segment_sets, bounds)
-    table = DriftReferenceHistogram.__table__
+    table = REFERENCE_HISTOGRAMS
     frames = [series_sums(conn, table, model_id=ctx.model_id, attributes=tuple(attributes), group=[table.c.chunk])
               for attributes in segment_sets]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
@@ -112,7 +113,7 @@ def _matrix(frame: pd.DataFrame, row_keys: list[str], n_bins: int) -> tuple[pd.D
     bins = frame["bin"].to_numpy(dtype=np.int64)
     np.add.at(counts, (codes, bins), frame["n"].to_numpy(dtype=np.float64))
     np.add.at(totals, (codes, bins), frame["total"].to_numpy(dtype=np.float64))
-    keys = uniques.to_frame(index=False)
+    keys = cast(pd.MultiIndex, uniques).to_frame(index=False)
     keys.columns = row_keys  # factorize drops the level names on pandas 3
     return keys, counts, totals
 

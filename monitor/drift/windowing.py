@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -40,7 +41,8 @@ def series_sums(conn: Connection, table: Table, *, model_id: int, attributes: tu
                 group: Sequence, where: Sequence = ()) -> pd.DataFrame:
     """Sums of n and total per (group expressions, segment_value, feature, bin) for one
     attribute tuple; `group` are extra labelled expressions on `table` (period, chunk)."""
-    columns, source = [], table
+    columns: list[Any] = []
+    source: Any = table
     for index, attribute in enumerate(attributes):
         alias = SliceValue.__table__.alias(f"sv{index}")
         source = source.join(alias, and_(alias.c.slice_id == table.c.slice_id, alias.c.attribute == attribute))
@@ -98,7 +100,7 @@ def _roll(raw: pd.DataFrame, ends: np.ndarray, window: int, period: int, first: 
         np.add.at(dense, (period_index + 1, codes), raw[name].to_numpy(dtype=np.float64))
         cumulative = np.cumsum(dense, axis=0)
         out[name] = (cumulative[end_index] - cumulative[start_index]).reshape(-1)
-    labels = groups.to_frame(index=False)
+    labels = cast(pd.MultiIndex, groups).to_frame(index=False)
     labels.columns = ["segment", "segment_value", *KEYS]
     tiled = labels.iloc[np.tile(np.arange(len(groups)), len(ends))].reset_index(drop=True)
     tiled.insert(0, "end", np.repeat(ends, len(groups)))
