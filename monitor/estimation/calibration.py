@@ -66,6 +66,24 @@ def expected_calibration_error(scores: np.ndarray, truth: np.ndarray, bins: int 
     return float(np.abs(score_sums - truth_sums).sum() / n)
 
 
+def noise_ece(scores: np.ndarray, bins: int = ECE_BINS) -> float:
+    """The ECE that perfectly calibrated scores would show on average, from sampling alone.
+
+    Per bin, sum(y) - sum(p) has variance sum p (1 - p) when y ~ Bernoulli(p), and
+    E|N(0, s^2)| = s sqrt(2 / pi); an observed ECE near this value is no evidence of
+    miscalibration.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    n = len(scores)
+    if n == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="stable")
+    bin_index = np.empty(n, dtype=np.int64)
+    bin_index[order] = (np.arange(n) * bins) // n
+    variances = np.bincount(bin_index, weights=scores * (1.0 - scores), minlength=bins)
+    return float(np.sqrt(2.0 / np.pi) * np.sqrt(variances).sum() / n)
+
+
 def fit_isotonic(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Increasing isotonic map from raw score to P(class | score), as threshold arrays."""
     model = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
@@ -104,8 +122,11 @@ def fit_class(
 ) -> ClassCalibration:
     """Decide and fit the calibration of one class (one-vs-rest).
 
-    `mode`: "auto" applies isotonic calibration when it lowers the held-out ECE, "isotonic"
-    always applies it, "none" never. `badly_calibrated` flags raw scores whose held-out ECE
+    `mode`: "auto" applies isotonic calibration when the raw scores' held-out ECE is more
+    than twice what sampling noise gives calibrated scores (`noise_ece`) and the map lowers
+    it: an isotonic map fitted to already calibrated scores only adds its own fitting error,
+    the same in every window, which would bias every estimate. "isotonic" always applies
+    it, "none" never. `badly_calibrated` flags raw scores whose held-out ECE
     exceeds `max_ece` (the warning shown next to estimates: with such scores the estimate
     rests on the calibration map, which only holds while P(y | score) stays as on the
     reference). ECEs are measured on the held-out half; an applied map is then refitted on
@@ -121,7 +142,10 @@ def fit_class(
     if mode != "none" and enough:
         x_fit, y_fit = fit_isotonic(scores[~holdout], truth[~holdout])
         ece_after = expected_calibration_error(apply_map(scores[holdout], x_fit, y_fit), truth[holdout])
-    applied = ece_after is not None and (mode == "isotonic" or ece_after < ece_before)
+    miscalibrated = ece_before > 2.0 * noise_ece(scores[holdout])
+    applied = ece_after is not None and (
+        mode == "isotonic" or (miscalibrated and ece_after < ece_before)
+    )
     x = y = None
     if applied:
         x_all, y_all = fit_isotonic(scores, truth)

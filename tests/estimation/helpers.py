@@ -1,22 +1,19 @@
 """Test helpers: a model context and canonical (ingest-shaped) frames on a real database.
 
-Slices are created through the core tables the way ingestion does (one row per combination
-of segment values), so the estimation hooks and `windowed_counts` see what they see in
+Slices are created by the core ingest's own `slice_ids` (one per combination of segment
+values), so the estimation hooks and `windowed_counts` see what they see in
 production. Oracles (numpy sums, sklearn) always work on the raw rows, never on our output.
 """
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from monitor.config import EstimationSettings, ModelConfig
 from monitor.context import ModelContext, load_context
-from monitor.store.models import Slice, SliceValue
+from monitor.ingest.pipeline import slice_ids
 
 CLASSES = ["routine", "urgent", "critical"]
 
@@ -38,23 +35,6 @@ def make_context(
         estimation=EstimationSettings(calibration=calibration),
     )
     return load_context(conn, config)
-
-
-def slice_ids(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> pd.Series:
-    """Slice id per row from its segment values, inserting unknown slices (as ingest does)."""
-    values = rows[ctx.segments].fillna("(missing)").astype(str) if ctx.segments else pd.DataFrame(index=rows.index)
-    keys = values.apply(lambda r: json.dumps(dict(r), sort_keys=True), axis=1) if ctx.segments else pd.Series("{}", index=rows.index)
-    known = dict(conn.execute(select(Slice.key, Slice.id).where(Slice.model_id == ctx.model_id)).all())
-    for key in pd.unique(keys):
-        if key in known:
-            continue
-        new_id = conn.execute(Slice.__table__.insert().values(model_id=ctx.model_id, key=key)).inserted_primary_key[0]
-        attributes = json.loads(key)
-        if attributes:
-            conn.execute(SliceValue.__table__.insert(),
-                         [{"slice_id": new_id, "attribute": a, "value": v} for a, v in attributes.items()])
-        known[key] = new_id
-    return keys.map(known).astype("int64")
 
 
 def epoch_seconds(values: pd.Series) -> pd.Series:
