@@ -108,19 +108,22 @@ def group_bars(frame: pd.DataFrame, *, attribute: str, metric: str = "tpr", cls:
                  "color": "#333"},
         text=[f"n={int(s)}" + (" · no data" if np.isnan(v) else "")
               for s, v in zip(part["support"], value, strict=True)],
-        textposition="outside", name=_metric_name(metric),
+        # support at the foot of each bar; outside when the bar is too short to hold it
+        textposition=["inside" if v >= 0.1 else "outside" for v in np.nan_to_num(value)],
+        insidetextanchor="start", name=_metric_name(metric),
         customdata=np.stack([part["ratio"], part["ratio_low"], part["ratio_high"]], axis=-1),
         hovertemplate=("%{x}: %{y:.3f} (%{text})<br>ratio to reference %{customdata[0]:.2f} "
                        "[%{customdata[1]:.2f}, %{customdata[2]:.2f}]<extra></extra>")))
     if reference_value is not None and not np.isnan(reference_value):
         low, high = reference_value * tolerance[0], min(reference_value * tolerance[1], 1.0)
         figure.add_hrect(y0=low, y1=high, fillcolor=rgba(GOOD, 0.12), line_width=0, layer="below")
-        figure.add_hline(y=reference_value, line={"color": GOOD, "dash": "dash", "width": 1},
-                         annotation_text=f"reference {reference} = {reference_value:.2f}; "
-                                         f"band x{tolerance[0]:g}..x{tolerance[1]:g}",
-                         annotation_position="top left")
+        figure.add_hline(y=reference_value, line={"color": GOOD, "dash": "dash", "width": 1})
+        # said in a subtitle, not an annotation, so it never covers a bar or its interval
+        title += (f"<br><sup>reference {reference} = {reference_value:.2f} (dashed); shaded: "
+                  f"x{tolerance[0]:g} to x{tolerance[1]:g} of it; orange: flagged; "
+                  f"grey: reference or support under {min_support}</sup>")
     base_layout(figure, title=title)
-    figure.update_layout(showlegend=False)
+    figure.update_layout(showlegend=False, margin={"t": 90})
     figure.update_xaxes(title_text=attribute)
     figure.update_yaxes(title_text=f"{_metric_name(metric)} (0-1)", range=[0, 1.1])
     return figure

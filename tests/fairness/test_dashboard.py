@@ -68,7 +68,7 @@ def test_the_page_shows_the_gap_the_groups_and_ranks_the_faulty_region_worst(see
     got = dict(zip(bar.x, bar.y, strict=True))
     for group, value in nullable.by_group["tpr"].items():
         assert got[group] == pytest.approx(value, rel=1e-12)
-    assert "reference " + largest_group(subset, "region") in bars.layout.annotations[0].text
+    assert "reference " + largest_group(subset, "region") in bars.layout.title.text
     # worst groups: intersections first, a south intersection on top, flagged
     text = text_of(worst)
     assert "sex&region" in text or "age_band&region" in text
