@@ -45,6 +45,7 @@ from monitor.timeutil import parse_duration, parse_time
 
 HISTOGRAM_KEYS = ["model_id", "bucket_start", "slice_id", "feature", "bin"]
 REFERENCE_KEYS = ["model_id", "chunk", "slice_id", "feature", "bin"]
+DENSE_LIMIT = 20_000_000
 
 
 def monitored_features(ctx: ModelContext, columns: pd.Index | list[str]) -> list[str]:
@@ -127,9 +128,16 @@ def histogram_counts(frame: pd.DataFrame, bins: list[FeatureBins], group_columns
     for feature in bins:
         codes, values = feature.assign(feature_column(frame, feature.feature))
         key = group_codes * feature.n_bins + codes
-        unique, inverse = np.unique(key, return_inverse=True)
-        counts = np.bincount(inverse)
-        totals = np.bincount(inverse, weights=values)
+        size = len(groups) * feature.n_bins
+        if size <= DENSE_LIMIT:  # a counting pass instead of a sort: the common case
+            dense = np.bincount(key, minlength=size)
+            unique = np.flatnonzero(dense)
+            counts = dense[unique]
+            totals = np.bincount(key, weights=values, minlength=size)[unique]
+        else:
+            unique, inverse = np.unique(key, return_inverse=True)
+            counts = np.bincount(inverse)
+            totals = np.bincount(inverse, weights=values)
         part = cast(pd.MultiIndex, groups[unique // feature.n_bins]).to_frame(index=False)
         part.columns = group_columns
         part["feature"] = feature.feature
