@@ -13,7 +13,7 @@ import pytest
 
 from monitor.config import ModelConfig
 from monitor.context import load_context
-from monitor.fairness.service import fairness_frame, largest_gaps
+from monitor.fairness.service import fairness_frame, largest_gaps, latest_fairness
 from monitor.simulate import Fault, Scenario, simulate, visible
 from monitor.store.db import make_engine
 from monitor.store.windows import WindowSpec
@@ -160,3 +160,19 @@ def test_the_seeded_subgroup_gap_is_flagged(sqlite_url):
     assert not south.loc["2024-01-06T00:00:00Z", "flagged"]
     others = frame[frame["group"] != "south"]
     assert not others["flagged"].any()
+
+
+def test_latest_fairness_is_the_one_window_ending_at_the_clock(sqlite_url, rows):
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        ctx = load_context(conn, _model_config())
+        store_counts(conn, ctx.model_id, rows, SEGMENTS)
+    with engine.connect() as conn:
+        latest = latest_fairness(conn, ctx, window=7 * DAY, step=DAY,
+                                 as_of=parse_time("2024-01-09T15:30:00Z"), attribute="region")
+        every = fairness_frame(conn, ctx, WindowSpec(7 * DAY, DAY), attribute="region",
+                               metric="tpr")
+    engine.dispose()
+    assert set(latest["end"]) == {"2024-01-09T00:00:00Z"} and set(latest["metric"]) == {"tpr"}
+    same = every[every["end"] == "2024-01-09T00:00:00Z"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(latest.reset_index(drop=True), same)
