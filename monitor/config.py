@@ -250,9 +250,8 @@ class RetentionSettings(_Strict):
 
     raw_predictions: str | None = None  # e.g. "90d": raw rows older than this are deleted
     label_horizon: str = "60d"  # labels are not expected after this age
-    interval: str = "1d"  # how often the scheduler applies it
 
-    _check = field_validator("label_horizon", "interval")(_check_duration)
+    _check = field_validator("label_horizon")(_check_duration)
 
     @field_validator("raw_predictions")
     @classmethod
