@@ -10,7 +10,8 @@ Rules, per model, with `cutoff = now - max(raw_predictions, label_horizon)`:
 - a prediction with `ts < cutoff` is deleted with its label, unless that label is not yet
   applied to the counts (`needs_apply`): it is kept until a tick has applied it;
 - a pending label (no prediction) with `label_ts < cutoff` is deleted: its prediction would
-  be older than the cutoff too.
+  be older than the cutoff too;
+- rejected rows and finished tick records (`ingest_runs`) written before the cutoff go too.
 Disabled while `raw_predictions` is unset. Runs inside the caller's transaction.
 Note: a prediction re-sent after its raw row was deleted cannot be recognised as a duplicate;
 ingestion is expected to refuse predictions older than the cutoff (see docs/deployment.md).
@@ -19,6 +20,7 @@ ingestion is expected to refuse predictions older than the cutoff (see docs/depl
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any, cast
 
 import click
@@ -28,7 +30,7 @@ from sqlalchemy.engine import Connection
 from monitor.cli_common import State, handle_errors, pass_state, time_callback
 from monitor.config import MonitorConfig
 from monitor.context import ensure_model
-from monitor.store.models import Label, Prediction
+from monitor.store.models import IngestRun, Label, Prediction, RejectedRow
 from monitor.timeutil import now_epoch, parse_duration, to_iso
 
 log = logging.getLogger("monitor.retention")
@@ -77,14 +79,31 @@ def _apply_model(conn: Connection, model_id: int, cutoff: int, dry_run: bool) ->
     return {"predictions": int(predictions), "labels": int(labels), "pending_labels": int(pending)}
 
 
+def _housekeeping(conn: Connection, cutoff: int, dry_run: bool) -> dict[str, int]:
+    """Rejected rows and the tick history older than the cutoff (by when they were written):
+    they grow with time and nothing reads them once their data is past retention. The ledger
+    keeps each file's reject count."""
+    since = datetime.fromtimestamp(cutoff, tz=timezone.utc)
+    old_rejects = RejectedRow.created_at < since
+    old_runs = and_(IngestRun.started_at < since, IngestRun.finished_at.is_not(None))
+    if dry_run:
+        return {name: int(conn.execute(select(func.count()).select_from(table).where(where)).scalar_one())
+                for name, table, where in (("rejected_rows", RejectedRow, old_rejects),
+                                           ("ingest_runs", IngestRun, old_runs))}
+    return {"rejected_rows": int(conn.execute(delete(RejectedRow).where(old_rejects)).rowcount),
+            "ingest_runs": int(conn.execute(delete(IngestRun).where(old_runs)).rowcount)}
+
+
 def apply_retention(conn: Connection, config: MonitorConfig, now: int, *, dry_run: bool = False) -> dict[str, Any]:
     """Delete (or with `dry_run` count) the raw rows past retention for every configured
-    model. Returns {"enabled", "cutoff" (ISO or None), "predictions", "labels",
-    "pending_labels", "models": {name: {...}}}; aggregates are never touched."""
+    model, then rejected rows and finished tick records written before the cutoff. Returns
+    {"enabled", "dry_run", "cutoff" (ISO or None), "predictions", "labels", "pending_labels",
+    "rejected_rows", "ingest_runs", "models": {name: {...}}}; aggregates are never touched."""
     cutoff = retention_cutoff(config, now)
     summary: dict[str, Any] = {"enabled": cutoff is not None, "dry_run": dry_run,
                                "cutoff": to_iso(cutoff) if cutoff is not None else None,
-                               "predictions": 0, "labels": 0, "pending_labels": 0, "models": {}}
+                               "predictions": 0, "labels": 0, "pending_labels": 0,
+                               "rejected_rows": 0, "ingest_runs": 0, "models": {}}
     if cutoff is None:
         return summary
     for model in config.models:
@@ -92,9 +111,10 @@ def apply_retention(conn: Connection, config: MonitorConfig, now: int, *, dry_ru
         summary["models"][model.name] = counts
         for key, value in counts.items():
             summary[key] += value
-    log.info("retention%s: cutoff %s, %d predictions, %d labels, %d pending labels",
-             " (dry run)" if dry_run else "", summary["cutoff"], summary["predictions"],
-             summary["labels"], summary["pending_labels"])
+    summary.update(_housekeeping(conn, cutoff, dry_run))
+    log.info("retention%s: cutoff %s, %d predictions, %d labels, %d pending labels, %d rejected rows, "
+             "%d tick records", " (dry run)" if dry_run else "", summary["cutoff"], summary["predictions"],
+             summary["labels"], summary["pending_labels"], summary["rejected_rows"], summary["ingest_runs"])
     return summary
 
 
@@ -119,4 +139,6 @@ def retention_command(state: State, dry_run: bool, now: int | None) -> None:
         summary = apply_retention(conn, config, now_epoch() if now is None else now, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {summary['predictions']} predictions, {summary['labels']} labels and "
-               f"{summary['pending_labels']} pending labels older than {summary['cutoff']}; aggregates kept")
+               f"{summary['pending_labels']} pending labels older than {summary['cutoff']}, and "
+               f"{summary['rejected_rows']} rejected rows and {summary['ingest_runs']} tick records "
+               "written before it; aggregates kept")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 from click.testing import CliRunner
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from monitor.cli import main
 from monitor.config import parse_config
@@ -16,10 +17,12 @@ from monitor.metrics.service import metrics_frame
 from monitor.retention import apply_retention
 from monitor.store.models import (
     ConfusionCount,
+    IngestRun,
     Label,
     LabelArrivalCount,
     Prediction,
     PredictionCount,
+    RejectedRow,
 )
 from monitor.store.windows import WindowSpec
 
@@ -86,6 +89,27 @@ def test_old_raw_rows_go_and_aggregates_and_metrics_stay(engine: Engine, db_url:
     pd.testing.assert_frame_equal(_metrics(engine, config), metrics)
     with engine.begin() as conn:  # nothing more to do at the same clock
         assert apply_retention(conn, config, NOW)["predictions"] == 0
+
+
+def test_old_rejects_and_tick_records_go_recent_and_unfinished_ones_stay(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    config = _config(db_url, tmp_path, raw_predictions="90d", label_horizon="30d")
+    old, recent = datetime(2024, 1, 2, tzinfo=timezone.utc), datetime(2024, 7, 1, tzinfo=timezone.utc)
+    with engine.begin() as conn:
+        model_id = load_context(conn, config.model("m")).model_id
+        for when in (old, recent):
+            conn.execute(insert(RejectedRow).values(model_id=model_id, kind="predictions", source="api",
+                                                    reason="bad", created_at=when))
+        conn.execute(insert(IngestRun).values(started_at=old, finished_at=old, status="ok"))
+        conn.execute(insert(IngestRun).values(started_at=old, status="running"))  # never finished: kept
+        conn.execute(insert(IngestRun).values(started_at=recent, finished_at=recent, status="ok"))
+    with engine.begin() as conn:
+        assert apply_retention(conn, config, NOW, dry_run=True)["ingest_runs"] == 1
+    with engine.begin() as conn:
+        summary = apply_retention(conn, config, NOW)
+    assert (summary["rejected_rows"], summary["ingest_runs"]) == (1, 1)
+    with engine.connect() as conn:
+        assert conn.execute(select(RejectedRow.created_at)).scalars().all() == [recent]
+        assert sorted(conn.execute(select(IngestRun.status)).scalars().all()) == ["ok", "running"]
 
 
 def test_retention_is_off_without_raw_predictions(engine: Engine, db_url: str, tmp_path: Path) -> None:
