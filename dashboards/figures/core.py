@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from dashboards.figures.style import (
     BAD,
@@ -31,18 +30,18 @@ PROVISIONAL_NOTE = "provisional: labels still arriving"
 
 
 def _add_series(figure: go.Figure, frame: pd.DataFrame, *, metric: str, name: str, hue: str,
-                row: int = 1, show_band: bool = True, legendgroup: str | None = None) -> None:
+                show_band: bool = True, legendgroup: str | None = None) -> None:
     """One rate over time: band, solid mature line, dotted provisional tail."""
     frame = frame.sort_values("end")
     group = legendgroup or name
     if show_band and metric in BANDS:
         low, high = BANDS[metric]
         figure.add_trace(go.Scatter(x=frame["end"], y=frame[high], mode="lines", line={"width": 0},
-                                    hoverinfo="skip", showlegend=False, legendgroup=group), row=row, col=1)
+                                    hoverinfo="skip", showlegend=False, legendgroup=group))
         figure.add_trace(go.Scatter(x=frame["end"], y=frame[low], mode="lines", line={"width": 0},
                                     fill="tonexty", fillcolor=rgba(hue, 0.18), hoverinfo="skip",
                                     name=f"{name} 95% interval", showlegend=False,
-                                    legendgroup=group), row=row, col=1)
+                                    legendgroup=group))
     provisional = frame["provisional"].fillna(False).astype(bool).to_numpy()
     values = frame[metric].to_numpy(dtype=float)
     mature = np.where(provisional, np.nan, values)
@@ -53,7 +52,7 @@ def _add_series(figure: go.Figure, frame: pd.DataFrame, *, metric: str, name: st
              "<br>support %{customdata[0]}<br>label coverage %{customdata[1]:.0%}<extra></extra>")
     figure.add_trace(go.Scatter(x=frame["end"], y=mature, mode="lines+markers", name=name,
                                 line={"color": hue, "width": 2}, marker={"size": 5}, customdata=custom,
-                                hovertemplate=hover, legendgroup=group), row=row, col=1)
+                                hovertemplate=hover, legendgroup=group))
     if provisional.any():
         # the dotted tail starts at the last mature point so the line stays connected
         tail = provisional.copy()
@@ -64,24 +63,30 @@ def _add_series(figure: go.Figure, frame: pd.DataFrame, *, metric: str, name: st
                                     line={"color": hue, "width": 2, "dash": "dot"},
                                     marker={"size": 7, "symbol": "circle-open"}, customdata=custom,
                                     hovertemplate=hover.replace("<extra>", " (provisional)<extra>"),
-                                    legendgroup=group), row=row, col=1)
+                                    legendgroup=group))
 
 
 def _shade_provisional(figure: go.Figure, frame: pd.DataFrame) -> None:
+    """Grey span over the windows whose labels are not yet mature (on the rates panel)."""
     provisional = frame.loc[frame["provisional"].fillna(False).astype(bool), "end"]
     if provisional.empty:
         return
-    figure.add_vrect(x0=provisional.min(), x1=frame["end"].max(), fillcolor=NEUTRAL, opacity=0.12,
-                     line_width=0, annotation_text=PROVISIONAL_NOTE, annotation_position="top left",
-                     annotation_font_size=11)
+    figure.add_shape(type="rect", xref="x", yref="paper", x0=provisional.min(), x1=frame["end"].max(),
+                     y0=0.34, y1=1.0, fillcolor=NEUTRAL, opacity=0.12, line_width=0, layer="below")
+    figure.add_annotation(x=provisional.min(), y=1.0, xref="x", yref="paper", text=PROVISIONAL_NOTE,
+                          showarrow=False, xanchor="right", yanchor="top", font={"size": 11})
 
 
 def _with_support(title: str, height: int) -> go.Figure:
-    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28],
-                           vertical_spacing=0.06)
+    """Rates on top (y), supports under them (y2), one shared time axis (cheaper than
+    make_subplots, which matters for callback latency)."""
+    figure = go.Figure(layout={
+        "yaxis": {"domain": [0.34, 1.0]},
+        "yaxis2": {"domain": [0.0, 0.26], "anchor": "x", "rangemode": "tozero",
+                   "title": {"text": "labelled positives"}},
+        "xaxis": {"anchor": "y2", "title": {"text": "window end (UTC)"}},
+    })
     base_layout(figure, title=title, height=height)
-    figure.update_yaxes(title_text="labelled positives", row=2, col=1, rangemode="tozero")
-    figure.update_xaxes(title_text="window end (UTC)", row=2, col=1)
     return figure
 
 
@@ -104,14 +109,14 @@ def classes_over_time(frame: pd.DataFrame, *, metric: str = "recall", window: st
         if metric == "recall" and part["recall_estimated"].notna().any():
             figure.add_trace(go.Scatter(x=part["end"], y=part["recall_estimated"], mode="lines",
                                         name=f"{cls} estimated (no labels)", legendgroup=name,
-                                        line={"color": hue, "dash": "dash", "width": 1.5}), row=1, col=1)
-        figure.add_trace(go.Bar(x=part["end"], y=part["support"], name=f"{cls} support", marker_color=hue,
+                                        line={"color": hue, "dash": "dash", "width": 1.5}))
+        figure.add_trace(go.Bar(yaxis="y2", x=part["end"], y=part["support"], name=f"{cls} support", marker_color=hue,
                                 opacity=0.7, showlegend=False, legendgroup=name,
                                 hovertemplate=f"{cls}<br>%{{x|%Y-%m-%d}}<br>support %{{y}}<extra></extra>"),
-                         row=2, col=1)
+                         )
     _shade_provisional(figure, frame)
     figure.update_layout(barmode="group")
-    figure.update_yaxes(title_text=f"{label} (0-1)", range=[0, 1.02], row=1, col=1)
+    figure.update_layout(yaxis={"title": {"text": f"{label} (0-1)"}, "range": [0, 1.02]})
     return figure
 
 
@@ -129,11 +134,11 @@ def class_detail(frame: pd.DataFrame, cls: str | None, *, window: str = "7d") ->
         _add_series(figure, part, metric=metric, name=name, hue=color(index), show_band=metric in BANDS)
     if "reference_recall" in part and part["reference_recall"].notna().any():
         figure.add_hline(y=float(part["reference_recall"].dropna().iloc[0]), line_dash="dash",
-                         line_color=color(0), annotation_text="reference recall", row=1, col=1)
-    figure.add_trace(go.Bar(x=part["end"], y=part["support"], name="support (labelled positives)",
-                            marker_color=NEUTRAL), row=2, col=1)
+                         line_color=color(0), annotation_text="reference recall")
+    figure.add_trace(go.Bar(yaxis="y2", x=part["end"], y=part["support"], name="support (labelled positives)",
+                            marker_color=NEUTRAL))
     _shade_provisional(figure, part)
-    figure.update_yaxes(title_text="rate (0-1)", range=[0, 1.02], row=1, col=1)
+    figure.update_layout(yaxis={"title": {"text": "rate (0-1)"}, "range": [0, 1.02]})
     return figure
 
 
@@ -219,14 +224,14 @@ def segment_lines(frame: pd.DataFrame, *, cls: str | None, segment: str, window:
     for index, value in enumerate(chosen):
         series = part[part["segment_value"] == value]
         _add_series(figure, series, metric="recall", name=str(value), hue=color(index), show_band=index < 3)
-        figure.add_trace(go.Bar(x=series["end"], y=series["support"], marker_color=color(index), opacity=0.7,
-                                showlegend=False, legendgroup=str(value), name=f"{value} support"), row=2, col=1)
+        figure.add_trace(go.Bar(yaxis="y2", x=series["end"], y=series["support"], marker_color=color(index), opacity=0.7,
+                                showlegend=False, legendgroup=str(value), name=f"{value} support"))
     if reference is not None and not np.isnan(reference):
         figure.add_hline(y=reference, line_dash="dash", line_color=NEUTRAL,
-                         annotation_text="overall reference recall", row=1, col=1)
+                         annotation_text="overall reference recall")
     _shade_provisional(figure, part)
     figure.update_layout(barmode="group")
-    figure.update_yaxes(title_text="recall (0-1)", range=[0, 1.02], row=1, col=1)
+    figure.update_layout(yaxis={"title": {"text": "recall (0-1)"}, "range": [0, 1.02]})
     return figure
 
 

@@ -36,16 +36,21 @@ def rgba(hex_color: str, alpha: float) -> str:
 def base_layout(figure: go.Figure, *, title: str, height: int = 360,
                 uirevision: str | None = "keep") -> go.Figure:
     """Common layout: title, font, margins, legend on top; `uirevision` keeps zoom on refresh."""
+    # No named template: resolving one costs ~40-130 ms per figure; the look is set here.
     figure.update_layout(
         title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
-        font={"family": FONT, "size": 12},
-        template="plotly_white",
+        font={"family": FONT, "size": 12, "color": "#2a3f5f"},
+        plot_bgcolor="white",
+        paper_bgcolor="white",
         height=height,
         margin={"l": 60, "r": 20, "t": 70, "b": 50},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
         colorway=PALETTE,
         uirevision=uirevision,
     )
+    axis = {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "automargin": True}
+    figure.update_xaxes(**axis)
+    figure.update_yaxes(**axis)
     return figure
 
 
