@@ -69,7 +69,7 @@ def filter_bar(models: list[str]) -> dbc.Card:
                                 value=DEFAULT_WINDOW, clearable=False)),
         ("Date range (window ends)", dcc.DatePickerRange(
             id="filter-range", clearable=True, display_format="YYYY-MM-DD",
-            start_date_placeholder_text="last 90 days", end_date_placeholder_text="newest")),
+            start_date_placeholder_text="recent", end_date_placeholder_text="newest")),
         ("Class", dcc.Dropdown(id="filter-class", options=_class_options(facets),
                                value=facets.default_class, clearable=False)),
         ("Segment", dcc.Dropdown(id="filter-segment", options=_segment_options(facets),

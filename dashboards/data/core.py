@@ -34,6 +34,9 @@ NO_DATA_HINT = "Run `monitor ingest` (or `monitor run`) to read the prediction l
 NO_LABELS = "No labels yet in these windows"
 NO_LABELS_HINT = "Recall needs ground truth: labels arrive later; widen the date range or wait."
 MISSING = "This part of the engine is not installed yet"
+# Without a date range the Subgroups page shows fewer window ends than the others: it has a
+# series per segment value (up to hundreds), and its heatmap and ranking use the newest one.
+SUBGROUP_SPAN_DAYS = 28
 
 
 @dataclass
@@ -229,6 +232,7 @@ def subgroup_metrics(filters: Filters) -> Result:
     """Per segment value x class metrics over the range for one segment attribute.
 
     With segment "*" the first configured attribute is used (meta["segment"] says which).
+    Without a date range: the newest SUBGROUP_SPAN_DAYS days of window ends.
     """
     config = common.config()
     with common.read() as (conn, _):
@@ -240,7 +244,7 @@ def subgroup_metrics(filters: Filters) -> Result:
             return Result(pd.DataFrame(), "This model has no segments",
                           "List subgroup attributes in `segments` of its [[models]] section.")
         segment = filters.segment if filters.segment in labels else labels[0]
-        spec = window_spec(conn, ctx, filters)
+        spec = window_spec(conn, ctx, filters, span_days=SUBGROUP_SPAN_DAYS)
         if spec is None:
             return no_data(None, filters.model)
         frame = metrics(conn, ctx, spec, segment=segment)
