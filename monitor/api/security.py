@@ -48,9 +48,9 @@ def load_credentials() -> Credentials:
     basic = secret("MONITOR_BASIC_AUTH")
     user = password = None
     if basic is not None:
-        if ":" not in basic:
-            raise ConfigError("MONITOR_BASIC_AUTH must be user:password")
         user, _, password = basic.partition(":")
+        if not user or not password:
+            raise ConfigError("MONITOR_BASIC_AUTH must be user:password, both non-empty")
     return Credentials(
         token=token.encode() if token else None,
         basic_user=user.encode() if user is not None else None,

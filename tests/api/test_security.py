@@ -73,6 +73,19 @@ def test_basic_auth_guards_everything_but_healthz(sqlite_url: str, tmp_path: Pat
     assert requests.post(f"{base}/api/v1/models/m/labels", json=[], auth=("admin", "pa:ss"), timeout=30).status_code == 401
 
 
+@pytest.mark.parametrize("value", ["admin", "admin:", ":secret"])
+def test_basic_auth_without_a_user_or_password_refuses_to_start(value: str, sqlite_url: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask import Flask
+
+    from monitor.api import register
+    from monitor.config import ConfigError
+
+    monkeypatch.setenv("MONITOR_BASIC_AUTH", value)
+    with pytest.raises(ConfigError, match="MONITOR_BASIC_AUTH"):
+        register(Flask("x"), make_config(sqlite_url, tmp_path))
+
+
 def test_a_body_over_the_limit_is_413_json(sqlite_url: str, tmp_path: Path, serve, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MONITOR_MAX_BODY_BYTES", "2000")
     base = serve(make_config(sqlite_url, tmp_path))
