@@ -52,7 +52,11 @@ def test_compose_keeps_secrets_in_files_and_the_port_on_loopback() -> None:
         for name in service.get("secrets", []):
             assert name in compose["secrets"]
     assert (DOCKER / "Dockerfile").exists()
-    assert compose["services"]["migrate"]["build"]["dockerfile"] == "docker/Dockerfile"
+    for role in ("migrate", "scheduler", "dashboard"):
+        service = compose["services"][role]
+        assert service["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
+        assert service["image"] == "classifier-monitor:latest"
+        assert (DOCKER / service["build"]["context"] / service["build"]["dockerfile"]).exists()
 
 
 def test_the_dockerfile_is_slim_non_root_healthchecked_and_installs_like_ci() -> None:
