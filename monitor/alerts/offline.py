@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.alerts.lifecycle import SeriesState, advance
-from monitor.alerts.rules import OBSERVATION_COLUMNS, classify
+from monitor.alerts.rules import OBSERVATION_COLUMNS, classify, pool_reference
 from monitor.config import AlertRule
 from monitor.timeutil import parse_duration
 
@@ -43,11 +43,13 @@ def _reference(reference: pd.DataFrame, cls: str, segments: Sequence[str]) -> pd
 
 
 def window_observations(rows: pd.DataFrame, reference: pd.DataFrame, *, cls: str,
-                        segments: Sequence[str], start: int, days: int, rule: AlertRule) -> pd.DataFrame:
+                        segments: Sequence[str], start: int, days: int, rule: AlertRule,
+                        pool: bool = True) -> pd.DataFrame:
     """Observations of `rule` (recall of `cls`) for window ends start + window .. start + days.
 
     `rows` and `reference` need columns ts (epoch s; not needed in the reference), prediction,
-    label and the segment columns.
+    label and the segment columns. `pool`: partial pooling of subgroup references as the
+    engine does (`rules.pool_reference`); False compares with each subgroup's raw reference.
     """
     window_days = parse_duration(rule.window) // DAY
     daily = _daily(rows, cls, segments, start)
@@ -59,7 +61,10 @@ def window_observations(rows: pd.DataFrame, reference: pd.DataFrame, *, cls: str
     rolled = grouped[["tp", "support"]].rolling(window_days, min_periods=window_days).sum().reset_index(drop=True)
     out = daily[["segment", "segment_value", "day"]].reset_index(drop=True).join(rolled)
     out = out.dropna(subset=["tp"])
-    ref = _reference(reference, cls, segments).rename(columns={"tp": "reference_successes", "support": "reference_support"})
+    ref = _reference(reference, cls, segments).rename(columns={"tp": "ref_successes", "support": "ref_support"})
+    if pool:
+        ref = pool_reference(ref.assign(**{"class": cls})).drop(columns=["class"])
+    ref = ref.rename(columns={"ref_successes": "reference_successes", "ref_support": "reference_support"})
     out = out.merge(ref, on=["segment", "segment_value"], how="left")
     with np.errstate(divide="ignore", invalid="ignore"):
         out["reference_value"] = out["reference_successes"] / out["reference_support"]

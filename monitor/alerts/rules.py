@@ -95,7 +95,8 @@ def classify(observations: pd.DataFrame, rules: dict[str, AlertRule]) -> pd.Data
         return frame
     rule_of = frame["rule"].map(rules)
     param = {name: rule_of.map(lambda r, name=name: getattr(r, name)) for name in
-             ("min_support", "min_drop", "floor", "fdr", "resolve_margin", "critical_drop")}
+             ("min_support", "min_drop", "floor", "fdr", "resolve_margin", "critical_drop",
+              "test_margin")}
     min_drop = param["min_drop"].to_numpy(dtype=float)
     floor = param["floor"].astype(float).to_numpy()
     margin = param["resolve_margin"].to_numpy(dtype=float)
@@ -116,7 +117,8 @@ def classify(observations: pd.DataFrame, rules: dict[str, AlertRule]) -> pd.Data
     insufficient = ~(support >= param["min_support"].to_numpy(dtype=float))
 
     p = drop_p_value(successes, support, frame["reference_successes"].to_numpy(dtype=float),
-                     frame["reference_support"].to_numpy(dtype=float))
+                     frame["reference_support"].to_numpy(dtype=float),
+                     param["test_margin"].to_numpy(dtype=float) * min_drop)
     testable = labelled & ~provisional & ~insufficient
     p = np.where(testable, p, np.nan)
     q = np.full(len(frame), np.nan)
@@ -146,4 +148,43 @@ def classify(observations: pd.DataFrame, rules: dict[str, AlertRule]) -> pd.Data
         observation = np.where(waits & (observation != "insufficient"), "provisional", observation)
     frame["observation"] = observation
     frame["severity"] = np.where(critical, "critical", "warning")
+    return frame
+
+
+def pool_reference(reference: pd.DataFrame) -> pd.DataFrame:
+    """Empirical-Bayes partial pooling of per-subgroup reference rates toward the overall one.
+
+    `reference` has segment, segment_value, class, ref_successes, ref_support (the overall
+    series has segment "*"). A subgroup's reference rate is a sample too: with 100 labelled
+    positives its recall is uncertain by +-0.08, and a lucky reference makes every ordinary
+    window look like a drop. Within each (segment attribute, class), the spread of the
+    subgroup rates beyond their sampling noise (tau^2, method of moments) says how different
+    the subgroups really are; each rate is shrunk toward the attribute's pooled rate with
+    weight tau^2 / (tau^2 + v_i). Subgroups that truly differ keep their own reference;
+    subgroups that differ only by noise share the pooled one. The shrunk rate is returned as
+    counts with an effective support n_i / w_i (its posterior precision), capped at the
+    attribute's total, so the drop test sees how well the reference is known.
+    """
+    frame = reference.copy()
+    frame["ref_successes"] = frame["ref_successes"].astype(float)
+    frame["ref_support"] = frame["ref_support"].astype(float)
+    subgroup = (frame["segment"] != "*") & (frame["ref_support"] > 0)
+    for _, index in frame[subgroup].groupby(["segment", "class"]).groups.items():
+        part = frame.loc[index]
+        n = part["ref_support"].to_numpy(dtype=float)
+        x = part["ref_successes"].to_numpy(dtype=float)
+        if len(part) < 2 or n.sum() <= 0:
+            continue
+        pooled = x.sum() / n.sum()
+        if pooled <= 0 or pooled >= 1:
+            continue
+        rates = x / n
+        sampling = pooled * (1 - pooled) / n
+        spread = float(np.average((rates - pooled) ** 2, weights=n))
+        tau2 = max(0.0, spread - float(np.average(sampling, weights=n)))
+        weight = tau2 / (tau2 + sampling)
+        shrunk = weight * rates + (1 - weight) * pooled
+        effective = np.minimum(n / np.maximum(weight, 1e-12), n.sum())
+        frame.loc[index, "ref_successes"] = shrunk * effective
+        frame.loc[index, "ref_support"] = effective
     return frame

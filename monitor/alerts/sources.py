@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Connection
 
-from monitor.alerts.rules import OBSERVATION_COLUMNS, rule_classes, segment_option
+from monitor.alerts.rules import OBSERVATION_COLUMNS, pool_reference, rule_classes, segment_option
 from monitor.config import AlertRule
 from monitor.context import ModelContext
 from monitor.store.windows import OVERALL, WindowSpec, parse_segment_option
@@ -84,7 +84,7 @@ def _reference(conn: Connection, ctx: ModelContext, rule: AlertRule) -> pd.DataF
         reference["ref_support"] = (reference["tp"] + reference["fp"]).astype(float)
     else:
         reference["ref_support"] = (reference["tp"] + reference["fn"]).astype(float)
-    return reference[["segment", "segment_value", "class", "ref_successes", "ref_support"]]
+    return pool_reference(reference[["segment", "segment_value", "class", "ref_successes", "ref_support"]])
 
 
 def _labelled(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,

@@ -38,23 +38,34 @@ def wilson_interval(successes: object, n: object, z: float = Z95) -> tuple[np.nd
     return low, high
 
 
-def drop_p_value(x: object, n: object, x_ref: object, n_ref: object) -> np.ndarray:
-    """One-sided p-value that the rate x/n is below the reference rate x_ref/n_ref.
+def drop_p_value(x: object, n: object, x_ref: object, n_ref: object, margin: object = 0.0) -> np.ndarray:
+    """One-sided p-value that the rate x/n is below the reference rate x_ref/n_ref by more
+    than `margin` (H0: p >= p_ref - margin).
 
-    Pooled two-proportion z-test, the same as
-    `statsmodels.stats.proportion.proportions_ztest([x, x_ref], [n, n_ref], alternative="smaller")`.
-    When both samples are all successes or all failures there is no evidence of a difference
-    (p = 1). A window with positives and recall 0 is a valid, usually tiny, p-value: total
-    failure is the strongest evidence there is, never a NaN.
+    margin 0: the pooled two-proportion z-test, the same as
+    `statsmodels.stats.proportion.proportions_ztest([x, x_ref], [n, n_ref], alternative="smaller")`;
+    when both samples are all successes or all failures there is no evidence (p = 1).
+    margin > 0: the Wald test of the difference against -margin with unpooled variance, as
+    `statsmodels.stats.proportion.test_proportions_2indep(..., value=-margin, compare="diff",
+    alternative="smaller", method="wald")`; it asks for evidence that the drop is larger than
+    the margin, not merely larger than zero.
+    A window with positives and recall 0 is a valid, usually tiny, p-value: total failure is
+    the strongest evidence there is, never a NaN.
     """
-    x, n, x_ref, n_ref = (_as_float(v) for v in (x, n, x_ref, n_ref))
+    x, n, x_ref, n_ref, delta = (_as_float(v) for v in (x, n, x_ref, n_ref, margin))
+    delta = np.broadcast_to(delta, x.shape) if x.shape != delta.shape else delta
     with np.errstate(divide="ignore", invalid="ignore"):
         p, p_ref = x / n, x_ref / n_ref
         pooled = (x + x_ref) / (n + n_ref)
-        se = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n + 1.0 / n_ref))
-        z = (p - p_ref) / se
+        se_pooled = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n + 1.0 / n_ref))
+        se_wald = np.sqrt(p * (1.0 - p) / n + p_ref * (1.0 - p_ref) / n_ref)
+        shifted = delta > 0
+        se = np.where(shifted, se_wald, se_pooled)
+        z = (p - p_ref + delta) / se
         result = norm.cdf(z)
-    result = np.where(se > 0, result, 1.0)
+    # no variance: pooled extremes carry no evidence; a Wald difference is then exact
+    exact = np.where(p - p_ref + delta < 0, 0.0, 1.0)
+    result = np.where(se > 0, result, np.where(shifted, exact, 1.0))
     return np.where((n > 0) & (n_ref > 0), result, np.nan)
 
 

@@ -26,7 +26,7 @@ def test_a_subgroup_whose_model_never_predicts_the_class_fires_a_critical_alert_
 
 
 def test_a_moderate_significant_drop_is_pending_then_fires_and_resolves_with_events(engine: Engine, db_url: str) -> None:
-    config = make_config(db_url)
+    config = make_config(db_url, rules=[{"name": "minority-recall", "pending_evaluations": 2}])
     ctx = context(engine, config)
     for day, tp in [(1, 120), (2, 118), (3, 160), (4, 161), (5, 159)]:
         feed(engine, config, ctx, [observation(day, tp, 200)], now=T0 + day * DAY)
@@ -43,7 +43,7 @@ def test_a_moderate_significant_drop_is_pending_then_fires_and_resolves_with_eve
 
 
 def test_reevaluating_the_same_window_end_does_not_count_as_another_evaluation(engine: Engine, db_url: str) -> None:
-    config = make_config(db_url)
+    config = make_config(db_url, rules=[{"name": "minority-recall", "pending_evaluations": 2}])
     ctx = context(engine, config)
     for _ in range(5):  # a tick every minute re-reads the same daily window
         feed(engine, config, ctx, [observation(1, 120, 200)])

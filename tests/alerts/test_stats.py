@@ -63,3 +63,17 @@ def test_benjamini_hochberg_skips_untested_series() -> None:
     expected = multipletests([0.01, 0.04, 0.03], method="fdr_bh")[1]
     assert np.isnan(adjusted[1]) and np.isnan(adjusted[4])
     np.testing.assert_allclose(adjusted[[0, 2, 3]], expected)
+
+
+@pytest.mark.parametrize(("x", "n", "margin"), [(30, 100, 0.05), (55, 100, 0.05), (60, 120, 0.1), (0, 40, 0.05)])
+def test_the_drop_test_against_a_margin_matches_the_statsmodels_wald_test(x: int, n: int, margin: float) -> None:
+    from statsmodels.stats.proportion import test_proportions_2indep
+
+    expected = test_proportions_2indep(x, n, 700, 1000, value=-margin, compare="diff",
+                                       alternative="smaller", method="wald").pvalue
+    assert drop_p_value(x, n, 700, 1000, margin)[0] == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_a_margin_asks_for_more_evidence_than_any_drop() -> None:
+    plain, with_margin = drop_p_value([58, 58], [100, 100], 700, 1000, [0.0, 0.05])
+    assert plain < 0.01 < with_margin
