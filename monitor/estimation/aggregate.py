@@ -19,9 +19,11 @@ Both run inside the ingest transaction; neither commits.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
@@ -31,6 +33,8 @@ from monitor.store.bulk import add_counts
 
 VALUE_COLUMNS = ["n_scored", "n_predicted", "exp_tp", "exp_fn", "exp_fp", "exp_tn", "var_tp", "var_fn"]
 KEY_COLUMNS = ["model_id", "bucket_start", "slice_id", "class_name"]
+CALIBRATORS = cast(Table, EstimationCalibrator.__table__)
+EXPECTED_COUNTS = cast(Table, ExpectedCount.__table__)
 
 
 def _enabled(ctx: ModelContext) -> bool:
@@ -90,12 +94,12 @@ def on_reference(conn: Connection, ctx: ModelContext, reference: pd.DataFrame) -
                 "n_positive": fitted.n_positive,
             }
         )
-    conn.execute(EstimationCalibrator.__table__.insert(), rows)
+    conn.execute(CALIBRATORS.insert(), rows)
 
 
 def load_calibrations(conn: Connection, ctx: ModelContext) -> list[ClassCalibration | None]:
     """The stored calibrators in the order of `ctx.classes` (None for a class without one)."""
-    table = EstimationCalibrator.__table__
+    table = CALIBRATORS
     found = conn.execute(select(table).where(table.c.model_id == ctx.model_id)).mappings().all()
     by_class: dict[str, ClassCalibration] = {}
     for record in found:  # one row per class
@@ -164,4 +168,4 @@ def on_predictions(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> N
     if counts.empty:
         return
     counts.insert(0, "model_id", ctx.model_id)
-    add_counts(conn, ExpectedCount.__table__, counts, key_columns=KEY_COLUMNS, value_columns=VALUE_COLUMNS)
+    add_counts(conn, EXPECTED_COUNTS, counts, key_columns=KEY_COLUMNS, value_columns=VALUE_COLUMNS)

@@ -91,7 +91,9 @@ def fit_isotonic(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.
     return np.asarray(model.X_thresholds_, dtype=np.float64), np.asarray(model.y_thresholds_, dtype=np.float64)
 
 
-def apply_map(scores: np.ndarray, x: Sequence[float] | None, y: Sequence[float] | None) -> np.ndarray:
+def apply_map(
+    scores: np.ndarray, x: Sequence[float] | np.ndarray | None, y: Sequence[float] | np.ndarray | None
+) -> np.ndarray:
     """Calibrated scores; identity when there is no map."""
     scores = np.asarray(scores, dtype=np.float64)
     if x is None or y is None or len(x) == 0:

@@ -23,8 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
-from monitor.estimation.aggregate import VALUE_COLUMNS
-from monitor.estimation.models import EstimationCalibrator, ExpectedCount
+from monitor.estimation.aggregate import CALIBRATORS, EXPECTED_COUNTS, VALUE_COLUMNS
 from monitor.metrics.rates import safe_divide, wilson_interval
 from monitor.store.windows import WindowSpec, windowed_counts
 
@@ -108,7 +107,7 @@ def estimated_frame(
     """
     counts = windowed_counts(
         conn,
-        ExpectedCount.__table__,
+        EXPECTED_COUNTS,
         model_id=ctx.model_id,
         spec=spec,
         segment_sets=segment_sets,
@@ -153,7 +152,7 @@ def calibration_report(conn: Connection, ctx: ModelContext) -> pd.DataFrame:
     """Per class: calibration method, held-out ECE before/after, applied, badly_calibrated,
     reference sizes and the warning text (None when the scores are fine). Empty when no
     calibrators are stored (no reference with scores)."""
-    table = EstimationCalibrator.__table__
+    table = CALIBRATORS
     rows = conn.execute(
         select(
             table.c.class_name.label("class"), table.c.method, table.c.applied,
@@ -168,5 +167,5 @@ def calibration_report(conn: Connection, ctx: ModelContext) -> pd.DataFrame:
     report = report.sort_values("class", key=lambda s: s.map(order).fillna(len(order))).reset_index(drop=True)
     report["applied"] = report["applied"].astype(bool)
     report["badly_calibrated"] = report["badly_calibrated"].astype(bool)
-    report["warning"] = report.apply(_warning, axis=1).astype(object)
+    report["warning"] = pd.Series([_warning(row) for _, row in report.iterrows()], dtype=object)  # one row per class
     return report[REPORT_COLUMNS]

@@ -9,6 +9,7 @@ from sklearn.metrics import recall_score
 
 from monitor.config import load_config
 from monitor.context import load_context
+from monitor.estimation.service import calibration_report
 from monitor.metrics.service import metrics_frame
 from monitor.simulate import Scenario, simulate, write_config, write_logs
 from monitor.store.db import make_engine
@@ -32,7 +33,11 @@ def test_metrics_carry_the_estimate_where_labels_have_not_arrived(db_url, tmp_pa
     with engine.begin() as conn:
         ctx = load_context(conn, config.models[0])
         metrics = metrics_frame(conn, ctx, spec, segment="*,region", as_of=end_of_data)
+        report = calibration_report(conn, ctx)
     engine.dispose()
+    # the reference went through the estimation hook: one calibration record per class
+    assert report["class"].tolist() == list(scenario.classes)
+    assert not report["applied"].any()  # calibration = "none"
 
     predictions = data.predictions.assign(ts=epoch_seconds(data.predictions["timestamp"]))
     predictions = predictions.merge(data.truth.rename(columns={"label": "truth"}), on="prediction_id")
