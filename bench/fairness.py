@@ -2,7 +2,7 @@
 
     python bench/fairness.py            # 1,000,000 rows over 30 days (about 3 minutes)
     python bench/fairness.py --quick    # 100,000 rows
-    python bench/fairness.py --database-url postgresql://postgres@127.0.0.1:5432/test
+    python bench/fairness.py --database-url postgresql://USER@HOST/EMPTY_DB   # migrated here
 
 Simulated predictions with every label known are aggregated into the core count tables once
 (as ingestion does, incrementally, in production; that time is printed but is not part of
