@@ -170,3 +170,33 @@ def test_prometheus_reports_drift_and_alerts_of_an_ingested_model(sqlite_url: st
     assert len(firing) == (len(gauges.samples) if gauges else 0)
     states = {s.labels["state"]: s.value for s in families["classifier_monitor_alerts"].samples}
     assert states["firing"] == len(firing)
+
+
+def test_concurrent_posts_are_each_counted_once(db_url: str, tmp_path: Path, serve) -> None:
+    import threading
+
+    base = serve(make_config(db_url, tmp_path))
+    failures: list[str] = []
+
+    def client(number: int) -> None:
+        for round_ in range(3):
+            predictions, labels = make_records(20, seed=number * 7 + round_, prefix=f"t{number}-{round_}-")
+            for kind, body in (("predictions", predictions), ("labels", labels), ("predictions", predictions)):
+                answer = requests.post(f"{base}/api/v1/models/m/{kind}", json=body, timeout=120)
+                if answer.status_code != 200:
+                    failures.append(f"{kind}: {answer.status_code} {answer.text[:200]}")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert failures == []
+    assert _count(db_url, Prediction) == _count(db_url, Label) == 360
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        from monitor.store.models import ConfusionCount, PredictionCount
+
+        assert conn.execute(select(func.sum(PredictionCount.n))).scalar_one() == 360
+        assert conn.execute(select(func.sum(ConfusionCount.n))).scalar_one() == 360
+    engine.dispose()
