@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from monitor.estimation import aggregate, service
 from monitor.estimation.models import EstimationCalibrator, ExpectedCount
+from monitor.store.db import make_engine
 from monitor.store.windows import WindowSpec
 from tests.estimation.helpers import CLASSES, canonical, make_context, random_calibrated
 
@@ -149,3 +150,20 @@ def test_a_model_without_scores_has_no_estimates(engine) -> None:  # type: ignor
         report = service.calibration_report(conn, ctx)
     assert frame.empty and list(frame.columns) == service.ESTIMATE_COLUMNS
     assert report.empty
+
+
+def test_a_binary_model_gets_one_vs_rest_estimates_for_both_classes(sqlite_url) -> None:  # type: ignore[no-untyped-def]
+    classes = ["no", "yes"]
+    data = random_calibrated(2000, seed=8, classes=classes)
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        ctx = make_context(conn, classes=classes, calibration="none")
+        rows = canonical(conn, ctx, data)
+        aggregate.on_predictions(conn, ctx, rows)
+        frame = service.estimated_frame(conn, ctx, WindowSpec(7 * DAY, DAY), segment_sets=[()])  # last end: every row
+    engine.dispose()
+    last = frame[frame["end"] == frame["end"].max()].set_index("class")
+    p = rows["score_yes"].to_numpy()
+    yes = (rows["predicted"] == "yes").to_numpy()
+    assert last.loc["yes", "recall_estimated"] == pytest.approx(p[yes].sum() / p.sum())
+    assert last.loc["no", "recall_estimated"] == pytest.approx((1 - p)[~yes].sum() / (1 - p).sum())
