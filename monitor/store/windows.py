@@ -189,7 +189,10 @@ def _roll(
     if raw.empty:
         return pd.DataFrame()
     if value_names:
-        segment_value = raw[value_names].astype(str).agg(SEPARATOR.join, axis=1)
+        # column-wise concatenation (a row-wise join costs a Python call per row)
+        segment_value = raw[value_names[0]].astype(str)
+        for name in value_names[1:]:
+            segment_value = segment_value + SEPARATOR + raw[name].astype(str)
     else:
         segment_value = pd.Series(OVERALL, index=raw.index)
     group_frame = pd.DataFrame({"segment_value": segment_value})
