@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -32,7 +31,7 @@ from monitor.drift import methods
 from monitor.drift.aggregate import load_bins, reference_period_bounds
 from monitor.drift.binning import FeatureBins
 from monitor.drift.models import HISTOGRAMS, REFERENCE_HISTOGRAMS
-from monitor.drift.windowing import series_sums, windowed_histograms
+from monitor.drift.windowing import group_codes, series_sums, windowed_histograms
 from monitor.store.windows import OVERALL, WindowSpec, parse_segment_option, segment_label
 from monitor.timeutil import ceil_to, floor_to, format_duration, iso_series, parse_duration
 
@@ -107,14 +106,12 @@ def _period_reference(conn: Connection, ctx: ModelContext, segment_sets: Sequenc
 
 def _matrix(frame: pd.DataFrame, row_keys: list[str], n_bins: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Long (keys, bin, n, total) -> (row keys frame, counts[rows, bins], totals[rows, bins])."""
-    codes, uniques = pd.MultiIndex.from_frame(frame[row_keys]).factorize()
-    counts = np.zeros((len(uniques), n_bins))
-    totals = np.zeros((len(uniques), n_bins))
+    codes, keys = group_codes(frame, row_keys)
+    counts = np.zeros((len(keys), n_bins))
+    totals = np.zeros((len(keys), n_bins))
     bins = frame["bin"].to_numpy(dtype=np.int64)
     np.add.at(counts, (codes, bins), frame["n"].to_numpy(dtype=np.float64))
     np.add.at(totals, (codes, bins), frame["total"].to_numpy(dtype=np.float64))
-    keys = cast(pd.MultiIndex, uniques).to_frame(index=False)
-    keys.columns = row_keys  # factorize drops the level names on pandas 3
     return keys, counts, totals
 
 
