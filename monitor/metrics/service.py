@@ -3,7 +3,8 @@
 Reads only count tables: confusion counts (labelled predictions) and prediction counts (all
 predictions), summed into windows by `monitor.store.windows`. Columns after the contract's:
 `provisional` (labels of this window are not yet as complete as they usually are at its
-age, so it can neither fire nor resolve an alert) and `expected_coverage` (that usual coverage).
+age, so it can neither fire nor resolve an alert), `expected_coverage` (that usual coverage),
+the interval of the label-free estimate and its warning (e.g. badly calibrated scores).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ METRIC_COLUMNS = [
     "label_coverage", "tp", "fp", "fn", "tn", "support", "precision", "recall", "f1", "recall_low",
     "recall_high", "precision_low", "precision_high", "recall_estimated",
 ]
-EXTRA_COLUMNS = ["provisional", "expected_coverage"]
+EXTRA_COLUMNS = ["provisional", "expected_coverage", "recall_estimated_low", "recall_estimated_high", "estimation_warning"]
 CONFUSION = ConfusionCount.__table__
 PREDICTION_COUNTS = PredictionCount.__table__
 
@@ -121,10 +122,15 @@ def _add_estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, segmen
     from monitor.estimation.service import estimated_frame
 
     estimates = estimated_frame(conn, ctx, spec, segment_sets=segment_sets, ends=ends)
+    carried = ["recall_estimated", "recall_estimated_low", "recall_estimated_high", "estimation_warning"]
     if estimates is None or estimates.empty:
-        frame["recall_estimated"] = np.nan
+        for column in carried:
+            frame[column] = None if column == "estimation_warning" else np.nan
         return frame
-    keep = ["end", "segment", "segment_value", "class", "recall_estimated"]
+    for column in carried:
+        if column not in estimates.columns:
+            estimates[column] = None if column == "estimation_warning" else np.nan
+    keep = ["end", "segment", "segment_value", "class", *carried]
     estimates = estimates[keep].assign(end=estimates["end"].astype("int64"))
     return frame.merge(estimates, on=["end", "segment", "segment_value", "class"], how="left")
 
