@@ -60,7 +60,9 @@ def check_spec(ctx: ModelContext, spec: WindowSpec) -> None:
 
 
 def select_bins(conn: Connection, ctx: ModelContext, features: Sequence[str] | None) -> list[FeatureBins]:
-    bins = load_bins(conn, ctx.model_id)
+    configured = set(ctx.features)
+    # a feature dropped from the config keeps its stored bins but is no longer reported
+    bins = [b for b in load_bins(conn, ctx.model_id) if b.feature in configured or b.feature.startswith("__")]
     if not features:
         return bins
     known = {b.feature: b for b in bins}
