@@ -59,4 +59,4 @@ def serve(config: MonitorConfig, *, host: str = "127.0.0.1", port: int = 8050, d
     """
     app = create_app(config)
     print(f"dashboard on http://{host}:{port}/", flush=True)
-    app.run(host=host, port=port, debug=debug, use_reloader=False)
+    app.run(host=host, port=port, debug=debug, use_reloader=False, dev_tools_disable_version_check=True)

@@ -68,7 +68,9 @@ def _add_series(figure: go.Figure, frame: pd.DataFrame, *, metric: str, name: st
 
 def _shade_provisional(figure: go.Figure, frame: pd.DataFrame) -> None:
     """Grey span over the windows whose labels are not yet mature (on the rates panel)."""
-    provisional = frame.loc[frame["provisional"].fillna(False).astype(bool), "end"]
+    # provisional is per series; shade the ends where most series are provisional
+    share = frame["provisional"].fillna(False).astype(bool).groupby(frame["end"]).mean()
+    provisional = share[share >= 0.5].index.to_series()
     if provisional.empty:
         return
     figure.add_shape(type="rect", xref="x", yref="paper", x0=provisional.min(), x1=frame["end"].max(),

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
 
 # What each page shows once its callbacks have run on seeded data.
 READY = {
-    "/": "#overview-cards .model-card .kpi-value",
+    "/": "#overview-cards .model-card .main-svg",
     "/classes": "#classes-over-time .scatterlayer .trace",
     "/subgroups": "#subgroups-worst-table tbody tr",
     "/alerts": "#alerts-history-table tbody tr",
@@ -34,6 +34,8 @@ READY = {
 }
 SCREENSHOT_NAMES = {"/": "overview", "/classes": "classes", "/subgroups": "subgroups",
                     "/alerts": "alerts", "/data": "data"}
+# Queries that make the screenshots show the injected fault (region south, class critical).
+SCREENSHOT_QUERY = {"/subgroups": "?segment=region", "/alerts": "?model=triage"}
 OPTION = "//*[contains(concat(' ', normalize-space(@class), ' '), ' dash-dropdown-option ')]"
 HIDE_DEV_TOOLS = ("document.querySelectorAll('.dash-debug-menu__outer, .dash-debug-menu')"
                   ".forEach(e => e.style.display = 'none')")
@@ -83,7 +85,7 @@ def test_every_page_loads_without_errors_and_is_screenshotted(browser: Any, serv
     paths = [page["relative_path"] for page in dash.page_registry.values()]
     assert set(READY) <= set(paths)
     for path in paths:
-        open_page(browser, live, path, READY.get(path))
+        open_page(browser, live, path + SCREENSHOT_QUERY.get(path, ""), READY.get(path))
         assert "Error" not in browser.title
         assert_clean(browser, live, path)
         if path in SCREENSHOT_NAMES:
