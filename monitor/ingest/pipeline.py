@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from monitor.context import ModelContext
 from monitor.ingest import hooks
 from monitor.ingest.validate import REJECT_COLUMNS, validate_labels, validate_predictions
-from monitor.store.bulk import add_counts, insert_frame
+from monitor.store.bulk import add_counts, insert_frame, select_in, update_rows
 from monitor.store.models import (
     ConfusionCount,
     Label,
@@ -71,33 +71,32 @@ def _conflict_rejects(rows: pd.DataFrame, field: str, reason: str) -> pd.DataFra
 
 
 def _existing(conn: Connection, table: Table, model_id: int, ids: pd.Series, columns: list[str]) -> pd.DataFrame:
-    """Rows of `table` for `ids` (chunked IN lists: bounded parameters on every backend)."""
+    """Rows of `table` for `ids` (one prepared lookup on the driver's cursor, bounded
+    parameters on every backend: see `select_in`)."""
     unique = pd.unique(ids)
-    parts = []
-    selected = [table.c.prediction_id, *[table.c[c] for c in columns]]
-    for start in range(0, len(unique), LOOKUP_CHUNK):
-        chunk = [str(v) for v in unique[start : start + LOOKUP_CHUNK]]
-        result = conn.execute(
-            select(*selected).where(table.c.model_id == model_id, table.c.prediction_id.in_(chunk))
-        )
-        parts.append(pd.DataFrame(result.fetchall(), columns=["prediction_id", *columns]))
-    if not parts:
+    if not len(unique):
         return pd.DataFrame(columns=["prediction_id", *columns])
-    return pd.concat(parts, ignore_index=True)
+    found = select_in(conn, table, key_column="prediction_id", keys=[str(v) for v in unique],
+                      columns=columns, equal={"model_id": model_id})
+    return pd.DataFrame(found, columns=["prediction_id", *columns])
 
 
 def slice_ids(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> pd.Series:
     """The slice id of every row (inserting new slices), from its segment values."""
     if not ctx.segments:
-        keys = pd.Series("{}", index=rows.index)
+        combo = np.zeros(len(rows), dtype=np.int64)
+        wanted = ["{}"] if len(rows) else []
     else:
-        combos = rows[ctx.segments].drop_duplicates()
-        combo_keys = [json.dumps(dict(zip(ctx.segments, values)), sort_keys=True)
-                      for values in combos.itertuples(index=False, name=None)]
-        combos = combos.assign(_key=combo_keys)
-        keys = rows[ctx.segments].merge(combos, on=ctx.segments, how="left")["_key"]
-        keys.index = rows.index
-    wanted = pd.unique(keys)
+        # one code per distinct combination of segment values, numbered in order of first
+        # appearance (so new slices get their ids in that order)
+        combo = np.zeros(len(rows), dtype=np.int64)
+        for segment in ctx.segments:
+            codes, uniques = pd.factorize(rows[segment], use_na_sentinel=False)
+            combo, _ = pd.factorize(combo * len(uniques) + codes)
+        _, first_row = np.unique(combo, return_index=True)  # codes 0..k-1: row of each one's first
+        firsts = rows[ctx.segments].iloc[first_row]
+        wanted = [json.dumps(dict(zip(ctx.segments, values)), sort_keys=True)
+                  for values in firsts.itertuples(index=False, name=None)]
     known = dict(
         conn.execute(
             select(Slice.key, Slice.id).where(Slice.model_id == ctx.model_id, Slice.key.in_(list(wanted)))
@@ -112,7 +111,8 @@ def slice_ids(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> pd.Ser
             conn.execute(SliceValue.__table__.insert(),
                          [{"slice_id": new_id, "attribute": a, "value": v} for a, v in values.items()])
         known[key] = new_id
-    return keys.map(known).astype("int64")
+    ids = np.asarray([known[key] for key in wanted], dtype=np.int64)
+    return pd.Series(ids[combo], index=rows.index, dtype="int64")
 
 
 def _content_hash(rows: pd.DataFrame, ctx: ModelContext) -> pd.Series:
@@ -198,9 +198,16 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
     changed = ~is_new & (merged["label"] != merged["label_stored"].fillna("")) & (merged["label_ts"] >= stored_ts)
     result.skipped += int((~is_new & ~changed).sum())
     fresh = merged.loc[is_new]
+    # A new label whose prediction is stored is applied on the spot: stored as applied and
+    # counted below together with the other labels to apply, exactly as if it had been stored
+    # pending and applied by the join in `apply_labels` (which then has only the others to do).
+    direct = _stored_predictions(conn, ctx, fresh)
+    applied = fresh["prediction_id"].isin(direct["prediction_id"]).to_numpy()
     insert_frame(conn, LABELS, pd.DataFrame({
         "model_id": ctx.model_id, "prediction_id": fresh["prediction_id"], "label": fresh["label"],
-        "label_ts": fresh["label_ts"], "applied_label": None, "needs_apply": True, "file_id": file_id,
+        "label_ts": fresh["label_ts"],
+        "applied_label": np.where(applied, fresh["label"].to_numpy(dtype=object), None),
+        "needs_apply": ~applied, "file_id": file_id,
     }))
     corrections = merged.loc[changed]
     if len(corrections):
@@ -212,8 +219,26 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
              zip(corrections["prediction_id"], corrections["label"], corrections["label_ts"])],
         )
     result.accepted = len(fresh) + len(corrections)
-    apply_labels(conn, ctx)
+    _apply_labels(conn, ctx, direct)
     return result
+
+
+TODO_COLUMNS = ["prediction_id", "label", "applied_label", "label_ts", "bucket_start", "slice_id", "predicted",
+                "ts", "labeled_at"]
+
+
+def _stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame) -> pd.DataFrame:
+    """The new labels of `fresh` whose prediction is stored, joined with it (TODO_COLUMNS)."""
+    if fresh.empty:
+        return pd.DataFrame(columns=TODO_COLUMNS)
+    found = select_in(conn, PREDICTIONS, key_column="prediction_id", keys=[str(v) for v in fresh["prediction_id"]],
+                      columns=["bucket_start", "slice_id", "predicted", "ts", "labeled_at"],
+                      equal={"model_id": ctx.model_id})
+    stored = pd.DataFrame(found, columns=["prediction_id", "bucket_start", "slice_id", "predicted", "ts", "labeled_at"])
+    if stored.empty:
+        return pd.DataFrame(columns=TODO_COLUMNS)
+    joined = fresh[["prediction_id", "label", "label_ts"]].merge(stored, on="prediction_id", how="inner")
+    return joined.assign(applied_label=None)[TODO_COLUMNS]
 
 
 def _delay_bins(delay_seconds: np.ndarray) -> np.ndarray:
@@ -232,6 +257,12 @@ def apply_labels(conn: Connection, ctx: ModelContext) -> int:
     Set-based: one join finds them; deltas (+1 new label, -1 replaced label) go into the
     confusion counts; the first label of a prediction also records its arrival delay.
     """
+    return _apply_labels(conn, ctx, None)
+
+
+def _apply_labels(conn: Connection, ctx: ModelContext, direct: pd.DataFrame | None) -> int:
+    """`apply_labels`, plus `direct`: new labels stored as applied already (TODO_COLUMNS,
+    `applied_label` None), counted in the same pass; their predictions get `labeled_at`."""
     joined = conn.execute(
         select(LABELS.c.prediction_id, LABELS.c.label, LABELS.c.applied_label, LABELS.c.label_ts,
                PREDICTIONS.c.bucket_start, PREDICTIONS.c.slice_id, PREDICTIONS.c.predicted,
@@ -240,10 +271,18 @@ def apply_labels(conn: Connection, ctx: ModelContext) -> int:
                                                    PREDICTIONS.c.prediction_id == LABELS.c.prediction_id)))
         .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply.is_(True))
     ).fetchall()
-    if not joined:
+    has_direct = direct is not None and not direct.empty
+    if not joined and not has_direct:
         return 0
-    todo = pd.DataFrame(joined, columns=["prediction_id", "label", "applied_label", "label_ts", "bucket_start",
-                                         "slice_id", "predicted", "ts", "labeled_at"])
+    # plain tuples: pandas would convert the Row objects one attribute probe at a time
+    pending = pd.DataFrame([tuple(row) for row in joined], columns=TODO_COLUMNS) if joined else None
+    if pending is None:
+        todo = direct
+    elif has_direct:
+        todo = pd.concat([pending, direct], ignore_index=True)
+    else:
+        todo = pending
+    assert todo is not None
     plus = todo[["bucket_start", "slice_id", "label", "predicted"]].assign(n=1)
     minus = todo.loc[todo["applied_label"].notna(), ["bucket_start", "slice_id", "applied_label", "predicted"]]
     minus = minus.rename(columns={"applied_label": "label"}).assign(n=-1)
@@ -261,6 +300,14 @@ def apply_labels(conn: Connection, ctx: ModelContext) -> int:
                                  "delay_bin": bins, "n": 1})
         add_counts(conn, LabelArrivalCount.__table__, arrivals,
                    key_columns=["model_id", "bucket_start", "delay_bin"])
+    if has_direct:
+        assert direct is not None
+        first_direct = direct.loc[direct["labeled_at"].isna()]
+        update_rows(conn, PREDICTIONS, pd.DataFrame({
+            "labeled_at": first_direct["label_ts"], "model_id": ctx.model_id,
+            "prediction_id": first_direct["prediction_id"]}),
+            key_columns=["model_id", "prediction_id"], value_columns=["labeled_at"], only_null=["labeled_at"])
+    if pending is not None and (pending["labeled_at"].isna().any()):
         pending_label = (
             select(LABELS.c.label_ts)
             .where(LABELS.c.model_id == PREDICTIONS.c.model_id,
@@ -276,13 +323,14 @@ def apply_labels(conn: Connection, ctx: ModelContext) -> int:
                                                             LABELS.c.needs_apply.is_(True))))
             .values(labeled_at=pending_label)
         )
-    matched = exists().where(PREDICTIONS.c.model_id == LABELS.c.model_id,
-                             PREDICTIONS.c.prediction_id == LABELS.c.prediction_id)
-    conn.execute(
-        update(LABELS)
-        .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply.is_(True), matched)
-        .values(applied_label=LABELS.c.label, needs_apply=False)
-    )
+    if pending is not None:
+        matched = exists().where(PREDICTIONS.c.model_id == LABELS.c.model_id,
+                                 PREDICTIONS.c.prediction_id == LABELS.c.prediction_id)
+        conn.execute(
+            update(LABELS)
+            .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply.is_(True), matched)
+            .values(applied_label=LABELS.c.label, needs_apply=False)
+        )
     return len(todo)
 
 

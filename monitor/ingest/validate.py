@@ -7,6 +7,7 @@ it breaks, and every other row goes on (CONTRACT §1, DESIGN principle 8).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,13 +33,19 @@ class _Rejector:
         self.bad = np.zeros(len(frame), dtype=bool)
         self.parts: list[pd.DataFrame] = []
 
-    def reject(self, mask: np.ndarray | pd.Series, field: str, reason: str | pd.Series) -> None:
+    def reject(self, mask: np.ndarray | pd.Series, field: str,
+               reason: str | pd.Series | Callable[[np.ndarray], np.ndarray]) -> None:
+        """`reason`: one text, a Series of texts, or a function of the rejected rows' mask
+        giving their texts (so that texts are only built for the rows rejected)."""
         mask = np.asarray(mask, dtype=bool) & ~self.bad
         if not mask.any():
             return
         self.bad |= mask
         picked = self.frame.loc[mask]
-        reasons = reason[mask] if isinstance(reason, pd.Series) else reason
+        if callable(reason):
+            reasons = reason(mask)
+        else:
+            reasons = reason[mask] if isinstance(reason, pd.Series) else reason
         self.parts.append(
             pd.DataFrame(
                 {
@@ -68,6 +75,30 @@ def _text(frame: pd.DataFrame, column: str) -> pd.Series:
     return frame[column].astype("string").str.strip()
 
 
+def _unknown_class(values: pd.Series, classes: list[str]) -> Callable[[np.ndarray], np.ndarray]:
+    """Reasons `unknown class 'x' (known: ...)`, built only for the rows rejected."""
+    known = f" (known: {', '.join(classes)})"
+
+    def reasons(mask: np.ndarray) -> np.ndarray:
+        picked = values[mask].fillna("")
+        return np.asarray(["unknown class " + repr(v) + known for v in picked], dtype=object)
+
+    return reasons
+
+
+def _numbers(text: pd.Series) -> pd.Series:
+    """`pd.to_numeric(text, errors="coerce")` as float64, parsing only the texts that can be
+    numbers: a text with a ':' (every ISO time) never is one, so it is NaN without a try."""
+    timelike = text.str.contains(":", regex=False).to_numpy(dtype=bool, na_value=False)
+    if not timelike.any():
+        return pd.to_numeric(text, errors="coerce").astype("float64")
+    numbers = np.full(len(text), np.nan)
+    if not timelike.all():
+        rest = ~timelike
+        numbers[rest] = pd.to_numeric(text[rest], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.Series(numbers, index=text.index)
+
+
 def _epochs(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """(epoch seconds float, unparsable mask) for a timestamp column of any reasonable type."""
     if pd.api.types.is_datetime64_any_dtype(values):
@@ -78,7 +109,7 @@ def _epochs(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         epochs = pd.to_numeric(values, errors="coerce").astype("float64")
         return epochs, pd.Series(False, index=values.index)
     text = values.astype("string").str.strip()
-    numeric = pd.to_numeric(text, errors="coerce")
+    numeric = _numbers(text)
     parsed = pd.to_datetime(text.where(numeric.isna()), errors="coerce", utc=True, format="ISO8601")
     epochs = (parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
     epochs = epochs.astype("float64").where(numeric.isna(), numeric.astype("float64"))
@@ -108,25 +139,27 @@ def validate_predictions(frame: pd.DataFrame, ctx: ModelContext) -> Validated:
         rejector.reject(unparsable.to_numpy(), source.timestamp, "unparsable timestamp (use ISO 8601 or epoch seconds)")
     if ctx.classes:
         unknown = predicted.notna() & ~predicted.isin(ctx.classes)
-        rejector.reject(unknown.to_numpy(), source.prediction,
-                        "unknown class " + predicted.fillna("").map(repr) + f" (known: {', '.join(ctx.classes)})")
-    out = pd.DataFrame(
-        {
-            "prediction_id": ids,
-            "ts": epochs,
-            "predicted": predicted,
-            "model_version": _text(frame, source.model_version),
-            "_row": frame["_row"],
-        }
-    )
+        rejector.reject(unknown.to_numpy(), source.prediction, _unknown_class(predicted, ctx.classes))
+    # the columns in their canonical order, assembled once (a later name replaces an earlier
+    # one in place, as assigning columns one by one would)
+    out: dict[str, pd.Series | float] = {
+        "prediction_id": ids,
+        "ts": epochs,
+        "predicted": predicted,
+        "model_version": _text(frame, source.model_version),
+        "_row": frame["_row"],
+    }
     for cls in ctx.classes:
         column = f"{source.score_prefix}{cls}"
         if column not in frame.columns:
             continue
         raw = frame[column]
         scores = pd.to_numeric(raw, errors="coerce").astype("float64")
-        not_number = raw.notna() & scores.isna() & (raw.astype("string").str.strip() != "")
-        rejector.reject(not_number.to_numpy(), column, "score is not a number")
+        # a present value that is not a number, unless it is blank text (= missing)
+        suspect = (raw.notna() & scores.isna()).to_numpy()
+        if suspect.any():
+            not_number = suspect & (raw.astype("string").str.strip() != "").to_numpy(dtype=bool, na_value=False)
+            rejector.reject(not_number, column, "score is not a number")
         outside = (scores < 0) | (scores > 1)
         rejector.reject(outside.fillna(False).to_numpy(), column, "score outside [0, 1]")
         out[f"score_{cls}"] = scores
@@ -137,7 +170,7 @@ def validate_predictions(frame: pd.DataFrame, ctx: ModelContext) -> Validated:
         if feature in ctx.segments:
             continue
         out[feature] = frame[feature] if feature in frame.columns else np.nan
-    good = out.loc[~rejector.bad].copy()
+    good = pd.DataFrame(out, index=frame.index).loc[~rejector.bad].copy()
     good["ts"] = good["ts"].astype("int64")
     good["prediction_id"] = good["prediction_id"].astype(object)
     good["predicted"] = good["predicted"].astype(object)
@@ -160,8 +193,7 @@ def validate_labels(frame: pd.DataFrame, ctx: ModelContext, default_ts: int) -> 
         epochs = pd.Series(float(default_ts), index=frame.index)
     if ctx.classes:
         unknown = labels.notna() & ~labels.isin(ctx.classes)
-        rejector.reject(unknown.to_numpy(), source.label,
-                        "unknown class " + labels.fillna("").map(repr) + f" (known: {', '.join(ctx.classes)})")
+        rejector.reject(unknown.to_numpy(), source.label, _unknown_class(labels, ctx.classes))
     out = pd.DataFrame({"prediction_id": ids, "label": labels, "label_ts": epochs, "_row": frame["_row"]})
     good = out.loc[~rejector.bad].copy()
     good["label_ts"] = good["label_ts"].astype("int64")

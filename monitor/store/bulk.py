@@ -231,3 +231,89 @@ def _pg_array_type(column) -> str:  # type: ignore[no-untyped-def]
     if isinstance(kind, Boolean):
         return "bool[]"
     return "text[]"
+
+
+IN_CHUNK = 5_000
+
+
+def select_in(
+    conn: Connection,
+    table: Table,
+    *,
+    key_column: str,
+    keys: Sequence[Any],
+    columns: Sequence[str],
+    equal: dict[str, Any] | None = None,
+) -> list[tuple]:
+    """Rows `(key, *columns)` of `table` whose `key_column` is one of `keys` and whose
+    columns in `equal` have the given values, as plain tuples (order unspecified).
+
+    The lookup of the ingest hot path (which of these ids are stored already?): one prepared
+    statement on the driver's cursor, `= ANY(%s)` with one array parameter on PostgreSQL,
+    `IN (?, ...)` in chunks of `IN_CHUNK` elsewhere; no per-chunk SQLAlchemy compilation
+    and no Row objects. Tables with non-plain column types go through SQLAlchemy."""
+    equal = dict(equal or {})
+    selected = [key_column, *columns]
+    if not len(keys):
+        return []
+    if not _plain_types(table, [*selected, *equal]):
+        from sqlalchemy import select
+
+        out: list[tuple] = []
+        for start in range(0, len(keys), IN_CHUNK):
+            chunk = list(keys[start : start + IN_CHUNK])
+            query = select(*[table.c[c] for c in selected]).where(
+                table.c[key_column].in_(chunk), *[table.c[c] == v for c, v in equal.items()]
+            )
+            out.extend(tuple(row) for row in conn.execute(query))
+        return out
+    quote = conn.dialect.identifier_preparer.quote
+    postgres = conn.dialect.name == "postgresql"
+    placeholder = "%s" if postgres else "?"
+    head = (f"SELECT {', '.join(quote(c) for c in selected)} FROM {quote(table.name)} WHERE "  # noqa: S608
+            + "".join(f"{quote(c)} = {placeholder} AND " for c in equal))
+    fixed = list(equal.values())
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if postgres:
+            cursor.execute(head + f"{quote(key_column)} = ANY({placeholder})", [*fixed, list(keys)])
+            return [tuple(row) for row in cursor.fetchall()]
+        out = []
+        for start in range(0, len(keys), IN_CHUNK):
+            chunk = list(keys[start : start + IN_CHUNK])
+            cursor.execute(head + f"{quote(key_column)} IN ({', '.join([placeholder] * len(chunk))})",
+                           [*fixed, *chunk])
+            out.extend(cursor.fetchall())
+        return out
+    finally:
+        cursor.close()
+
+
+def update_rows(
+    conn: Connection,
+    table: Table,
+    frame: pd.DataFrame,
+    *,
+    key_columns: Sequence[str],
+    value_columns: Sequence[str],
+    only_null: Sequence[str] = (),
+) -> int:
+    """`UPDATE table SET <value columns> WHERE <key columns> [AND <only_null> IS NULL]` once
+    per row of `frame` (named as the table's columns), with the driver's executemany and
+    plain tuples, inside the caller's transaction. Returns the number of rows given."""
+    if frame.empty:
+        return 0
+    quote = conn.dialect.identifier_preparer.quote
+    placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
+    sql = (f"UPDATE {quote(table.name)} SET "  # noqa: S608
+           + ", ".join(f"{quote(c)} = {placeholder}" for c in value_columns)
+           + " WHERE " + " AND ".join([*(f"{quote(c)} = {placeholder}" for c in key_columns),
+                                       *(f"{quote(c)} IS NULL" for c in only_null)]))
+    columns = [*value_columns, *key_columns]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, len(frame), CHUNK):
+            cursor.executemany(sql, _rows(frame.iloc[start : start + CHUNK][columns]))
+    finally:
+        cursor.close()
+    return len(frame)
