@@ -149,3 +149,19 @@ def test_the_drift_command_prints_contract_records(sqlite_url, tmp_path):
     bad = CliRunner().invoke(main, ["--config", str(config), "drift", "--window", "1h", "--step", "1h"])
     assert bad.exit_code == 2 and "multiples" in bad.output
     assert START  # the shared epoch of the fixtures
+
+
+def test_a_big_window_flags_a_trivial_shift_with_chi2_but_not_with_distances(sqlite_url):
+    """The known complaint about p-values: with 40,000 rows a 2-point move of one category's
+    share is 'significant' (chi2), while the distances stay far below their thresholds."""
+    rng = np.random.default_rng(21)
+    reference = log_frame(rng, 40000, day=-60, cat_probs=COLORS).drop(columns=["timestamp"])
+    current = log_frame(rng, 40000, day=0, cat_probs={"red": 0.48, "green": 0.30, "blue": 0.22}, shift=0.02)
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        ctx = load(conn, model_config(["color", "size"]), reference, [current])
+        frame = drift_frame(conn, ctx, WindowSpec(DAY, DAY), segment="*")
+    flags = frame.set_index(["feature", "method"])["drifted"]
+    assert flags[("color", "chi2")]
+    assert not flags[("color", "js")] and not flags[("color", "psi")]
+    assert not flags.loc["size"].any()
