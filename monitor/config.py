@@ -69,11 +69,11 @@ class AlertRule(_Strict):
     min_support: int = Field(default=30, ge=1)
     min_drop: float = Field(default=0.10, ge=0.0, le=1.0)
     floor: float | None = Field(default=None, ge=0.0, le=1.0)
-    fdr: float = Field(default=0.05, gt=0.0, lt=1.0)
+    fdr: float = Field(default=0.02, gt=0.0, lt=1.0)
     test_margin: float = Field(default=0.0, ge=0.0, le=1.0)  # drop tested against this share of min_drop
     pending_evaluations: int = Field(default=1, ge=1)
     resolve_evaluations: int = Field(default=2, ge=1)
-    resolve_margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    resolve_margin: float = Field(default=0.05, ge=0.0, le=1.0)
     repeat_interval: str = "1d"
     critical_drop: float = Field(default=0.30, ge=0.0, le=1.0)
     critical_fires_at_once: bool = True  # a sure collapse skips the pending period
