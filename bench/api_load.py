@@ -1,6 +1,6 @@
 """Load test of the HTTP API: gunicorn (4 workers) on PostgreSQL, 50 concurrent clients, 30 s.
 
-    python bench/api_load.py [--clients 50] [--duration 30] [--workers 4] [--batch 50]
+    python bench/api_load.py [--clients 50] [--duration 30] [--workers 4] [--threads 4] [--batch 50]
                              [--admin-url postgresql://postgres@127.0.0.1:5432/test]
 
 Everything runs on 127.0.0.1 and stops by itself: a fresh database is created on the server
@@ -141,7 +141,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (as docker/)")
     parser.add_argument("--batch", type=int, default=50, help="records per POST")
     parser.add_argument("--app", choices=["api", "dashboard"], default="api")
     parser.add_argument("--admin-url", default=os.environ.get("MONITOR_TEST_POSTGRES_URL",

@@ -17,13 +17,14 @@ case "$role" in
     ;;
   dashboard)
     # dashboard + HTTP API + /metrics; workers share the database, not memory
-    exec gunicorn --workers "${GUNICORN_WORKERS:-4}" --bind "${BIND:-0.0.0.0:8050}" \
+    # threads: reads answer while a worker's other thread waits on a write (bench/api_load.py)
+    exec gunicorn --workers "${GUNICORN_WORKERS:-4}" --bind "${BIND:-0.0.0.0:8050}" --threads "${GUNICORN_THREADS:-4}" \
       --timeout "${GUNICORN_TIMEOUT:-120}" --access-logfile - --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
       "$@" dashboards.wsgi:server
     ;;
   api)
     # the HTTP API alone, without the dashboard
-    exec gunicorn --workers "${GUNICORN_WORKERS:-4}" --bind "${BIND:-0.0.0.0:8050}" \
+    exec gunicorn --workers "${GUNICORN_WORKERS:-4}" --bind "${BIND:-0.0.0.0:8050}" --threads "${GUNICORN_THREADS:-4}" \
       --timeout "${GUNICORN_TIMEOUT:-120}" --access-logfile - "$@" monitor.api.wsgi:app
     ;;
   retention)

@@ -19,6 +19,9 @@ API:
     SchedulerLock.verify() -> bool    # still ours?
     SchedulerLock.release()
     with scheduler_lock(...) as lock: ...   # raises LockNotAcquired if it could not get it
+
+`ingest_lock(conn, model_id)` is the other lock here: it serializes the write transactions of
+one model (API POSTs, and any ingest that takes it) so that they queue instead of deadlocking.
 """
 
 from __future__ import annotations
@@ -222,6 +225,22 @@ class SchedulerLock:
         if self._file is not None:
             self._file.close()  # closing the descriptor drops the flock
             self._file = None
+
+
+INGEST_LOCK_SPACE = 0x4D4F4E49  # "MONI": the first half of the per-model ingest lock key
+
+
+def ingest_lock(conn: Connection, model_id: int) -> None:
+    """Serialize writers of one model until the end of `conn`'s transaction (PostgreSQL:
+    `pg_advisory_xact_lock`; SQLite's write transactions are exclusive already).
+
+    Concurrent ingest batches of a model update the same hot count rows, slices and pending
+    labels in orders no key sort can align across tables, so without it they deadlock or
+    collide on new keys and must be retried; with it they queue. Take it first thing in
+    the transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:space, :model)"),
+                     {"space": INGEST_LOCK_SPACE, "model": int(model_id)})
 
 
 def scheduler_lock(engine: Engine, *, wait: bool = True, poll_interval: float = 5.0,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from monitor.api.security import json_error
 from monitor.config import ConfigError, ModelConfig, MonitorConfig
 from monitor.context import ModelContext, load_context
+from monitor.locking import ingest_lock
 from monitor.output import to_records
 from monitor.store.models import MonitoredModel
 from monitor.store.windows import WindowSpec
@@ -37,7 +39,7 @@ from monitor.timeutil import parse_duration, parse_time
 log = logging.getLogger("monitor.api")
 blueprint = Blueprint("monitor_api", __name__, url_prefix="/api/v1")
 MAX_REJECTS_SHOWN = 1000  # the answer stays small; every reject is stored for `monitor rejects`
-WRITE_ATTEMPTS = 3
+WRITE_ATTEMPTS = 5
 ALERT_STATES = ("pending", "firing", "resolved", "all")
 
 
@@ -308,13 +310,14 @@ def _write(model: str, kind: str) -> Response:
         try:
             with engine.begin() as conn:
                 ctx = load_context(conn, model_config)
+                ingest_lock(conn, ctx.model_id)  # writers of one model queue, never deadlock
                 result = ingest_frame(conn, ctx, kind, frame, source="api")
             break
         except Exception as error:
             if attempt == WRITE_ATTEMPTS or not _retryable(error):
                 raise
             log.info("retrying a %s POST after %s", kind, type(getattr(error, "orig", error)).__name__)
-            time.sleep(0.05 * attempt)
+            time.sleep(random.uniform(0.05, 0.2) * attempt)  # jitter: retries do not collide again
     reasons = result.reasons
     return json_response({
         "accepted": int(result.accepted), "rejected": int(result.rejected),

@@ -128,6 +128,8 @@ def test_the_entrypoint_runs_the_documented_command(role: str, tmp_path: Path) -
     expected = {"migrate": "monitor db upgrade", "scheduler": "monitor run", "retention": "monitor retention",
                 "dashboard": "gunicorn --workers 4 --bind 0.0.0.0:8050", "api": "gunicorn --workers 4"}[role]
     assert result.stdout.startswith(expected)
+    if role in ("dashboard", "api"):
+        assert "--threads 4" in result.stdout
     if role == "dashboard":
         assert result.stdout.strip().endswith("dashboards.wsgi:server")
 
