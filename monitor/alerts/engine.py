@@ -130,7 +130,7 @@ def apply_observations(conn: Connection, config: MonitorConfig, ctx: ModelContex
         series = existing.get(key)
         alert = open_alerts.get(series["alert_id"]) if series and series["alert_id"] else None
         rule = rules[group["rule"].iloc[0]]
-        _advance_series(conn, ctx, rule, key, series, alert, group, as_of, now, counts)
+        _advance_series(conn, ctx, rule, str(key), series, alert, group, as_of, now, counts)
     return counts
 
 
@@ -154,7 +154,7 @@ def _advance_series(conn: Connection, ctx: ModelContext, rule: AlertRule, key: s
     policy = policy_for(rule)
     last_end = series["last_end"] if series else None
     alert_id = alert["id"] if alert else None
-    last: dict[str, Any] = {}
+    last: dict[Any, Any] = {}
     for obs in group.to_dict("records"):
         end = int(obs["end"])
         if last_end is not None and end <= last_end:
@@ -204,7 +204,7 @@ def _advance_series(conn: Connection, ctx: ModelContext, rule: AlertRule, key: s
         conn.execute(update(AlertSeries).where(AlertSeries.id == series["id"]).values(**values))
 
 
-def _record(ctx: ModelContext, rule: AlertRule, key: str, obs: dict[str, Any],
+def _record(ctx: ModelContext, rule: AlertRule, key: str, obs: dict[Any, Any],
             state: SeriesState) -> dict[str, Any]:
     record = {
         "model": ctx.name, "rule": rule.name, "metric": str(obs["metric"]),

@@ -106,7 +106,7 @@ def _finish(engine: Engine, event: dict[str, Any], token: str, now: int, outcome
 
 
 def deliver_event(engine: Engine, config: MonitorConfig, event: dict[str, Any], token: str,
-                  now: int, silences: list[dict[str, Any]]) -> dict[str, int]:
+                  now: int, silences: list[dict[Any, Any]]) -> dict[str, int]:
     """Send one claimed event to its channels and settle it. Returns counts."""
     counts = {"sent": 0, "failed": 0, "silenced": 0}
     attempt = int(event["attempts"]) + 1

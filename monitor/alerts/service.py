@@ -74,7 +74,7 @@ def active_silences(conn: Connection, now: int | None = None) -> pd.DataFrame:
     return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in AlertSilence.__table__.c])
 
 
-def silence_matches(silence: dict[str, Any], record: dict[str, Any]) -> bool:
+def silence_matches(silence: dict[Any, Any], record: dict[Any, Any]) -> bool:
     """Does a silence (None = any) cover an alert record (keys as in alerts_frame)?"""
     pairs = (("model", "model"), ("rule", "rule"), ("class_name", "class"),
              ("segment", "segment"), ("segment_value", "segment_value"))

@@ -21,6 +21,7 @@ FAULT_DAY = 20
 MAX_DATA_DAYS, MAX_CLOCK_DAYS = 7, 8
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_minority_recall_collapse_in_one_region_fires_for_that_region_within_a_week(sqlite_url: str, tmp_path: Path) -> None:
     scenario = Scenario(start="2024-01-01", days=34, rows_per_day=2000, segments=("region",), n_regions=4,
@@ -45,6 +46,7 @@ def test_a_minority_recall_collapse_in_one_region_fires_for_that_region_within_a
     assert early.empty
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_stable_stream_of_180_days_with_20_regions_fires_nothing_and_small_regions_are_insufficient(sqlite_url: str, tmp_path: Path) -> None:
     scenario = Scenario(start="2024-01-01", days=180, rows_per_day=1500, segments=("region",), n_regions=20)
