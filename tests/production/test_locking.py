@@ -100,3 +100,28 @@ def test_a_holder_whose_session_is_killed_knows_it_lost_the_lock(postgres_url: s
     finally:
         admin.dispose()
         engine.dispose()
+
+
+def test_ingest_lock_serializes_writers_of_one_model_until_commit(postgres_url: str) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from monitor.locking import ingest_lock
+
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as first, engine.connect() as second:
+            first.begin()
+            ingest_lock(first, 1)
+            second.begin()
+            second.execute(text("SET LOCAL lock_timeout = '200ms'"))
+            ingest_lock(second, 2)  # another model: no wait
+            with pytest.raises(OperationalError, match="lock timeout"):
+                ingest_lock(second, 1)
+            second.rollback()
+            first.commit()  # the transaction's end releases it
+            second.begin()
+            second.execute(text("SET LOCAL lock_timeout = '200ms'"))
+            ingest_lock(second, 1)
+            second.rollback()
+    finally:
+        engine.dispose()
