@@ -73,10 +73,12 @@ def select_bins(conn: Connection, ctx: ModelContext, features: Sequence[str] | N
 
 
 def current_histograms(conn: Connection, ctx: ModelContext, spec: WindowSpec,
-                       segment_sets: Sequence[tuple[str, ...]], ends: np.ndarray | None = None) -> pd.DataFrame:
+                       segment_sets: Sequence[tuple[str, ...]], ends: np.ndarray | None = None,
+                       features: Sequence[str] | None = None) -> pd.DataFrame:
     """Window sums per (end, segment, segment_value, feature, bin): n and total."""
     return windowed_histograms(conn, HISTOGRAMS, model_id=ctx.model_id, spec=spec,
-                               segment_sets=segment_sets, ends=ends, bucket=drift_bucket(ctx))
+                               segment_sets=segment_sets, ends=ends, bucket=drift_bucket(ctx),
+                               features=features)
 
 
 def reference_histograms(conn: Connection, ctx: ModelContext,
@@ -215,7 +217,7 @@ def drift_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,
     bins = select_bins(conn, ctx, features)
     if not bins:
         return empty_frame()
-    current = current_histograms(conn, ctx, spec, segment_sets)
+    current = current_histograms(conn, ctx, spec, segment_sets, features=[b.feature for b in bins])
     if current.empty:
         return empty_frame()
     reference = reference_histograms(conn, ctx, segment_sets)
@@ -255,7 +257,7 @@ def distribution_frame(conn: Connection, ctx: ModelContext, *, feature: str, win
     segment_sets = parse_segment_option(segment or OVERALL, ctx.segment_sets)
     wanted = (segment_label(segment_sets[0]), segment_value or OVERALL)
     current = current_histograms(conn, ctx, WindowSpec(window, window), segment_sets[:1],
-                                 ends=np.array([end], dtype=np.int64))
+                                 ends=np.array([end], dtype=np.int64), features=[feature])
     reference = reference_histograms(conn, ctx, segment_sets[:1])
 
     def coarse_counts(frame: pd.DataFrame) -> np.ndarray:

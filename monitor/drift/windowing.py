@@ -88,8 +88,9 @@ def series_sums(conn: Connection, table: Table, *, model_id: int, attributes: tu
 
 def windowed_histograms(conn: Connection, table: Table, *, model_id: int, spec: WindowSpec,
                         segment_sets: Sequence[tuple[str, ...]], bucket: int,
-                        ends: np.ndarray | None = None) -> pd.DataFrame:
-    """Window sums per (end, segment, segment_value, feature, bin): n and total."""
+                        ends: np.ndarray | None = None, features: Sequence[str] | None = None) -> pd.DataFrame:
+    """Window sums per (end, segment, segment_value, feature, bin): n and total (only
+    `features` when given)."""
     columns = ["end", "segment", "segment_value", *KEYS, *VALUES]
     if ends is None:
         found = data_range(conn, table, model_id)
@@ -108,7 +109,8 @@ def windowed_histograms(conn: Connection, table: Table, *, model_id: int, spec: 
     frames = []
     for attributes in segment_sets:
         raw = series_sums(conn, table, model_id=model_id, attributes=tuple(attributes), group=[period_expr],
-                          where=[bucket_start >= lower, bucket_start < upper])
+                          where=[bucket_start >= lower, bucket_start < upper,
+                                 *([table.c.feature.in_(list(features))] if features else [])])
         if len(raw):
             frames.append(_roll(raw, ends, spec.window, period, first, n_periods))
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
