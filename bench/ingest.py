@@ -1,0 +1,343 @@
+"""Benchmark: ingestion throughput against a bare baseline, and the cost of one more tick.
+
+    python bench/ingest.py [--rows 1000000] [--quick] [--db-url postgresql://...] [--profile FILE]
+
+Data: `Scenario(n_numeric=8, n_categorical=2)` (10 features, 3 classes with scores, 3
+segments), `--rows` predictions spread over 30 days (one CSV file per day), and the label
+stream up to the end of day 30 (one CSV file per label day: late, duplicated and corrected
+labels as the simulator makes them; labels of the last days' predictions are still to come).
+
+(a) full pipeline: one `monitor.tick.run_tick(engine, config, as_of=<end of day 30>,
+    notify=False)` on a fresh migrated database (SQLite in the temp dir, or a scratch database
+    on the PostgreSQL server of `--db-url`): read, validate, dedupe, store, label join, counts,
+    drift and estimation hooks, alert evaluation.
+(b) baseline: pandas `read_csv` of the same files + `sqlite3` executemany of the same rows
+    (every column) into two plain tables, in one transaction.
+(c) extra tick: one more hour of predictions and of labels as new files, then one
+    `run_tick`; measured after 1, 10 and 30 days of history (median of `--extra-ticks`).
+    Target: under 1 s, and not growing with history.
+
+Simulating and writing the files is not timed. The machine is shared: the load average is
+printed next to every phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from monitor.config import load_config  # noqa: E402
+from monitor.simulate import Scenario, simulate, write_config, write_logs  # noqa: E402
+from monitor.simulate.generate import SimulatedData  # noqa: E402
+from monitor.store.db import make_engine  # noqa: E402
+from monitor.store.migrate import upgrade  # noqa: E402
+from monitor.tick import run_tick  # noqa: E402
+
+DAY = 86_400
+HOUR = 3_600
+DAYS = 30
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f}/{five:.1f}"
+
+
+def subset(data: SimulatedData, until: int) -> SimulatedData:
+    """Predictions with a timestamp before `until` and labels that arrived before it."""
+    p = data.prediction_epoch < until
+    lab = data.label_epoch < until
+    return replace(data, predictions=data.predictions.loc[p].reset_index(drop=True),
+                   labels=data.labels.loc[lab].reset_index(drop=True),
+                   prediction_epoch=data.prediction_epoch[p], label_epoch=data.label_epoch[lab])
+
+
+def write_hour(data: SimulatedData, root: Path, start: int) -> tuple[int, int]:
+    """One hour of predictions and labels from `start`, as two new CSV files."""
+    stamp = pd.Timestamp(start, unit="s", tz="UTC").strftime("%Y-%m-%dT%H")
+    p = (data.prediction_epoch >= start) & (data.prediction_epoch < start + HOUR)
+    lab = (data.label_epoch >= start) & (data.label_epoch < start + HOUR)
+    data.predictions.loc[p].to_csv(root / "predictions" / f"predictions_{stamp}h.csv", index=False)
+    data.labels.loc[lab].to_csv(root / "labels" / f"labels_{stamp}h.csv", index=False)
+    return int(p.sum()), int(lab.sum())
+
+
+class Databases:
+    """Fresh databases: SQLite files in the work dir, or scratch databases on a server."""
+
+    def __init__(self, work: Path, server_url: str | None) -> None:
+        self.work, self.server_url = work, server_url
+        self.created: list[str] = []
+
+    def fresh(self, name: str) -> str:
+        if not self.server_url:
+            return f"sqlite:///{self.work / name}.db"
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(self._psycopg(self.server_url), isolation_level="AUTOCOMMIT")
+        db = f"bench_ingest_{name}_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+        admin.dispose()
+        self.created.append(db)
+        return self.server_url.rsplit("/", 1)[0] + "/" + db
+
+    def drop_all(self) -> None:
+        if not self.server_url or not self.created:
+            return
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(self._psycopg(self.server_url), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for db in self.created:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
+
+    @staticmethod
+    def _psycopg(url: str) -> str:
+        return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+
+
+def workspace(root: Path, data: SimulatedData, scenario: Scenario, db_url: str):  # type: ignore[no-untyped-def]
+    write_logs(data, root, fmt="csv")
+    return load_config(write_config(root, scenario, database_url=db_url))
+
+
+class Clock:
+    """Wall and CPU seconds (this process: SQLite works in it, a PostgreSQL server does not)."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+class EvaluateTimer:
+    """Wall seconds spent in alert evaluation (`monitor.alerts.engine.evaluate`, which
+    `run_tick` calls after ingesting), to tell ingestion apart from it."""
+
+    def __init__(self) -> None:
+        import monitor.alerts.engine as alerts_engine
+
+        self.module, self.original, self.seconds = alerts_engine, alerts_engine.evaluate, 0.0
+
+        def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            try:
+                return self.original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        alerts_engine.evaluate = timed
+
+    def take(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+
+def warm_imports() -> float:
+    """Import what the first tick would import (hooks: scikit-learn, scipy; alerts), timed."""
+    started = time.perf_counter()
+    from monitor.ingest import hooks
+
+    hooks.reference_hooks()
+    hooks.prediction_hooks()
+    import monitor.alerts.engine  # noqa: F401
+    import monitor.metrics.service  # noqa: F401
+
+    return time.perf_counter() - started
+
+
+def full_pipeline(config, profile: str | None) -> tuple[Clock, object]:  # type: ignore[no-untyped-def]
+    engine = make_engine(config.database_url)
+    upgrade(engine)
+    as_of = config_as_of(config)
+    profiler = cProfile.Profile() if profile else None
+    with Clock() as clock:
+        if profiler:
+            profiler.enable()
+        summary = run_tick(engine, config, as_of=as_of, notify=False)
+        if profiler:
+            profiler.disable()
+    if profiler:
+        profiler.dump_stats(profile)
+    engine.dispose()
+    return clock, summary
+
+
+_AS_OF: dict[str, int] = {}
+
+
+def config_as_of(config) -> int:  # type: ignore[no-untyped-def]
+    return _AS_OF[str(config.base_dir)]
+
+
+def baseline(root: Path) -> tuple[Clock, int]:
+    """pandas read_csv of every file + sqlite3 executemany of every row, one transaction."""
+    path = root / "baseline.db"
+    path.unlink(missing_ok=True)
+    clock = Clock().__enter__()
+    conn = sqlite3.connect(path, isolation_level=None)
+    rows = 0
+    try:
+        conn.execute("BEGIN")
+        for kind in ("predictions", "labels"):
+            created = False
+            for file in sorted((root / kind).glob("*.csv")):
+                frame = pd.read_csv(file)
+                if not created:
+                    columns = ", ".join(f'"{c}"' for c in frame.columns)
+                    conn.execute(f"CREATE TABLE {kind} ({columns})")
+                    created = True
+                sql = f"INSERT INTO {kind} VALUES ({', '.join('?' * frame.shape[1])})"  # noqa: S608
+                conn.executemany(sql, frame.itertuples(index=False, name=None))
+                rows += len(frame)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    clock.__exit__()
+    return clock, rows
+
+
+def extra_ticks(config, data: SimulatedData, root: Path, start: int, n: int,  # type: ignore[no-untyped-def]
+                evaluate: EvaluateTimer) -> list[tuple[float, float]]:
+    """(wall seconds of the tick, of which alert evaluation) for n consecutive hours."""
+    engine = make_engine(config.database_url)
+    times = []
+    for k in range(n):
+        hour = start + k * HOUR
+        write_hour(data, root, hour)
+        evaluate.take()
+        began = time.perf_counter()
+        summary = run_tick(engine, config, as_of=hour + HOUR, notify=False)
+        times.append((time.perf_counter() - began, evaluate.take()))
+        errors = [e for m in summary.models for e in m.errors]
+        if errors:
+            raise SystemExit(f"extra tick failed: {errors}")
+    engine.dispose()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="predictions over 30 days")
+    parser.add_argument("--quick", action="store_true", help="100,000 rows")
+    parser.add_argument("--db-url", default=None,
+                        help="a PostgreSQL server URL (e.g. postgresql://postgres@127.0.0.1:5432/test): "
+                             "the pipeline runs in scratch databases created there and dropped after")
+    parser.add_argument("--extra-ticks", type=int, default=3, help="extra hourly ticks per history length")
+    parser.add_argument("--histories", default="1,10,30", help="days of history before the extra ticks")
+    parser.add_argument("--profile", default=None, help="write cProfile stats of the full pipeline here")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    rows = 100_000 if args.quick else args.rows
+    histories = sorted({int(h) for h in args.histories.split(",") if h.strip()})
+    if any(h < 1 or h > DAYS for h in histories):
+        parser.error(f"--histories must be within 1..{DAYS}")
+
+    scenario = Scenario(days=DAYS + 1, rows_per_day=rows // DAYS, n_numeric=8, n_categorical=2,
+                        start="2024-01-01")
+    print(f"ingest benchmark: {rows:,} predictions over {DAYS} days, {len(scenario.features)} features, "
+          f"{len(scenario.classes)} classes with scores, segments {', '.join(scenario.segments)}; "
+          f"{os.cpu_count()} CPUs, load {load()} (1/5 min) at start")
+    began = time.perf_counter()
+    imports = warm_imports()
+    evaluate = EvaluateTimer()
+    data = simulate(scenario, seed=1)
+    start = scenario.start_epoch
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    dbs = Databases(work, args.db_url)
+    backend = "postgresql" if args.db_url else "sqlite"
+    try:
+        main_root = work / f"h{DAYS}"
+        full = subset(data, start + DAYS * DAY)
+        config = workspace(main_root, full, scenario, dbs.fresh(f"h{DAYS}"))
+        _AS_OF[str(config.base_dir)] = start + DAYS * DAY
+        n_pred, n_lab = len(full.predictions), len(full.labels)
+        print(f"  simulated and wrote {n_pred:,} predictions + {n_lab:,} labels "
+              f"({len(list((main_root / 'predictions').glob('*')))} + "
+              f"{len(list((main_root / 'labels').glob('*')))} CSV files) in {time.perf_counter() - began:.0f} s; "
+              f"imports of the hooks and alerts (scikit-learn, scipy) done first, in {imports:.1f} s")
+
+        load_before = load()
+        evaluate.take()
+        full_clock, summary = full_pipeline(config, args.profile)
+        full_evaluate = evaluate.take()
+        model = summary.models[0]  # type: ignore[attr-defined]
+        if model.errors:
+            raise SystemExit(f"full pipeline failed: {model.errors}")
+        load_full = f"{load_before} -> {load()}"
+        load_before = load()
+        base_clock, base_rows = baseline(main_root)
+        load_base = f"{load_before} -> {load()}"
+        total = n_pred + n_lab
+        assert base_rows == total, (base_rows, total)
+
+        ticks: dict[int, list[tuple[float, float]]] = {}
+        tick_load: dict[int, str] = {}
+        for days in histories:
+            if days == DAYS:
+                history_config, root = config, main_root
+            else:
+                root = work / f"h{days}"
+                history_config = workspace(root, subset(data, start + days * DAY), scenario,
+                                           dbs.fresh(f"h{days}"))
+                _AS_OF[str(history_config.base_dir)] = start + days * DAY
+                engine = make_engine(history_config.database_url)
+                upgrade(engine)
+                run_tick(engine, history_config, as_of=start + days * DAY, notify=False)
+                engine.dispose()
+            load_before = load()
+            ticks[days] = extra_ticks(history_config, data, root, start + days * DAY, args.extra_ticks, evaluate)
+            tick_load[days] = f"{load_before} -> {load()}"
+
+        hour = (start + DAYS * DAY, start + DAYS * DAY + HOUR)
+        hour_pred = int(((data.prediction_epoch >= hour[0]) & (data.prediction_epoch < hour[1])).sum())
+        hour_lab = int(((data.label_epoch >= hour[0]) & (data.label_epoch < hour[1])).sum())
+        print()
+        print(f"{'phase':<46}{'rows':>11}{'wall s':>9}{'rows/s':>10}{'cpu s':>8}   load 1/5 min")
+        for name, clock in ((f"(a) full pipeline: run_tick, {backend}", full_clock),
+                            ("(b) baseline: read_csv + sqlite3 executemany", base_clock)):
+            print(f"{name:<46}{total:>11,}{clock.wall:>9.1f}{total / clock.wall:>10,.0f}{clock.cpu:>8.1f}   "
+                  + (load_full if clock is full_clock else load_base))
+        print(f"{'    ratio (a) / (b), target <= 3':<46}{'':>11}{full_clock.wall / base_clock.wall:>9.2f}"
+              f"{'':>10}{full_clock.cpu / base_clock.cpu:>8.2f}")
+        print(f"    (a) includes {full_evaluate:.1f} s of alert evaluation at the end of the tick")
+        print(f"(c) one extra tick of 1 hour (~{hour_pred:,} predictions + ~{hour_lab:,} labels, 2 new files), "
+              f"target < 1 s and flat in history; wall s (of which alert evaluation):")
+        for days in histories:
+            each = ", ".join(f"{t:.2f} ({e:.2f})" for t, e in ticks[days])
+            median = statistics.median(t for t, _ in ticks[days])
+            ingest = statistics.median(t - e for t, e in ticks[days])
+            print(f"    after {days:>2} days of history: median {median:.2f} s, without alert evaluation "
+                  f"{ingest:.2f} s; each: {each}   load {tick_load[days]}")
+        print(f"  run_tick (a): {model.predictions:,} predictions and {model.labels:,} labels accepted, "
+              f"{model.skipped:,} skipped (re-sent labels), {model.rejected} rejected")
+        print(f"  total wall time {time.perf_counter() - began:.0f} s; work dir {work}"
+              + ("" if args.keep else " (removed)"))
+    finally:
+        dbs.drop_all()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
