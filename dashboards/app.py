@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dash_bootstrap_components as dbc  # noqa: F401 - registers the component library
-from dash import Dash
+from dash import Dash, _callback
 from sqlalchemy import Engine
 
 from dashboards import layout
@@ -25,7 +25,16 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def create_app(config: MonitorConfig, *, engine: Engine | None = None) -> Dash:
-    """A ready-to-serve Dash app for `config` (its Flask server is `app.server`)."""
+    """A ready-to-serve Dash app for `config` (its Flask server is `app.server`).
+
+    Dash imports the page modules anew for every app and their `dash.callback`s go to a
+    process-wide list that an app only takes over at its first request; an app that never
+    served one (tests calling callbacks directly) would leave its page callbacks behind for
+    the next app, twice registered. Start each app from an empty list.
+    """
+    _callback.GLOBAL_CALLBACK_LIST.clear()
+    _callback.GLOBAL_CALLBACK_MAP.clear()
+    _callback.GLOBAL_INLINE_SCRIPTS.clear()
     app = Dash(
         "dashboards",  # the package: page modules are imported as dashboards.pages.<name>
         use_pages=True,

@@ -12,6 +12,7 @@ state. Time columns come back as timezone-aware pandas Timestamps (UTC).
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,18 @@ def call_service(function: Callable[..., Any] | None, *args: Any, **kwargs: Any)
         return function(*args, **kwargs)
     except NotImplementedError:
         return None
+
+
+def cached(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Memoise a data-access function per app until the data version changes (arguments must
+    be hashable: Filters is). Results are shared: callers must not modify them."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any) -> Any:
+        key = (function.__qualname__, args, data_version())
+        return common.handle().cache.get_or_compute(key, lambda: function(*args))
+
+    return wrapper
 
 
 def model_names() -> list[str]:
@@ -185,6 +198,7 @@ def no_data(ctx: ModelContext | None, name: str | None) -> Result:
 
 # --- Classes page ---------------------------------------------------------------------------
 
+@cached
 def class_metrics(filters: Filters) -> Result:
     """Overall per-class metrics over the filters' range (all classes), with reference recall."""
     config = common.config()
@@ -206,6 +220,7 @@ def class_metrics(filters: Filters) -> Result:
     return result
 
 
+@cached
 def confusion(filters: Filters, end: str | None) -> Result:
     """Confusion counts (true_class, pred_class, n) of the window ending at `end` (ISO), overall
     or for the filters' segment is not applied: the matrix is the model's overall one."""
@@ -228,6 +243,7 @@ def confusion(filters: Filters, end: str | None) -> Result:
 
 # --- Subgroups page -------------------------------------------------------------------------
 
+@cached
 def subgroup_metrics(filters: Filters) -> Result:
     """Per segment value x class metrics over the range for one segment attribute.
 
@@ -282,7 +298,8 @@ class ModelHealth:
     hint: str | None = None
 
 
-def overview(filters: Filters, *, trend_steps: int = 30) -> list[ModelHealth]:
+@cached
+def overview(filters: Filters, trend_steps: int = 30) -> list[ModelHealth]:
     """Health of every configured model for the filters' window (the model filter is ignored)."""
     config = common.config()
     out = []
@@ -376,6 +393,7 @@ def rejects(filters: Filters, *, limit: int = 200) -> Result:
     return result
 
 
+@cached
 def label_arrival(filters: Filters) -> Result:
     """Label coverage by age of the predictions (how fast the truth arrives)."""
     config = common.config()
