@@ -168,3 +168,17 @@ def test_a_hostile_value_is_shown_as_text(browser: Any, serve_dashboard: Any, se
                message="the hostile value of the rejected row, as text")
     assert browser.execute_script("return window.__xss") is None
     assert_clean(browser, live, "/data with a hostile value")
+
+
+def test_every_page_loads_cleanly_on_an_empty_database(browser: Any, serve_dashboard: Any, sqlite_url: str,
+                                                       tmp_path: Any) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'database_url = "{sqlite_url}"\n[[models]]\nname = "fresh"\n'
+                      'classes = ["a", "b", "c"]\nsegments = ["region"]\n', encoding="utf-8")
+    live = serve_dashboard(config)
+    for path in READY:
+        open_page(browser, live, path, ".empty-state")
+        assert_clean(browser, live, f"{path} on an empty database")
+    open_page(browser, live, "/classes", ".empty-state")
+    wait_until(lambda: "No predictions ingested yet" in browser.find_element(By.ID, "classes-message").text,
+               message="the empty state of the Classes page")
