@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, insert, update
+from sqlalchemy.exc import DBAPIError
 
 from monitor.config import MonitorConfig
 from monitor.context import ModelContext, load_context
 from monitor.ingest.ledger import FileOutcome, discover, ingest_file
 from monitor.ingest.pipeline import apply_labels
 from monitor.ingest.reference import ReferenceError_, prepare_reference
+from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
 from monitor.store.models import IngestRun
 from monitor.timeutil import now_epoch, to_iso
@@ -94,6 +96,10 @@ def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_o
         for path in paths:
             try:
                 summary.add(ingest_file(engine, ctx, kind, path, as_of=as_of))
+            except DBAPIError as error:  # database trouble: one line, the next tick retries
+                log.error("ingesting %s failed: %s", path, str(error).strip().splitlines()[0])
+                summary.files_failed += 1
+                summary.errors.append(f"{path}: {type(error).__name__}")
             except Exception as error:  # noqa: BLE001 - one bad file never stops the tick
                 log.exception("ingesting %s failed", path)
                 summary.files_failed += 1
@@ -124,6 +130,7 @@ def run_tick(engine: Engine, config: MonitorConfig, *, model: str | None = None,
                     prepare_reference(conn, ctx, config.base_dir)
                 _ingest_model(engine, config, ctx, as_of, model_summary, bar)
                 with engine.begin() as conn:
+                    ingest_lock(conn, ctx.model_id)
                     apply_labels(conn, ctx)  # labels that waited for predictions of other files
                 with engine.begin() as conn:
                     from monitor.alerts.engine import evaluate

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from monitor.context import ModelContext
 from monitor.ingest.pipeline import IngestResult, load_labels, load_predictions
 from monitor.ingest.readers import UnreadableFile, is_supported, read_chunks
+from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
 from monitor.store.bulk import insert_frame
 from monitor.store.models import IngestedFile, RejectedRow
@@ -98,6 +99,7 @@ def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_
     digest = digest or sha256_of(path)
     try:
         with engine.begin() as conn:
+            ingest_lock(conn, ctx.model_id)  # queue behind concurrent writers of this model (API)
             file_id = _ledger_row(conn, ctx, kind, path, row)
             result = _read_into(conn, ctx, kind, path, file_id, as_of, on_rows)
             status = "partial" if result.waiting else "done"
