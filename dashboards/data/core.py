@@ -374,7 +374,7 @@ def files(filters: Filters) -> Result:
         frame = call_service(optional("monitor.ingest.report", "files_frame"), conn, names)
     if frame is None:
         return Result(pd.DataFrame(), MISSING, "ingest report (monitor.ingest.report) not available")
-    result = Result(frame)
+    result = Result(_relative_paths(frame, "path"))
     if frame.empty:
         result.message, result.hint = "No files ingested yet", NO_DATA_HINT
     return result
@@ -387,10 +387,22 @@ def rejects(filters: Filters, *, limit: int = 200) -> Result:
         frame = call_service(optional("monitor.ingest.report", "rejects_frame"), conn, names, limit=limit)
     if frame is None:
         return Result(pd.DataFrame(), MISSING, "ingest report (monitor.ingest.report) not available")
-    result = Result(frame)
+    result = Result(_relative_paths(frame, "source"))
     if frame.empty:
         result.message, result.hint = "No rejected rows", "Every row read so far was accepted."
     return result
+
+
+def _relative_paths(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """File paths relative to the config's folder when they are inside it (shorter, and no
+    need to show where the deployment lives)."""
+    if frame.empty or column not in frame.columns:
+        return frame
+    base = str(common.config().base_dir.resolve()).rstrip("/") + "/"
+    frame = frame.copy()
+    frame[column] = [p[len(base):] if isinstance(p, str) and p.startswith(base) else p
+                     for p in frame[column]]
+    return frame
 
 
 @cached
