@@ -162,8 +162,8 @@ def pool_reference(reference: pd.DataFrame) -> pd.DataFrame:
     the subgroups really are; each rate is shrunk toward the attribute's pooled rate with
     weight tau^2 / (tau^2 + v_i). Subgroups that truly differ keep their own reference;
     subgroups that differ only by noise share the pooled one. The shrunk rate is returned as
-    counts with an effective support n_i / w_i (its posterior precision), capped at the
-    attribute's total, so the drop test sees how well the reference is known.
+    counts on the subgroup's own support, so the drop test does not treat the pooled rate as
+    more precise than the subgroup's reference data.
     """
     frame = reference.copy()
     frame["ref_successes"] = frame["ref_successes"].astype(float)
@@ -184,7 +184,9 @@ def pool_reference(reference: pd.DataFrame) -> pd.DataFrame:
         tau2 = max(0.0, spread - float(np.average(sampling, weights=n)))
         weight = tau2 / (tau2 + sampling)
         shrunk = weight * rates + (1 - weight) * pooled
-        effective = np.minimum(n / np.maximum(weight, 1e-12), n.sum())
-        frame.loc[index, "ref_successes"] = shrunk * effective
-        frame.loc[index, "ref_support"] = effective
+        # the shrunk rate keeps the subgroup's own support: pooling corrects a lucky reference
+        # but does not claim more precision than the subgroup's data (a small true difference
+        # that tau^2 could not see must not become a significant "drop" in every window)
+        frame.loc[index, "ref_successes"] = shrunk * n
+        frame.loc[index, "ref_support"] = n
     return frame
