@@ -58,7 +58,7 @@ def model_card(health: core.ModelHealth, window: str) -> dbc.Card:
                         f"{health.n_predictions} predictions in the window"))
     tiles.append(ui.kpi("Firing alerts", str(health.firing), "see Alerts",
                         color=figures.BAD if health.firing else None))
-    tiles.append(ui.kpi("Last ingest", ui.fmt_time(health.last_ingest) or "never",
+    tiles.append(ui.kpi("Last ingest (UTC)", ui.fmt_time(health.last_ingest).removesuffix(" UTC") or "never",
                         f"{health.rejected_rows} rejected rows · {health.failed_files} failed files"))
     body: list[Any] = [dbc.Row([dbc.Col(tile, md=True) for tile in tiles], className="g-2 mb-2")]
     if health.message:
