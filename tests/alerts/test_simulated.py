@@ -50,7 +50,7 @@ def test_a_minority_recall_collapse_in_one_region_fires_for_that_region_within_a
 @pytest.mark.timeout(900)
 def test_a_stable_stream_of_180_days_with_20_regions_fires_nothing_and_small_regions_are_insufficient(sqlite_url: str, tmp_path: Path) -> None:
     """With `pending_evaluations = 2` (one day later than the default, recommended when many
-    subgroups are watched). The default rule (pending 1) raised 2 short-lived warnings on the
+    subgroups are watched). The default rule (pending 1) raised 1 short-lived warning on the
     largest region over these 3,780 series-days: see docs/alerts.md, "How well it works"."""
     scenario = Scenario(start="2024-01-01", days=180, rows_per_day=1500, segments=("region",), n_regions=20)
     rule = {"name": "minority-recall", "segments": ["region"], "pending_evaluations": 2}
