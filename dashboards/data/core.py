@@ -90,9 +90,9 @@ def cached(function: Callable[..., Any]) -> Callable[..., Any]:
     be hashable: Filters is). Results are shared: callers must not modify them."""
 
     @functools.wraps(function)
-    def wrapper(*args: Any) -> Any:
-        key = (function.__qualname__, args, data_version())
-        return common.handle().cache.get_or_compute(key, lambda: function(*args))
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = (function.__qualname__, args, tuple(sorted(kwargs.items())), data_version())
+        return common.handle().cache.get_or_compute(key, lambda: function(*args, **kwargs))
 
     return wrapper
 
@@ -367,6 +367,7 @@ def _min_support(ctx: ModelContext) -> int:
 
 # --- Data page ------------------------------------------------------------------------------
 
+@cached
 def files(filters: Filters) -> Result:
     """The file ledger of the chosen model (all models when none is chosen)."""
     names = [filters.model] if filters.model else model_names()
@@ -380,6 +381,7 @@ def files(filters: Filters) -> Result:
     return result
 
 
+@cached
 def rejects(filters: Filters, *, limit: int = 200) -> Result:
     """Rejected rows and failed files with their reasons (newest first, at most `limit`)."""
     names = [filters.model] if filters.model else model_names()

@@ -16,6 +16,7 @@ dash.register_page(__name__, path="/data", name="Data", order=6, title="Data - c
 
 FILE_COLUMNS = ["kind", "path", "status", "rows_read", "rows_accepted", "rows_rejected", "rows_waiting",
                 "error", "ingested_at"]
+MAX_ROWS = 200  # newest first; `monitor rejects` and the API give everything
 REJECT_COLUMNS = ["kind", "source", "row", "field", "reason", "raw", "created_at"]
 
 
@@ -24,7 +25,7 @@ def layout(**_query: Any) -> html.Div:
         ui.page_header("Data", "Ingested files, rejected rows with their reasons, and how long the "
                        "ground truth takes to arrive."),
         ui.card(ui.graph("data-label-arrival")),
-        ui.card(html.Div(id="data-files"), title="Ingested files (newest first)"),
+        ui.card(html.Div(id="data-files"), title="Ingested files (newest 200)"),
         ui.card(html.Div(id="data-rejects"), title="Rejected rows and failed files (newest 200)"),
     ])
 
@@ -48,4 +49,4 @@ def _table_or_empty(result: core.Result, columns: list[str], table_id: str) -> A
     if result.empty:
         return ui.empty_state(result.message or "Nothing yet", result.hint)
     present = [c for c in columns if c in result.frame.columns]
-    return ui.table(result.frame, present, table_id=table_id)
+    return ui.table(result.frame, present, table_id=table_id, max_rows=MAX_ROWS)
