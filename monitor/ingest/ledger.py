@@ -69,18 +69,19 @@ def store_rejects(conn: Connection, ctx: ModelContext, kind: str, source: str, f
 
 
 def _needs_read(row, size: int, mtime: float, path: Path, as_of: int | None) -> tuple[bool, str | None]:  # type: ignore[no-untyped-def]
-    """(read it?, sha256 if computed)."""
+    """(read it?, sha256 if computed). A partial file is read again once the clock reaches
+    its earliest waiting row (`visible_until` holds that time), not on every tick."""
     if row is None:
         return True, None
+
+    def due() -> bool:
+        return row.status == "partial" and (as_of is None or row.visible_until is None or as_of >= row.visible_until)
+
     if row.size == size and row.mtime == mtime:
-        if row.status == "partial" and (as_of is None or row.visible_until is None or as_of > row.visible_until):
-            return True, None
-        return False, None
+        return due(), None
     digest = sha256_of(path)
     if digest == row.sha256:
-        if row.status == "partial" and (as_of is None or row.visible_until is None or as_of > row.visible_until):
-            return True, digest
-        return False, digest
+        return due(), digest
     return True, digest
 
 
@@ -109,7 +110,7 @@ def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_
             conn.execute(update(FILES).where(FILES.c.id == file_id).values(
                 size=stat.st_size, mtime=stat.st_mtime, sha256=digest, status=status, error=None,
                 rows_read=result.read, rows_accepted=_accepted_total(row, result, digest),
-                rows_rejected=result.rejected, rows_waiting=result.waiting, visible_until=as_of,
+                rows_rejected=result.rejected, rows_waiting=result.waiting, visible_until=result.next_visible,
                 ingested_at=utcnow()))
         return FileOutcome(str(path), kind, status, result)
     except UnreadableFile as error:

@@ -44,6 +44,7 @@ class IngestResult:
     accepted: int = 0
     skipped: int = 0  # already stored (re-read) or an exact duplicate
     waiting: int = 0  # not yet visible at as_of
+    next_visible: int | None = None  # the earliest time of a waiting row
     rejected: int = 0
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
 
@@ -52,6 +53,8 @@ class IngestResult:
         self.accepted += other.accepted
         self.skipped += other.skipped
         self.waiting += other.waiting
+        if other.next_visible is not None:
+            self.next_visible = other.next_visible if self.next_visible is None else min(self.next_visible, other.next_visible)
         self.rejected += other.rejected
         self.rejects = pd.concat([self.rejects, other.rejects], ignore_index=True) if len(other.rejects) else self.rejects
 
@@ -132,6 +135,7 @@ def load_predictions(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *
     if as_of is not None:
         later = rows["ts"] > as_of
         result.waiting = int(later.sum())
+        result.next_visible = int(rows.loc[later, "ts"].min()) if result.waiting else None
         rows = rows.loc[~later]
     rows = rows.assign(content_hash=_content_hash(rows, ctx)) if len(rows) else rows.assign(content_hash=pd.Series(dtype="int64"))
     # duplicates inside the batch: identical ones are dropped, conflicting ones rejected
@@ -186,6 +190,7 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
     if as_of is not None:
         later = rows["label_ts"] > as_of
         result.waiting = int(later.sum())
+        result.next_visible = int(rows.loc[later, "label_ts"].min()) if result.waiting else None
         rows = rows.loc[~later]
     # the newest label of an id wins (a correction); ties: the later row in the batch
     rows = rows.sort_values(["label_ts", "_row"], kind="stable")
@@ -302,7 +307,8 @@ def _apply_labels(conn: Connection, ctx: ModelContext, direct: pd.DataFrame | No
                    key_columns=["model_id", "bucket_start", "delay_bin"])
     if has_direct:
         assert direct is not None
-        first_direct = direct.loc[direct["labeled_at"].isna()]
+        # in key order: neighbouring rows share index and table pages
+        first_direct = direct.loc[direct["labeled_at"].isna()].sort_values("prediction_id", kind="stable")
         update_rows(conn, PREDICTIONS, pd.DataFrame({
             "labeled_at": first_direct["label_ts"], "model_id": ctx.model_id,
             "prediction_id": first_direct["prediction_id"]}),

@@ -175,7 +175,11 @@ def _reference_cells(conn: Connection, ctx: ModelContext, sets: Sequence[tuple[s
                             columns=[*[f"v{i}" for i in range(len(attributes))], "true_class", "pred_class", "n"])
         if rows.empty:
             continue
-        value = rows[[f"v{i}" for i in range(len(attributes))]].astype(str).agg(SEPARATOR.join, axis=1) if attributes else OVERALL
+        value: pd.Series | str = OVERALL
+        if attributes:
+            value = rows["v0"].astype(str)
+            for i in range(1, len(attributes)):
+                value = value + SEPARATOR + rows[f"v{i}"].astype(str)
         frames.append(pd.DataFrame({"segment": segment_label(attributes), "segment_value": value,
                                     "true_class": rows["true_class"], "pred_class": rows["pred_class"],
                                     "n": rows["n"].astype("int64")}))

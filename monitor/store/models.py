@@ -76,6 +76,7 @@ class IngestedFile(Base):
     rows_accepted: Mapped[int] = mapped_column(BigInteger, default=0)
     rows_rejected: Mapped[int] = mapped_column(BigInteger, default=0)
     rows_waiting: Mapped[int] = mapped_column(BigInteger, default=0)
+    # for a partial file: the earliest data time of a row not yet visible (read again then)
     visible_until: Mapped[int | None] = mapped_column(BigInteger)
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
