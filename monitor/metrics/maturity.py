@@ -19,6 +19,7 @@ from monitor.context import ModelContext
 from monitor.store.models import LabelArrivalCount, PredictionCount
 
 MATURE_AGE = 60 * 86400  # buckets older than this are taken as complete
+CURVE_SPAN = 90 * 86400  # how much mature history the arrival curve is drawn from
 
 
 def coverage_curve(conn: Connection, ctx: ModelContext, as_of: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,11 +33,16 @@ def coverage_curve(conn: Connection, ctx: ModelContext, as_of: int) -> tuple[np.
     if first is None:
         return np.array([0]), np.array([0.0])
     cutoff = horizon if first < horizon else first + (as_of - first) // 2
+    # the curve of the last CURVE_SPAN of mature history: recent enough to reflect how labels
+    # arrive now, and a bounded read however long the history grows
+    since = cutoff - CURVE_SPAN
     total = conn.execute(select(func.sum(predictions.c.n)).where(
-        predictions.c.model_id == ctx.model_id, predictions.c.bucket_start < cutoff)).scalar() or 0
+        predictions.c.model_id == ctx.model_id, predictions.c.bucket_start < cutoff,
+        predictions.c.bucket_start >= since)).scalar() or 0
     rows = conn.execute(
         select(arrivals.c.delay_bin, func.sum(arrivals.c.n))
-        .where(arrivals.c.model_id == ctx.model_id, arrivals.c.bucket_start < cutoff)
+        .where(arrivals.c.model_id == ctx.model_id, arrivals.c.bucket_start < cutoff,
+               arrivals.c.bucket_start >= since)
         .group_by(arrivals.c.delay_bin).order_by(arrivals.c.delay_bin)
     ).all()
     if not rows or total == 0:
