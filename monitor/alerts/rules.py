@@ -143,7 +143,7 @@ def classify(observations: pd.DataFrame, rules: dict[str, AlertRule]) -> pd.Data
     critical = labelled & collapse
     if "settled" in frame:
         # an unsettled window (labels still arriving) waits, unless it shows a sure collapse
-        settled = frame["settled"].fillna(True).to_numpy(dtype=bool)
+        settled = frame["settled"].astype(object).where(frame["settled"].notna(), True).to_numpy(dtype=bool)
         waits = labelled & ~settled & ~((observation == "breach") & critical)
         observation = np.where(waits & (observation != "insufficient"), "provisional", observation)
     frame["observation"] = observation
