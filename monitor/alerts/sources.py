@@ -9,7 +9,7 @@
   tp + fp (precision): the sample size of recall is the labelled positives.
 - recall_estimated: the label-free estimate of metrics_frame against the reference recall;
   breach when it is `min_drop` or more below (no labels, so no test and no maturity).
-- drift: `drift_frame` rows of the rule's `method` (default psi); breach = `drifted`.
+- drift: `drift_frame` rows of the rule's `method` (default js: defined for every feature, no false flags measured); breach = `drifted`.
   The feature goes in the `class` column.
 - fairness: `fairness_frame` rows of `fairness_metric`; breach = `flagged`; the attribute
   and group go in `segment` and `segment_value`.
@@ -154,8 +154,8 @@ def _drift(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpe
     frame = drift_frame(conn, ctx, spec, segment=segment_option(rule), features=features)
     if frame is None or len(frame) == 0:
         return _empty()
-    frame = frame[frame["method"] == (rule.method or "psi")].copy()
-    frame["metric"] = f"drift_{rule.method or 'psi'}"
+    frame = frame[frame["method"] == (rule.method or "js")].copy()
+    frame["metric"] = f"drift_{rule.method or 'js'}"
     frame["class"] = frame["feature"]
     frame["support"] = frame["n_current"].astype(float)
     frame["reference_value"] = frame["threshold"]
