@@ -279,6 +279,7 @@ def select_in(
             cursor.execute(head + f"{quote(key_column)} = ANY({placeholder})", [*fixed, list(keys)])
             return [tuple(row) for row in cursor.fetchall()]
         out = []
+        keys = sorted(keys)  # index order: each chunk reads neighbouring pages
         for start in range(0, len(keys), IN_CHUNK):
             chunk = list(keys[start : start + IN_CHUNK])
             cursor.execute(head + f"{quote(key_column)} IN ({', '.join([placeholder] * len(chunk))})",
