@@ -104,6 +104,14 @@ def _series_select(
     )
 
 
+def columns_frame(rows: Sequence[Sequence[object]], columns: Sequence[str]) -> pd.DataFrame:
+    """A DataFrame from result rows, built column by column (pandas inspects every Row
+    object when handed a list of them, which costs more than the query)."""
+    if not rows:
+        return pd.DataFrame(columns=list(columns))
+    return pd.DataFrame(dict(zip(columns, (list(values) for values in zip(*rows)))))
+
+
 def data_range(conn: Connection, table: Table, model_id: int) -> tuple[int, int] | None:
     """(min, max) bucket_start stored for a model in `table`, or None when empty."""
     row = conn.execute(
@@ -161,7 +169,7 @@ def windowed_counts(
             lower=lower,
             upper=upper,
         )
-        raw = pd.DataFrame(conn.execute(query).fetchall(), columns=[
+        raw = columns_frame(conn.execute(query).fetchall(), [
             "period", *[f"value{i}" for i in range(len(attributes))], *key_columns, *value_columns
         ])
         frames.append(
