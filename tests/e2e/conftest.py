@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,9 @@ from dashboards.app import create_app
 from monitor.config import load_config
 from tests.dashboards.conftest import seeded_sqlite, writable_seeded  # noqa: F401 - fixtures
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to a temporary folder; `MONITOR_SCREENSHOTS=docs/screenshots` refreshes the
+# README's images (a test run never dirties the work tree by itself).
+SCREENSHOTS = Path(os.environ.get("MONITOR_SCREENSHOTS") or Path(tempfile.gettempdir()) / "classifier-monitor-screenshots")
 CHROMIUM = os.environ.get("MONITOR_CHROMIUM", shutil.which("chromium") or shutil.which("chromium-browser")
                           or shutil.which("google-chrome") or "")
 CHROMEDRIVER = os.environ.get("MONITOR_CHROMEDRIVER", shutil.which("chromedriver") or "")
@@ -39,6 +42,8 @@ CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if CHROMIUM and CHROMEDRIVER:
         return
+    if os.environ.get("MONITOR_REQUIRE_BROWSER"):
+        raise pytest.UsageError("MONITOR_REQUIRE_BROWSER is set but Chromium/chromedriver are not on PATH")
     skip = pytest.mark.skip(reason="browser tests need Chromium and chromedriver on PATH "
                                    "(Debian: apt-get install chromium chromium-driver)")
     for item in items:

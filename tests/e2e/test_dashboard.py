@@ -1,6 +1,6 @@
 """The dashboard in real headless Chromium on a seeded database.
 
-Every page loads without console or callback errors (screenshots go to docs/screenshots/),
+Every page loads without console or callback errors (screenshots go to $MONITOR_SCREENSHOTS, e.g. docs/screenshots/),
 a filter change redraws the figures and is kept in the URL, a shared URL restores the
 filters, an acknowledgement survives a reload, new data shows up without a reload, and a
 hostile segment value is shown as text, never run.
