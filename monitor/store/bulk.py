@@ -276,7 +276,10 @@ def select_in(
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         if postgres:
-            cursor.execute(head + f"{quote(key_column)} = ANY({placeholder})", [*fixed, list(keys)])
+            # planned for this very array (never a generic prepared plan, which would compare
+            # every row with the whole array instead of hashing it or using the index)
+            cursor.execute(head + f"{quote(key_column)} = ANY({placeholder})", [*fixed, list(keys)],
+                           prepare=False)
             return [tuple(row) for row in cursor.fetchall()]
         out = []
         keys = sorted(keys)  # index order: each chunk reads neighbouring pages
