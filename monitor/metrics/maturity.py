@@ -35,7 +35,9 @@ def coverage_curve(conn: Connection, ctx: ModelContext, as_of: int) -> tuple[np.
     cutoff = horizon if first < horizon else first + (as_of - first) // 2
     # the curve of the last CURVE_SPAN of mature history: recent enough to reflect how labels
     # arrive now, and a bounded read however long the history grows
-    since = cutoff - CURVE_SPAN
+    latest = conn.execute(select(func.max(predictions.c.bucket_start)).where(
+        predictions.c.model_id == ctx.model_id, predictions.c.bucket_start < cutoff)).scalar()
+    since = (latest if latest is not None else cutoff) - CURVE_SPAN
     total = conn.execute(select(func.sum(predictions.c.n)).where(
         predictions.c.model_id == ctx.model_id, predictions.c.bucket_start < cutoff,
         predictions.c.bucket_start >= since)).scalar() or 0
