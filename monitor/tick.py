@@ -18,7 +18,7 @@ from monitor.config import MonitorConfig
 from monitor.context import ModelContext, load_context
 from monitor.ingest.ledger import FileOutcome, discover, ingest_file
 from monitor.ingest.pipeline import apply_labels
-from monitor.ingest.reference import ReferenceError_, prepare_reference
+from monitor.ingest.reference import UnusableReference, prepare_reference
 from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
 from monitor.store.models import IngestRun
@@ -136,7 +136,7 @@ def run_tick(engine: Engine, config: MonitorConfig, *, model: str | None = None,
                     from monitor.alerts.engine import evaluate
 
                     model_summary.alerts = evaluate(conn, config, ctx, clock)
-            except ReferenceError_ as error:
+            except UnusableReference as error:
                 model_summary.errors.append(str(error))
                 status, error_text = "failed", str(error)
             except Exception as error:

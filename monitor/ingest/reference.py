@@ -30,7 +30,7 @@ from monitor.store.models import MonitoredModel, ReferenceCount
 log = logging.getLogger(__name__)
 
 
-class ReferenceError_(Exception):
+class UnusableReference(Exception):
     """The reference cannot be used (named file and reason)."""
 
 
@@ -51,7 +51,7 @@ def learn_classes(labels: pd.Series, predicted: pd.Series, threshold: float) -> 
 def prepare_reference(conn: Connection, ctx: ModelContext, base_dir: Path) -> bool:
     """Load the reference when it is new or changed; updates `ctx` in place.
 
-    Returns True when it (re)loaded. Raises ReferenceError_ for an unusable reference.
+    Returns True when it (re)loaded. Raises UnusableReference for an unusable reference.
     """
     if not ctx.config.reference:
         if not ctx.classes:
@@ -61,7 +61,7 @@ def prepare_reference(conn: Connection, ctx: ModelContext, base_dir: Path) -> bo
     if not resolved.is_absolute():
         resolved = base_dir / resolved
     if not resolved.exists():
-        raise ReferenceError_(f"reference file {resolved} of model {ctx.name!r} does not exist")
+        raise UnusableReference(f"reference file {resolved} of model {ctx.name!r} does not exist")
     fingerprint = _fingerprint(ctx, sha256_of(resolved))
     stored = conn.execute(
         MonitoredModel.__table__.select().where(MonitoredModel.id == ctx.model_id)
@@ -73,12 +73,12 @@ def prepare_reference(conn: Connection, ctx: ModelContext, base_dir: Path) -> bo
     try:
         raw = read_all(resolved, strings)
     except UnreadableFile as error:
-        raise ReferenceError_(str(error)) from None
+        raise UnusableReference(str(error)) from None
     label_column = ctx.config.labels.label
     if label_column not in raw.columns:
-        raise ReferenceError_(f"reference {resolved}: no {label_column!r} column (the true class)")
+        raise UnusableReference(f"reference {resolved}: no {label_column!r} column (the true class)")
     if source.prediction not in raw.columns:
-        raise ReferenceError_(f"reference {resolved}: no {source.prediction!r} column (the predicted class)")
+        raise UnusableReference(f"reference {resolved}: no {source.prediction!r} column (the predicted class)")
     if not ctx.config.classes:
         classes, minority = learn_classes(raw[label_column], raw[source.prediction], ctx.config.minority_threshold)
         ctx.classes = classes
@@ -101,7 +101,7 @@ def prepare_reference(conn: Connection, ctx: ModelContext, base_dir: Path) -> bo
                     "; ".join(f"row {r.row_number} {r.field}: {r.reason}" for r in first.itertuples()))
     reference = validated.rows.merge(labels.rows[["_row", "label"]], on="_row", how="inner")
     if reference.empty:
-        raise ReferenceError_(f"reference {resolved}: no usable rows")
+        raise UnusableReference(f"reference {resolved}: no usable rows")
     reference = reference.assign(slice_id=slice_ids(conn, ctx, reference))
     conn.execute(delete(ReferenceCount).where(ReferenceCount.model_id == ctx.model_id))
     counts = reference.groupby(["slice_id", "label", "predicted"], as_index=False).size()
