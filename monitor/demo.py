@@ -130,6 +130,11 @@ def run_demo(directory: Path, *, port: int = 8050, days: int = 60, serve: bool =
         subprocess.Popen([*base, "serve", "--host", "127.0.0.1", "--port", str(port)]),
     ]
     stop = threading.Event()
+
+    def _terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the demo like Ctrl-C: children too
+
+    signal.signal(signal.SIGTERM, _terminate)
     feeder = threading.Thread(target=_feeder, args=(directory, stop), daemon=True)
     feeder.start()
     print(f"\nclassifier-monitor demo: open http://127.0.0.1:{port}/  (Ctrl-C to stop)", flush=True)
