@@ -11,7 +11,6 @@ series query serves the reference histograms, which have no time.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,8 +20,7 @@ from sqlalchemy import Table, and_, func, select
 from sqlalchemy.engine import Connection
 
 from monitor.store.models import SliceValue
-from monitor.store.windows import OVERALL, SEPARATOR, WindowSpec, data_range, segment_label
-from monitor.timeutil import floor_to
+from monitor.store.windows import OVERALL, SEPARATOR, WindowSpec, period_grid, segment_label
 
 KEYS = ["feature", "bin"]
 VALUES = ["n", "total"]
@@ -93,18 +91,11 @@ def windowed_histograms(conn: Connection, table: Table, *, model_id: int, spec: 
     """Window sums per (end, segment, segment_value, feature, bin): n and total (only
     `features` when given)."""
     columns = ["end", "segment", "segment_value", *KEYS, *VALUES]
-    if ends is None:
-        found = data_range(conn, table, model_id)
-        if found is None:
-            return pd.DataFrame(columns=columns)
-        ends = spec.ends(found[0], found[1] + bucket - 1)
-    ends = np.asarray(ends, dtype=np.int64)
-    if len(ends) == 0:
+    grid = period_grid(conn, table, model_id=model_id, spec=spec, bucket=bucket, ends=ends)
+    if grid is None:
         return pd.DataFrame(columns=columns)
-    period = math.gcd(spec.window, spec.step, int(np.gcd.reduce(ends)))
-    lower, upper = int(ends[0] - spec.window), int(ends[-1])
-    first = floor_to(lower, period)
-    n_periods = (upper - first) // period + 1
+    ends, period, lower, upper = grid.ends, grid.period, grid.lower, grid.upper
+    first, n_periods = grid.first, grid.n_periods
     bucket_start = table.c.bucket_start
     period_expr = (bucket_start - bucket_start % period).label("period")
     frames = []

@@ -124,6 +124,37 @@ def data_range(conn: Connection, table: Table, model_id: int) -> tuple[int, int]
     return int(row[0]), int(row[1])
 
 
+@dataclass(frozen=True)
+class PeriodGrid:
+    """The periods window sums are built from: `ends` of the windows, the period length
+    (a divisor of the window, the step and every end, so periods tile every window exactly),
+    the bucket range [lower, upper) to read, the first period and how many there are."""
+
+    ends: np.ndarray
+    period: int
+    lower: int
+    upper: int
+    first: int
+    n_periods: int
+
+
+def period_grid(conn: Connection, table: Table, *, model_id: int, spec: WindowSpec, bucket: int,
+                ends: np.ndarray | None = None) -> PeriodGrid | None:
+    """The grid for `spec` over `table`'s data (or the given `ends`); None when no window."""
+    if ends is None:
+        found = data_range(conn, table, model_id)
+        if found is None:
+            return None
+        ends = spec.ends(found[0], found[1] + bucket - 1)
+    ends = np.asarray(ends, dtype=np.int64)
+    if len(ends) == 0:
+        return None
+    period = math.gcd(spec.window, spec.step, int(np.gcd.reduce(ends)))
+    lower, upper = int(ends[0] - spec.window), int(ends[-1])
+    first = floor_to(lower, period)
+    return PeriodGrid(ends, period, lower, upper, first, (upper - first) // period + 1)
+
+
 def windowed_counts(
     conn: Connection,
     table: Table,
@@ -144,19 +175,11 @@ def windowed_counts(
     `ends` overrides the ends derived from the data range.
     """
     columns = ["end", "segment", "segment_value", *key_columns, *value_columns]
-    if ends is None:
-        found = data_range(conn, table, model_id)
-        if found is None:
-            return pd.DataFrame(columns=columns)
-        ends = spec.ends(found[0], found[1] + bucket - 1)
-    ends = np.asarray(ends, dtype=np.int64)
-    if len(ends) == 0:
+    grid = period_grid(conn, table, model_id=model_id, spec=spec, bucket=bucket, ends=ends)
+    if grid is None:
         return pd.DataFrame(columns=columns)
-    # periods must tile every window exactly: a divisor of the window, the step and every end
-    period = math.gcd(spec.window, spec.step, int(np.gcd.reduce(ends)))
-    lower, upper = int(ends[0] - spec.window), int(ends[-1])
-    first_period = floor_to(lower, period)
-    n_periods = (upper - first_period) // period + 1
+    ends, period, lower, upper = grid.ends, grid.period, grid.lower, grid.upper
+    first_period, n_periods = grid.first, grid.n_periods
     frames = []
     for attributes in segment_sets:
         query = _series_select(
