@@ -114,10 +114,12 @@ def columns_frame(rows: Sequence[Sequence[object]], columns: Sequence[str]) -> p
 
 def data_range(conn: Connection, table: Table, model_id: int) -> tuple[int, int] | None:
     """(min, max) bucket_start stored for a model in `table`, or None when empty."""
+    # two scalar subqueries, not min() and max() in one select: SQLite answers a lone min or
+    # max from the primary-key index, but scans every row of the model for both together
+    where = table.c.model_id == model_id
     row = conn.execute(
-        select(func.min(table.c.bucket_start), func.max(table.c.bucket_start)).where(
-            table.c.model_id == model_id
-        )
+        select(select(func.min(table.c.bucket_start)).where(where).scalar_subquery(),
+               select(func.max(table.c.bucket_start)).where(where).scalar_subquery())
     ).one()
     if row[0] is None:
         return None
