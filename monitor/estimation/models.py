@@ -42,10 +42,8 @@ class EstimationCalibrator(Base):
     fitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class ExpectedCount(Base):
-    """Expected confusion counts per (model, bucket, slice, class) from calibrated scores."""
-
-    __tablename__ = "expected_counts"
+class ExpectedCountColumns:
+    """Columns of `expected_counts` and of its daily roll-up."""
 
     model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -59,3 +57,15 @@ class ExpectedCount(Base):
     exp_tn: Mapped[float] = mapped_column(Float, default=0.0)
     var_tp: Mapped[float] = mapped_column(Float, default=0.0)
     var_fn: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ExpectedCount(ExpectedCountColumns, Base):
+    """Expected confusion counts per (model, bucket, slice, class) from calibrated scores."""
+
+    __tablename__ = "expected_counts"
+
+
+class ExpectedCountDaily(ExpectedCountColumns, Base):
+    """`expected_counts` summed per UTC day (kept and read like `confusion_counts_daily`)."""
+
+    __tablename__ = "expected_counts_daily"

@@ -9,6 +9,7 @@ columns' Python-side defaults (e.g. `created_at`), so the stored rows are the sa
 `add_counts` is the one primitive behind every aggregate: INSERT the new counts, and where the
 key exists already add them (`ON CONFLICT (...) DO UPDATE SET n = n + excluded.n`), which both
 SQLite (>= 3.24) and PostgreSQL support. Negative counts (label corrections) use the same path.
+A table with a daily roll-up (`monitor.store.rollup`) gets the same counts added to it too.
 """
 
 from __future__ import annotations
@@ -127,9 +128,11 @@ def _copy_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> None:
 def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
     """Insert every row of `frame` (columns named as the table's) into `table`, inside the
     caller's transaction. Returns the number of rows. A duplicate key raises IntegrityError
-    on either path (and, as always, leaves the caller's transaction to roll back)."""
+    on either path (and, as always, leaves the caller's transaction to roll back).
+    Rows of a count table with a daily roll-up are added to the roll-up too."""
     if frame.empty:
         return 0
+    _add_to_rollup(conn, table, frame)
     if _can_copy(conn, table, list(frame.columns)):
         full = _with_python_defaults(table, frame)
         if _can_copy(conn, table, list(full.columns)):
@@ -215,7 +218,23 @@ def add_counts(
                     cursor.executemany(sql, list(_rows(part)))
     finally:
         cursor.close()
+    _add_to_rollup(conn, table, grouped, key_columns=key_columns, value_columns=value_columns)
     return len(grouped)
+
+
+def _add_to_rollup(conn: Connection, table: Table, frame: pd.DataFrame, *,
+                   key_columns: Sequence[str] | None = None, value_columns: Sequence[str] | None = None) -> None:
+    """Add counts written to `table` to its daily roll-up, if it has one, in the same
+    transaction (the day sums whole-day windows read; see monitor.store.rollup)."""
+    from monitor.store.rollup import daily_table, to_daily
+
+    daily = daily_table(table)
+    if daily is None:
+        return
+    keys = list(key_columns) if key_columns is not None else [c.name for c in table.primary_key.columns]
+    values = list(value_columns) if value_columns is not None else [
+        c.name for c in table.columns if c.name not in keys and c.name in frame.columns]
+    add_counts(conn, daily, to_daily(frame), key_columns=keys, value_columns=values)
 
 
 def _pg_array_type(column) -> str:  # type: ignore[no-untyped-def]

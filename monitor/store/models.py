@@ -137,10 +137,8 @@ class Label(Base):
     file_id: Mapped[int | None] = mapped_column(Integer)
 
 
-class ConfusionCount(Base):
-    """Labelled predictions per (bucket of the prediction, slice, true class, predicted)."""
-
-    __tablename__ = "confusion_counts"
+class ConfusionCountColumns:
+    """Columns of `confusion_counts` and of its daily roll-up."""
 
     model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -150,16 +148,39 @@ class ConfusionCount(Base):
     n: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class PredictionCount(Base):
-    """All predictions (labelled or not) per (bucket, slice, predicted class)."""
+class ConfusionCount(ConfusionCountColumns, Base):
+    """Labelled predictions per (bucket of the prediction, slice, true class, predicted)."""
 
-    __tablename__ = "prediction_counts"
+    __tablename__ = "confusion_counts"
+
+
+class ConfusionCountDaily(ConfusionCountColumns, Base):
+    """`confusion_counts` summed per UTC day (`bucket_start` is the day's start): kept by
+    `monitor.store.bulk.add_counts` in the same transaction, read for whole-day windows."""
+
+    __tablename__ = "confusion_counts_daily"
+
+
+class PredictionCountColumns:
+    """Columns of `prediction_counts` and of its daily roll-up."""
 
     model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     slice_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     pred_class: Mapped[str] = mapped_column(String(200), primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PredictionCount(PredictionCountColumns, Base):
+    """All predictions (labelled or not) per (bucket, slice, predicted class)."""
+
+    __tablename__ = "prediction_counts"
+
+
+class PredictionCountDaily(PredictionCountColumns, Base):
+    """`prediction_counts` summed per UTC day (see ConfusionCountDaily)."""
+
+    __tablename__ = "prediction_counts_daily"
 
 
 class LabelArrivalCount(Base):

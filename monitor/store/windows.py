@@ -4,6 +4,7 @@ A window ending at `end` covers buckets with `end - window <= bucket_start < end
 multiples of `step` (UTC boundaries). The database sums buckets into periods of
 gcd(window, step) per series in one GROUP BY; numpy turns periods into windows with a
 cumulative sum, so the cost grows with the number of periods x series, not with rows.
+When periods are whole days the GROUP BY reads the daily roll-ups (`monitor.store.rollup`).
 
 Every domain (metrics, drift, fairness, estimation) reads its count table through
 `windowed_counts`; the overall series has segment = segment_value = "*", an intersection of
@@ -22,6 +23,7 @@ from sqlalchemy import Table, and_, func, select
 from sqlalchemy.engine import Connection
 
 from monitor.store.models import SliceValue
+from monitor.store.rollup import DAY, daily_table
 from monitor.timeutil import ceil_to, floor_to
 
 OVERALL = "*"
@@ -168,13 +170,16 @@ def windowed_counts(
     value_columns: Sequence[str] = ("n",),
     ends: np.ndarray | None = None,
     bucket: int = 3600,
+    rollup: bool = True,
 ) -> pd.DataFrame:
     """Window sums of `value_columns` per (end, segment, segment_value, *key_columns).
 
     `table` needs columns model_id, bucket_start, slice_id, the keys and the values. Every
     (series, keys) combination seen anywhere in the range gets a row for every end, with 0
     where the window holds nothing, so callers see empty windows explicitly.
-    `ends` overrides the ends derived from the data range.
+    `ends` overrides the ends derived from the data range. When the periods are whole days
+    and `table` has a daily roll-up (`monitor.store.rollup`), the sums are read from it (the
+    same numbers from 1/24 of the rows of an hourly table); `rollup=False` reads `table`.
     """
     columns = ["end", "segment", "segment_value", *key_columns, *value_columns]
     grid = period_grid(conn, table, model_id=model_id, spec=spec, bucket=bucket, ends=ends)
@@ -182,10 +187,12 @@ def windowed_counts(
         return pd.DataFrame(columns=columns)
     ends, period, lower, upper = grid.ends, grid.period, grid.lower, grid.upper
     first_period, n_periods = grid.first, grid.n_periods
+    daily = daily_table(table) if rollup and period % DAY == 0 else None
+    source = table if daily is None else daily
     frames = []
     for attributes in segment_sets:
         query = _series_select(
-            table,
+            source,
             model_id=model_id,
             attributes=tuple(attributes),
             key_columns=key_columns,
