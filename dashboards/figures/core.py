@@ -10,6 +10,8 @@ label-free estimates dashed, supports as bars under the rates. Empty input gives
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,78 +20,139 @@ from dashboards.figures.style import (
     BAD,
     NEUTRAL,
     SEQUENTIAL,
-    base_layout,
+    array,
+    axis_spec,
     color,
     empty_figure,
+    hline_spec,
+    layout_spec,
+    make_figure,
     rgba,
 )
 
 METRIC_NAMES = {"recall": "Recall", "precision": "Precision", "f1": "F1"}
 BANDS = {"recall": ("recall_low", "recall_high"), "precision": ("precision_low", "precision_high")}
 PROVISIONAL_NOTE = "provisional: labels still arriving"
+# The colour scale as plotly's validator expands the name (the figures skip validation).
+_COLORSCALE = go.Heatmap(colorscale=SEQUENTIAL).to_plotly_json()["colorscale"]
+
+# Figures are built as plain trace and layout dicts and made in one go by `make_figure`:
+# plotly's per-property validation of go.Scatter(...) / add_trace / update_layout cost about
+# 1 ms per trace (over 100 ms for a Subgroups page), for a JSON that is the same either way.
 
 
-def _add_series(figure: go.Figure, frame: pd.DataFrame, *, metric: str, name: str, hue: str,
-                show_band: bool = True, legendgroup: str | None = None) -> None:
-    """One rate over time: band, solid mature line, dotted provisional tail."""
-    frame = frame.sort_values("end")
+class _Columns:
+    """The columns of a frame as numpy arrays (converted once, as plotly would convert them),
+    with the row positions of each series: one pass over the frame instead of a boolean mask
+    and a sort per series."""
+
+    def __init__(self, frame: pd.DataFrame, names: list[str]) -> None:
+        self.frame = frame
+        self.values = {name: array(frame[name]) for name in names if name in frame}
+        self._keys: dict[str, tuple[np.ndarray, dict]] = {}
+        self._ends: Any = None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
+
+    def positions(self, column: str, value: object) -> np.ndarray:
+        """Row positions (frame order) where `column` equals `value` (missing values match nothing)."""
+        if column not in self._keys:
+            codes, uniques = pd.factorize(self.frame[column])
+            self._keys[column] = (codes, {unique: code for code, unique in enumerate(uniques)})
+        codes, lookup = self._keys[column]
+        code = lookup.get(value)
+        return np.flatnonzero(codes == code) if code is not None else np.empty(0, dtype=np.intp)
+
+    def by_end(self, positions: np.ndarray) -> np.ndarray:
+        """`positions` reordered by window end, ties as `frame.iloc[positions].sort_values("end")`
+        orders them (the same quicksort on the same values)."""
+        if self._ends is None:
+            self._ends = self.frame["end"].array
+        return positions[self._ends.take(positions).argsort(kind="quicksort")]
+
+
+def _series_traces(columns: _Columns, rows: np.ndarray, *, metric: str, name: str, hue: str,
+                   show_band: bool = True, legendgroup: str | None = None) -> list[dict]:
+    """One rate over time (rows: positions in `columns`, sorted by end): band, solid mature
+    line, dotted provisional tail."""
     group = legendgroup or name
+    x = columns["end"][rows]
+    traces: list[dict] = []
     if show_band and metric in BANDS:
         low, high = BANDS[metric]
-        figure.add_trace(go.Scatter(x=frame["end"], y=frame[high], mode="lines", line={"width": 0},
-                                    hoverinfo="skip", showlegend=False, legendgroup=group))
-        figure.add_trace(go.Scatter(x=frame["end"], y=frame[low], mode="lines", line={"width": 0},
-                                    fill="tonexty", fillcolor=rgba(hue, 0.18), hoverinfo="skip",
-                                    name=f"{name} 95% interval", showlegend=False,
-                                    legendgroup=group))
-    provisional = frame["provisional"].fillna(False).astype(bool).to_numpy()
-    values = frame[metric].to_numpy(dtype=float)
+        traces.append({"hoverinfo": "skip", "legendgroup": group, "line": {"width": 0}, "mode": "lines",
+                       "showlegend": False, "x": x, "y": columns[high][rows], "type": "scatter"})
+        traces.append({"fill": "tonexty", "fillcolor": rgba(hue, 0.18), "hoverinfo": "skip",
+                       "legendgroup": group, "line": {"width": 0}, "mode": "lines",
+                       "name": f"{name} 95% interval", "showlegend": False, "x": x,
+                       "y": columns[low][rows], "type": "scatter"})
+    provisional = columns["_provisional"][rows]
+    values = columns[metric][rows].astype(float)
     mature = np.where(provisional, np.nan, values)
-    custom = np.stack([frame.get("support", pd.Series(0, index=frame.index)).to_numpy(),
-                       frame.get("label_coverage", pd.Series(np.nan, index=frame.index)).to_numpy(dtype=float)],
-                      axis=-1)
+    support = columns["support"][rows] if "support" in columns else np.zeros(len(rows), dtype=np.int64)
+    coverage = (columns["label_coverage"][rows].astype(float) if "label_coverage" in columns
+                else np.full(len(rows), np.nan))
+    custom = np.stack([support, coverage], axis=-1)
     hover = (f"{name}<br>%{{x|%Y-%m-%d %H:%M}} UTC<br>{METRIC_NAMES.get(metric, metric)} %{{y:.3f}}"
              "<br>support %{customdata[0]}<br>label coverage %{customdata[1]:.0%}<extra></extra>")
-    figure.add_trace(go.Scatter(x=frame["end"], y=mature, mode="lines+markers", name=name,
-                                line={"color": hue, "width": 2}, marker={"size": 5}, customdata=custom,
-                                hovertemplate=hover, legendgroup=group))
+    traces.append({"customdata": custom, "hovertemplate": hover, "legendgroup": group,
+                   "line": {"color": hue, "width": 2}, "marker": {"size": 5}, "mode": "lines+markers",
+                   "name": name, "x": x, "y": mature, "type": "scatter"})
     if provisional.any():
         # the dotted tail starts at the last mature point so the line stays connected
         tail = provisional.copy()
         before = np.flatnonzero(provisional) - 1
         tail[before[before >= 0]] = True
-        figure.add_trace(go.Scatter(x=frame["end"], y=np.where(tail, values, np.nan), mode="lines+markers",
-                                    name=f"{name} ({PROVISIONAL_NOTE})", showlegend=False,
-                                    line={"color": hue, "width": 2, "dash": "dot"},
-                                    marker={"size": 7, "symbol": "circle-open"}, customdata=custom,
-                                    hovertemplate=hover.replace("<extra>", " (provisional)<extra>"),
-                                    legendgroup=group))
+        traces.append({"customdata": custom,
+                       "hovertemplate": hover.replace("<extra>", " (provisional)<extra>"),
+                       "legendgroup": group, "line": {"color": hue, "dash": "dot", "width": 2},
+                       "marker": {"size": 7, "symbol": "circle-open"}, "mode": "lines+markers",
+                       "name": f"{name} ({PROVISIONAL_NOTE})", "showlegend": False, "x": x,
+                       "y": np.where(tail, values, np.nan), "type": "scatter"})
+    return traces
 
 
-def _shade_provisional(figure: go.Figure, frame: pd.DataFrame) -> None:
+def _columns(frame: pd.DataFrame, names: list[str]) -> _Columns:
+    columns = _Columns(frame, ["end", *names])
+    columns.values["_provisional"] = frame["provisional"].fillna(False).astype(bool).to_numpy()
+    return columns
+
+
+def _provisional_shading(frame: pd.DataFrame, layout: dict) -> None:
     """Grey span over the windows whose labels are not yet mature (on the rates panel)."""
     # provisional is per series; shade the ends where most series are provisional
     share = frame["provisional"].fillna(False).astype(bool).groupby(frame["end"]).mean()
     provisional = share[share >= 0.5].index.to_series()
     if provisional.empty:
         return
-    figure.add_shape(type="rect", xref="x", yref="paper", x0=provisional.min(), x1=frame["end"].max(),
-                     y0=0.34, y1=1.0, fillcolor=NEUTRAL, opacity=0.12, line_width=0, layer="below")
-    figure.add_annotation(x=provisional.min(), y=1.0, xref="x", yref="paper", text=PROVISIONAL_NOTE,
-                          showarrow=False, xanchor="right", yanchor="top", font={"size": 11})
+    layout.setdefault("shapes", []).append({
+        "fillcolor": NEUTRAL, "layer": "below", "line": {"width": 0}, "opacity": 0.12, "type": "rect",
+        "x0": provisional.min(), "x1": frame["end"].max(), "xref": "x", "y0": 0.34, "y1": 1.0, "yref": "paper"})
+    layout.setdefault("annotations", []).append({
+        "font": {"size": 11}, "showarrow": False, "text": PROVISIONAL_NOTE, "x": provisional.min(),
+        "xanchor": "right", "xref": "x", "y": 1.0, "yanchor": "top", "yref": "paper"})
 
 
-def _with_support(title: str, height: int) -> go.Figure:
-    """Rates on top (y), supports under them (y2), one shared time axis (cheaper than
-    make_subplots, which matters for callback latency)."""
-    figure = go.Figure(layout={
-        "yaxis": {"domain": [0.34, 1.0]},
-        "yaxis2": {"domain": [0.0, 0.26], "anchor": "x", "rangemode": "tozero",
-                   "title": {"text": "labelled positives"}},
-        "xaxis": {"anchor": "y2", "title": {"text": "window end (UTC)"}},
-    })
-    base_layout(figure, title=title, height=height)
-    return figure
+def _add_hline(layout: dict, y: float, *, line: dict, text: str | None = None) -> None:
+    shape, annotations = hline_spec(y, line=line, text=text)
+    layout.setdefault("shapes", []).append(shape)
+    if annotations:
+        layout.setdefault("annotations", []).extend(annotations)
+
+
+def _with_support(title: str, height: int, *, rate_title: str) -> dict:
+    """Layout of rates on top (y), supports under them (y2), one shared time axis (cheaper
+    than make_subplots, which matters for callback latency)."""
+    layout = layout_spec(title=title, height=height)
+    layout["xaxis"] = axis_spec(anchor="y2", title={"text": "window end (UTC)"})
+    layout["yaxis"] = axis_spec(domain=[0.34, 1.0], title={"text": rate_title}, range=[0, 1.02])
+    layout["yaxis2"] = axis_spec(anchor="x", domain=[0.0, 0.26], rangemode="tozero",
+                                 title={"text": "labelled positives"})
+    return layout
 
 
 def classes_over_time(frame: pd.DataFrame, *, metric: str = "recall", window: str = "7d",
@@ -100,26 +163,28 @@ def classes_over_time(frame: pd.DataFrame, *, metric: str = "recall", window: st
     title = f"{label} per class, rolling {window} windows (95% intervals)"
     if frame.empty:
         return empty_figure("No windows to show", title=title, hint="Widen or clear the date range.")
-    figure = _with_support(title, 520)
+    layout = _with_support(title, 520, rate_title=f"{label} (0-1)")
     minority = minority or []
     classes = sorted(frame["class"].unique(), key=lambda c: (c not in minority, str(c)))
+    columns = _columns(frame, [metric, *BANDS.get(metric, ()), "support", "label_coverage", "recall_estimated"])
+    data: list[dict] = []
     for index, cls in enumerate(classes):
-        part = frame[frame["class"] == cls]
+        rows = columns.positions("class", cls)
         hue = color(index)
         name = f"{cls} (minority)" if cls in minority else str(cls)
-        _add_series(figure, part, metric=metric, name=name, hue=hue, show_band=metric in BANDS)
-        if metric == "recall" and part["recall_estimated"].notna().any():
-            figure.add_trace(go.Scatter(x=part["end"], y=part["recall_estimated"], mode="lines",
-                                        name=f"{cls} estimated (no labels)", legendgroup=name,
-                                        line={"color": hue, "dash": "dash", "width": 1.5}))
-        figure.add_trace(go.Bar(yaxis="y2", x=part["end"], y=part["support"], name=f"{cls} support", marker_color=hue,
-                                opacity=0.7, showlegend=False, legendgroup=name,
-                                hovertemplate=f"{cls}<br>%{{x|%Y-%m-%d}}<br>support %{{y}}<extra></extra>"),
-                         )
-    _shade_provisional(figure, frame)
-    figure.update_layout(barmode="group")
-    figure.update_layout(yaxis={"title": {"text": f"{label} (0-1)"}, "range": [0, 1.02]})
-    return figure
+        data += _series_traces(columns, columns.by_end(rows), metric=metric, name=name, hue=hue,
+                               show_band=metric in BANDS)
+        if metric == "recall" and not np.isnan(columns["recall_estimated"][rows].astype(float)).all():
+            data.append({"legendgroup": name, "line": {"color": hue, "dash": "dash", "width": 1.5},
+                         "mode": "lines", "name": f"{cls} estimated (no labels)", "x": columns["end"][rows],
+                         "y": columns["recall_estimated"][rows], "type": "scatter"})
+        data.append({"hovertemplate": f"{cls}<br>%{{x|%Y-%m-%d}}<br>support %{{y}}<extra></extra>",
+                     "legendgroup": name, "marker": {"color": hue}, "name": f"{cls} support", "opacity": 0.7,
+                     "showlegend": False, "x": columns["end"][rows], "y": columns["support"][rows],
+                     "yaxis": "y2", "type": "bar"})
+    _provisional_shading(frame, layout)
+    layout["barmode"] = "group"
+    return make_figure(data, layout)
 
 
 def class_detail(frame: pd.DataFrame, cls: str | None, *, window: str = "7d") -> go.Figure:
@@ -130,18 +195,21 @@ def class_detail(frame: pd.DataFrame, cls: str | None, *, window: str = "7d") ->
     if part.empty:
         return empty_figure(f"No windows for class {cls}", title=title,
                             hint="Pick another class or widen the date range.")
-    figure = _with_support(title, 460)
+    layout = _with_support(title, 460, rate_title="rate (0-1)")
+    columns = _columns(part, ["recall", "precision", "f1", *BANDS["recall"], *BANDS["precision"], "support",
+                              "label_coverage"])
+    rows = columns.by_end(np.arange(len(part)))
+    data: list[dict] = []
     for index, metric in enumerate(("recall", "precision", "f1")):
         name = METRIC_NAMES[metric] + (" (no interval)" if metric == "f1" else "")
-        _add_series(figure, part, metric=metric, name=name, hue=color(index), show_band=metric in BANDS)
+        data += _series_traces(columns, rows, metric=metric, name=name, hue=color(index), show_band=metric in BANDS)
     if "reference_recall" in part and part["reference_recall"].notna().any():
-        figure.add_hline(y=float(part["reference_recall"].dropna().iloc[0]), line_dash="dash",
-                         line_color=color(0), annotation_text="reference recall")
-    figure.add_trace(go.Bar(yaxis="y2", x=part["end"], y=part["support"], name="support (labelled positives)",
-                            marker_color=NEUTRAL))
-    _shade_provisional(figure, part)
-    figure.update_layout(yaxis={"title": {"text": "rate (0-1)"}, "range": [0, 1.02]})
-    return figure
+        _add_hline(layout, float(part["reference_recall"].dropna().iloc[0]),
+                   line={"color": color(0), "dash": "dash"}, text="reference recall")
+    data.append({"marker": {"color": NEUTRAL}, "name": "support (labelled positives)", "x": columns["end"],
+                 "y": columns["support"], "yaxis": "y2", "type": "bar"})
+    _provisional_shading(part, layout)
+    return make_figure(data, layout)
 
 
 def confusion_figure(cells: pd.DataFrame, classes: list[str], *, end: str | None = None,
@@ -153,21 +221,20 @@ def confusion_figure(cells: pd.DataFrame, classes: list[str], *, end: str | None
                             hint="Labels may not have arrived yet; pick an older window.")
     present = sorted((set(cells["true_class"]) | set(cells["pred_class"])) - set(classes))
     order = [c for c in classes if c in set(cells["true_class"]) | set(cells["pred_class"])] + present
-    matrix = cells.pivot_table(index="true_class", columns="pred_class", values="n", aggfunc="sum",
-                               fill_value=0).reindex(index=order, columns=order, fill_value=0)
+    matrix = (cells.groupby(["true_class", "pred_class"])["n"].sum().unstack(fill_value=0)
+              .reindex(index=order, columns=order, fill_value=0))
     totals = matrix.sum(axis=1).replace(0, np.nan)
     share = matrix.div(totals, axis=0)
     text = [[f"{int(n)}<br>{s:.0%}" if not np.isnan(s) else f"{int(n)}" for n, s in zip(row_n, row_s, strict=True)]
             for row_n, row_s in zip(matrix.to_numpy(), share.to_numpy(), strict=True)]
-    figure = go.Figure(go.Heatmap(
-        z=share.to_numpy(), x=[str(c) for c in order], y=[str(c) for c in order], text=text,
-        texttemplate="%{text}", colorscale=SEQUENTIAL, zmin=0, zmax=1,
-        colorbar={"title": {"text": "share of true class"}},
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
-    base_layout(figure, title=title, height=420)
-    figure.update_xaxes(title_text="predicted class", type="category")
-    figure.update_yaxes(title_text="true class", type="category", autorange="reversed")
-    return figure
+    heatmap = {"colorbar": {"title": {"text": "share of true class"}}, "colorscale": _COLORSCALE,
+               "hovertemplate": "true %{y}<br>predicted %{x}<br>%{text}<extra></extra>", "text": text,
+               "texttemplate": "%{text}", "x": [str(c) for c in order], "y": [str(c) for c in order],
+               "z": array(share.to_numpy()), "zmax": 1, "zmin": 0, "type": "heatmap"}
+    layout = layout_spec(title=title, height=420)
+    layout["xaxis"] = axis_spec(title={"text": "predicted class"}, type="category")
+    layout["yaxis"] = axis_spec(title={"text": "true class"}, type="category", autorange="reversed")
+    return make_figure([heatmap], layout)
 
 
 def latest_window(frame: pd.DataFrame) -> pd.DataFrame:
@@ -187,9 +254,10 @@ def segment_heatmap(latest: pd.DataFrame, *, segment: str, min_support: int, win
     title = f"Recall by {segment} and class, {window} window ending {end}"
     if latest.empty:
         return empty_figure("No windows to show", title=title, hint="Widen or clear the date range.")
-    recall = latest.pivot_table(index="segment_value", columns="class", values="recall", aggfunc="first")
-    support = latest.pivot_table(index="segment_value", columns="class", values="support",
-                                 aggfunc="first").reindex_like(recall).fillna(0)
+    # as two pivot_table(aggfunc="first") calls, from one groupby
+    first = latest.groupby(["segment_value", "class"], sort=True)[["recall", "support"]].first()
+    recall = first["recall"].dropna().unstack("class")
+    support = first["support"].dropna().unstack("class").reindex_like(recall).fillna(0)
     key = sort_class if sort_class in recall.columns else recall.columns[0]
     order = recall[key].fillna(2.0).sort_values(kind="stable").index
     recall, support = recall.loc[order], support.loc[order]
@@ -198,17 +266,17 @@ def segment_heatmap(latest: pd.DataFrame, *, segment: str, min_support: int, win
     text = [[(f"{r:.2f}<br>n={int(n)}" if ok and not np.isnan(r) else f"n={int(n)}<br>insufficient")
              for r, n, ok in zip(rr, nn, ee, strict=True)]
             for rr, nn, ee in zip(recall.to_numpy(dtype=float), support.to_numpy(), enough, strict=True)]
-    figure = go.Figure(go.Heatmap(
-        z=z, x=[str(c) for c in recall.columns], y=[str(v) for v in recall.index], text=text,
-        texttemplate="%{text}", colorscale=SEQUENTIAL, zmin=0, zmax=1, xgap=2, ygap=2,
-        colorbar={"title": {"text": "recall (0-1)"}},
-        hovertemplate=f"{segment} %{{y}}<br>class %{{x}}<br>%{{text}}<extra></extra>"))
-    base_layout(figure, title=title, height=max(320, 60 + 28 * len(order)))
-    figure.update_xaxes(title_text="true class", type="category", side="top")
-    figure.update_yaxes(title_text=f"{segment} (sorted by recall of {key})", type="category",
-                        autorange="reversed")
-    figure.update_layout(margin={"t": 110})
-    return figure
+    heatmap = {"colorbar": {"title": {"text": "recall (0-1)"}}, "colorscale": _COLORSCALE,
+               "hovertemplate": f"{segment} %{{y}}<br>class %{{x}}<br>%{{text}}<extra></extra>", "text": text,
+               "texttemplate": "%{text}", "x": [str(c) for c in recall.columns],
+               "xgap": 2, "y": [str(v) for v in recall.index], "ygap": 2, "z": z, "zmax": 1, "zmin": 0,
+               "type": "heatmap"}
+    layout = layout_spec(title=title, height=max(320, 60 + 28 * len(order)))
+    layout["margin"]["t"] = 110
+    layout["xaxis"] = axis_spec(title={"text": "true class"}, type="category", side="top")
+    layout["yaxis"] = axis_spec(title={"text": f"{segment} (sorted by recall of {key})"}, type="category",
+                                autorange="reversed")
+    return make_figure([heatmap], layout)
 
 
 def segment_lines(frame: pd.DataFrame, *, cls: str | None, segment: str, window: str = "7d",
@@ -222,19 +290,21 @@ def segment_lines(frame: pd.DataFrame, *, cls: str | None, segment: str, window:
                             hint="Labels may not have arrived yet; widen the date range.")
     last = latest_window(part).set_index("segment_value")["recall"].sort_values(na_position="last")
     chosen = list(last.index[:top])
-    figure = _with_support(title, 480)
+    layout = _with_support(title, 480, rate_title="recall (0-1)")
+    columns = _columns(part, ["recall", *BANDS["recall"], "support", "label_coverage"])
+    data: list[dict] = []
     for index, value in enumerate(chosen):
-        series = part[part["segment_value"] == value]
-        _add_series(figure, series, metric="recall", name=str(value), hue=color(index), show_band=index < 3)
-        figure.add_trace(go.Bar(yaxis="y2", x=series["end"], y=series["support"], marker_color=color(index), opacity=0.7,
-                                showlegend=False, legendgroup=str(value), name=f"{value} support"))
+        rows = columns.positions("segment_value", value)
+        data += _series_traces(columns, columns.by_end(rows), metric="recall", name=str(value), hue=color(index),
+                               show_band=index < 3)
+        data.append({"legendgroup": str(value), "marker": {"color": color(index)}, "name": f"{value} support",
+                     "opacity": 0.7, "showlegend": False, "x": columns["end"][rows], "y": columns["support"][rows],
+                     "yaxis": "y2", "type": "bar"})
     if reference is not None and not np.isnan(reference):
-        figure.add_hline(y=reference, line_dash="dash", line_color=NEUTRAL,
-                         annotation_text="overall reference recall")
-    _shade_provisional(figure, part)
-    figure.update_layout(barmode="group")
-    figure.update_layout(yaxis={"title": {"text": "recall (0-1)"}, "range": [0, 1.02]})
-    return figure
+        _add_hline(layout, reference, line={"color": NEUTRAL, "dash": "dash"}, text="overall reference recall")
+    _provisional_shading(part, layout)
+    layout["barmode"] = "group"
+    return make_figure(data, layout)
 
 
 def worst_slices(latest: pd.DataFrame, *, min_support: int, limit: int = 15) -> pd.DataFrame:
@@ -267,19 +337,20 @@ def sparkline(trend: pd.DataFrame, *, title: str) -> go.Figure:
     """Small minority-recall trend for an Overview card (one line per minority class)."""
     if trend.empty:
         return empty_figure("No data yet", title=title, height=170)
-    figure = go.Figure()
+    layout = layout_spec(title=title, height=170)
+    layout["margin"] = {"l": 45, "r": 10, "t": 35, "b": 30}
+    layout["showlegend"] = False
+    layout["xaxis"] = axis_spec()
+    layout["yaxis"] = axis_spec(title={"text": "recall"}, range=[0, 1.02])
+    data: list[dict] = []
     for index, (cls, part) in enumerate(trend.groupby("class", sort=True)):
         part = part.sort_values("end")
-        figure.add_trace(go.Scatter(x=part["end"], y=part["recall"], mode="lines", name=str(cls),
-                                    line={"color": color(index), "width": 2}))
+        data.append({"line": {"color": color(index), "width": 2}, "mode": "lines", "name": str(cls),
+                     "x": array(part["end"]), "y": array(part["recall"]), "type": "scatter"})
         if "reference_recall" in part and part["reference_recall"].notna().any():
-            figure.add_hline(y=float(part["reference_recall"].dropna().iloc[0]), line_dash="dot",
-                             line_color=color(index), line_width=1)
-    base_layout(figure, title=title, height=170)
-    figure.update_layout(margin={"l": 45, "r": 10, "t": 35, "b": 30}, showlegend=False)
-    figure.update_yaxes(title_text="recall", range=[0, 1.02])
-    figure.update_xaxes(title_text=None)
-    return figure
+            _add_hline(layout, float(part["reference_recall"].dropna().iloc[0]),
+                       line={"color": color(index), "dash": "dot", "width": 1})
+    return make_figure(data, layout)
 
 
 def label_arrival(frame: pd.DataFrame) -> go.Figure:
@@ -288,14 +359,13 @@ def label_arrival(frame: pd.DataFrame) -> go.Figure:
     if frame.empty:
         return empty_figure("No labels yet", title=title,
                             hint="Label logs arrive later than predictions; run `monitor ingest`.")
-    figure = go.Figure(go.Scatter(x=frame["age_hours"].clip(lower=0.5), y=frame["coverage"],
-                                  mode="lines+markers", line_shape="hv", line={"color": color(0)},
-                                  hovertemplate="within %{x} h: %{y:.1%} labelled<extra></extra>",
-                                  name="label coverage"))
-    base_layout(figure, title=title, height=340)
-    figure.update_xaxes(title_text="age of the prediction (hours, log scale)", type="log")
-    figure.update_yaxes(title_text="share labelled (0-1)", range=[0, 1.02])
-    return figure
+    line = {"hovertemplate": "within %{x} h: %{y:.1%} labelled<extra></extra>",
+            "line": {"color": color(0), "shape": "hv"}, "mode": "lines+markers", "name": "label coverage",
+            "x": array(frame["age_hours"].clip(lower=0.5)), "y": array(frame["coverage"]), "type": "scatter"}
+    layout = layout_spec(title=title, height=340)
+    layout["xaxis"] = axis_spec(title={"text": "age of the prediction (hours, log scale)"}, type="log")
+    layout["yaxis"] = axis_spec(title={"text": "share labelled (0-1)"}, range=[0, 1.02])
+    return make_figure([line], layout)
 
 
 def status_color(recall: float | None, reference: float | None, low: float | None, high: float | None,

@@ -10,11 +10,24 @@ to do. Colours are Okabe-Ito (`dashboards.figures.style`).
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
+from typing import Any
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboards.figures.style import BAD, NEUTRAL, PALETTE, base_layout, empty_figure
+from dashboards.figures.style import (
+    BAD,
+    NEUTRAL,
+    PALETTE,
+    array,
+    axis_spec,
+    empty_figure,
+    layout_spec,
+    make_figure,
+)
 
 METHOD_AXIS = {
     "js": "Jensen-Shannon distance (0 = same, 1 = disjoint)",
@@ -42,16 +55,16 @@ def ranking_figure(ranked: pd.DataFrame, *, method: str, window: str, series_lab
     hover = [f"{f}: {v:.4g} (threshold {t:.3g}); {m} method(s) flag it; {n:,} rows"
              for f, v, t, m, n in zip(ordered["feature"], ordered["value"], ordered["threshold"],
                                       ordered["methods_drifted"], ordered["n_current"], strict=True)]
-    figure = go.Figure(go.Bar(x=ordered["value"], y=ordered["feature"], orientation="h", marker_color=colours,
-                              hovertext=hover, hoverinfo="text", name=method))
-    figure.add_trace(go.Scatter(x=ordered["threshold"], y=ordered["feature"], mode="markers", name="threshold",
-                                marker={"symbol": "line-ns-open", "size": 16, "color": "#000", "line": {"width": 2}},
-                                hoverinfo="skip"))
-    base_layout(figure, title=f"{title}, ending {_when(usable['end'].iloc[0])}",
-                height=max(260, 28 * len(usable) + 120))
-    figure.update_xaxes(title_text=METHOD_AXIS.get(method, method), rangemode="tozero")
-    figure.update_yaxes(title_text="feature", automargin=True)
-    return figure
+    features = array(ordered["feature"])
+    bars = {"hoverinfo": "text", "hovertext": hover, "marker": {"color": colours}, "name": method,
+            "orientation": "h", "x": array(ordered["value"]), "y": features, "type": "bar"}
+    ticks = {"hoverinfo": "skip", "marker": {"color": "#000", "line": {"width": 2}, "size": 16, "symbol": "line-ns-open"},
+             "mode": "markers", "name": "threshold", "x": array(ordered["threshold"]), "y": features,
+             "type": "scatter"}
+    layout = layout_spec(title=f"{title}, ending {_when(usable['end'].iloc[0])}", height=max(260, 28 * len(usable) + 120))
+    layout["xaxis"] = axis_spec(title={"text": METHOD_AXIS.get(method, method)}, rangemode="tozero")
+    layout["yaxis"] = axis_spec(title={"text": "feature"})
+    return make_figure([bars, ticks], layout)
 
 
 def sparklines_figure(records: pd.DataFrame, *, method: str, features: list[str], window: str) -> go.Figure:
@@ -61,28 +74,40 @@ def sparklines_figure(records: pd.DataFrame, *, method: str, features: list[str]
     if not features:
         return empty_figure(f"No {method} series to draw", title=title,
                             hint="Pick another method, or widen the date range.")
-    figure = make_subplots(rows=len(features), cols=1, shared_xaxes=True, vertical_spacing=0.02,
-                           subplot_titles=None)
+    grid, grid_str, grid_ref = _subplot_grid(len(features))
+    layout = layout_spec(title=f"{title}: {METHOD_AXIS.get(method, method)}; dashed = threshold, "
+                               "diamond = drifted", height=70 * len(features) + 120)
+    data: list[dict[str, Any]] = []
     for row, feature in enumerate(features, start=1):
         line = picked[picked["feature"] == feature].sort_values("end")
         flagged = line[line["drifted"]]
-        figure.add_trace(go.Scatter(x=line["end"], y=line["value"], mode="lines", name=feature, showlegend=False,
-                                    line={"color": PALETTE[0], "width": 1.5},
-                                    hovertemplate=f"{feature}<br>%{{x}}<br>{method} %{{y:.4g}}<extra></extra>"),
-                         row=row, col=1)
-        figure.add_trace(go.Scatter(x=line["end"], y=line["threshold"], mode="lines", showlegend=False,
-                                    line={"color": NEUTRAL, "dash": "dash", "width": 1}, hoverinfo="skip"),
-                         row=row, col=1)
-        figure.add_trace(go.Scatter(x=flagged["end"], y=flagged["value"], mode="markers", showlegend=False,
-                                    marker={"color": BAD, "size": 6, "symbol": "diamond"},
-                                    hovertemplate=f"{feature} drifted<br>%{{x}}<extra></extra>"),
-                         row=row, col=1)
-        figure.update_yaxes(title_text=feature, title_font={"size": 10}, tickfont={"size": 9}, nticks=3,
-                            row=row, col=1)
-    base_layout(figure, title=f"{title}: {METHOD_AXIS.get(method, method)}; dashed = threshold, "
-                              "diamond = drifted", height=70 * len(features) + 120)
-    figure.update_xaxes(title_text="window end (UTC)", row=len(features), col=1)
-    return figure
+        suffix = "" if row == 1 else str(row)
+        axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
+        ends = array(line["end"])
+        data.append({"hovertemplate": f"{feature}<br>%{{x}}<br>{method} %{{y:.4g}}<extra></extra>",
+                     "line": {"color": PALETTE[0], "width": 1.5}, "mode": "lines", "name": feature,
+                     "showlegend": False, "x": ends, "y": array(line["value"]), "type": "scatter", **axes})
+        data.append({"hoverinfo": "skip", "line": {"color": NEUTRAL, "dash": "dash", "width": 1}, "mode": "lines",
+                     "showlegend": False, "x": ends, "y": array(line["threshold"]), "type": "scatter", **axes})
+        data.append({"hovertemplate": f"{feature} drifted<br>%{{x}}<extra></extra>",
+                     "marker": {"color": BAD, "size": 6, "symbol": "diamond"}, "mode": "markers",
+                     "showlegend": False, "x": array(flagged["end"]), "y": array(flagged["value"]), "type": "scatter",
+                     **axes})
+        layout[f"xaxis{suffix}"] = axis_spec(**grid[f"xaxis{suffix}"])
+        layout[f"yaxis{suffix}"] = axis_spec(**grid[f"yaxis{suffix}"], title={"font": {"size": 10}, "text": feature},
+                                             tickfont={"size": 9}, nticks=3)
+    layout[f"xaxis{'' if len(features) == 1 else len(features)}"]["title"] = {"text": "window end (UTC)"}
+    return make_figure(data, layout, grid=(grid_str, copy.deepcopy(grid_ref)))
+
+
+@lru_cache(maxsize=MAX_SPARKLINES)
+def _subplot_grid(rows: int) -> tuple[dict[str, Any], Any, Any]:
+    """make_subplots' axes (domains, anchors, shared x) for `rows` stacked plots, made once per
+    row count: make_subplots validates its whole layout on every call."""
+    figure = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.02, subplot_titles=None)
+    layout = figure.to_plotly_json()["layout"]
+    return ({key: value for key, value in layout.items() if key[1:5] == "axis"}, figure._grid_str,
+            figure._grid_ref)
 
 
 def distribution_figure(frame: pd.DataFrame, *, feature: str, window: str, end: pd.Timestamp | None,
@@ -91,15 +116,15 @@ def distribution_figure(frame: pd.DataFrame, *, feature: str, window: str, end: 
     if frame.empty or (frame["reference_n"].sum() == 0 and frame["current_n"].sum() == 0):
         return empty_figure("No rows for this feature in the window", title=title,
                             hint="Pick another window end, segment value or feature.")
-    figure = go.Figure()
-    for name, column, count, colour in (("reference", "reference_share", "reference_n", NEUTRAL),
-                                        ("current", "current_share", "current_n", PALETTE[1])):
-        figure.add_trace(go.Bar(x=frame["bin"], y=100 * frame[column].fillna(0), name=name, marker_color=colour,
-                                customdata=frame[count],
-                                hovertemplate=f"{name}<br>%{{x}}: %{{y:.1f}}%% (%{{customdata:,}} rows)<extra></extra>"))
+    data = [{"customdata": array(frame[count]),
+             "hovertemplate": f"{name}<br>%{{x}}: %{{y:.1f}}%% (%{{customdata:,}} rows)<extra></extra>",
+             "marker": {"color": colour}, "name": name, "x": array(frame["bin"]),
+             "y": array(100 * frame[column].fillna(0)), "type": "bar"}
+            for name, column, count, colour in (("reference", "reference_share", "reference_n", NEUTRAL),
+                                                ("current", "current_share", "current_n", PALETTE[1]))]
     suffix = f", ending {_when(end)}" if end is not None else ""
-    base_layout(figure, title=title + suffix)
-    figure.update_layout(barmode="group")
-    figure.update_xaxes(title_text="bin (value range or category)", type="category")
-    figure.update_yaxes(title_text="share of rows (%)", rangemode="tozero")
-    return figure
+    layout = layout_spec(title=title + suffix)
+    layout["barmode"] = "group"
+    layout["xaxis"] = axis_spec(title={"text": "bin (value range or category)"}, type="category")
+    layout["yaxis"] = axis_spec(title={"text": "share of rows (%)"}, rangemode="tozero")
+    return make_figure(data, layout)

@@ -20,9 +20,14 @@ from dashboards.figures.style import (
     GOOD,
     NEUTRAL,
     PALETTE,
-    base_layout,
+    array,
+    axis_spec,
     color,
     empty_figure,
+    hline_spec,
+    hrect_spec,
+    layout_spec,
+    make_figure,
     rgba,
 )
 
@@ -47,39 +52,38 @@ def gap_over_time(gaps: pd.DataFrame, *, tolerance: Sequence[float] = (0.8, 1.25
         return empty_figure("No gap to show in this range", title=title,
                             hint="Groups need labelled predictions (and positives for tpr) "
                                  "in the same window; widen the date range or wait for labels.")
-    figure = go.Figure()
     low_band = float(tolerance[0])
-    figure.add_hrect(y0=low_band, y1=1.0, fillcolor=rgba(GOOD, 0.10), line_width=0, layer="below")
-    figure.add_hline(y=low_band, line={"color": GOOD, "dash": "dash", "width": 1},
-                     annotation_text=f"tolerance {low_band:g} (four-fifths rule)",
-                     annotation_position="bottom right")
+    line, annotations = hline_spec(low_band, line={"color": GOOD, "dash": "dash", "width": 1},
+                                   text=f"tolerance {low_band:g} (four-fifths rule)", text_position="bottom right")
+    layout = layout_spec(title=title)
+    layout["shapes"] = [hrect_spec(low_band, 1.0, fillcolor=rgba(GOOD, 0.10)), line]
+    layout["annotations"] = annotations
+    layout["xaxis"] = axis_spec(title={"text": "window end (UTC)"})
+    layout["yaxis"] = axis_spec(title={"text": "ratio lowest / highest group (1 = parity)"}, range=[0, 1.05],
+                                tickformat=".1f")
+    data: list[dict] = []
     for index, (attribute, part) in enumerate(gaps.groupby("attribute", sort=True)):
         part = part.sort_values("end")
         line_color = color(index)
         x = list(part["end"])
-        figure.add_trace(go.Scatter(
-            x=x + x[::-1], y=list(part["ratio_high"]) + list(part["ratio_low"])[::-1],
-            fill="toself", fillcolor=rgba(line_color, 0.15), line={"width": 0},
-            hoverinfo="skip", showlegend=False, name=f"{attribute} 95% interval"))
+        data.append({"fill": "toself", "fillcolor": rgba(line_color, 0.15), "hoverinfo": "skip",
+                     "line": {"width": 0}, "name": f"{attribute} 95% interval", "showlegend": False,
+                     "x": x + x[::-1], "y": list(part["ratio_high"]) + list(part["ratio_low"])[::-1],
+                     "type": "scatter"})
         custom = np.stack([part["group_min"].astype(str), part["group_max"].astype(str),
                            part["ratio_low"], part["ratio_high"]], axis=-1)
-        figure.add_trace(go.Scatter(
-            x=x, y=part["ratio"], mode="lines+markers", name=attribute,
-            line={"color": line_color, "width": 2}, customdata=custom,
-            hovertemplate=("%{x|%Y-%m-%d %H:%M}<br>" + attribute + ": %{customdata[0]} / "
-                           "%{customdata[1]} = %{y:.2f}<br>95% interval [%{customdata[2]:.2f}, "
-                           "%{customdata[3]:.2f}]<extra></extra>")))
+        data.append({"customdata": array(custom),
+                     "hovertemplate": ("%{x|%Y-%m-%d %H:%M}<br>" + attribute + ": %{customdata[0]} / "
+                                       "%{customdata[1]} = %{y:.2f}<br>95% interval [%{customdata[2]:.2f}, "
+                                       "%{customdata[3]:.2f}]<extra></extra>"),
+                     "line": {"color": line_color, "width": 2}, "mode": "lines+markers", "name": attribute,
+                     "x": list(x), "y": array(part["ratio"]), "type": "scatter"})
         flagged = part[part["flagged"].astype(bool)]
         if not flagged.empty:
-            figure.add_trace(go.Scatter(
-                x=flagged["end"], y=flagged["ratio"], mode="markers", name=f"{attribute} flagged",
-                marker={"symbol": "x", "size": 11, "color": BAD, "line": {"width": 1}},
-                hoverinfo="skip"))
-    base_layout(figure, title=title)
-    figure.update_xaxes(title_text="window end (UTC)")
-    figure.update_yaxes(title_text="ratio lowest / highest group (1 = parity)",
-                        range=[0, 1.05], tickformat=".1f")
-    return figure
+            data.append({"hoverinfo": "skip", "marker": {"color": BAD, "line": {"width": 1}, "size": 11, "symbol": "x"},
+                         "mode": "markers", "name": f"{attribute} flagged", "x": array(flagged["end"]),
+                         "y": array(flagged["ratio"]), "type": "scatter"})
+    return make_figure(data, layout)
 
 
 def group_bars(frame: pd.DataFrame, *, attribute: str, metric: str = "tpr", cls: str = "",
@@ -100,30 +104,33 @@ def group_bars(frame: pd.DataFrame, *, attribute: str, metric: str = "tpr", cls:
               for group, flagged, support in zip(part["group"], part["flagged"].astype(bool),
                                                   part["support"], strict=True)]
     value = part["value"].to_numpy(dtype=float)
-    figure = go.Figure(go.Bar(
-        x=part["group"].astype(str), y=np.nan_to_num(value, nan=0.0), marker_color=colors,
-        error_y={"type": "data", "symmetric": False,
-                 "array": np.nan_to_num(part["high"].to_numpy(dtype=float) - value),
-                 "arrayminus": np.nan_to_num(value - part["low"].to_numpy(dtype=float)),
-                 "color": "#333"},
-        text=[f"n={int(s)}" + (" · no data" if np.isnan(v) else "")
-              for s, v in zip(part["support"], value, strict=True)],
+    bars = {
+        "customdata": np.stack([part["ratio"], part["ratio_low"], part["ratio_high"]], axis=-1),
+        "error_y": {"array": np.nan_to_num(part["high"].to_numpy(dtype=float) - value),
+                    "arrayminus": np.nan_to_num(value - part["low"].to_numpy(dtype=float)),
+                    "color": "#333", "symmetric": False, "type": "data"},
+        "hovertemplate": ("%{x}: %{y:.3f} (%{text})<br>ratio to reference %{customdata[0]:.2f} "
+                          "[%{customdata[1]:.2f}, %{customdata[2]:.2f}]<extra></extra>"),
+        "insidetextanchor": "start", "marker": {"color": colors}, "name": _metric_name(metric),
+        "text": [f"n={int(s)}" + (" · no data" if np.isnan(v) else "")
+                 for s, v in zip(part["support"], value, strict=True)],
         # support at the foot of each bar; outside when the bar is too short to hold it
-        textposition=["inside" if v >= 0.1 else "outside" for v in np.nan_to_num(value)],
-        insidetextanchor="start", name=_metric_name(metric),
-        customdata=np.stack([part["ratio"], part["ratio_low"], part["ratio_high"]], axis=-1),
-        hovertemplate=("%{x}: %{y:.3f} (%{text})<br>ratio to reference %{customdata[0]:.2f} "
-                       "[%{customdata[1]:.2f}, %{customdata[2]:.2f}]<extra></extra>")))
+        "textposition": ["inside" if v >= 0.1 else "outside" for v in np.nan_to_num(value)],
+        "x": array(part["group"].astype(str)), "y": np.nan_to_num(value, nan=0.0), "type": "bar"}
+    shapes: list[dict] = []
     if reference_value is not None and not np.isnan(reference_value):
         low, high = reference_value * tolerance[0], min(reference_value * tolerance[1], 1.0)
-        figure.add_hrect(y0=low, y1=high, fillcolor=rgba(GOOD, 0.12), line_width=0, layer="below")
-        figure.add_hline(y=reference_value, line={"color": GOOD, "dash": "dash", "width": 1})
+        shapes = [hrect_spec(low, high, fillcolor=rgba(GOOD, 0.12)),
+                  hline_spec(reference_value, line={"color": GOOD, "dash": "dash", "width": 1})[0]]
         # said in a subtitle, not an annotation, so it never covers a bar or its interval
         title += (f"<br><sup>reference {reference} = {reference_value:.2f} (dashed); shaded: "
                   f"x{tolerance[0]:g} to x{tolerance[1]:g} of it; orange: flagged; "
                   f"grey: reference or support under {min_support}</sup>")
-    base_layout(figure, title=title)
-    figure.update_layout(showlegend=False, margin={"t": 90})
-    figure.update_xaxes(title_text=attribute)
-    figure.update_yaxes(title_text=f"{_metric_name(metric)} (0-1)", range=[0, 1.1])
-    return figure
+    layout = layout_spec(title=title)
+    if shapes:
+        layout["shapes"] = shapes
+    layout["showlegend"] = False
+    layout["margin"]["t"] = 90
+    layout["xaxis"] = axis_spec(title={"text": attribute})
+    layout["yaxis"] = axis_spec(title={"text": f"{_metric_name(metric)} (0-1)"}, range=[0, 1.1])
+    return make_figure([bars], layout)

@@ -8,7 +8,12 @@ never a broken or silently empty chart. Drift and fairness figures use these hel
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
+from _plotly_utils.basevalidators import copy_to_readonly_numpy_array
 
 # Okabe & Ito (2008), "Color Universal Design", without black (kept for text).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999"]
@@ -33,47 +38,122 @@ def rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({red},{green},{blue},{alpha})"
 
 
+def layout_spec(*, title: str, height: int = 360, uirevision: str | None = "keep") -> dict[str, Any]:
+    """The common layout as a plain dict (for `make_figure`): title, font, margins, legend on
+    top, colours; `uirevision` keeps zoom on refresh. Axes get `axis_spec()`."""
+    # No named template: resolving one costs ~40-130 ms per figure; the look is set here.
+    spec: dict[str, Any] = {
+        "title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+        "font": {"family": FONT, "size": 12, "color": "#2a3f5f"},
+        "plot_bgcolor": "white",
+        "paper_bgcolor": "white",
+        "height": height,
+        "margin": {"l": 60, "r": 20, "t": 70, "b": 50},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+        "colorway": list(PALETTE),
+    }
+    if uirevision is not None:
+        spec["uirevision"] = uirevision
+    return spec
+
+
+def axis_spec(**extra: Any) -> dict[str, Any]:
+    """The common look of an axis (grid and line colours, automargin) plus `extra`."""
+    return {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "automargin": True,
+            **extra}
+
+
 def base_layout(figure: go.Figure, *, title: str, height: int = 360,
                 uirevision: str | None = "keep") -> go.Figure:
-    """Common layout: title, font, margins, legend on top; `uirevision` keeps zoom on refresh."""
-    # No named template: resolving one costs ~40-130 ms per figure; the look is set here.
-    figure.update_layout(
-        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
-        font={"family": FONT, "size": 12, "color": "#2a3f5f"},
-        plot_bgcolor="white",
-        paper_bgcolor="white",
-        height=height,
-        margin={"l": 60, "r": 20, "t": 70, "b": 50},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
-        colorway=PALETTE,
-        uirevision=uirevision,
-    )
-    axis = {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "automargin": True}
+    """Apply `layout_spec` to an existing figure (every x and y axis gets `axis_spec`).
+
+    Figures built with `make_figure` put `layout_spec()` in their layout dict instead, which
+    skips plotly's per-property validation (the bulk of the cost of this function)."""
+    figure.update_layout(layout_spec(title=title, height=height, uirevision=uirevision))
+    axis = axis_spec()
     figure.update_xaxes(**axis)
     figure.update_yaxes(**axis)
     return figure
 
 
+def make_figure(data: list[dict[str, Any]], layout: dict[str, Any], *, grid: tuple[Any, Any] | None = None) -> go.Figure:
+    """A go.Figure from trace dicts (each with its "type") and a layout dict, without plotly's
+    per-property validation (which costs ~1 ms per trace and dominates callback time).
+
+    The dicts must hold what validation would have stored: arrays from `array()`, lists of
+    plain values, plain scalars, no `None` values. The figure then serializes exactly as the
+    validated one would (same JSON up to key order). Later edits (`update_layout`, ...) are
+    validated again as usual. `grid`: (_grid_str, _grid_ref) of a make_subplots figure with
+    these axes, so that `row=`/`col=` keep working on the result.
+    """
+    spec: dict[str, Any] = {"data": data, "layout": layout}
+    if grid is not None:
+        spec["_grid_str"], spec["_grid_ref"] = grid
+    figure = go.Figure(spec, _validate=False)
+    figure._validate = True
+    figure._layout_obj._validate = True
+    for trace in figure.data:
+        trace._validate = True
+    return figure
+
+
+def array(values: Any) -> Any:
+    """`values` as plotly's data-array validators store them: a pandas Series or numpy array
+    becomes a numpy array (tz-aware times as local wall time, non-numeric kinds as object),
+    a list stays a list."""
+    if isinstance(values, pd.Series):
+        dtype = values.dtype
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            return values.dt.tz_localize(None).to_numpy()
+        if isinstance(dtype, np.dtype) and dtype.kind in "uifM":
+            return values.to_numpy(copy=True)
+        return copy_to_readonly_numpy_array(values)
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind in "uifOM":
+            return values.copy()
+        return copy_to_readonly_numpy_array(values)
+    return values
+
+
+def hline_spec(y: float, *, line: dict[str, Any], text: str | None = None,
+               text_position: str = "top right") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What `figure.add_hline(y, line=line, annotation_text=text, annotation_position=...)` adds
+    to a figure without subplots: the shape and (when `text`) its annotation at the right end,
+    above the line ("top right") or under it ("bottom right")."""
+    shape = {"line": line, "type": "line", "x0": 0, "x1": 1, "xref": "x domain", "y0": y, "y1": y, "yref": "y"}
+    if text is None:
+        return shape, []
+    anchor = {"top right": "bottom", "bottom right": "top"}[text_position]
+    return shape, [{"showarrow": False, "text": text, "x": 1, "xanchor": "right", "xref": "x domain", "y": y,
+                    "yanchor": anchor, "yref": "y"}]
+
+
+def hrect_spec(y0: float, y1: float, *, fillcolor: str) -> dict[str, Any]:
+    """What `figure.add_hrect(y0, y1, fillcolor=..., line_width=0, layer="below")` adds to a
+    figure without subplots: a full-width band behind the data."""
+    return {"fillcolor": fillcolor, "layer": "below", "line": {"width": 0}, "type": "rect", "x0": 0, "x1": 1,
+            "xref": "x domain", "y0": y0, "y1": y1, "yref": "y"}
+
+
 def empty_figure(message: str, *, title: str = "", hint: str | None = None,
                  height: int = 300) -> go.Figure:
     """A titled blank figure saying why there is nothing to draw and what to do about it."""
-    figure = go.Figure()
     text = _escape(message)
     if hint:
         text += f"<br><span style='font-size:12px'>{_escape(hint)}</span>"
-    figure.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper",
-                          showarrow=False, font={"size": 15, "color": "#555"})
-    base_layout(figure, title=title, height=height, uirevision=None)
-    figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False)
-    figure.update_layout(meta={"empty": True, "message": message})
-    return figure
+    layout = layout_spec(title=title, height=height, uirevision=None)
+    layout["annotations"] = [{"font": {"color": "#555", "size": 15}, "showarrow": False, "text": text,
+                              "x": 0.5, "xref": "paper", "y": 0.5, "yref": "paper"}]
+    layout["xaxis"] = axis_spec(visible=False)
+    layout["yaxis"] = axis_spec(visible=False)
+    layout["meta"] = {"empty": True, "message": message}
+    return make_figure([], layout)
 
 
 def is_empty(figure: go.Figure | dict) -> bool:
     """True for figures made by `empty_figure` (tests and pages use it)."""
     layout = figure["layout"] if isinstance(figure, dict) else figure.layout
-    meta = layout["meta"] if isinstance(layout, dict) else layout.meta
+    meta = layout.get("meta") if isinstance(layout, dict) else layout.meta
     return bool(meta and dict(meta).get("empty"))
 
 

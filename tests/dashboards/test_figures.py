@@ -130,3 +130,59 @@ def test_empty_figure_text_is_not_html() -> None:
     figure = empty_figure("<b>x</b>", title="t", hint="<script>")
     assert "<b>" not in figure.layout.annotations[0].text
     assert "&lt;script&gt;" in figure.layout.annotations[0].text
+
+
+def _figures_on_sample_data():
+    """Every figure function of the dashboard on small inputs (data and empty)."""
+    from dashboards.figures import drift, fairness
+
+    frame = metrics_rows().assign(reference_recall=0.6)
+    segments = metrics_rows(values=("north", "south", "east"))
+    latest = figures.latest_window(segments)
+    ends = pd.date_range("2024-01-01", periods=8, freq="D", tz="UTC")
+    records = pd.concat([pd.DataFrame({"end": ends, "feature": f, "method": "js", "value": np.linspace(0, 0.4, 8) * i,
+                                       "threshold": 0.2, "drifted": np.linspace(0, 0.4, 8) * i > 0.2})
+                         for i, f in enumerate("ab", start=1)])
+    ranked = records[records["end"] == ends[-1]].assign(methods_drifted=1, n_current=100)
+    gaps = pd.DataFrame({"end": ends, "attribute": "sex", "ratio": np.linspace(0.5, 1, 8),
+                         "ratio_low": np.linspace(0.4, 0.9, 8), "ratio_high": np.linspace(0.6, 1.0, 8),
+                         "group_min": "f", "group_max": "m", "flagged": np.linspace(0.5, 1, 8) < 0.8})
+    groups = pd.DataFrame({"attribute": "sex", "group": ["f", "m"], "reference_group": "m", "reference_value": 0.7,
+                           "value": [0.5, np.nan], "low": [0.4, np.nan], "high": [0.6, np.nan], "support": [100, 3],
+                           "flagged": [True, False], "ratio": [0.7, np.nan], "ratio_low": [0.6, np.nan],
+                           "ratio_high": [0.8, np.nan]})
+    cells = pd.DataFrame({"true_class": ["a", "a", "b"], "pred_class": ["a", "b", "b"], "n": [30, 10, 5]})
+    yield figures.classes_over_time(frame, metric="recall", minority=["critical"])
+    yield figures.classes_over_time(frame, metric="f1")
+    yield figures.class_detail(frame, "critical")
+    yield figures.segment_heatmap(latest, segment="region", min_support=100, sort_class="critical")
+    yield figures.segment_lines(segments, cls="critical", segment="region", reference=0.5)
+    yield figures.confusion_figure(cells, ["a", "b"], end="2024-01-08")
+    yield figures.sparkline(frame, title="t")
+    yield figures.label_arrival(pd.DataFrame({"age_hours": [0.1, 2.0, 10.0], "coverage": [0.1, 0.5, 0.9]}))
+    yield empty_figure("nothing", title="t", hint="h")
+    yield drift.ranking_figure(ranked, method="js", window="1d")
+    yield drift.sparklines_figure(records, method="js", features=["a", "b"], window="1d")
+    yield drift.distribution_figure(pd.DataFrame({"bin": ["x", "y"], "reference_share": [0.4, 0.6],
+                                                  "current_share": [0.5, 0.5], "reference_n": [4, 6],
+                                                  "current_n": [5, 5]}), feature="f", window="1d", end=ends[-1])
+    yield fairness.gap_over_time(gaps, cls="critical", window="7d")
+    yield fairness.group_bars(groups, attribute="sex", cls="critical", end=ends[-1])
+
+
+def test_figures_built_without_validation_are_what_plotly_validation_gives() -> None:
+    """The figure functions skip plotly's per-property validation (for speed): what they hold
+    must pass it unchanged (a misspelt property or a value plotly would coerce fails here)."""
+    import json
+
+    import plotly.graph_objects as go
+    from plotly.io.json import to_json_plotly
+
+    for figure in _figures_on_sample_data():
+        sent = figure.to_plotly_json()
+        validated = go.Figure(sent)  # raises on an unknown property or an invalid value
+        assert json.dumps(json.loads(to_json_plotly(validated.to_plotly_json())), sort_keys=True) == \
+            json.dumps(json.loads(to_json_plotly(sent)), sort_keys=True), figure.layout.title.text
+        figure.update_layout(height=200)  # later edits are validated as usual
+        with pytest.raises(ValueError):
+            figure.update_layout(not_a_property=1)
