@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import Engine, create_engine, text
 
 from monitor.config import load_config
 from monitor.context import load_context
 from monitor.metrics.service import metrics_frame
+from monitor.simulate import write_config
 from monitor.store.db import make_engine
 from monitor.store.windows import WindowSpec
 from monitor.tick import run_tick
@@ -36,7 +40,86 @@ def _frame(config) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     return frame.drop(columns=["provisional", "expected_coverage"])
 
 
+LEDGER_COLUMNS = ["kind", "path", "status", "rows_read", "rows_accepted", "rows_rejected", "rows_waiting"]
+
+
+def _reader(url: str) -> Engine:
+    """An engine for watching a database another process is writing to. Not `make_engine`
+    on SQLite: its transactions start with BEGIN IMMEDIATE, i.e. they take the write lock,
+    so a poll waits for the ingest's file transaction and, as the ingest takes the lock
+    again right after each commit, can be starved for seconds (the poll then sees the
+    ledger many files late and the kill lands far later than asked, or after the end).
+    Plain pysqlite reads in WAL mode never wait for the writer."""
+    return create_engine(url) if url.startswith("sqlite") else make_engine(url)
+
+
+def _ledger(engine: Engine | str) -> pd.DataFrame:
+    """The committed ledger rows, file names only (the two workspaces differ in directory)."""
+    reader = _reader(engine) if isinstance(engine, str) else engine
+    with reader.connect() as conn:
+        rows = conn.execute(text("SELECT kind, path, status, rows_read, rows_accepted, rows_rejected, "
+                                 "rows_waiting FROM ingested_files")).all()
+    if reader is not engine:
+        reader.dispose()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=LEDGER_COLUMNS)
+    frame["path"] = frame["path"].map(lambda p: os.path.basename(p))
+    return frame.sort_values(["kind", "path"], kind="stable").reset_index(drop=True)
+
+
+def _describe_ledger(ledger: pd.DataFrame) -> str:
+    if ledger.empty:
+        return "empty (nothing committed)"
+    counts = ", ".join(f"{kind} {status}: {n}" for (kind, status), n in
+                       ledger.groupby(["kind", "status"]).size().items())
+    done = ledger.loc[ledger["status"] == "done"]
+    return f"{counts}; done files: {', '.join(done['kind'].str[0] + ':' + done['path'])}"
+
+
+def _plain(value):  # type: ignore[no-untyped-def]
+    """numpy scalars as Python values (for readable messages)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _ledger_differences(got: pd.DataFrame, expected: pd.DataFrame) -> list[str]:
+    """Files whose ledger row (status, rows read/accepted/...) differs between the runs."""
+    merged = got.merge(expected, on=["kind", "path"], how="outer", suffixes=("_got", "_expected"), indicator=True)
+    lines = []
+    for row in merged.to_dict("records"):
+        if row["_merge"] != "both":
+            lines.append(f"ledger: {row['kind']} {row['path']} only in the "
+                         f"{'killed' if row['_merge'] == 'left_only' else 'clean'} run")
+            continue
+        changed = [f"{c} {_plain(row[c + '_got'])!r} (clean {_plain(row[c + '_expected'])!r})" for c in LEDGER_COLUMNS[2:]
+                   if row[c + "_got"] != row[c + "_expected"]]
+        if changed:
+            lines.append(f"ledger: {row['kind']} {row['path']}: {', '.join(changed)}")
+    return lines
+
+
+def _frame_differences(got: pd.DataFrame, expected: pd.DataFrame, limit: int = 25) -> list[str]:
+    """Human-readable cells where `got` differs from `expected` (floats: rtol 1e-5, as
+    assert_frame_equal), rows present in one frame only, keyed by window end/class/series."""
+    keys = ["end", "class", "segment", "segment_value"]
+    merged = got.merge(expected, on=keys, how="outer", suffixes=("_got", "_expected"), indicator=True)
+    lines = [f"row {tuple(row[k] for k in keys)} only in the {'killed' if row['_merge'] == 'left_only' else 'clean'} run"
+             for _, row in merged.loc[merged["_merge"] != "both"].iterrows()]
+    both = merged.loc[merged["_merge"] == "both"]
+    for column in (c for c in expected.columns if c not in keys):
+        a, b = both[f"{column}_got"], both[f"{column}_expected"]
+        if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+            x, y = a.to_numpy(dtype=float), b.to_numpy(dtype=float)
+            same = np.isclose(x, y, rtol=1e-5, atol=1e-8, equal_nan=True)
+        else:
+            same = ((a == b) | (a.isna() & b.isna())).to_numpy()
+        for position in np.flatnonzero(~same):
+            row = both.iloc[position]
+            lines.append(f"{tuple(row[k] for k in keys)} {column}: killed+rerun {_plain(row[f'{column}_got'])!r}, "
+                         f"clean {_plain(row[f'{column}_expected'])!r}")
+    return lines[:limit] + ([f"... {len(lines) - limit} more"] if len(lines) > limit else [])
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # ~30 s alone; several times that on a loaded 2-CPU runner (253 s seen)
 def test_killing_an_ingest_midway_and_running_it_again_gives_exactly_the_same_numbers(tmp_path, db_url):
     scenario = small_scenario(days=10, rows_per_day=12000)  # big enough to be killed midway
     killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
@@ -44,33 +127,56 @@ def test_killing_an_ingest_midway_and_running_it_again_gives_exactly_the_same_nu
     clean_dir.mkdir()
     clean_url = f"sqlite:///{clean_dir}/clean.db"
     config, _ = make_workspace(killed_dir, db_url, scenario)
-    clean, _ = make_workspace(clean_dir, clean_url, scenario)
+    shutil.copytree(killed_dir, clean_dir, dirs_exist_ok=True)  # the same logs (simulated once)
+    clean = load_config(write_config(clean_dir, scenario, database_url=clean_url))
     from monitor.store.migrate import upgrade
 
     upgrade(make_engine(clean.database_url))
     run_tick(make_engine(clean.database_url), clean, notify=False)
     expected = _frame(clean)
-    process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "--config", str(killed_dir / "monitor.toml"),
-                                "ingest", "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    engine = make_engine(config.database_url)
-    deadline = time.time() + 300
-    from sqlalchemy import text
+    expected_ledger = _ledger(clean.database_url)
+    n_files = len(expected_ledger)
 
-    while time.time() < deadline:  # kill it once some files are in, before all are
-        time.sleep(0.05)  # often: a day of predictions takes well under a second
-        with engine.connect() as conn:
-            done = conn.execute(text("SELECT count(*) FROM ingested_files WHERE status = 'done'")).scalar()
-        if done and done >= 2:
+    # Kill it as soon as the ledger shows 2 files committed: the ingest is then (almost
+    # surely) inside the transaction of the next one, and far from done (10 prediction files
+    # of a good fraction of a second each, then ~70 label files; the poll reads every 20 ms
+    # and, through `_reader`, never waits for the ingest's write lock).
+    stderr_path = tmp_path / "killed-ingest.stderr"
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "--config", str(killed_dir / "monitor.toml"),
+                                    "ingest", "--no-progress"], stdout=subprocess.DEVNULL, stderr=stderr)
+    reader = _reader(config.database_url)
+    deadline = time.monotonic() + 300
+    seen = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        seen = int((_ledger(reader)["status"] == "done").sum())
+        if seen >= 2:
             break
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    with engine.connect() as conn:
-        done_before = conn.execute(text("SELECT count(*) FROM ingested_files WHERE status = 'done'")).scalar()
-    assert done_before < 20, "the ingest finished before it could be killed; make the data larger"
-    engine.dispose()
+    at_kill = _ledger(reader)  # what the killed ingest committed
+    reader.dispose()
+    assert process.returncode == -signal.SIGKILL, (
+        f"the ingest ended by itself (exit {process.returncode}) before the kill, with {seen} files seen done: "
+        f"{stderr_path.read_text(errors='replace')[-3000:]}")
+    assert seen >= 2, f"no 2 files were committed within 300 s; ledger: {_describe_ledger(at_kill)}"
+    done_at_kill = int((at_kill["status"] == "done").sum())
+    assert done_at_kill < n_files, f"the ingest finished before it could be killed: {_describe_ledger(at_kill)}"
+
     result = _cli("--config", str(killed_dir / "monitor.toml"), "ingest", "--no-progress")
     assert result.returncode == 0, result.stderr
-    pd.testing.assert_frame_equal(_frame(config), expected, check_dtype=False)
+    context = (f"\nkilled with {done_at_kill} of {n_files} files committed; ledger at the kill: "
+               f"{_describe_ledger(at_kill)}\nrerun: {result.stdout.strip()}\n{result.stderr.strip()[-2000:]}")
+    got = _frame(config)
+    problems = (_ledger_differences(_ledger(config.database_url), expected_ledger)
+                + _frame_differences(got, expected))
+    if problems:
+        pytest.fail("killed + rerun differs from the clean ingest:\n" + "\n".join(problems) + context)
+    try:
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    except AssertionError as error:
+        raise AssertionError(f"{error}{context}") from None
 
 
 def test_metrics_prints_contract_records_as_json_and_csv(tmp_path, sqlite_url):
