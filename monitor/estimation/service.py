@@ -15,7 +15,9 @@ map itself, and it cannot see concept drift (P(y | x) changing): see docs/estima
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,33 +62,97 @@ def ratio_interval(
     return low, high
 
 
-def estimate_rates(counts: pd.DataFrame) -> pd.DataFrame:
-    """Rates and intervals from summed expected counts (pure; columns of VALUE_COLUMNS)."""
+def _recall_arrays(counts: pd.DataFrame) -> dict[str, np.ndarray]:
+    """recall_estimated and its interval (from exp_tp, exp_fn, var_tp, var_fn only)."""
     tp = counts["exp_tp"].to_numpy(dtype=np.float64)
     fn = counts["exp_fn"].to_numpy(dtype=np.float64)
     var_tp = counts["var_tp"].to_numpy(dtype=np.float64)
     var_fn = counts["var_fn"].to_numpy(dtype=np.float64)
-    n_predicted = counts["n_predicted"].to_numpy(dtype=np.float64)
     positives = tp + fn
     recall = safe_divide(tp, positives)
     # delta method for tp / (tp + fn) with independent tp and fn
     recall_variance = safe_divide(fn * fn * var_tp + tp * tp * var_fn, positives**4)
     recall_low, recall_high = ratio_interval(recall, recall_variance)
+    return {"recall_estimated": recall, "recall_estimated_low": recall_low, "recall_estimated_high": recall_high}
+
+
+def _rate_arrays(counts: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The columns of `estimate_rates` as arrays, in its order."""
+    tp = counts["exp_tp"].to_numpy(dtype=np.float64)
+    fn = counts["exp_fn"].to_numpy(dtype=np.float64)
+    var_tp = counts["var_tp"].to_numpy(dtype=np.float64)
+    n_predicted = counts["n_predicted"].to_numpy(dtype=np.float64)
     precision = safe_divide(tp, n_predicted)
     precision_low, precision_high = ratio_interval(precision, safe_divide(var_tp, n_predicted**2))
-    return pd.DataFrame(
-        {
-            "recall_estimated": recall,
-            "recall_estimated_low": recall_low,
-            "recall_estimated_high": recall_high,
-            "precision_estimated": precision,
-            "precision_estimated_low": precision_low,
-            "precision_estimated_high": precision_high,
-            "f1_estimated": safe_divide(2 * tp, tp + n_predicted + fn),
-            "support_estimated": positives,
-        },
-        index=counts.index,
+    return {
+        **_recall_arrays(counts),
+        "precision_estimated": precision,
+        "precision_estimated_low": precision_low,
+        "precision_estimated_high": precision_high,
+        "f1_estimated": safe_divide(2 * tp, tp + n_predicted + fn),
+        "support_estimated": tp + fn,
+    }
+
+
+def estimate_rates(counts: pd.DataFrame) -> pd.DataFrame:
+    """Rates and intervals from summed expected counts (pure; columns of VALUE_COLUMNS)."""
+    return pd.DataFrame(_rate_arrays(counts), index=counts.index)
+
+
+# blanked where the window holds no scored prediction (support_estimated included)
+BLANKED_COLUMNS = [c for c in ESTIMATE_COLUMNS if c.endswith(("_estimated", "_low", "_high"))]
+
+
+@dataclass(frozen=True)
+class WindowEstimates:
+    """What `estimated_frame` is made of, as arrays aligned with `counts` (the window sums
+    of expected counts per end, series and class, with a fresh index): the class names as
+    strings, the rates (NaN where nothing was scored), n_scored, and the calibration warning
+    of each row's class (None when fine)."""
+
+    counts: pd.DataFrame
+    classes: pd.Series
+    rates: dict[str, np.ndarray]
+    n_scored: np.ndarray
+    warnings: np.ndarray
+
+
+# what the recall estimate needs of VALUE_COLUMNS (n_scored: whether anything was scored)
+RECALL_VALUE_COLUMNS = ["n_scored", "exp_tp", "exp_fn", "var_tp", "var_fn"]
+
+
+def window_estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,
+                     segment_sets: Sequence[tuple[str, ...]], ends=None,  # type: ignore[no-untyped-def]
+                     recall_only: bool = False) -> WindowEstimates | None:
+    """The estimates of `estimated_frame` before they are put in a frame; None without
+    expected counts in the windows. `recall_only`: only the recall columns (reads 5 of the
+    8 sums; the same rows and the same recall values)."""
+    counts = windowed_counts(
+        conn,
+        EXPECTED_COUNTS,
+        model_id=ctx.model_id,
+        spec=spec,
+        segment_sets=segment_sets,
+        key_columns=["class_name"],
+        value_columns=RECALL_VALUE_COLUMNS if recall_only else VALUE_COLUMNS,
+        ends=ends,
+        bucket=ctx.bucket,
     )
+    if counts.empty:
+        return None
+    counts = counts.reset_index(drop=True)
+    rates = _recall_arrays(counts) if recall_only else _rate_arrays(counts)
+    n_scored = counts["n_scored"].astype(np.int64).to_numpy()
+    empty = n_scored == 0  # no scored prediction in the window: nothing to estimate
+    if empty.any():
+        for name in BLANKED_COLUMNS:
+            if name in rates:
+                rates[name] = np.where(empty, np.nan, rates[name])
+    classes = counts["class_name"].astype(str)
+    codes, names = pd.factorize(classes)
+    found = class_warnings(conn, ctx)
+    by_class = np.array([None, *(found.get(name) for name in names)], dtype=object)
+    return WindowEstimates(counts, classes, rates, n_scored, by_class[codes + 1])
 
 
 def estimated_frame(
@@ -105,34 +171,23 @@ def estimated_frame(
     precision, none predicted as the class). `estimation_warning` is set on every row of a
     class whose reference scores were badly calibrated.
     """
-    counts = windowed_counts(
-        conn,
-        EXPECTED_COUNTS,
-        model_id=ctx.model_id,
-        spec=spec,
-        segment_sets=segment_sets,
-        key_columns=["class_name"],
-        value_columns=VALUE_COLUMNS,
-        ends=ends,
-        bucket=ctx.bucket,
-    )
-    if counts.empty:
+    found = window_estimates(conn, ctx, spec, segment_sets=segment_sets, ends=ends)
+    if found is None:
         return pd.DataFrame(columns=ESTIMATE_COLUMNS)
-    counts = counts.reset_index(drop=True)
-    out = pd.concat([counts[["end", "segment", "segment_value"]], estimate_rates(counts)], axis=1)
-    out.insert(3, "class", counts["class_name"].astype(str))
-    out["n_scored"] = counts["n_scored"].astype(np.int64)
-    empty = out["n_scored"] == 0  # no scored prediction in the window: nothing to estimate
-    rate_columns = [c for c in ESTIMATE_COLUMNS if c.endswith(("_estimated", "_low", "_high"))]
-    out.loc[empty, rate_columns] = np.nan
-    warnings = calibration_report(conn, ctx).set_index("class")["warning"]
-    out["estimation_warning"] = out["class"].map(warnings).astype(object)
-    out["estimation_warning"] = out["estimation_warning"].where(out["estimation_warning"].notna(), None)
-    out["end"] = out["end"].astype(np.int64)
-    return out[ESTIMATE_COLUMNS]
+    counts = found.counts
+    columns: dict[str, object] = {
+        "end": counts["end"].astype(np.int64),
+        "segment": counts["segment"],
+        "segment_value": counts["segment_value"],
+        "class": found.classes,
+        **found.rates,
+        "n_scored": found.n_scored,
+        "estimation_warning": pd.Series(found.warnings, dtype=object),  # not inferred as str
+    }
+    return pd.DataFrame(columns)[ESTIMATE_COLUMNS]
 
 
-def _warning(record: pd.Series) -> str | None:
+def _warning(record: Mapping[str, Any] | pd.Series) -> str | None:
     if not record["badly_calibrated"]:
         return None
     before = f"{record['ece_before']:.3f}"
@@ -169,3 +224,23 @@ def calibration_report(conn: Connection, ctx: ModelContext) -> pd.DataFrame:
     report["badly_calibrated"] = report["badly_calibrated"].astype(bool)
     report["warning"] = pd.Series([_warning(row) for _, row in report.iterrows()], dtype=object)  # one row per class
     return report[REPORT_COLUMNS]
+
+
+def class_warnings(conn: Connection, ctx: ModelContext) -> dict[str, str | None]:
+    """The `warning` column of `calibration_report` per class (classes without a stored
+    calibrator are absent), without building the report."""
+    table = CALIBRATORS
+    rows = conn.execute(
+        select(
+            table.c.class_name, table.c.applied, table.c.ece_before, table.c.ece_after,
+            table.c.badly_calibrated,
+        ).where(table.c.model_id == ctx.model_id)
+    ).all()
+    nan = float("nan")
+    return {
+        name: _warning({  # as in the report: flags as bool, a missing ECE as NaN
+            "class": name, "applied": bool(applied), "badly_calibrated": bool(badly),
+            "ece_before": nan if before is None else before, "ece_after": nan if after is None else after,
+        })
+        for name, applied, before, after, badly in rows
+    }

@@ -10,10 +10,12 @@ the interval of the label-free estimate and its warning (e.g. badly calibrated s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from pandas.api.extensions import ExtensionArray
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
@@ -28,7 +30,7 @@ from monitor.store.windows import (
     segment_label,
     windowed_counts,
 )
-from monitor.timeutil import format_duration, iso_series, now_epoch, parse_time
+from monitor.timeutil import format_duration, iso_series, now_epoch, parse_time, to_iso
 
 METRIC_COLUMNS = [
     "model", "window", "end", "class", "segment", "segment_value", "n_predictions", "n_labeled",
@@ -36,35 +38,104 @@ METRIC_COLUMNS = [
     "recall_high", "precision_low", "precision_high", "recall_estimated",
 ]
 EXTRA_COLUMNS = ["provisional", "expected_coverage", "recall_estimated_low", "recall_estimated_high", "estimation_warning"]
-CONFUSION = ConfusionCount.__table__
-PREDICTION_COUNTS = PredictionCount.__table__
+CONFUSION = cast(Table, ConfusionCount.__table__)
+PREDICTION_COUNTS = cast(Table, PredictionCount.__table__)
+REFERENCE_COLUMNS = ["segment", "segment_value", "class", "tp", "fp", "fn", "tn", "support", "precision", "recall",
+                     "f1", "recall_low", "recall_high", "precision_low", "precision_high"]
+
+# Everything below works on integer codes: a series is a row of `_Series` (sorted unique
+# (end, segment, segment_value)), a class its position in the class list, and counts are
+# summed with np.bincount into (series x class) arrays. The frames come out in the order the
+# pandas groupby / merge / sort_values chain they replace gave (tests/core/legacy_metrics.py).
 
 
-def _per_class(confusion: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
-    """One-vs-rest tp/fp/fn per (end, segment, segment_value, class) from summed cells."""
-    keys = ["end", "segment", "segment_value"]
-    totals = confusion.groupby(keys, as_index=False)["n"].sum().rename(columns={"n": "n_labeled"})
-    diagonal = confusion.loc[confusion["true_class"] == confusion["pred_class"]]
-    tp = diagonal.groupby([*keys, "true_class"])["n"].sum()
-    actual = confusion.groupby([*keys, "true_class"])["n"].sum()
-    predicted = confusion.groupby([*keys, "pred_class"])["n"].sum()
-    series = totals[keys].drop_duplicates()
-    grid = series.merge(pd.DataFrame({"class": list(classes)}), how="cross")
-    index = pd.MultiIndex.from_frame(grid[[*keys, "class"]])
-    grid["tp"] = tp.reindex(index, fill_value=0).to_numpy()
-    grid["support"] = actual.reindex(index, fill_value=0).to_numpy()
-    grid["predicted_positive"] = predicted.reindex(index, fill_value=0).to_numpy()
-    grid = grid.merge(totals, on=keys, how="left")
-    grid["fn"] = grid["support"] - grid["tp"]
-    grid["fp"] = grid["predicted_positive"] - grid["tp"]
-    grid["tn"] = grid["n_labeled"] - grid["tp"] - grid["fn"] - grid["fp"]
-    return grid.drop(columns=["predicted_positive"])
+class _Series:
+    """Sorted unique (end, segment, segment_value) keys: `end`, `segment_code` and
+    `value_code` per series row (codes into the sorted `segments` / `values`); `rows` maps
+    every input row to its series row (-1 for a missing key, which a groupby would drop)."""
+
+    def __init__(self, end: object, segment: pd.Series, value: pd.Series) -> None:
+        self.ends, end_codes = np.unique(np.asarray(end, dtype=np.int64), return_inverse=True)
+        segment_codes, self.segments = pd.factorize(segment, sort=True)
+        value_codes, self.values = pd.factorize(value, sort=True)
+        self._n_segments, self._n_values = max(len(self.segments), 1), max(len(self.values), 1)
+        valid = (segment_codes >= 0) & (value_codes >= 0)
+        self.keys, inverse = np.unique(self._key(end_codes, segment_codes, value_codes)[valid], return_inverse=True)
+        self.rows = np.full(len(valid), -1, dtype=np.int64)
+        self.rows[valid] = inverse
+        self.n = len(self.keys)
+        self.end_code = self.keys // (self._n_segments * self._n_values)
+        self.segment_code = (self.keys // self._n_values) % self._n_segments
+        self.value_code = self.keys % self._n_values
+
+    def _key(self, end_codes: np.ndarray, segment_codes: np.ndarray, value_codes: np.ndarray) -> np.ndarray:
+        """One int64 per (end, segment, value) whose order is theirs (lexicographic)."""
+        return (end_codes.astype(np.int64) * self._n_segments + segment_codes) * self._n_values + value_codes
+
+    def lookup(self, end: object, segment: pd.Series, value: pd.Series) -> np.ndarray:
+        """The series row of each (end, segment, segment_value), -1 where there is none."""
+        end = np.asarray(end, dtype=np.int64)
+        if len(end) == 0 or self.n == 0:
+            return np.full(len(end), -1, dtype=np.int64)
+        end_codes = np.minimum(np.searchsorted(self.ends, end), len(self.ends) - 1)
+        segment_codes = _positions(self.segments, segment)
+        value_codes = _positions(self.values, value)
+        found = (self.ends[end_codes] == end) & (segment_codes >= 0) & (value_codes >= 0)
+        key = self._key(end_codes, segment_codes, value_codes)
+        rows = np.minimum(np.searchsorted(self.keys, key), self.n - 1)
+        return np.where(found & (self.keys[rows] == key), rows, -1)
+
+
+def _positions(index: pd.Index, values: pd.Series) -> np.ndarray:
+    """Position of each value in `index` (unique), -1 where absent: looked up once per
+    distinct value (hashing a few distinct strings beats hashing every row)."""
+    codes, distinct = pd.factorize(values)
+    if len(distinct) == 0:
+        return np.full(len(codes), -1, dtype=np.int64)
+    found = np.append(index.get_indexer(distinct), -1)  # code -1 (missing) -> -1
+    return found[codes]
+
+
+def _sums(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Sums of `weights` per index in [0, size) (float64; exact for integer counts)."""
+    keep = index >= 0
+    return np.bincount(index[keep], weights=weights[keep].astype(np.float64), minlength=size)[:size]
+
+
+def _one_vs_rest_counts(confusion: pd.DataFrame, rows: np.ndarray, n_rows: int,
+                        classes: Sequence[str]) -> dict[str, np.ndarray]:
+    """tp, support, fn, fp (rows x classes) and n_labeled (rows) from summed cells, `rows`
+    being each cell's output row (-1: not reported). Cells of other classes count in
+    n_labeled only. Float64 arrays holding whole numbers."""
+    k = len(classes)
+    n = confusion["n"].to_numpy()
+    if len(confusion) and k:
+        index = pd.Index(list(classes))
+        true_codes = _positions(index, confusion["true_class"])
+        pred_codes = _positions(index, confusion["pred_class"])
+        mapped = rows >= 0
+        cell = np.where(mapped, rows * k, -1)
+        diagonal = (true_codes == pred_codes) & (true_codes >= 0)
+        tp = _sums(np.where(diagonal & mapped, cell + true_codes, -1), n, n_rows * k)
+        support = _sums(np.where((true_codes >= 0) & mapped, cell + true_codes, -1), n, n_rows * k)
+        predicted = _sums(np.where((pred_codes >= 0) & mapped, cell + pred_codes, -1), n, n_rows * k)
+    else:
+        tp = support = predicted = np.zeros(n_rows * k)
+    n_labeled = _sums(rows, n, n_rows) if len(confusion) else np.zeros(n_rows)
+    tp, support, predicted = (a.reshape(n_rows, k) for a in (tp, support, predicted))
+    fn = support - tp
+    fp = predicted - tp
+    tn = n_labeled[:, None] - tp - fn - fp
+    return {"tp": tp, "support": support, "fn": fn, "fp": fp, "tn": tn, "n_labeled": n_labeled}
 
 
 def _classes_present(ctx: ModelContext, confusion: pd.DataFrame) -> list[str]:
     if ctx.classes:
         return list(ctx.classes)
-    seen = set(confusion.get("true_class", pd.Series(dtype=object))) | set(confusion.get("pred_class", pd.Series(dtype=object)))
+    seen: set[object] = set()
+    for column in ("true_class", "pred_class"):
+        if column in confusion:
+            seen.update(confusion[column].unique())
     return sorted(str(c) for c in seen)
 
 
@@ -85,54 +156,103 @@ def metrics_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, clas
     if predictions.empty:
         return pd.DataFrame(columns=METRIC_COLUMNS + EXTRA_COLUMNS)
     ends = np.sort(predictions["end"].unique())
-    keys = ["end", "segment", "segment_value"]
-    n_predictions = predictions.groupby(keys, as_index=False)["n"].sum().rename(columns={"n": "n_predictions"})
+    series = _Series(predictions["end"], predictions["segment"], predictions["segment_value"])
+    n_predictions = _sums(series.rows, predictions["n"].to_numpy(), series.n)
+    if pd.api.types.is_integer_dtype(predictions["n"].dtype):
+        n_predictions = n_predictions.astype(np.int64)
     confusion = windowed_counts(conn, CONFUSION, model_id=ctx.model_id, spec=spec, segment_sets=segment_sets,
                                 key_columns=["true_class", "pred_class"], value_columns=["n"], ends=ends)
     all_classes = _classes_present(ctx, confusion)
-    if confusion.empty:
-        confusion = pd.DataFrame({"end": pd.Series(dtype="int64"), "segment": [], "segment_value": [],
-                                  "true_class": [], "pred_class": [], "n": pd.Series(dtype="int64")})
-    per_class = _per_class(confusion, all_classes)
-    frame = n_predictions.merge(pd.DataFrame({"class": all_classes}), how="cross")
-    frame = frame.merge(per_class, on=[*keys, "class"], how="left")
-    for column in ("tp", "fp", "fn", "tn", "support", "n_labeled"):
-        frame[column] = frame[column].fillna(0).astype("int64")
-    frame = frame.loc[frame["n_predictions"] > 0].reset_index(drop=True)
-    rates = one_vs_rest(frame["tp"].to_numpy(), frame["fp"].to_numpy(), frame["fn"].to_numpy())
-    for name, values in rates.items():
-        frame[name] = values
-    frame["label_coverage"] = safe_divide(frame["n_labeled"].to_numpy(), frame["n_predictions"].to_numpy())
-    frame = _add_estimates(conn, ctx, spec, segment_sets, ends, frame)
+    k = len(all_classes)
+    rows = series.lookup(confusion["end"], confusion["segment"], confusion["segment_value"]) if len(confusion) else \
+        np.zeros(0, dtype=np.int64)
+    counts = _one_vs_rest_counts(confusion, rows, series.n, all_classes)
+
+    # the records: series with predictions x the chosen classes, by end, class name, series
+    wanted = set(classes or [])
+    chosen = [i for i, name in enumerate(all_classes) if not wanted or name in wanted]
+    reported = np.flatnonzero(n_predictions > 0)
+    row = np.repeat(reported, len(chosen))
+    cls = np.tile(np.asarray(chosen, dtype=np.int64), len(reported))
+    rank = np.empty(k, dtype=np.int64)
+    rank[sorted(range(k), key=lambda i: all_classes[i])] = np.arange(k)
+    order = np.lexsort((series.value_code[row], series.segment_code[row], rank[cls], series.end_code[row]))
+    row, cls = row[order], cls[order]
+    cell = row * k + cls
+
+    tp, fp, fn, tn, support = (counts[name].reshape(-1)[cell].astype(np.int64) for name in ("tp", "fp", "fn", "tn", "support"))
+    n_labeled = counts["n_labeled"][row].astype(np.int64)
+    n_predicted = n_predictions[row]
+    rates = one_vs_rest(tp, fp, fn)
+    label_coverage = safe_divide(n_labeled, n_predicted)
+    estimated = _estimates(conn, ctx, spec, segment_sets, ends, series, all_classes, cell)
+    used, end_index = np.unique(series.end_code[row], return_inverse=True)
     clock = as_of if as_of is not None else now_epoch()
-    coverage = expected_coverage(conn, ctx, frame["end"].to_numpy(), spec.window, clock)
-    frame["expected_coverage"] = coverage
-    frame["provisional"] = (frame["label_coverage"].fillna(0) + 1e-9 < 0.9 * frame["expected_coverage"])
-    if classes:
-        frame = frame.loc[frame["class"].isin(classes)]
-    frame = frame.sort_values(["end", "class", "segment", "segment_value"], kind="stable").reset_index(drop=True)
-    frame["model"] = ctx.name
-    frame["window"] = format_duration(spec.window)
-    frame["end"] = iso_series(frame["end"])
-    return frame[METRIC_COLUMNS + EXTRA_COLUMNS]
+    coverage = expected_coverage(conn, ctx, series.ends[used], spec.window, clock)[end_index] if len(row) else \
+        np.zeros(0)
+    provisional = np.where(np.isnan(label_coverage), 0.0, label_coverage) + 1e-9 < 0.9 * coverage
+    # dtype as the cross merge with this frame gave (str; float64 for no class at all)
+    class_values = pd.DataFrame({"class": list(all_classes)})["class"].array
+    columns = {
+        "model": ctx.name,
+        "window": format_duration(spec.window),
+        "end": _iso(series.ends[used]).take(end_index),
+        "class": class_values.take(cls),
+        "segment": series.segments.array.take(series.segment_code[row]),
+        "segment_value": series.values.array.take(series.value_code[row]),
+        "n_predictions": n_predicted,
+        "n_labeled": n_labeled,
+        "label_coverage": label_coverage,
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn, "support": support,
+        **rates,
+        **estimated,
+        "provisional": provisional,
+        "expected_coverage": coverage,
+    }
+    return pd.DataFrame({name: columns[name] for name in METRIC_COLUMNS + EXTRA_COLUMNS})
 
 
-def _add_estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, segment_sets: list[tuple[str, ...]],
-                   ends: np.ndarray, frame: pd.DataFrame) -> pd.DataFrame:
-    from monitor.estimation.service import estimated_frame
+def _iso(ends: np.ndarray) -> ExtensionArray:
+    """`iso_series` of a few distinct ends (formatted one by one: the vectorised path has a
+    fixed cost far above that of a few dozen strftime calls)."""
+    if len(ends) == 0:
+        return iso_series(pd.Series(ends, dtype=np.int64)).array
+    return pd.Series([to_iso(int(end)) for end in ends]).array
 
-    estimates = estimated_frame(conn, ctx, spec, segment_sets=segment_sets, ends=ends)
-    carried = ["recall_estimated", "recall_estimated_low", "recall_estimated_high", "estimation_warning"]
-    if estimates is None or estimates.empty:
-        for column in carried:
-            frame[column] = None if column == "estimation_warning" else np.nan
-        return frame
-    for column in carried:
-        if column not in estimates.columns:
-            estimates[column] = None if column == "estimation_warning" else np.nan
-    keep = ["end", "segment", "segment_value", "class", *carried]
-    estimates = estimates[keep].assign(end=estimates["end"].astype("int64"))
-    return frame.merge(estimates, on=["end", "segment", "segment_value", "class"], how="left")
+
+def _estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, segment_sets: list[tuple[str, ...]],
+               ends: np.ndarray, series: _Series, classes: Sequence[str], cell: np.ndarray) -> dict[str, Any]:
+    """recall_estimated, its interval and estimation_warning per record (`cell`: series row
+    x class): NaN where the estimate has no such window, series or class, and all None
+    warnings when there are no estimates at all."""
+    from monitor.estimation.service import window_estimates
+
+    found = window_estimates(conn, ctx, spec, segment_sets=segment_sets, ends=ends, recall_only=True)
+    carried = ["recall_estimated", "recall_estimated_low", "recall_estimated_high"]
+    if found is None:
+        out: dict[str, Any] = {name: np.full(len(cell), np.nan) for name in carried}
+        out["estimation_warning"] = pd.Series(np.full(len(cell), None, dtype=object), dtype=object)
+        return out
+    counts = found.counts
+    k = len(classes)
+    rows = series.lookup(counts["end"].astype(np.int64), counts["segment"], counts["segment_value"])
+    codes = _positions(pd.Index(list(classes)), found.classes) if k else np.full(len(counts), -1)
+    matched = (rows >= 0) & (codes >= 0)
+    # (end, series, class) is unique in window sums, so each record gets at most one estimate
+    target = rows[matched] * k + codes[matched]
+    position = np.full(series.n * k, -1, dtype=np.int64)
+    position[target] = np.flatnonzero(matched)
+    source = position[cell]
+    hit = source >= 0
+    out = {}
+    for name in carried:
+        values = np.full(len(cell), np.nan)
+        values[hit] = found.rates[name][source[hit]]
+        out[name] = values
+    warnings = np.full(len(cell), np.nan, dtype=object)
+    warnings[hit] = found.warnings[source[hit]]
+    out["estimation_warning"] = pd.Series(warnings, dtype=object)  # not inferred as str
+    return out
 
 
 def reference_metrics(conn: Connection, ctx: ModelContext, segment_sets: Sequence[tuple[str, ...]] | None = None) -> pd.DataFrame:
@@ -148,20 +268,31 @@ def reference_metrics(conn: Connection, ctx: ModelContext, segment_sets: Sequenc
     else:
         cells = _reference_cells(conn, ctx, sets)
     if cells.empty:
-        return pd.DataFrame(columns=["segment", "segment_value", "class", "tp", "fp", "fn", "tn", "support",
-                                     "precision", "recall", "f1", "recall_low", "recall_high",
-                                     "precision_low", "precision_high"])
-    cells = cells.assign(end=0)
-    per_class = _per_class(cells, _classes_present(ctx, cells)).drop(columns=["end", "n_labeled"])
-    rates = one_vs_rest(per_class["tp"].to_numpy(), per_class["fp"].to_numpy(), per_class["fn"].to_numpy())
-    for name, values in rates.items():
-        per_class[name] = values
-    return per_class.reset_index(drop=True)
+        return pd.DataFrame(columns=REFERENCE_COLUMNS)
+    all_classes = _classes_present(ctx, cells)
+    k = len(all_classes)
+    series = _Series(np.zeros(len(cells), dtype=np.int64), cells["segment"], cells["segment_value"])
+    counts = _one_vs_rest_counts(cells, series.rows, series.n, all_classes)
+    integer = pd.api.types.is_integer_dtype(cells["n"].dtype)
+    row = np.repeat(np.arange(series.n), k)
+    cls = np.tile(np.arange(k), series.n)
+    columns: dict[str, object] = {
+        "segment": series.segments.array.take(series.segment_code[row]),
+        "segment_value": series.values.array.take(series.value_code[row]),
+        "class": pd.DataFrame({"class": list(all_classes)})["class"].array.take(cls),
+    }
+    for name in ("tp", "support", "fn", "fp", "tn"):
+        values = counts[name].reshape(-1)
+        columns[name] = values.astype(np.int64) if integer else values
+    columns.update(one_vs_rest(columns["tp"], columns["fp"], columns["fn"]))  # type: ignore[arg-type]
+    return pd.DataFrame(columns)
 
 
 def _reference_cells(conn: Connection, ctx: ModelContext, sets: Sequence[tuple[str, ...]]) -> pd.DataFrame:
+    """Reference counts per (segment, segment_value, true_class, pred_class) for every
+    attribute set (`()`: overall); an empty frame when there are none."""
     table = ReferenceCount.__table__
-    frames = []
+    cells: dict[str, list] = {"segment": [], "segment_value": [], "true_class": [], "pred_class": [], "n": []}
     for attributes in sets:
         columns, source = [], table
         for index, attribute in enumerate(attributes):
@@ -171,19 +302,23 @@ def _reference_cells(conn: Connection, ctx: ModelContext, sets: Sequence[tuple[s
         query = (select(*columns, table.c.true_class, table.c.pred_class, func.sum(table.c.n))
                  .select_from(source).where(table.c.model_id == ctx.model_id)
                  .group_by(*columns, table.c.true_class, table.c.pred_class))
-        rows = pd.DataFrame(conn.execute(query).fetchall(),
-                            columns=[*[f"v{i}" for i in range(len(attributes))], "true_class", "pred_class", "n"])
-        if rows.empty:
+        rows = conn.execute(query).fetchall()
+        if not rows:
             continue
-        value: pd.Series | str = OVERALL
+        fields = list(zip(*rows))  # column by column: values..., true_class, pred_class, n
+        width = len(attributes)
         if attributes:
-            value = rows["v0"].astype(str)
-            for i in range(1, len(attributes)):
-                value = value + SEPARATOR + rows[f"v{i}"].astype(str)
-        frames.append(pd.DataFrame({"segment": segment_label(attributes), "segment_value": value,
-                                    "true_class": rows["true_class"], "pred_class": rows["pred_class"],
-                                    "n": rows["n"].astype("int64")}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            cells["segment_value"] += [SEPARATOR.join(parts) for parts in zip(*(map(str, f) for f in fields[:width]))]
+        else:
+            cells["segment_value"] += [OVERALL] * len(rows)
+        cells["segment"] += [segment_label(attributes)] * len(rows)
+        cells["true_class"] += fields[width]
+        cells["pred_class"] += fields[width + 1]
+        cells["n"] += fields[width + 2]
+    if not cells["n"]:
+        return pd.DataFrame()
+    n = np.fromiter((int(v) for v in cells["n"]), dtype=np.int64, count=len(cells["n"]))  # PostgreSQL: Decimal
+    return pd.DataFrame({**cells, "n": n})
 
 
 def confusion_matrix(conn: Connection, ctx: ModelContext, start: int, end: int, *, segment: str | None = None,
