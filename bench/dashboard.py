@@ -162,9 +162,10 @@ def _jsonable(value: Any) -> Any:
 
 def run(url: str, repeat: int) -> list[tuple[str, float, float, float, float]]:
     from dashboards import layout
-    from dashboards.app import create_app
+    from dashboards.app import create_app, freeze_startup_objects
 
     app = create_app(build_config(url, 0))
+    freeze_startup_objects()  # as `monitor serve` and dashboards.wsgi do
     pages = {name: sys.modules[f"dashboards.pages.{name}"]
              for name in ("overview", "classes", "subgroups", "alerts", "data")}
     model, window = "bench", "7d"

@@ -7,8 +7,9 @@ gunicorn runs without --preload, so no database connection is shared between pro
 
 from __future__ import annotations
 
-from dashboards.app import create_app
+from dashboards.app import create_app, freeze_startup_objects
 from monitor.config import load_config
 
 app = create_app(load_config())
+freeze_startup_objects()
 server = app.server
