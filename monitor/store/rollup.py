@@ -8,13 +8,13 @@ already, so it touches one.
 - `prediction_counts`, `confusion_counts` and `expected_counts` each have a twin
   `<name>_daily` with the same columns, where `bucket_start` is the start of the UTC day
   (`bucket_start - bucket_start % 86400`, the same expression the window query groups by).
-- They are kept by `monitor.store.bulk.add_counts`, the one primitive every count write goes
-  through, in the caller's transaction: a roll-up never disagrees with its hourly table, also
-  after a crash mid-ingest (the whole file's transaction is rolled back).
+- They are kept by `monitor.store.bulk.add_counts` and `insert_frame`, through which every
+  count write goes, in the caller's transaction: a roll-up never disagrees with its hourly
+  table, also after a crash mid-ingest (the whole file's transaction is rolled back).
 - Reads use a roll-up only when the periods being summed are whole days
   (`windows.windowed_counts`); the result is then the same sum, read from fewer rows.
 - Migration 0005 fills them from existing hourly rows; `rebuild` does the same for a model
-  (tools and benchmarks that write count tables directly).
+  (for a tool that wrote count tables with plain SQL instead of those two functions).
 """
 
 from __future__ import annotations
