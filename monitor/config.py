@@ -140,6 +140,43 @@ class EstimationSettings(_Strict):
     max_ece: float = Field(default=0.05, gt=0.0, lt=1.0)
 
 
+class Limits(_Strict):
+    """`[limits]` (every model) and `[models.limits]` (one model, overriding the global one key
+    by key): what one row, request or value may be, so that no input can blind the monitor.
+    docs/deployment.md ("Limits and hostile input") lists each with its reason."""
+
+    # timestamps outside [earliest_timestamp, clock + max_future] are rejected row by row
+    earliest_timestamp: str = "2000-01-01T00:00:00Z"
+    max_future: str = "1d"
+    # "auto": a number of 1e11 or more is epoch milliseconds (1e11 s is the year 5138);
+    # "seconds": numbers are always epoch seconds (so milliseconds fall out of range)
+    epoch_units: Literal["auto", "seconds"] = "auto"
+    max_id_length: int = Field(default=256, ge=1, le=100_000)
+    max_value_length: int = Field(default=256, ge=1, le=100_000)  # classes, segments, version
+    max_fields: int = Field(default=1000, ge=1, le=1_000_000)  # fields (keys) of one record
+    max_record_bytes: int = Field(default=1_000_000, ge=1_000, le=1_000_000_000)
+    max_segment_values: int = Field(default=500, ge=1, le=1_000_000)  # per attribute
+    # read side: what one request may ask for (see monitor.store.windows)
+    max_window_ends: int = Field(default=20_000, ge=1)
+    max_metrics_series: int = Field(default=10_000, ge=1)
+
+    _check_future = field_validator("max_future")(_check_duration)
+
+    @field_validator("earliest_timestamp")
+    @classmethod
+    def _check_earliest(cls, value: str) -> str:
+        parse_time(value)
+        return value
+
+    @property
+    def earliest_epoch(self) -> int:
+        return parse_time(self.earliest_timestamp)
+
+    @property
+    def max_future_seconds(self) -> int:
+        return parse_duration(self.max_future)
+
+
 class ModelConfig(_Strict):
     name: str = Field(min_length=1)
     classes: list[str] | None = None
@@ -157,6 +194,7 @@ class ModelConfig(_Strict):
     drift: DriftSettings = Field(default_factory=DriftSettings)
     fairness: FairnessSettings = Field(default_factory=FairnessSettings)
     estimation: EstimationSettings = Field(default_factory=EstimationSettings)
+    limits: Limits = Field(default_factory=Limits)
 
     _check_bucket = field_validator("bucket")(_check_duration)
 
@@ -267,6 +305,7 @@ class MonitorConfig(_Strict):
     channels: list[Channel] = Field(default_factory=list)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    limits: Limits = Field(default_factory=Limits)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @model_validator(mode="after")
@@ -275,6 +314,10 @@ class MonitorConfig(_Strict):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"duplicate model names: {sorted(dupes)}")
+        # a model's [models.limits] overrides the global [limits] key by key
+        for model in self.models:
+            own = model.limits.model_dump(include=model.limits.model_fields_set)
+            model.limits = Limits.model_validate({**self.limits.model_dump(), **own})
         return self
 
     def model(self, name: str | None) -> ModelConfig:
