@@ -33,7 +33,7 @@ from monitor.context import ModelContext, load_context
 from monitor.locking import ingest_lock
 from monitor.output import to_records
 from monitor.store.models import MonitoredModel
-from monitor.store.windows import WindowSpec
+from monitor.store.windows import WindowSpec, max_window_ends
 from monitor.timeutil import parse_duration, parse_time
 
 log = logging.getLogger("monitor.api")
@@ -134,8 +134,9 @@ def _time(name: str) -> int | None:
         return None
     try:
         return parse_time(raw)
-    except ValueError as error:
-        raise ApiError(400, f"{name}: {error}") from None
+    except (ValueError, OverflowError):  # 1e400 overflows, a year 99999 is out of bounds
+        raise ApiError(400, f"{name}: invalid time {raw[:100]!r}: use ISO 8601 "
+                            "(2024-01-31T12:00:00Z) or epoch seconds") from None
 
 
 def _list(name: str) -> list[str] | None:
@@ -145,8 +146,18 @@ def _list(name: str) -> list[str] | None:
     return [part.strip() for part in raw.split(",") if part.strip()] or None
 
 
-def _spec() -> WindowSpec:
-    return WindowSpec(_duration("window", "7d"), _duration("step", "1d"), _time("from"), _time("to"))
+def _spec(config: MonitorConfig, model: ModelConfig) -> WindowSpec:
+    """The window of the query (window, step, from, to), bounded by the model's
+    `[limits] max_window_ends` (the global one, or the default before configs had limits)."""
+    window, step = _duration("window", "7d"), _duration("step", "1d")
+    start, end = _time("from"), _time("to")
+    if start is not None and end is not None and end < start:
+        raise ApiError(400, "to is before from: give from <= to")
+    limit = max_window_ends(model if getattr(model, "limits", None) is not None else config)
+    try:
+        return WindowSpec(window, step, start, end, max_ends=limit)
+    except ValueError as error:  # WindowLimitError included: too long, out of range
+        raise ApiError(400, str(error)) from None
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -160,14 +171,17 @@ def _records(frame: pd.DataFrame) -> Response:
     return json_response(to_records(frame))
 
 
-def _read(model: str, compute: Callable[[Connection, ModelContext], pd.DataFrame]) -> Response:
+def _read(model: str, compute: Callable[[Connection, ModelContext, WindowSpec], pd.DataFrame]) -> Response:
+    """Run `compute` on the model's context and the query's window; the user's mistakes
+    (unknown class/segment/feature/metric, a window over the limits) are 400 with the reason."""
     config, engine = state()
     model_config = _model_config(config, model)
+    spec = _spec(config, model_config)
     with engine.connect() as conn:
         ctx = read_context(conn, model_config)
         try:
-            frame = compute(conn, ctx)
-        except ValueError as error:  # unknown class/segment/feature, bad window: the user's input
+            frame = compute(conn, ctx, spec)
+        except ValueError as error:  # WindowLimitError too
             raise ApiError(400, str(error)) from None
         finally:
             conn.rollback()
@@ -192,26 +206,26 @@ def list_models() -> Response:
 def metrics(model: str) -> Response:
     from monitor.metrics.service import metrics_frame
 
-    spec, classes, segment = _spec(), _list("class"), request.args.get("segment") or None
-    return _read(model, lambda conn, ctx: metrics_frame(conn, ctx, spec, classes=classes, segment=segment))
+    classes, segment = _list("class"), request.args.get("segment") or None
+    return _read(model, lambda conn, ctx, spec: metrics_frame(conn, ctx, spec, classes=classes, segment=segment))
 
 
 @blueprint.get("/models/<model>/drift")
 def drift(model: str) -> Response:
     from monitor.drift.service import drift_frame
 
-    spec, segment, features = _spec(), request.args.get("segment") or None, _list("feature")
-    return _read(model, lambda conn, ctx: drift_frame(conn, ctx, spec, segment=segment, features=features))
+    segment, features = request.args.get("segment") or None, _list("feature")
+    return _read(model, lambda conn, ctx, spec: drift_frame(conn, ctx, spec, segment=segment, features=features))
 
 
 @blueprint.get("/models/<model>/fairness")
 def fairness(model: str) -> Response:
     from monitor.fairness.service import fairness_frame
 
-    spec, classes, metric = _spec(), _list("class"), _list("metric")
+    classes, metric = _list("class"), _list("metric")
     attribute = _list("attribute") or _list("segment")
-    return _read(model, lambda conn, ctx: fairness_frame(conn, ctx, spec, classes=classes,
-                                                         attribute=attribute, metric=metric))
+    return _read(model, lambda conn, ctx, spec: fairness_frame(conn, ctx, spec, classes=classes,
+                                                               attribute=attribute, metric=metric))
 
 
 @blueprint.get("/alerts")

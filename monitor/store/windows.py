@@ -29,19 +29,64 @@ from monitor.timeutil import ceil_to, floor_to
 OVERALL = "*"
 SEPARATOR = "&"
 
+# What one read may ask for, so that no request (API, CLI, dashboard) can exhaust memory or
+# overflow: a `step` of 1s over a month is 2.6 million window ends, a window of 1e20 days
+# overflows int64. Front ends pass `[limits] max_window_ends` of the config (see
+# `max_window_ends`); the other two bound the dense arrays and are plain constants.
+MAX_SPAN_DAYS = 3650  # longest window and step
+MAX_SPAN = MAX_SPAN_DAYS * 86400
+MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z: bound of `start`/`end` (datetime's range)
+MAX_WINDOW_ENDS = 20_000  # window ends of one read (55 years of daily ends)
+MAX_PERIODS = 2_000_000  # periods summed into windows (the rows of the dense array)
+MAX_CELLS = 50_000_000  # periods x series of one dense array (400 MB of float64)
+
+
+class WindowLimitError(ValueError):
+    """A read asks for more than the limits allow; the message says what to change."""
+
+
+def max_window_ends(config: object | None) -> int:
+    """`[limits] max_window_ends` of a config (a MonitorConfig or ModelConfig), else the
+    default; read with getattr so configs without a `[limits]` table work too."""
+    limits = getattr(config, "limits", None)
+    value = getattr(limits, "max_window_ends", None)
+    return int(value) if value else MAX_WINDOW_ENDS
+
 
 @dataclass(frozen=True)
 class WindowSpec:
-    """Window length and step in seconds; `start`/`end` bound the window ends (inclusive)."""
+    """Window length and step in seconds; `start`/`end` bound the window ends (inclusive).
+
+    Window and step must be positive and at most MAX_SPAN_DAYS, start and end within years
+    1..9999 (ValueError, WindowLimitError for too long). `max_ends`, `max_periods` and
+    `max_cells` bound what reading the spec may allocate (WindowLimitError beyond)."""
 
     window: int
     step: int
     start: int | None = None
     end: int | None = None
+    max_ends: int = MAX_WINDOW_ENDS
+    max_periods: int = MAX_PERIODS
+    max_cells: int = MAX_CELLS
+
+    def __post_init__(self) -> None:
+        for name in ("window", "step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{name} must be a whole number of seconds, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value} seconds")
+            if value > MAX_SPAN:
+                raise WindowLimitError(f"{name} is longer than {MAX_SPAN_DAYS} days: choose a shorter {name}")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and not -MAX_TIME <= value <= MAX_TIME:
+                raise WindowLimitError(f"{name} {value} is outside the years 1 to 9999")
 
     def ends(self, data_min: int, data_max: int) -> np.ndarray:
         """Window ends to report: from the first end that covers data to the first end
-        after the last data, clipped to [start, end]."""
+        after the last data, clipped to [start, end]. Raises WindowLimitError when there
+        would be more than `max_ends` (counted before any array is made)."""
         first = ceil_to(data_min + 1, self.step)
         last = ceil_to(data_max + 1, self.step)
         if self.start is not None:
@@ -50,7 +95,16 @@ class WindowSpec:
             last = min(last, floor_to(self.end, self.step))
         if last < first:
             return np.array([], dtype=np.int64)
+        check_ends((last - first) // self.step + 1, self.max_ends)
         return np.arange(first, last + 1, self.step, dtype=np.int64)
+
+
+def check_ends(count: int, limit: int = MAX_WINDOW_ENDS) -> None:
+    if count > limit:
+        raise WindowLimitError(
+            f"{count} window ends is more than the limit of {limit}: choose a longer step "
+            "or a shorter from/to range (the limit is [limits] max_window_ends)"
+        )
 
 
 def segment_label(attributes: Sequence[str]) -> str:
@@ -153,10 +207,18 @@ def period_grid(conn: Connection, table: Table, *, model_id: int, spec: WindowSp
     ends = np.asarray(ends, dtype=np.int64)
     if len(ends) == 0:
         return None
-    period = math.gcd(spec.window, spec.step, int(np.gcd.reduce(ends)))
+    check_ends(len(ends), spec.max_ends)
+    period = math.gcd(int(spec.window), int(spec.step), int(np.gcd.reduce(ends)))
     lower, upper = int(ends[0] - spec.window), int(ends[-1])
     first = floor_to(lower, period)
-    return PeriodGrid(ends, period, lower, upper, first, (upper - first) // period + 1)
+    n_periods = (upper - first) // period + 1
+    if n_periods > spec.max_periods:
+        raise WindowLimitError(
+            f"{n_periods} periods of {period} s to sum is more than the limit of {spec.max_periods}: "
+            "choose a window and step that are multiples of a longer period (e.g. whole hours "
+            "or days) or a shorter from/to range"
+        )
+    return PeriodGrid(ends, period, lower, upper, first, n_periods)
 
 
 def windowed_counts(
@@ -206,12 +268,22 @@ def windowed_counts(
         ])
         frames.append(
             _roll(raw, attributes, key_columns, value_columns, ends, spec.window, period,
-                  first_period, n_periods)
+                  first_period, n_periods, max_cells=spec.max_cells)
         )
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns]
+
+
+def check_cells(n_periods: int, n_series: int, n_ends: int, limit: int = MAX_CELLS) -> None:
+    """Refuse a dense periods x series array (or an ends x series result) above `limit`."""
+    cells = max(n_periods, n_ends) * n_series
+    if cells > limit:
+        raise WindowLimitError(
+            f"{n_series} series x {max(n_periods, n_ends)} periods is more than the limit of {limit} "
+            "cells: ask for fewer segments or classes, a shorter from/to range or a longer step"
+        )
 
 
 def _roll(
@@ -224,6 +296,8 @@ def _roll(
     period: int,
     first_period: int,
     n_periods: int,
+    *,
+    max_cells: int = MAX_CELLS,
 ) -> pd.DataFrame:
     value_names = [f"value{i}" for i in range(len(attributes))]
     if raw.empty:
@@ -243,6 +317,7 @@ def _roll(
     labels = group_frame.drop_duplicates().reset_index(drop=True)
     period_index = ((raw["period"].to_numpy(dtype=np.int64) - first_period) // period).astype(np.int64)
     n_groups = len(labels)
+    check_cells(n_periods + 1, n_groups, len(ends), max_cells)
     end_index = (ends - first_period) // period  # first period NOT in the window ending there
     start_index = end_index - window // period
     out = {}

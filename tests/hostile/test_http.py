@@ -1,0 +1,152 @@
+"""Issue 12, the HTTP side: no hostile query, body or database state blinds the API.
+
+Against a real server on 127.0.0.1 (tests/api/conftest.py), on SQLite and PostgreSQL where a
+database is involved: every bad input is a 4xx JSON answer with a reason, never a 500, and the
+monitor keeps answering afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from click.testing import CliRunner
+
+from monitor.store.windows import MAX_WINDOW_ENDS, WindowLimitError, WindowSpec
+from tests.api.conftest import _no_secrets, make_config, serve  # noqa: F401 - fixtures
+
+DAY = 86400
+START = 1_704_067_200  # 2024-01-01T00:00:00Z
+
+
+def month_of_predictions(n: int = 720, *, prefix: str = "p") -> tuple[list[dict], list[dict]]:
+    """One prediction an hour for 30 days, labelled, alternating regions."""
+    rng = np.random.default_rng(3)
+    classes = rng.choice(["ok", "rare"], size=n, p=[0.8, 0.2])
+    predictions = [{"prediction_id": f"{prefix}{i}", "timestamp": START + i * 3600, "prediction": str(classes[i]),
+                    "region": ("north", "south")[i % 2]} for i in range(n)]
+    labels = [{"prediction_id": f"{prefix}{i}", "label": str(classes[(i + 1) % n]),
+               "label_timestamp": START + i * 3600 + 60} for i in range(n)]
+    return predictions, labels
+
+
+@pytest.fixture
+def month(db_url: str, tmp_path: Path, serve) -> str:  # noqa: F811 - the imported fixture
+    """Base URL of a server whose model `m` holds 30 days of labelled predictions."""
+    base = serve(make_config(db_url, tmp_path))
+    predictions, labels = month_of_predictions()
+    for kind, records in (("predictions", predictions), ("labels", labels)):
+        answer = requests.post(f"{base}/api/v1/models/m/{kind}", json=records, timeout=60)
+        assert answer.status_code == 200 and answer.json()["accepted"] == len(records), answer.text
+    return base
+
+
+def _get(base: str, kind: str, **params: str) -> requests.Response:
+    return requests.get(f"{base}/api/v1/models/m/{kind}", params=params, timeout=60)
+
+
+# -- 1. query parameters -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["metrics", "drift", "fairness"])
+def test_it_rejects_a_step_of_one_second_over_a_month_with_a_reason(month: str, kind: str) -> None:
+    answer = _get(month, kind, step="1s")
+    assert answer.status_code == 400, answer.text[:300]
+    message = answer.json()["error"]
+    if kind == "drift":  # drift keeps daily histograms and says so before counting ends
+        assert "multiples" in message and "step 1s" in message
+    else:
+        assert f"limit of {MAX_WINDOW_ENDS}" in message and "longer step" in message
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"window": "99999999999999999999d"}, "window is longer than 3650 days"),
+    ({"step": "99999999999999999999d"}, "step is longer than 3650 days"),
+    ({"window": "0d"}, "positive"),
+    ({"window": "-1d"}, "invalid duration"),
+    ({"step": "soon"}, "invalid duration"),
+    ({"from": "9" * 400}, "from: invalid time"),
+    ({"to": "1e400"}, "to: invalid time"),
+    ({"from": "99999-01-01"}, "from: invalid time"),
+    ({"from": str(10**15)}, "outside the years 1 to 9999"),
+    ({"from": "2024-01-20", "to": "2024-01-10"}, "to is before from"),
+    ({"window": "86401s", "step": "1d"}, "periods of 1 s"),
+])
+def test_it_answers_400_with_the_reason_for_bad_window_parameters(month: str, params: dict, words: str) -> None:
+    for kind in ("metrics", "drift", "fairness"):
+        answer = _get(month, kind, **params)
+        assert answer.status_code == 400, (kind, answer.text[:300])
+        drift_grain = kind == "drift" and "multiples of it" in answer.json()["error"]
+        assert words in answer.json()["error"] or drift_grain, (kind, answer.json())
+
+
+@pytest.mark.parametrize("kind, params, words", [
+    ("metrics", {"class": "nope"}, "unknown class"),
+    ("metrics", {"segment": "planet"}, "unknown segment"),
+    ("drift", {"segment": "planet"}, "unknown segment"),
+    ("fairness", {"class": "nope"}, "unknown class"),
+    ("fairness", {"attribute": "planet"}, "planet"),
+    ("fairness", {"metric": "vibes"}, "vibes"),
+])
+def test_it_answers_400_for_unknown_names(month: str, kind: str, params: dict, words: str) -> None:
+    answer = _get(month, kind, **params)
+    assert answer.status_code == 400, answer.text[:300]
+    assert words in answer.json()["error"]
+
+
+def test_it_still_answers_good_queries_and_ignores_unknown_parameters(month: str) -> None:
+    answer = _get(month, "metrics", step="1d", segment="*", class_="rare", colour="blue")
+    assert answer.status_code == 200, answer.text[:300]
+    assert len(answer.json()) > 20
+    answer = _get(month, "metrics", window="1h", step="1h", **{"from": "2024-01-10", "to": "2024-01-11"})
+    assert answer.status_code == 200, answer.text[:300]
+    assert len({record["end"] for record in answer.json()}) == 25  # hourly ends, both included
+
+
+def test_it_refuses_a_dense_array_above_the_cell_limit(sqlite_url: str, tmp_path: Path) -> None:
+    from monitor.context import load_context
+    from monitor.ingest.pipeline import ingest_frame
+    from monitor.metrics.service import metrics_frame
+    from monitor.store.db import make_engine
+
+    import pandas as pd
+
+    config = make_config(sqlite_url, tmp_path)
+    predictions, _ = month_of_predictions(100)
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        ctx = load_context(conn, config.models[0])
+        ingest_frame(conn, ctx, "predictions", pd.DataFrame(predictions))
+        with pytest.raises(WindowLimitError, match="cells"):
+            metrics_frame(conn, ctx, WindowSpec(DAY, 3600, max_cells=50))
+        assert len(metrics_frame(conn, ctx, WindowSpec(DAY, 3600))) > 0
+    engine.dispose()
+
+
+def test_window_spec_refuses_what_would_overflow_or_exhaust_memory() -> None:
+    with pytest.raises(WindowLimitError):
+        WindowSpec(10**20, DAY)
+    with pytest.raises(ValueError):
+        WindowSpec(DAY, 0)
+    with pytest.raises(WindowLimitError, match="window ends"):
+        WindowSpec(DAY, 1).ends(START, START + 30 * DAY)
+    assert len(WindowSpec(DAY, 1, max_ends=10**7).ends(START, START + 30 * DAY)) == 30 * DAY + 1
+
+
+@pytest.mark.parametrize("command", ["metrics", "drift", "fairness"])
+def test_the_cli_exits_2_with_the_reason_for_a_step_over_the_limit(month: str, db_url: str, tmp_path: Path,
+                                                                   command: str) -> None:
+    from monitor.cli import main
+
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'database_url = "{db_url}"\n[[models]]\nname = "m"\nclasses = ["ok", "rare"]\n'
+                      'minority_classes = ["rare"]\nsegments = ["region"]\nbucket = "1h"\n')
+    result = CliRunner().invoke(main, ["--config", str(config), command, "--step", "1s"])
+    assert result.exit_code == 2, result.output
+    assert ("multiples of it" if command == "drift" else "longer step") in result.output
+    result = CliRunner().invoke(main, ["--config", str(config), command, "--window", "99999999999d"])
+    assert result.exit_code in (1, 2), result.output
+    assert "longer than 3650 days" in result.output
