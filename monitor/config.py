@@ -151,8 +151,9 @@ class Limits(_Strict):
     # "auto": a number of 1e11 or more is epoch milliseconds (1e11 s is the year 5138);
     # "seconds": numbers are always epoch seconds (so milliseconds fall out of range)
     epoch_units: Literal["auto", "seconds"] = "auto"
-    max_id_length: int = Field(default=256, ge=1, le=100_000)
-    max_value_length: int = Field(default=256, ge=1, le=100_000)  # classes, segments, version
+    # ids, classes and versions are stored in 200-character columns: at most 200
+    max_id_length: int = Field(default=200, ge=1, le=200)
+    max_value_length: int = Field(default=200, ge=1, le=200)  # classes, segments, version
     max_fields: int = Field(default=1000, ge=1, le=1_000_000)  # fields (keys) of one record
     max_record_bytes: int = Field(default=1_000_000, ge=1_000, le=1_000_000_000)
     max_segment_values: int = Field(default=500, ge=1, le=1_000_000)  # per attribute

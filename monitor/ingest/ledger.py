@@ -1,7 +1,10 @@
 """The file ledger: which files to (re)read on a tick, and reading one file safely.
 
-A file is read when it is new, when its content changed (size/mtime, then sha256), or when
-rows in it were not yet visible at the previous read (`--as-of` moved on). Each file is read
+A file is read when it is new, when its content changed (size, mtime or fingerprint, then
+sha256), or when rows in it were not yet visible at the previous read (`--as-of` moved on),
+or when its unterminated last line was held back (it may have been half written): that line
+is read once the file has stopped changing (unchanged since the last read, or untouched for
+SETTLE_SECONDS). Each file is read
 in one transaction together with its ledger row and its rejects, so a crash mid-file leaves
 nothing of it behind and the next tick reads it again. A file that cannot be parsed is marked
 failed with its error (in its own transaction) and skipped until it changes.
@@ -12,6 +15,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import logging
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
 from monitor.ingest.pipeline import IngestResult, load_labels, load_predictions
-from monitor.ingest.readers import UnreadableFile, is_supported, read_chunks
+from monitor.ingest.readers import ReadState, UnreadableFile, is_supported, read_chunks
 from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
 from monitor.store.bulk import insert_frame
@@ -30,6 +35,9 @@ from monitor.store.models import IngestedFile, RejectedRow
 
 log = logging.getLogger(__name__)
 FILES = IngestedFile.__table__
+SETTLE_SECONDS = 10  # a file untouched this long is complete, even without a final newline
+EDGE_BYTES = 8192  # the fingerprint hashes this much of the head and of the tail
+_reported_empty: set[tuple[str, str, str]] = set()  # globs that matched nothing, said once
 
 
 @dataclass
@@ -49,13 +57,34 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fingerprint(path: Path, stat: os.stat_result) -> str:
+    """Inode, ctime (any write or chmod moves it; no user can set it back) and a hash of the
+    file's head and tail (for file systems whose ctime says little)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        digest.update(handle.read(EDGE_BYTES))
+        if stat.st_size > EDGE_BYTES:
+            handle.seek(max(stat.st_size - EDGE_BYTES, EDGE_BYTES))
+            digest.update(handle.read(EDGE_BYTES))
+    return f"{stat.st_ino}:{stat.st_ctime_ns}:{digest.hexdigest()[:32]}"
+
+
 def discover(ctx: ModelContext, kind: str, base_dir: Path) -> list[Path]:
     source = ctx.config.predictions if kind == "predictions" else ctx.config.labels
     if not source.path:
         return []
     pattern = source.path if Path(source.path).is_absolute() else str(base_dir / source.path)
     paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
-    return [p for p in paths if p.is_file() and is_supported(p)]
+    found = [p for p in paths if p.is_file() and is_supported(p)]
+    key = (ctx.name, kind, pattern)
+    if not found and key not in _reported_empty:
+        _reported_empty.add(key)  # once per process, not on every tick
+        skipped = len(paths) - len([p for p in paths if not p.is_file()])
+        log.warning("model %s: %s path %s matches no %s", ctx.name, kind, pattern,
+                    f"supported file ({skipped} other files match)" if skipped else "file")
+    elif found:
+        _reported_empty.discard(key)
+    return found
 
 
 def store_rejects(conn: Connection, ctx: ModelContext, kind: str, source: str, file_id: int | None,
@@ -68,21 +97,29 @@ def store_rejects(conn: Connection, ctx: ModelContext, kind: str, source: str, f
     }))
 
 
-def _needs_read(row, size: int, mtime: float, path: Path, as_of: int | None) -> tuple[bool, str | None]:  # type: ignore[no-untyped-def]
-    """(read it?, sha256 if computed). A partial file is read again once the clock reaches
-    its earliest waiting row (`visible_until` holds that time), not on every tick."""
+def _needs_read(row, stat: os.stat_result, path: Path, as_of: int | None) -> tuple[bool, str | None, str]:  # type: ignore[no-untyped-def]
+    """(read it?, sha256 if computed, fingerprint). A partial file is read again once the
+    clock reaches its earliest waiting row (`visible_until` holds that time), not on every
+    tick; one whose last line was held back (`visible_until` None) on the next tick."""
+    print_ = fingerprint(path, stat)
     if row is None:
-        return True, None
+        return True, None, print_
 
     def due() -> bool:
         return row.status == "partial" and (as_of is None or row.visible_until is None or as_of >= row.visible_until)
 
-    if row.size == size and row.mtime == mtime:
-        return due(), None
+    if row.size == stat.st_size and row.mtime == stat.st_mtime and row.fingerprint == print_:
+        return due(), None, print_
     digest = sha256_of(path)
     if digest == row.sha256:
-        return due(), digest
-    return True, digest
+        return due(), digest, print_
+    return True, digest, print_
+
+
+def _settled(row, stat: os.stat_result, print_: str) -> bool:  # type: ignore[no-untyped-def]
+    """The file is not being written: unchanged since the last read, or untouched a while."""
+    unchanged = row is not None and row.size == stat.st_size and row.fingerprint == print_
+    return unchanged or time.time() - stat.st_mtime > SETTLE_SECONDS
 
 
 def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_of: int | None,
@@ -92,25 +129,31 @@ def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_
     with engine.begin() as conn:
         row = conn.execute(select(FILES).where(FILES.c.model_id == ctx.model_id, FILES.c.kind == kind,
                                                 FILES.c.path == str(path))).first()
-        wanted, digest = _needs_read(row, stat.st_size, stat.st_mtime, path, as_of)
+        wanted, digest, print_ = _needs_read(row, stat, path, as_of)
         if not wanted:
             if digest is not None:  # touched but identical: remember the new mtime
-                conn.execute(update(FILES).where(FILES.c.id == row.id).values(mtime=stat.st_mtime))
+                conn.execute(update(FILES).where(FILES.c.id == row.id).values(
+                    mtime=stat.st_mtime, fingerprint=print_))
             return FileOutcome(str(path), kind, "unchanged", IngestResult())
     digest = digest or sha256_of(path)
     try:
         with engine.begin() as conn:
             ingest_lock(conn, ctx.model_id)  # queue behind concurrent writers of this model (API)
             file_id = _ledger_row(conn, ctx, kind, path, row)
-            result = _read_into(conn, ctx, kind, path, file_id, as_of, on_rows)
+            reading = ReadState()
+            result = _read_into(conn, ctx, kind, path, file_id, as_of, on_rows,
+                                complete_only=not _settled(row, stat, print_), state=reading)
+            if reading.tail_held:  # the unterminated last line: read when the file settles
+                result.waiting += 1
             status = "partial" if result.waiting else "done"
             conn.execute(delete(RejectedRow).where(RejectedRow.model_id == ctx.model_id,
                                                    RejectedRow.kind == kind, RejectedRow.source == str(path)))
             store_rejects(conn, ctx, kind, str(path), file_id, result.rejects)
             conn.execute(update(FILES).where(FILES.c.id == file_id).values(
-                size=stat.st_size, mtime=stat.st_mtime, sha256=digest, status=status, error=None,
+                size=stat.st_size, mtime=stat.st_mtime, sha256=digest, fingerprint=print_, status=status, error=None,
                 rows_read=result.read, rows_accepted=_accepted_total(row, result, digest),
-                rows_rejected=result.rejected, rows_waiting=result.waiting, visible_until=result.next_visible,
+                rows_rejected=result.rejected, rows_waiting=result.waiting,
+                visible_until=None if reading.tail_held else result.next_visible,
                 ingested_at=utcnow()))
         return FileOutcome(str(path), kind, status, result)
     except UnreadableFile as error:
@@ -118,7 +161,8 @@ def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_
         with engine.begin() as conn:
             file_id = _ledger_row(conn, ctx, kind, path, row)
             conn.execute(update(FILES).where(FILES.c.id == file_id).values(
-                size=stat.st_size, mtime=stat.st_mtime, sha256=digest, status="failed", error=str(error),
+                size=stat.st_size, mtime=stat.st_mtime, sha256=digest, fingerprint=print_, status="failed",
+                error=str(error),
                 rows_read=0, rows_accepted=0, rows_rejected=0, rows_waiting=0, ingested_at=utcnow()))
         return FileOutcome(str(path), kind, "failed", IngestResult(), error=str(error))
 
@@ -137,17 +181,31 @@ def _ledger_row(conn: Connection, ctx: ModelContext, kind: str, path: Path, row)
 
 
 def _read_into(conn: Connection, ctx: ModelContext, kind: str, path: Path, file_id: int,
-               as_of: int | None, on_rows: Callable[[int], None] | None) -> IngestResult:
-    source = ctx.config.predictions if kind == "predictions" else ctx.config.labels
-    if kind == "predictions":
-        strings = [source.id, source.prediction, source.model_version, *ctx.segments]  # type: ignore[union-attr]
-        loader = load_predictions
-    else:
-        strings = [source.id, source.label]  # type: ignore[union-attr]
-        loader = load_labels
+               as_of: int | None, on_rows: Callable[[int], None] | None, *, complete_only: bool,
+               state: ReadState) -> IngestResult:
+    strings, keep = input_columns(ctx, kind)
+    loader = load_predictions if kind == "predictions" else load_labels
     total = IngestResult()
-    for chunk in read_chunks(path, strings):
-        total.add(loader(conn, ctx, chunk, as_of=as_of, file_id=file_id))
+    for chunk in read_chunks(path, strings, keep=keep, limits=ctx.config.limits,
+                             complete_only=complete_only, state=state):
+        total.add(loader(conn, ctx, chunk.frame, as_of=as_of, file_id=file_id))
+        if len(chunk.rejects):  # rows the reader could not parse
+            total.add(IngestResult(read=len(chunk.rejects), rejected=len(chunk.rejects), rejects=chunk.rejects))
         if on_rows is not None:
-            on_rows(len(chunk))
+            on_rows(len(chunk.frame) + len(chunk.rejects))
     return total
+
+
+def input_columns(ctx: ModelContext, kind: str) -> tuple[list[str], Callable[[str], bool]]:
+    """(columns read as exact text, which columns to keep) for a model's files of `kind`:
+    a column the model does not use is dropped while reading."""
+    if kind == "predictions":
+        source = ctx.config.predictions
+        strings = [source.id, source.prediction, source.model_version, *ctx.segments]
+        wanted = {*strings, source.timestamp, *ctx.features}
+        prefix = source.score_prefix
+        scores = {f"{prefix}{c}" for c in ctx.classes}
+        return strings, lambda column: column in wanted or (column in scores if scores else column.startswith(prefix))
+    labels = ctx.config.labels
+    wanted = {labels.id, labels.label, labels.timestamp}
+    return [labels.id, labels.label], wanted.__contains__

@@ -9,6 +9,7 @@ rejected conflict; a label is applied once and a corrected label moves its count
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ from monitor.store.models import (
 )
 from monitor.timeutil import now_epoch
 
+log = logging.getLogger(__name__)
 PREDICTIONS = Prediction.__table__
 LABELS = Label.__table__
 LOOKUP_CHUNK = 5_000
@@ -84,8 +86,44 @@ def _existing(conn: Connection, table: Table, model_id: int, ids: pd.Series, col
     return pd.DataFrame(found, columns=["prediction_id", *columns])
 
 
+OTHER_SEGMENT = "(other)"  # the value of every new segment value past limits.max_segment_values
+
+
+def cap_segment_values(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose segment values past `limits.max_segment_values` distinct values of their
+    attribute (stored so far plus new ones, in order of first appearance) are `(other)`.
+
+    One attribute with 100k ids would otherwise make 100k slices, as many alert series and a
+    /metrics page of megabytes. The values stored are bounded by the limit, so reading them
+    all is cheap; the cut is logged and shown on the Data page (an `(other)` value)."""
+    limit = ctx.config.limits.max_segment_values
+    for segment in ctx.segments:
+        present = pd.unique(rows[segment])
+        if len(present) == 0:
+            continue
+        stored = set(conn.execute(
+            select(SliceValue.value).distinct()
+            .join(Slice, Slice.id == SliceValue.slice_id)
+            .where(Slice.model_id == ctx.model_id, SliceValue.attribute == segment)
+        ).scalars())
+        new = [v for v in present if v not in stored and v != OTHER_SEGMENT]
+        room = max(limit - len(stored - {OTHER_SEGMENT}), 0)
+        if len(new) <= room:
+            continue
+        refused = new[room:]
+        hit = rows[segment].isin(refused)
+        log.warning("model %s: segment %r has more than %d distinct values; %d rows of %d new values "
+                    "are counted as %s (limits.max_segment_values)", ctx.name, segment, limit,
+                    int(hit.sum()), len(refused), OTHER_SEGMENT)
+        rows = rows.assign(**{segment: rows[segment].where(~hit, OTHER_SEGMENT)})
+    return rows
+
+
 def slice_ids(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> pd.Series:
-    """The slice id of every row (inserting new slices), from its segment values."""
+    """The slice id of every row (inserting new slices), from its segment values (capped
+    by `cap_segment_values` first)."""
+    if ctx.segments and len(rows):
+        rows = cap_segment_values(conn, ctx, rows)
     if not ctx.segments:
         combo = np.zeros(len(rows), dtype=np.int64)
         wanted = ["{}"] if len(rows) else []

@@ -1,23 +1,63 @@
 """Readers for prediction and label files: CSV, JSON lines, Parquet, gzip (CONTRACT §1).
 
-A reader yields DataFrames of raw records with a `_row` column (the 1-based data row number
-in the file, for error messages). Identifier, class and segment columns are read as strings
-so that `007` stays `007`; everything else keeps the type the format gives it.
+A reader yields `Chunk`s: a DataFrame of raw records with a `_row` column (the row number in
+the file, for error messages) and the rows it could not parse, as rejects (`REJECT_COLUMNS`).
+One malformed row never fails a file (DESIGN principle 8): the reader rejects that row by
+itself, with its row number, and the rest goes in. Only a file that cannot be read at all
+(no header, an unsupported type, a broken gzip or Parquet file) raises `UnreadableFile`.
+
+Row numbers: CSV counts data records (the header and empty lines are not rows, a quoted field
+may span lines), JSON lines count lines (row = line number). A reject names the line too when
+it differs from the row.
+
+Identifier, class and segment columns are read as text, exactly: `007` stays `007`, and a
+JSON number id keeps every digit (`2**60 + 1` is never routed through a float). Columns the
+model does not use are dropped while reading, so a record with a million keys costs nothing.
+A text file is read up to its last newline while it may still be growing (`complete_only`):
+a half-written last line waits for the next tick instead of going in truncated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import csv
+import gzip
+import io
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
+import numpy as np
 import pandas as pd
+
+from monitor.config import Limits
+from monitor.ingest.validate import REJECT_COLUMNS
 
 SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".parquet")
 CHUNK_ROWS = 250_000
+BLOCK_BYTES = 16 << 20  # text is parsed in blocks of about this many bytes of whole lines
+MAX_RECORD_LINES = 1_000  # a quoted CSV field may span lines, but not more than these
+ROW_FIELD = "(row)"  # the `field` of a reject for a row that could not be parsed at all
+RAW_CHARS = 2_000  # what a reject keeps of its raw text
+BOM = b"\xef\xbb\xbf"
 
 
 class UnreadableFile(Exception):
     """The file cannot be parsed at all (it is marked failed; other files go on)."""
+
+
+@dataclass
+class Chunk:
+    frame: pd.DataFrame  # raw records, with `_row`
+    rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+
+
+@dataclass
+class ReadState:
+    """What a read found beyond its records: set while the chunks are consumed."""
+
+    tail_held: bool = False  # an unterminated last line was left for the next read
 
 
 def file_format(path: Path) -> str:
@@ -37,64 +77,396 @@ def is_supported(path: Path) -> bool:
     return path.name.lower().endswith(SUFFIXES)
 
 
-def read_chunks(path: Path, string_columns: Sequence[str], chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """Yield the file's records in chunks, each with `_row`. Raises UnreadableFile."""
+def read_chunks(path: Path, string_columns: Sequence[str], *, keep: Callable[[str], bool] | None = None,
+                limits: Limits | None = None, complete_only: bool = False, state: ReadState | None = None,
+                chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """Yield the file's records in chunks. Raises UnreadableFile for a file that cannot be
+    read at all; a bad row is a reject of its chunk. `keep(column)` says which columns to
+    keep (default: all); `complete_only` leaves an unterminated last line of a plain text file
+    unread (noted in `state.tail_held`)."""
     fmt = file_format(path)
-    offset = 0
+    limits = limits or Limits()
+    state = state if state is not None else ReadState()
+    keep = keep or (lambda column: True)
     try:
-        for chunk in _raw_chunks(path, fmt, string_columns, chunk_rows):
-            chunk = chunk.reset_index(drop=True)
-            chunk["_row"] = range(offset + 1, offset + len(chunk) + 1)
-            offset += len(chunk)
-            yield chunk
+        if fmt == "parquet":
+            yield from _parquet_chunks(path, string_columns, keep, limits, chunk_rows)
+            return
+        with _open_text(path) as handle:
+            blocks = _line_blocks(handle, complete_only and not _compressed(path), state)
+            if fmt == "csv":
+                yield from CsvReader(path, string_columns, keep, limits).chunks(blocks)
+            else:
+                yield from JsonLinesReader(path, string_columns, keep, limits).chunks(blocks)
     except UnreadableFile:
         raise
     except (ValueError, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnreadableFile(f"{path}: cannot be parsed ({fmt}): {first}") from error
+        raise UnreadableFile(f"{path}: cannot be parsed ({fmt}): {_first_line(error)}") from error
     except Exception as error:  # pyarrow raises its own types
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnreadableFile(f"{path}: cannot be parsed ({fmt}): {first}") from error
+        raise UnreadableFile(f"{path}: cannot be parsed ({fmt}): {_first_line(error)}") from error
 
 
-def _raw_chunks(path: Path, fmt: str, string_columns: Sequence[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
-    if fmt == "csv":
-        header = pd.read_csv(path, nrows=0)
-        dtypes = {c: "string" for c in string_columns if c in header.columns}
-        reader = pd.read_csv(
-            path, dtype=dtypes, keep_default_na=False, na_values=[""], chunksize=chunk_rows
-        )
-        yield from reader
-    elif fmt == "jsonl":
-        reader = pd.read_json(path, lines=True, dtype=False, chunksize=chunk_rows)
-        for chunk in reader:
-            for column in string_columns:
-                if column in chunk.columns:
-                    chunk[column] = _as_string(chunk[column])
-            yield chunk
-    else:
-        import pyarrow.parquet as pq
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
 
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=chunk_rows):
-            chunk = batch.to_pandas()
-            for column in string_columns:
-                if column in chunk.columns:
-                    chunk[column] = _as_string(chunk[column])
-            yield chunk
+
+def _compressed(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+def _open_text(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if _compressed(path) else path.open("rb")  # type: ignore[return-value]
+
+
+def _line_blocks(handle: IO[bytes], complete_only: bool, state: ReadState) -> Iterator[bytes]:
+    """The file's bytes in blocks that end at a line end (the last block may not, unless
+    `complete_only`, which holds back an unterminated tail and notes it in `state`)."""
+    rest = b""
+    while True:
+        data = handle.read(BLOCK_BYTES)
+        if not data:
+            break
+        data = rest + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        rest = data[cut + 1:]
+        yield data[: cut + 1]
+    if rest:
+        if complete_only:
+            state.tail_held = True
+        else:
+            yield rest
+
+
+def _rejects(rows: list[int], reasons: list[str], raws: list[str], fields: list[str] | None = None) -> pd.DataFrame:
+    return pd.DataFrame({"row_number": np.asarray(rows, dtype=np.int64),
+                         "field": fields if fields is not None else [ROW_FIELD] * len(rows),
+                         "reason": reasons, "raw": raws}, columns=REJECT_COLUMNS)
+
+
+def _decode(raw: bytes) -> tuple[str | None, str | None]:
+    """(text, None) or (None, reason) for one line or record of a UTF-8 file."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as error:
+        byte = raw[error.start]
+        return None, f"not valid UTF-8 (byte 0x{byte:02x} at position {error.start + 1} of the row)"
+
+
+def _raw_text(raw: bytes) -> str:
+    return raw[:RAW_CHARS].decode("utf-8", errors="replace")
+
+
+class CsvReader:
+    """CSV in blocks: pandas' C parser reads a block as it is; a block it refuses (a row with
+    extra fields, an unclosed quote, a byte that is not UTF-8) is split into records here,
+    the bad records are rejected one by one and pandas reads the good ones, so every column
+    gets exactly the types a clean file would give it."""
+
+    def __init__(self, path: Path, string_columns: Sequence[str], keep: Callable[[str], bool],
+                 limits: Limits) -> None:
+        self.path, self.string_columns, self.keep, self.limits = path, list(string_columns), keep, limits
+        self.header: bytes | None = None
+        self.columns: list[str] = []
+        self.rows = 0  # records numbered so far
+        self.lines = 0  # physical lines before the current block
+
+    def chunks(self, blocks: Iterator[bytes]) -> Iterator[Chunk]:
+        for block in blocks:
+            if self.header is None:
+                block = self._take_header(block)
+                if self.header is None:
+                    continue
+            if block.strip():
+                yield self._block(block)
+            self.lines += block.count(b"\n")
+
+    def _take_header(self, block: bytes) -> bytes:
+        block = block.removeprefix(BOM)
+        lines = block.split(b"\n")
+        for index, line in enumerate(lines):
+            if line.strip(b"\r"):
+                if index == len(lines) - 1 and not block.endswith(b"\n"):
+                    self.header = line  # a header without a newline: nothing follows
+                    self._parse_header(line)
+                    return b""
+                self.header = line
+                self._parse_header(line)
+                self.lines = index + 1
+                return b"\n".join(lines[index + 1:])
+        return b""
+
+    def _parse_header(self, line: bytes) -> None:
+        text, problem = _decode(line)
+        if text is None:
+            raise UnreadableFile(f"{self.path}: header {problem}")
+        try:
+            columns = next(csv.reader([text.rstrip("\r")]))
+        except csv.Error as error:
+            raise UnreadableFile(f"{self.path}: header cannot be parsed: {error}") from None
+        if len(columns) > self.limits.max_fields:
+            raise UnreadableFile(f"{self.path}: header has {len(columns):,} columns "
+                                 f"(limit {self.limits.max_fields:,}: limits.max_fields)")
+        self.columns = columns
+
+    def _read(self, data: bytes) -> pd.DataFrame:
+        assert self.header is not None
+        kept = [c for c in self.columns if self.keep(c)]
+        dtypes = {c: "string" for c in self.string_columns if c in kept}
+        return pd.read_csv(io.BytesIO(self.header + b"\n" + data), dtype=dtypes, keep_default_na=False,
+                           na_values=[""], usecols=lambda c: self.keep(c), encoding="utf-8")
+
+    def _block(self, block: bytes) -> Chunk:
+        try:
+            frame = self._read(block)
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError, csv.Error):
+            return self._careful(block)
+        frame["_row"] = np.arange(self.rows + 1, self.rows + len(frame) + 1)
+        self.rows += len(frame)
+        return Chunk(frame)
+
+    def _careful(self, block: bytes) -> Chunk:
+        """Record by record: reject what cannot be parsed, let pandas read the rest."""
+        good: list[bytes] = []
+        good_rows: list[int] = []
+        bad_rows: list[int] = []
+        reasons: list[str] = []
+        raws: list[str] = []
+        for raw, line_offset in _csv_records(block, self.limits.max_record_bytes):
+            self.rows += 1
+            problem = self._check(raw)
+            if problem is None:
+                good.append(raw)
+                good_rows.append(self.rows)
+            else:
+                bad_rows.append(self.rows)
+                reasons.append(f"{problem} (line {self.lines + line_offset + 1} of the file)")
+                raws.append(_raw_text(raw))
+        try:
+            frame = self._read(b"\n".join(good) + b"\n") if good else self._empty()
+            assert len(frame) == len(good)
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError, AssertionError):
+            # pandas still refuses (or counts otherwise): one record at a time, slowly
+            frame, kept = self._one_by_one(good)
+            for index, (row, raw) in enumerate(zip(good_rows, good)):
+                if index not in kept:
+                    bad_rows.append(row)
+                    reasons.append("cannot be parsed as a CSV row")
+                    raws.append(_raw_text(raw))
+            good_rows = [row for index, row in enumerate(good_rows) if index in kept]
+        frame["_row"] = np.asarray(good_rows, dtype=np.int64)
+        return Chunk(frame.reset_index(drop=True), _rejects(bad_rows, reasons, raws))
+
+    def _empty(self) -> pd.DataFrame:
+        return pd.DataFrame(columns=[c for c in self.columns if self.keep(c)])
+
+    def _one_by_one(self, good: list[bytes]) -> tuple[pd.DataFrame, set[int]]:
+        """The records pandas reads alone (one row each), and their indices in `good`."""
+        readable = []
+        for index, raw in enumerate(good):
+            try:
+                if len(self._read(raw + b"\n")) == 1:
+                    readable.append(index)
+            except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
+                continue
+        frame = self._read(b"\n".join(good[i] for i in readable) + b"\n") if readable else self._empty()
+        return frame, set(readable)
+
+    def _check(self, raw: bytes) -> str | None:
+        if len(raw) > self.limits.max_record_bytes:
+            return f"row of {len(raw):,} bytes (limit {self.limits.max_record_bytes:,}: limits.max_record_bytes)"
+        text, problem = _decode(raw)
+        if text is None:
+            return problem
+        try:
+            parsed = list(csv.reader(io.StringIO(text, newline="")))
+        except csv.Error as error:
+            return f"cannot be parsed as CSV: {error}"
+        if len(parsed) != 1:
+            return "unclosed quote" if text.count('"') % 2 else "cannot be parsed as one CSV row"
+        n_fields = len(parsed[0])
+        if n_fields > len(self.columns):
+            return f"row has {n_fields:,} fields, the header has {len(self.columns):,}"
+        if text.count('"') % 2:
+            return "unclosed quote"
+        return None
+
+
+def _csv_records(block: bytes, max_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """Split a block into CSV records (bytes without the final newline, line offset): a line
+    with an odd number of quotes opens a quoted field that the following lines may close; when
+    none does within MAX_RECORD_LINES lines or `max_bytes`, the line is a record by itself
+    (rejected as an unclosed quote) and the next line starts afresh. Empty lines are no
+    records, as for pandas."""
+    lines = block.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if not line.strip(b"\r"):
+            index += 1
+            continue
+        if line.count(b'"') % 2 == 0:
+            yield line.rstrip(b"\r"), index
+            index += 1
+            continue
+        quotes, size, end = line.count(b'"'), len(line), index + 1
+        while end < len(lines) and end - index <= MAX_RECORD_LINES and size <= max_bytes:
+            quotes += lines[end].count(b'"')
+            size += len(lines[end]) + 1
+            end += 1
+            if quotes % 2 == 0:
+                break
+        if quotes % 2 == 0:
+            yield b"\n".join(lines[index:end]).rstrip(b"\r"), index
+            index = end
+        else:
+            yield line.rstrip(b"\r"), index
+            index += 1
+
+
+class JsonLinesReader:
+    """JSON lines, one line at a time with Python's json (exact integers): a line that is not
+    a JSON object, is not UTF-8 or is too large is rejected by itself; row = line number."""
+
+    def __init__(self, path: Path, string_columns: Sequence[str], keep: Callable[[str], bool],
+                 limits: Limits) -> None:
+        self.path, self.keep, self.limits = path, keep, limits
+        self.string_columns = set(string_columns)
+        self.line = 0
+
+    def chunks(self, blocks: Iterator[bytes]) -> Iterator[Chunk]:
+        for block in blocks:
+            if self.line == 0:
+                block = block.removeprefix(BOM)
+            lines = block.split(b"\n")
+            if lines and lines[-1] == b"":
+                lines.pop()
+            for start in range(0, len(lines), CHUNK_ROWS):
+                yield self._lines(lines[start:start + CHUNK_ROWS])
+
+    def _lines(self, lines: list[bytes]) -> Chunk:
+        records: list[dict] = []
+        rows: list[int] = []
+        bad_rows: list[int] = []
+        reasons: list[str] = []
+        raws: list[str] = []
+        for raw in lines:
+            self.line += 1
+            if not raw.strip():
+                continue
+            record, problem = self._record(raw)
+            if record is None:
+                bad_rows.append(self.line)
+                reasons.append(problem or "not a JSON object")
+                raws.append(_raw_text(raw))
+            else:
+                records.append(record)
+                rows.append(self.line)
+        frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+        frame["_row"] = np.asarray(rows, dtype=np.int64)
+        return Chunk(frame, _rejects(bad_rows, reasons, raws))
+
+    def _record(self, raw: bytes) -> tuple[dict | None, str | None]:
+        if len(raw) > self.limits.max_record_bytes:
+            return None, f"line of {len(raw):,} bytes (limit {self.limits.max_record_bytes:,}: limits.max_record_bytes)"
+        text, problem = _decode(raw)
+        if text is None:
+            return None, problem
+        return parse_record(text, self.string_columns, self.keep, self.limits)
+
+
+def parse_record(text: str, string_columns: set[str], keep: Callable[[str], bool],
+                 limits: Limits) -> tuple[dict | None, str | None]:
+    """One JSON object -> (record with the kept keys, None) or (None, reason)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except ValueError as error:
+        return None, f"not valid JSON: {_first_line(error)}"
+    if not isinstance(value, dict):
+        return None, f"not a JSON object (a JSON {type(value).__name__})"
+    return project(value, string_columns, keep, limits)
+
+
+def project(value: dict, string_columns: set[str], keep: Callable[[str], bool],
+            limits: Limits) -> tuple[dict | None, str | None]:
+    """A decoded record with only its kept keys, text columns as exact text; or a reason."""
+    if len(value) > limits.max_fields:
+        return None, f"record has {len(value):,} fields (limit {limits.max_fields:,}: limits.max_fields)"
+    record = {}
+    for key, item in value.items():
+        if not keep(key):
+            continue
+        record[key] = as_text(item) if key in string_columns else _scalar(item)
+    return record, None
+
+
+def as_text(value: object) -> str | None:
+    """A JSON value as the text of an id, class or segment: numbers keep every digit (an
+    integral float loses its '.0'), missing stays missing."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return None
+        return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+    return json.dumps(value, default=str)[:RAW_CHARS]
+
+
+def _scalar(value: object) -> object:
+    """Nested values (objects, arrays) become their JSON text: a cell holds one value."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)[:RAW_CHARS]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        return float(value)  # a number column; too large for int64
+    return value
+
+
+def _parquet_chunks(path: Path, string_columns: Sequence[str], keep: Callable[[str], bool],
+                    limits: Limits, chunk_rows: int) -> Iterator[Chunk]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    if len(names) > limits.max_fields:
+        raise UnreadableFile(f"{path}: {len(names):,} columns (limit {limits.max_fields:,}: limits.max_fields)")
+    columns = [name for name in names if keep(name)]
+    offset = 0
+    for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
+        chunk = batch.to_pandas()
+        for column in string_columns:
+            if column in chunk.columns:
+                chunk[column] = _as_string(chunk[column])
+        chunk["_row"] = np.arange(offset + 1, offset + len(chunk) + 1)
+        offset += len(chunk)
+        yield Chunk(chunk)
 
 
 def _as_string(values: pd.Series) -> pd.Series:
     """Values as strings, missing kept missing; integral floats lose the '.0'."""
     if pd.api.types.is_float_dtype(values):
         as_int = values.dropna()
-        if (as_int == as_int.round()).all():
+        if (as_int == as_int.round()).all() and (as_int.abs() < 2**53).all():
             return values.astype("Int64").astype("string")
     return values.astype("string")
 
 
-def read_all(path: Path, string_columns: Sequence[str]) -> pd.DataFrame:
-    chunks = list(read_chunks(path, string_columns))
-    if not chunks:
-        return pd.DataFrame()
-    return pd.concat(chunks, ignore_index=True)
+def read_all(path: Path, string_columns: Sequence[str], **options: object) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(records, rejects) of a whole file."""
+    frames, rejects = [], []
+    for chunk in read_chunks(path, string_columns, **options):  # type: ignore[arg-type]
+        frames.append(chunk.frame)
+        if len(chunk.rejects):
+            rejects.append(chunk.rejects)
+    records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return records, (pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS))

@@ -71,7 +71,7 @@ def prepare_reference(conn: Connection, ctx: ModelContext, base_dir: Path) -> bo
     source = ctx.config.predictions
     strings = [source.id, source.prediction, source.model_version, ctx.config.labels.label, *ctx.segments]
     try:
-        raw = read_all(resolved, strings)
+        raw, unparsed = read_all(resolved, strings)
     except UnreadableFile as error:
         raise UnusableReference(str(error)) from None
     label_column = ctx.config.labels.label
@@ -91,12 +91,13 @@ def prepare_reference(conn: Connection, ctx: ModelContext, base_dir: Path) -> bo
         raw = raw.assign(**{source.timestamp: 0})
     if source.id not in raw.columns:
         raw = raw.assign(**{source.id: [f"ref-{i}" for i in range(len(raw))]})
-    validated = validate_predictions(raw, ctx)
+    # reference rows may be of any age: their times are not judged (they are not counted by time)
+    validated = validate_predictions(raw, ctx, judge_time=False)
     labels = validate_labels(raw.loc[raw["_row"].isin(validated.rows["_row"])].assign(
-        **{ctx.config.labels.id: raw[source.id]}), ctx, default_ts=0)
-    skipped = len(raw) - len(labels.rows)
+        **{ctx.config.labels.id: raw[source.id]}), ctx, default_ts=0, judge_time=False)
+    skipped = len(raw) + len(unparsed) - len(labels.rows)
     if skipped:
-        first = pd.concat([validated.rejects, labels.rejects]).head(3)
+        first = pd.concat([unparsed, validated.rejects, labels.rejects]).head(3)
         log.warning("reference %s: %d rows skipped, e.g. %s", resolved, skipped,
                     "; ".join(f"row {r.row_number} {r.field}: {r.reason}" for r in first.itertuples()))
     reference = validated.rows.merge(labels.rows[["_row", "label"]], on="_row", how="inner")

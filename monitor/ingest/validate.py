@@ -7,13 +7,16 @@ it breaks, and every other row goes on (CONTRACT §1, DESIGN principle 8).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from monitor.config import Limits
 from monitor.context import ModelContext
+from monitor.timeutil import now_epoch
 
 MISSING_SEGMENT = "(missing)"
 REJECT_COLUMNS = ["row_number", "field", "reason", "raw"]
@@ -99,54 +102,160 @@ def _numbers(text: pd.Series) -> pd.Series:
     return pd.Series(numbers, index=text.index)
 
 
-def _epochs(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(epoch seconds float, unparsable mask) for a timestamp column of any reasonable type."""
+UNPARSABLE_TIME = "unparsable timestamp (use ISO 8601 or epoch seconds)"
+# a number this large is no epoch second of this era (1e11 s is the year 5138): read as
+# milliseconds when `limits.epoch_units = "auto"`
+MILLISECONDS_FROM = 1e11
+# texts whose year lies outside these are out of range before pandas parses them (pandas
+# would overflow its nanosecond arithmetic on some of them)
+_YEAR = re.compile(r"^\s*([+-]?\d+)-")
+
+
+def _datetime_seconds(stamps: pd.Series) -> np.ndarray:
+    """Epoch seconds (float, NaN for NaT) of a datetime Series of any resolution, without
+    nanosecond arithmetic (a year 9999 is legal in a datetime64[us] column)."""
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    raw = stamps.to_numpy().astype("datetime64[s]")
+    seconds = raw.astype(np.int64).astype(np.float64)
+    seconds[np.isnat(raw)] = np.nan
+    return seconds
+
+
+def _parse_iso(text: pd.Series) -> np.ndarray:
+    """ISO 8601 texts -> epoch seconds (NaN when unparsable); years far outside any plausible
+    range give +-inf (out of range, judged by the caller) without being parsed."""
+    out = np.full(len(text), np.nan)
+    years = pd.to_numeric(text.str.extract(_YEAR, expand=False), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan)
+    far = (years < 1700) | (years > 2200)
+    out[far] = np.where(years[far] < 1700, -np.inf, np.inf)
+    todo = text.notna().to_numpy(dtype=bool) & ~far
+    if not todo.any():
+        return out
+    try:
+        parsed = pd.to_datetime(text[todo], errors="coerce", utc=True, format="ISO8601")
+        out[todo] = _datetime_seconds(parsed)
+    except (ValueError, OverflowError, TypeError):  # one odd text: parse them one by one
+        out[todo] = [_one_iso(value) for value in text[todo]]
+    return out
+
+
+def _one_iso(value: str) -> float:
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, OverflowError, TypeError):
+        return np.nan
+    if stamp is pd.NaT:
+        return np.nan
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return float(_datetime_seconds(pd.Series([stamp]))[0])
+
+
+def _epochs(values: pd.Series, limits: Limits | None = None) -> tuple[pd.Series, pd.Series]:
+    """(epoch seconds float, unparsable mask) for a timestamp column of any reasonable type.
+
+    Numbers are epoch seconds; with `limits.epoch_units = "auto"` (the default) a number of
+    1e11 or more is epoch milliseconds. Out-of-range values come back as they are (or +-inf)
+    for `_out_of_range` to judge."""
+    auto = limits is None or limits.epoch_units == "auto"
     if pd.api.types.is_datetime64_any_dtype(values):
-        stamps = values if getattr(values.dt, "tz", None) is not None else values.dt.tz_localize("UTC")
-        epochs = (stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
-        return epochs.astype("float64"), pd.Series(False, index=values.index)
-    if pd.api.types.is_numeric_dtype(values):
-        epochs = pd.to_numeric(values, errors="coerce").astype("float64")
+        epochs = pd.Series(_datetime_seconds(values), index=values.index)
         return epochs, pd.Series(False, index=values.index)
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        epochs = pd.to_numeric(values, errors="coerce").astype("float64")
+        return _milliseconds(epochs, auto), pd.Series(False, index=values.index)
     text = values.astype("string").str.strip()
     numeric = _numbers(text)
-    parsed = pd.to_datetime(text.where(numeric.isna()), errors="coerce", utc=True, format="ISO8601")
-    epochs = (parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
-    epochs = epochs.astype("float64").where(numeric.isna(), numeric.astype("float64"))
+    iso = pd.Series(_parse_iso(text.where(numeric.isna())), index=text.index)
+    epochs = iso.where(numeric.isna(), _milliseconds(numeric.astype("float64"), auto))
     present = text.notna() & (text != "")
-    return epochs, present & epochs.isna()
+    return epochs, (present & epochs.isna()).astype(bool)
 
 
-def validate_predictions(frame: pd.DataFrame, ctx: ModelContext) -> Validated:
+def _milliseconds(epochs: pd.Series, auto: bool) -> pd.Series:
+    if not auto:
+        return epochs
+    return epochs.where(~(epochs.abs() >= MILLISECONDS_FROM), epochs / 1000.0)
+
+
+def _out_of_range(epochs: pd.Series, limits: Limits) -> np.ndarray:
+    """Rows whose time lies outside [earliest_timestamp, wall clock + max_future]. The wall
+    clock, not `--as-of`: a backtest's later rows wait, a row of the year 2100 is rejected."""
+    earliest, latest = limits.earliest_epoch, now_epoch() + limits.max_future_seconds
+    values = epochs.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        return (values < earliest) | (values > latest)
+
+
+def _range_reason(raw: pd.Series, limits: Limits) -> Callable[[np.ndarray], np.ndarray]:
+    bounds = (f" outside [{limits.earliest_timestamp}, now + {limits.max_future}] "
+              "(limits.earliest_timestamp, limits.max_future)")
+
+    def reasons(mask: np.ndarray) -> np.ndarray:
+        picked = raw[mask].astype("string").fillna("")
+        return np.asarray(["timestamp " + repr(str(v)[:40]) + bounds for v in picked], dtype=object)
+
+    return reasons
+
+
+def _reject_times(rejector: _Rejector, raw: pd.Series, field: str, limits: Limits,
+                  *, required: bool, judge: bool = True) -> pd.Series:
+    """Parse a timestamp column, rejecting missing (if required), unparsable and (when
+    `judge`) implausible values; returns epoch seconds (NaN where missing, not required)."""
+    epochs, unparsable = _epochs(raw, limits)
+    if required:
+        rejector.reject((epochs.isna() & ~unparsable).to_numpy(), field, "missing required field")
+    rejector.reject(unparsable.to_numpy(), field, UNPARSABLE_TIME)
+    if judge:
+        rejector.reject(_out_of_range(epochs, limits), field, _range_reason(raw, limits))
+    else:  # still no value that int64 seconds cannot hold
+        rejector.reject((epochs.abs() > 2**62).to_numpy(dtype=bool, na_value=False), field, UNPARSABLE_TIME)
+    return epochs
+
+
+def _reject_long(rejector: _Rejector, values: pd.Series, field: str, limit: int, what: str) -> None:
+    lengths = values.str.len().to_numpy(dtype=np.float64, na_value=0.0)
+    too_long = lengths > limit
+    if too_long.any():
+        rejector.reject(too_long, field, lambda mask: np.asarray(
+            [f"{what} of {int(n):,} characters (limit {limit:,})" for n in lengths[mask]], dtype=object))
+
+
+def validate_predictions(frame: pd.DataFrame, ctx: ModelContext, *, judge_time: bool = True) -> Validated:
     """Check required fields, timestamps, classes and scores; return canonical rows.
 
     Canonical columns: prediction_id, ts (int epoch s), predicted, model_version,
     score_<class> for each known class whose column is present, the segment columns
     (strings, `(missing)` when absent) and the feature columns as given, plus `_row`.
     """
-    source = ctx.config.predictions
+    source, limits = ctx.config.predictions, ctx.config.limits
     rejector = _Rejector(frame)
     ids = _text(frame, source.id)
     rejector.reject((ids.isna() | (ids == "")).to_numpy(), source.id, "missing required field")
+    _reject_long(rejector, ids, source.id, limits.max_id_length, "id")
     predicted = _text(frame, source.prediction)
     rejector.reject((predicted.isna() | (predicted == "")).to_numpy(), source.prediction, "missing required field")
+    _reject_long(rejector, predicted, source.prediction, limits.max_value_length, "class")
     if source.timestamp not in frame.columns:
         rejector.reject(np.ones(len(frame), bool), source.timestamp, "missing required field")
         epochs = pd.Series(np.nan, index=frame.index)
     else:
-        epochs, unparsable = _epochs(frame[source.timestamp])
-        rejector.reject((epochs.isna() & ~unparsable).to_numpy(), source.timestamp, "missing required field")
-        rejector.reject(unparsable.to_numpy(), source.timestamp, "unparsable timestamp (use ISO 8601 or epoch seconds)")
+        epochs = _reject_times(rejector, frame[source.timestamp], source.timestamp, limits, required=True,
+                               judge=judge_time)
     if ctx.classes:
         unknown = predicted.notna() & ~predicted.isin(ctx.classes)
         rejector.reject(unknown.to_numpy(), source.prediction, _unknown_class(predicted, ctx.classes))
     # the columns in their canonical order, assembled once (a later name replaces an earlier
     # one in place, as assigning columns one by one would)
+    version = _text(frame, source.model_version)
+    _reject_long(rejector, version, source.model_version, limits.max_value_length, "model version")
     out: dict[str, pd.Series | float] = {
         "prediction_id": ids,
         "ts": epochs,
         "predicted": predicted,
-        "model_version": _text(frame, source.model_version),
+        "model_version": version,
         "_row": frame["_row"],
     }
     for cls in ctx.classes:
@@ -165,6 +274,7 @@ def validate_predictions(frame: pd.DataFrame, ctx: ModelContext) -> Validated:
         out[f"score_{cls}"] = scores
     for segment in ctx.segments:
         values = _text(frame, segment)
+        _reject_long(rejector, values, segment, limits.max_value_length, "segment value")
         out[segment] = values.where(values.notna() & (values != ""), MISSING_SEGMENT).astype(object)
     for feature in ctx.features:
         if feature in ctx.segments:
@@ -177,17 +287,20 @@ def validate_predictions(frame: pd.DataFrame, ctx: ModelContext) -> Validated:
     return Validated(good, rejector.result())
 
 
-def validate_labels(frame: pd.DataFrame, ctx: ModelContext, default_ts: int) -> Validated:
+def validate_labels(frame: pd.DataFrame, ctx: ModelContext, default_ts: int, *,
+                    judge_time: bool = True) -> Validated:
     """Canonical label rows: prediction_id, label, label_ts (int epoch s), `_row`."""
-    source = ctx.config.labels
+    source, limits = ctx.config.labels, ctx.config.limits
     rejector = _Rejector(frame)
     ids = _text(frame, source.id)
     rejector.reject((ids.isna() | (ids == "")).to_numpy(), source.id, "missing required field")
+    _reject_long(rejector, ids, source.id, limits.max_id_length, "id")
     labels = _text(frame, source.label)
     rejector.reject((labels.isna() | (labels == "")).to_numpy(), source.label, "missing required field")
+    _reject_long(rejector, labels, source.label, limits.max_value_length, "class")
     if source.timestamp in frame.columns:
-        epochs, unparsable = _epochs(frame[source.timestamp])
-        rejector.reject(unparsable.to_numpy(), source.timestamp, "unparsable timestamp (use ISO 8601 or epoch seconds)")
+        epochs = _reject_times(rejector, frame[source.timestamp], source.timestamp, limits, required=False,
+                               judge=judge_time)
         epochs = epochs.fillna(default_ts)
     else:
         epochs = pd.Series(float(default_ts), index=frame.index)

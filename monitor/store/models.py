@@ -70,6 +70,9 @@ class IngestedFile(Base):
     size: Mapped[int | None] = mapped_column(BigInteger)
     mtime: Mapped[float | None] = mapped_column(Float)
     sha256: Mapped[str | None] = mapped_column(String(64))
+    # inode, ctime and a hash of head and tail: changes with any write or replacement, even
+    # one that keeps the size and restores the mtime (see monitor.ingest.ledger.fingerprint)
+    fingerprint: Mapped[str | None] = mapped_column(String(120))
     status: Mapped[str] = mapped_column(String(20))  # done | partial | failed
     error: Mapped[str | None] = mapped_column(Text)
     rows_read: Mapped[int] = mapped_column(BigInteger, default=0)
