@@ -4,11 +4,17 @@ Every message says what dropped, where, by how much, on how many labelled cases,
 to the evidence: `{dashboard_url}/alerts?model=<m>` and the classes page filtered to the
 class and segment. An event's `payload` (stored in the outbox) is the alert as it was at the
 state change; rendering happens at delivery so that the dashboard URL is the current one.
+
+Delivery is at least once (a receiver that answers after our timeout has the event although
+we retry it), so every message carries `event_id(event)`: the same key on every attempt, from
+any process, for the same notification; receivers de-duplicate on it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import math
 from typing import Any
 from urllib.parse import urlencode
@@ -53,6 +59,20 @@ def describe(record: dict[str, Any]) -> str:
     return (f"{label} of class {record['class']!r} {where(record)} is {_num(value)}{interval}, "
             f"{_num(drop)} below the reference {_num(reference)}, on {int(record.get('support') or 0)} "
             f"{cases}; {window} window ending {end}.")
+
+
+def event_id(event: dict[str, Any]) -> str:
+    """A stable key for one notification (32 hex characters).
+
+    Derived from what the notification is about, not from the outbox row id, so that it stays
+    the same across retries, senders and processes, and does not collide between two
+    databases (a staging and a production monitor posting to one receiver): the series
+    (model, rule, fingerprint), the incident (`started_at`), the change (`kind`, severity)
+    and the window end it happened at (`data_time`)."""
+    record = event["payload"]
+    parts = [record["model"], record["rule"], record["fingerprint"], record.get("started_at"),
+             event["kind"], event["severity"], event.get("data_time")]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
 
 
 def links(record: dict[str, Any], dashboard_url: str) -> dict[str, str]:
@@ -114,6 +134,8 @@ def webhook_payload(event: dict[str, Any], dashboard_url: str) -> dict[str, Any]
         "commonAnnotations": alert["annotations"],
         "externalURL": link["alerts"],
         "event": event["kind"],
+        "event_id": event_id(event),  # also the Idempotency-Key header
+        "event_time": to_iso(event.get("data_time")),  # orders events of one alert
         "alerts": [alert],
     }
 

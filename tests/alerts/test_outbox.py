@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from monitor.alerts.messages import event_id
 from monitor.alerts.outbox import LEASE_SECONDS, backoff, claim_due, deliver_pending
 from monitor.alerts.service import deliveries_frame, events_frame, pending_events, silence
 from monitor.config import MonitorConfig
@@ -52,6 +53,30 @@ def test_the_webhook_gets_an_alertmanager_shaped_payload_with_evidence(engine: E
     assert resolved["fingerprint"] == alert["fingerprint"]
 
 
+def test_it_sends_the_same_event_id_on_every_attempt_of_one_event(engine: Engine, db_url: str, http_receiver: HttpReceiver) -> None:
+    http_receiver.failures = 1
+    config = make_config(db_url, channels=[{"type": "webhook", "url": http_receiver.url}])
+    fire_collapse(engine, config)
+    deliver_pending(engine, config, now=NOW)
+    deliver_pending(engine, config, now=NOW + backoff(1))
+    first, second = (r["body"] for r in http_receiver.requests)
+    assert first["event_id"] == second["event_id"] and len(first["event_id"]) == 32
+    assert first["event_time"] == "2024-01-11T00:00:00Z"
+    resolve_it(engine, config)
+    deliver_pending(engine, config, now=NOW + 10_000)
+    assert http_receiver.delivered[-1]["event_id"] != first["event_id"]  # another notification
+
+
+def test_the_event_id_does_not_depend_on_the_outbox_row_or_the_process() -> None:
+    record = {"model": "triage", "rule": "minority-recall", "fingerprint": "f" * 32, "started_at": 10}
+    event = {"id": 1, "kind": "firing", "severity": "critical", "data_time": 20, "payload": record}
+    assert event_id(event) == event_id({**event, "id": 99, "attempts": 5, "claim_token": "x"})
+    # pinned: a new key for old events after an upgrade would defeat receivers' de-duplication
+    assert event_id(event) == "27eaac059906900d3de30568c4c207a5"
+    assert event_id(event) != event_id({**event, "kind": "reminder"})
+    assert event_id(event) != event_id({**event, "payload": {**record, "started_at": 11}})
+
+
 def test_slack_gets_a_message_that_says_what_where_how_much_and_links(engine: Engine, db_url: str, http_receiver: HttpReceiver) -> None:
     config = make_config(db_url, channels=[{"type": "slack", "url": http_receiver.url + "/slack"}])
     fire_collapse(engine, config)
@@ -76,6 +101,7 @@ def test_email_goes_out_over_smtp_as_plain_text_and_html(engine: Engine, db_url:
              if part.get_content_maintype() == "text"}
     assert "Labelled cases: 40" in parts["text/plain"]
     assert "<table>" in parts["text/html"] and "http://dash.example:8050/alerts?model=triage" in parts["text/html"]
+    assert message["Message-ID"] == f"<{message['X-Monitor-Event-Id']}@classifier-monitor>"
 
 
 def test_it_retries_a_failed_webhook_with_backoff_until_it_is_delivered(engine: Engine, db_url: str, http_receiver: HttpReceiver) -> None:

@@ -1,15 +1,19 @@
-"""Email over SMTP: multipart plain + HTML; optional implicit TLS, STARTTLS and login."""
+"""Email over SMTP: multipart plain + HTML; optional implicit TLS, STARTTLS and login.
+
+A retried event is the same message: `Message-ID` is derived from the event id (mail
+clients and list servers drop a second copy with the same Message-ID) and the id itself is in
+`X-Monitor-Event-Id` for filters."""
 
 from __future__ import annotations
 
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from typing import Any
 
 from monitor.alerts.channels import TransportError
-from monitor.alerts.messages import email_bodies
+from monitor.alerts.messages import email_bodies, event_id
 from monitor.config import Channel, MonitorConfig
 
 
@@ -20,10 +24,21 @@ def build_message(channel: Channel, event: dict[str, Any], config: MonitorConfig
     message["From"] = channel.email_from or ""
     message["To"] = ", ".join(channel.email_to)
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain="classifier-monitor")
+    key = event_id(event)
+    message["Message-ID"] = f"<{key}@classifier-monitor>"
+    message["X-Monitor-Event-Id"] = key
     message.set_content(plain)
     message.add_alternative(html, subtype="html")
     return message
+
+
+def _refused_for_good(error: smtplib.SMTPException) -> bool:
+    """SMTP's 5xx replies are permanent, 4xx ones ("451 try again later", greylisting) are not."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+    else:
+        codes = [getattr(error, "smtp_code", 550)]
+    return all(int(code) >= 500 for code in codes)
 
 
 def send(channel: Channel, event: dict[str, Any], config: MonitorConfig) -> None:
@@ -44,6 +59,9 @@ def send(channel: Channel, event: dict[str, Any], config: MonitorConfig) -> None
             client.send_message(message)
     except (smtplib.SMTPAuthenticationError, smtplib.SMTPRecipientsRefused,
             smtplib.SMTPSenderRefused, smtplib.SMTPNotSupportedError) as error:
-        raise TransportError(f"{type(error).__name__}: {error}", permanent=True) from error
-    except (smtplib.SMTPException, OSError) as error:
+        raise TransportError(f"{type(error).__name__}: {error}", permanent=_refused_for_good(error)) from error
+    except (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected, OSError) as error:
+        # no answer (refused, timeout, dropped): more sends in this pass would wait the same
+        raise TransportError(f"{type(error).__name__}: {error}", channel_down=True) from error
+    except smtplib.SMTPException as error:
         raise TransportError(f"{type(error).__name__}: {error}") from error

@@ -8,14 +8,14 @@ import logging
 from typing import Any
 
 from monitor.alerts.channels import TransportError
-from monitor.alerts.messages import title, webhook_payload
+from monitor.alerts.messages import event_id, title, webhook_payload
 from monitor.config import Channel, MonitorConfig
 
 log = logging.getLogger("monitor.alerts.notify")
 
 
 def send(channel: Channel, event: dict[str, Any], config: MonitorConfig) -> None:
-    log.warning("%s - %s", title(event), event["payload"]["message"])
+    log.warning("%s - %s (event %s)", title(event), event["payload"]["message"], event_id(event))
     if not channel.path:
         return
     try:

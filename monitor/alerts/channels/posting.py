@@ -11,19 +11,31 @@ from monitor.config import Channel
 
 # Worth retrying: the receiver is overloaded or timed out, not wrong about our request.
 TRANSIENT_STATUS = {408, 425, 429}
+# We only quote the start of an error answer; a receiver that streams an endless body must
+# not keep a sender thread reading it.
+MAX_ANSWER_BYTES = 4096
 
 
-def post_json(channel: Channel, body: dict[str, Any]) -> None:
+def post_json(channel: Channel, body: dict[str, Any], *, event_id: str) -> None:
+    """POST `body` with `Idempotency-Key: event_id`; raises TransportError unless 2xx."""
     assert channel.url is not None
+    headers = {"User-Agent": "classifier-monitor", **channel.headers, "Idempotency-Key": event_id}
     try:
-        response = requests.post(channel.url, json=body, timeout=channel.timeout,
-                                 headers={"User-Agent": "classifier-monitor", **channel.headers})
+        response = requests.post(channel.url, json=body, timeout=channel.timeout, headers=headers,
+                                 stream=True)
     except requests.exceptions.InvalidURL as error:
         raise TransportError(f"invalid url {channel.url!r}: {error}", permanent=True) from error
     except requests.RequestException as error:
-        raise TransportError(f"{type(error).__name__}: {error}") from error
-    if 200 <= response.status_code < 300:
-        return
-    detail = response.text[:200].strip()
+        # timeout, refused, DNS: the receiver did not answer, so more sends in this pass
+        # would only wait for the same timeout
+        raise TransportError(f"{type(error).__name__}: {error}", channel_down=True) from error
+    with response:
+        if 200 <= response.status_code < 300:
+            return
+        try:
+            detail = response.raw.read(MAX_ANSWER_BYTES, decode_content=True)[:200]
+            text = detail.decode("utf-8", "replace").strip()
+        except (requests.RequestException, OSError, ValueError):
+            text = "(no readable answer)"
     permanent = 400 <= response.status_code < 500 and response.status_code not in TRANSIENT_STATUS
-    raise TransportError(f"HTTP {response.status_code}: {detail}", permanent=permanent)
+    raise TransportError(f"HTTP {response.status_code}: {text}", permanent=permanent)

@@ -1,14 +1,15 @@
 """Webhook channel: Alertmanager's webhook JSON (status, alerts with labels, annotations,
-startsAt, endsAt, fingerprint), plus links to the dashboard."""
+startsAt, endsAt, fingerprint), plus links to the dashboard and `event_id` (also sent as the
+`Idempotency-Key` header) for receivers to de-duplicate retries."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from monitor.alerts.channels.posting import post_json
-from monitor.alerts.messages import webhook_payload
+from monitor.alerts.messages import event_id, webhook_payload
 from monitor.config import Channel, MonitorConfig
 
 
 def send(channel: Channel, event: dict[str, Any], config: MonitorConfig) -> None:
-    post_json(channel, webhook_payload(event, config.dashboard_url))
+    post_json(channel, webhook_payload(event, config.dashboard_url), event_id=event_id(event))
