@@ -67,7 +67,14 @@ def register(server: Any, config: MonitorConfig) -> None:
     server.register_blueprint(routes.blueprint)
 
     def metrics() -> Response:
-        body = prometheus.render(config, lambda: engine_for(server))
+        try:
+            body = prometheus.render(config, lambda: engine_for(server))
+        except Exception as error:
+            # down or unmigrated: a JSON 503 with the reason (the scrape fails, `up` is 0);
+            # anything else is a bug and goes to the server log and Flask's 500
+            if health.database_failure(error) is None:
+                raise
+            return health.unavailable(error)
         return Response(body, mimetype=None, content_type=prometheus.CONTENT_TYPE)
 
     server.add_url_rule("/metrics", "monitor_prometheus", metrics, methods=["GET"])

@@ -1,7 +1,10 @@
-"""`GET /healthz`: 200 `{"status": "ok"}` when the database answers, else 503.
+"""`GET /healthz`: 200 `{"status": "ok"}` when the database answers and is migrated, else 503
+`{"status": "unavailable", "error": reason}`.
 
 Open even when basic auth is on (container health checks and load balancers). The error
 names the failure class only: no URL, host or credentials leak to an unauthenticated caller.
+`database_failure` classifies an exception the same way for `/metrics` and the API, so that a
+database that is down or unmigrated is a JSON 503 everywhere, never a 500 page.
 """
 
 from __future__ import annotations
@@ -9,10 +12,53 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, current_app, jsonify
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+from monitor.store.db import DatabaseError
 
 log = logging.getLogger("monitor.api")
 blueprint = Blueprint("monitor_health", __name__)
+
+# A table every migrated database has (the first migration creates it).
+REQUIRED_TABLE = "monitored_models"
+NOT_MIGRATED = "database not migrated (tables missing): run `monitor db upgrade`"
+UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a missing table
+
+
+def _missing_table(error: BaseException) -> bool:
+    """True for "no such table" from SQLite or UndefinedTable from PostgreSQL."""
+    original = getattr(error, "orig", None) or error
+    if getattr(original, "sqlstate", None) == UNDEFINED_TABLE:
+        return True
+    return isinstance(error, (OperationalError, ProgrammingError)) and "no such table" in str(error)
+
+
+def database_failure(error: BaseException) -> str | None:
+    """The public reason when `error` means the database cannot serve (down, refusing
+    connections, bad URL, unmigrated), else None (a bug, to be logged as one)."""
+    if _missing_table(error):
+        return NOT_MIGRATED
+    if isinstance(error, (OperationalError, DatabaseError)) or \
+            (isinstance(error, DBAPIError) and error.connection_invalidated):
+        return f"database unavailable ({type(getattr(error, 'orig', None) or error).__name__})"
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        return None
+    if isinstance(error, psycopg.OperationalError):  # raw-cursor paths are not wrapped
+        return f"database unavailable ({type(error).__name__})"
+    return None
+
+
+def unavailable(error: BaseException) -> Response:
+    """The JSON 503 for a database failure (`database_failure(error)` must not be None)."""
+    reason = database_failure(error) or "database unavailable"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    log.warning("database unusable: %s", first)
+    response = jsonify({"status": "unavailable", "error": reason})
+    response.status_code = 503
+    return response
 
 
 @blueprint.get("/healthz")
@@ -22,9 +68,17 @@ def healthz() -> Response:
     try:
         with engine_for(current_app).connect() as conn:
             conn.execute(text("SELECT 1"))
+            migrated = inspect(conn).has_table(REQUIRED_TABLE)
+            conn.rollback()
     except Exception as error:  # noqa: BLE001 - any failure means "not healthy"
-        log.warning("health check failed: %s", str(error).splitlines()[0] if str(error) else type(error).__name__)
-        response = jsonify({"status": "unavailable", "error": f"database unreachable ({type(error).__name__})"})
+        if database_failure(error) is None:
+            log.exception("health check failed")
+            response = jsonify({"status": "unavailable", "error": f"database unusable ({type(error).__name__})"})
+            response.status_code = 503
+            return response
+        return unavailable(error)
+    if not migrated:
+        response = jsonify({"status": "unavailable", "error": NOT_MIGRATED})
         response.status_code = 503
         return response
     return jsonify({"status": "ok"})

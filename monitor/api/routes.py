@@ -24,9 +24,10 @@ import pandas as pd
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from monitor.api.health import database_failure
 from monitor.api.security import json_error
 from monitor.config import ConfigError, ModelConfig, MonitorConfig
 from monitor.context import ModelContext, load_context
@@ -62,22 +63,12 @@ def _unexpected(error: Exception) -> Response:
         return json_error(413, f"request body larger than {current_app.config.get('MAX_CONTENT_LENGTH')} bytes")
     if isinstance(error, HTTPException):
         return json_error(error.code or 500, error.description or error.name)
-    if _unavailable(error):
-        log.warning("database error: %s", str(error).splitlines()[0])
-        return json_error(503, "database unavailable")
+    reason = database_failure(error)  # down, refusing connections or unmigrated
+    if reason is not None:
+        log.warning("database error: %s", str(error).strip().splitlines()[0] if str(error).strip() else reason)
+        return json_error(503, reason)
     log.exception("API request failed")
     return json_error(500, f"internal error ({type(error).__name__})")
-
-
-def _unavailable(error: Exception) -> bool:
-    """The database is down or went away (wrapped by SQLAlchemy or raw from the driver)."""
-    if isinstance(error, OperationalError):
-        return True
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - SQLite-only installs
-        return False
-    return isinstance(error, psycopg.OperationalError)
 
 
 def write_engine() -> Engine:

@@ -150,3 +150,80 @@ def test_the_cli_exits_2_with_the_reason_for_a_step_over_the_limit(month: str, d
     result = CliRunner().invoke(main, ["--config", str(config), command, "--window", "99999999999d"])
     assert result.exit_code in (1, 2), result.output
     assert "longer than 3650 days" in result.output
+
+
+# -- 3. the database down or unmigrated ----------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database that answers but was never migrated (no tables)."""
+    import os
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import POSTGRES_ENV, postgres_admin_url
+
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    admin_url = postgres_admin_url()
+    if admin_url is None:
+        if os.environ.get("MONITOR_REQUIRE_POSTGRES"):
+            pytest.fail(f"{POSTGRES_ENV} is not set")
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}")
+    name = f"monitor_empty_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    request.addfinalizer(drop)
+    return f"{admin_url.rpartition('/')[0]}/{name}"
+
+
+def _every_read(base: str) -> dict[str, requests.Response]:
+    return {path: requests.get(f"{base}{path}", timeout=30)
+            for path in ("/healthz", "/metrics", "/api/v1/models", "/api/v1/models/m/metrics", "/api/v1/alerts")}
+
+
+@pytest.mark.parametrize("url", ["postgresql://watcher@127.0.0.1:1/none", "sqlite:////nonexistent-dir/x/monitor.db"])
+def test_it_answers_json_503_with_the_reason_while_the_database_is_down(tmp_path: Path, serve,  # noqa: F811
+                                                                         url: str) -> None:
+    base = serve(make_config(url, tmp_path))
+    for path, answer in _every_read(base).items():
+        assert answer.status_code == 503, (path, answer.text[:300])
+        assert answer.headers["Content-Type"].startswith("application/json"), path
+        assert answer.json()["error"].startswith("database unavailable ("), (path, answer.json())
+        assert "watcher" not in answer.text and "nonexistent" not in answer.text  # nothing of the URL leaks
+    answer = requests.post(f"{base}/api/v1/models/m/predictions", json=[], timeout=30)
+    assert answer.status_code == 503 and "database unavailable" in answer.json()["error"]
+
+
+def test_it_answers_503_saying_to_run_db_upgrade_on_an_unmigrated_database(empty_db_url: str, tmp_path: Path,
+                                                                          serve) -> None:  # noqa: F811
+    base = serve(make_config(empty_db_url, tmp_path))
+    for path, answer in _every_read(base).items():
+        assert answer.status_code == 503, (path, answer.text[:300])
+        assert "run `monitor db upgrade`" in answer.json()["error"], (path, answer.json())
+    predictions, _ = month_of_predictions(3)
+    answer = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions, timeout=30)
+    assert answer.status_code == 503 and "monitor db upgrade" in answer.json()["error"]
+
+
+def test_healthz_and_metrics_answer_200_once_the_database_is_migrated(empty_db_url: str, tmp_path: Path,
+                                                                      serve) -> None:  # noqa: F811
+    from monitor.store.db import make_engine
+    from monitor.store.migrate import upgrade
+
+    base = serve(make_config(empty_db_url, tmp_path))
+    assert requests.get(f"{base}/healthz", timeout=30).status_code == 503
+    engine = make_engine(empty_db_url)
+    upgrade(engine)
+    engine.dispose()
+    for path, answer in _every_read(base).items():
+        assert answer.status_code == 200, (path, answer.text[:300])
