@@ -41,6 +41,8 @@ MAX_RECORD_LINES = 1_000  # a quoted CSV field may span lines, but not more than
 ROW_FIELD = "(row)"  # the `field` of a reject for a row that could not be parsed at all
 RAW_CHARS = 2_000  # what a reject keeps of its raw text
 BOM = b"\xef\xbb\xbf"
+NUL_REASON = "contains a NUL character"
+SURROGATE_REASON = "contains a lone UTF-16 surrogate (not valid Unicode text)"
 
 
 class UnreadableFile(Exception):
@@ -157,7 +159,7 @@ def _decode(raw: bytes) -> tuple[str | None, str | None]:
 
 
 def _raw_text(raw: bytes) -> str:
-    return raw[:RAW_CHARS].decode("utf-8", errors="replace")
+    return raw[:RAW_CHARS].decode("utf-8", errors="replace").replace("\x00", "\\x00")
 
 
 class CsvReader:
@@ -220,6 +222,8 @@ class CsvReader:
                            na_values=[""], usecols=lambda c: self.keep(c), encoding="utf-8")
 
     def _block(self, block: bytes) -> Chunk:
+        if b"\x00" in block:  # no database stores a NUL in text: such rows go one by one
+            return self._careful(block)
         try:
             frame = self._read(block)
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError, csv.Error):
@@ -281,6 +285,8 @@ class CsvReader:
         text, problem = _decode(raw)
         if text is None:
             return problem
+        if "\x00" in text:
+            return NUL_REASON
         try:
             parsed = list(csv.reader(io.StringIO(text, newline="")))
         except csv.Error as error:
@@ -383,6 +389,8 @@ class JsonLinesReader:
 def parse_record(text: str, string_columns: set[str], keep: Callable[[str], bool],
                  limits: Limits) -> tuple[dict | None, str | None]:
     """One JSON object -> (record with the kept keys, None) or (None, reason)."""
+    if "\\u0000" in text:
+        return None, NUL_REASON
     try:
         value = json.loads(text)
     except RecursionError:
@@ -391,7 +399,19 @@ def parse_record(text: str, string_columns: set[str], keep: Callable[[str], bool
         return None, f"not valid JSON: {_first_line(error)}"
     if not isinstance(value, dict):
         return None, f"not a JSON object (a JSON {type(value).__name__})"
+    if "\\u" in text.lower() and _has_surrogate(value):
+        return None, SURROGATE_REASON
     return project(value, string_columns, keep, limits)
+
+
+def _has_surrogate(value: object) -> bool:
+    """A lone UTF-16 surrogate (`"\\ud800"`) decodes into a Python str that no UTF-8
+    database or Arrow column can hold."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def project(value: dict, string_columns: set[str], keep: Callable[[str], bool],

@@ -215,6 +215,17 @@ def _reject_times(rejector: _Rejector, raw: pd.Series, field: str, limits: Limit
     return epochs
 
 
+def _reject_nul(rejector: _Rejector, frame: pd.DataFrame) -> None:
+    """No database stores a NUL character in text (PostgreSQL refuses the whole batch)."""
+    for column in frame.columns:
+        values = frame[column]
+        if column == "_row" or not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+            continue
+        nul = values.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
+        if nul.any():
+            rejector.reject(nul, str(column)[:200], "contains a NUL character")
+
+
 def _reject_long(rejector: _Rejector, values: pd.Series, field: str, limit: int, what: str) -> None:
     lengths = values.str.len().to_numpy(dtype=np.float64, na_value=0.0)
     too_long = lengths > limit
@@ -232,6 +243,7 @@ def validate_predictions(frame: pd.DataFrame, ctx: ModelContext, *, judge_time: 
     """
     source, limits = ctx.config.predictions, ctx.config.limits
     rejector = _Rejector(frame)
+    _reject_nul(rejector, frame)
     ids = _text(frame, source.id)
     rejector.reject((ids.isna() | (ids == "")).to_numpy(), source.id, "missing required field")
     _reject_long(rejector, ids, source.id, limits.max_id_length, "id")
@@ -292,6 +304,7 @@ def validate_labels(frame: pd.DataFrame, ctx: ModelContext, default_ts: int, *,
     """Canonical label rows: prediction_id, label, label_ts (int epoch s), `_row`."""
     source, limits = ctx.config.labels, ctx.config.limits
     rejector = _Rejector(frame)
+    _reject_nul(rejector, frame)
     ids = _text(frame, source.id)
     rejector.reject((ids.isna() | (ids == "")).to_numpy(), source.id, "missing required field")
     _reject_long(rejector, ids, source.id, limits.max_id_length, "id")
