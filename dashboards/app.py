@@ -5,7 +5,10 @@ registered with `dash.register_page`), with the Bootstrap theme served from `ass
 CDN), a navbar and the global filter bar (`dashboards.layout`). The config and the database
 engine live in `server.extensions["monitor"]` (a `MonitorHandle`), so callbacks keep no
 module-level state and each gunicorn worker has its own engine. The HTTP API, /healthz,
-/metrics and basic auth are installed by `monitor.api.register(server, config)`.
+/metrics, basic auth and the security headers are installed by
+`monitor.api.register(server, config)`; the app adds the hashes of Dash's inline scripts to
+the Content-Security-Policy. Building the app never touches the database, and a database
+error in a callback becomes a "Database unavailable" message (`dashboards.availability`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import dash_bootstrap_components as dbc  # noqa: F401 - registers the component 
 from dash import Dash, _callback
 from sqlalchemy import Engine
 
-from dashboards import layout
+from dashboards import availability, layout
 from dashboards.data.common import MonitorHandle, make_read_engine
+from monitor import api
+from monitor.api import security
 from monitor.config import MonitorConfig
 
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -44,21 +49,16 @@ def create_app(config: MonitorConfig, *, engine: Engine | None = None) -> Dash:
         title="classifier-monitor",
         update_title=None,
         serve_locally=True,
+        on_error=availability.on_callback_error,
     )
     server = app.server
     server.extensions["monitor"] = MonitorHandle(config, engine or make_read_engine(config.database_url))
     app.layout = layout.shell
     layout.register_callbacks(app)
-    _register_api(server, config)
+    api.register(server, config)
+    # clientside callbacks are inlined in the index page: the CSP allows them by hash
+    security.allow_inline_scripts(server, app.csp_hashes)
     return app
-
-
-def _register_api(server: object, config: MonitorConfig) -> None:
-    from monitor import api
-
-    register = getattr(api, "register", None)
-    if register is not None:
-        register(server, config)
 
 
 def serve(config: MonitorConfig, *, host: str = "127.0.0.1", port: int = 8050, debug: bool = False) -> None:

@@ -38,12 +38,14 @@ def card(children: Any, *, title: str | None = None, class_name: str = "mb-3") -
                     className=class_name)
 
 
-def empty_state(message: str, hint: str | None = None) -> dbc.Alert:
-    """What to say instead of a table or figure that has nothing to show."""
+def empty_state(message: str, hint: str | None = None, *, color: str = "light",
+                alert_id: str | None = None) -> dbc.Alert:
+    """What to say instead of a table or figure that has nothing to show (or cannot)."""
     children: list[Any] = [html.Strong(message)]
     if hint:
         children += [html.Br(), html.Span(hint)]
-    return dbc.Alert(children, color="light", className="empty-state mb-0")
+    props: dict[str, Any] = {"id": alert_id} if alert_id else {}
+    return dbc.Alert(children, color=color, className="empty-state mb-0", **props)
 
 
 def state_badge(state: str | None) -> dbc.Badge:

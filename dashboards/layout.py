@@ -5,6 +5,11 @@ Ids other pages rely on (keep them): `filter-model`, `filter-window`, `filter-ra
 `data-version` (a store that changes only when new data was ingested: page callbacks take it
 as an Input to refresh live without reloading and without redrawing when nothing changed).
 
+The shell reads the config only, never the database: Dash builds it once when a worker takes
+its first request, and a database outage then must not leave the worker without its
+callbacks. The model's classes and segments reach the filter bar through `sync_filters`,
+which also runs again when the data version changes (e.g. when the database is back).
+
 The URL's query string mirrors the filters both ways: opening a shared URL sets the filters
 (`sync_filters`), and changing a filter rewrites the query string in place
 (`history.replaceState`, clientside) so the page is not re-rendered by the router.
@@ -17,7 +22,9 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
+from sqlalchemy.exc import DBAPIError
 
+from dashboards import availability
 from dashboards.data import core
 from dashboards.filters import DEFAULT_WINDOW, OVERALL, WINDOWS, from_inputs, parse_query
 
@@ -59,9 +66,10 @@ def navbar() -> dbc.Navbar:
 
 
 def filter_bar(models: list[str]) -> dbc.Card:
-    """The global filters; pages read them as Inputs."""
+    """The global filters; pages read them as Inputs (class and segment choices are filled in
+    by `sync_filters`)."""
     model = models[0] if models else None
-    facets = core.facets(model)
+    facets = core.Facets([], [], [])
     labelled = [
         ("Model", dcc.Dropdown(id="filter-model", options=[{"label": m, "value": m} for m in models],
                                value=model, clearable=False, placeholder="no model configured")),
@@ -90,7 +98,8 @@ def shell() -> html.Div:
         dcc.Store(id="data-version"),
         dcc.Store(id="url-query"),
         navbar(),
-        dbc.Container([filter_bar(models), dash.page_container], fluid=True),
+        dbc.Container([html.Div(id="database-status", className="mb-3"), filter_bar(models),
+                       dash.page_container], fluid=True),
     ])
 
 
@@ -103,7 +112,7 @@ def _segment_options(facets: core.Facets) -> list[dict[str, str]]:
 
 
 def sync_filters(search: str | None, model: str | None, window: str | None, start: str | None,
-                 end: str | None, cls: str | None, segment: str | None) -> tuple[Any, ...]:
+                 end: str | None, cls: str | None, segment: str | None, _version: Any = None) -> tuple[Any, ...]:
     """URL -> filters, and model -> its class and segment choices.
 
     Values present in the query string replace the current ones (absent keys keep them);
@@ -143,10 +152,21 @@ def triggered_id() -> Any:
         return None
 
 
-def refresh_version(_n_intervals: int, previous: str | None) -> Any:
-    """The data version, or no_update when nothing new was ingested."""
-    version = core.data_version()
-    return no_update if version == previous else version
+def refresh_version(_n_intervals: int, previous: str | None) -> tuple[Any, Any]:
+    """(the data version, the database banner); the version is no_update when nothing new was
+    ingested, and `UNAVAILABLE_VERSION` while the database does not answer."""
+    try:
+        version = core.data_version()
+    except DBAPIError as error:
+        problem = availability.database_problem(error)
+        if problem is None:
+            raise
+        if previous == availability.UNAVAILABLE_VERSION:
+            return no_update, no_update
+        return availability.UNAVAILABLE_VERSION, availability.banner(problem)
+    if version == previous:
+        return no_update, no_update
+    return version, None
 
 
 def register_callbacks(app: Dash) -> None:
@@ -159,10 +179,10 @@ def register_callbacks(app: Dash) -> None:
         Input("url", "search"), Input("filter-model", "value"),
         State("filter-window", "value"), State("filter-range", "start_date"),
         State("filter-range", "end_date"), State("filter-class", "value"),
-        State("filter-segment", "value"),
+        State("filter-segment", "value"), Input("data-version", "data"),
     )(sync_filters)
-    app.callback(Output("data-version", "data"), Input("refresh-interval", "n_intervals"),
-                 State("data-version", "data"))(refresh_version)
+    app.callback(Output("data-version", "data"), Output("database-status", "children"),
+                 Input("refresh-interval", "n_intervals"), State("data-version", "data"))(refresh_version)
     app.clientside_callback(
         URL_WRITER, Output("url-query", "data"),
         Input("filter-model", "value"), Input("filter-window", "value"),

@@ -2,6 +2,11 @@
 
 Actions persist in the database (`monitor.alerts.service`), so an acknowledgement survives a
 reload and is seen by the scheduler (no more reminders) and by every other user.
+
+Who may act is `monitor.api.security.dashboard_actor()`: the page disables the buttons when
+the dashboard is read-only, and `perform` asks again, because a callback can be called
+without the page (a forged POST to /_dash-update-component). With basic auth the action is
+recorded under the authenticated user's name, never under a name sent in the request.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dashboards import components as ui
 from dashboards.data import alerts as data
 from dashboards.data.core import Result
 from dashboards.layout import triggered_id
+from monitor.api.security import Actor, dashboard_actor
 
 dash.register_page(__name__, path="/alerts", name="Alerts", order=3, title="Alerts - classifier-monitor")
 
@@ -29,6 +35,7 @@ SILENCE_COLUMNS = ["id", "rule", "class", "segment", "segment_value", "starts_at
 
 
 def layout(**_query: Any) -> html.Div:
+    actor = dashboard_actor()
     return html.Div([
         ui.page_header("Alerts", "Minority-recall drops that are both significant and large, with "
                        "their evidence; acknowledge or silence them here."),
@@ -36,28 +43,39 @@ def layout(**_query: Any) -> html.Div:
         dbc.RadioItems(id="alerts-state", value="all", inline=True, className="mb-2",
                        options=[{"label": s, "value": s} for s in data.STATES]),
         ui.card(html.Div(id="alerts-table"), title="Alert history (newest first)"),
-        ui.card([
-            dbc.Row([
-                dbc.Col([dbc.Label("Alert", className="small text-muted"),
-                         dcc.Dropdown(id="alerts-choice", placeholder="choose an alert")], md=4),
-                dbc.Col([dbc.Label("Your name", className="small text-muted"),
-                         dbc.Input(id="alerts-by", type="text", maxLength=200, placeholder="e.g. alice")], md=2),
-                dbc.Col([dbc.Label("Comment", className="small text-muted"),
-                         dbc.Input(id="alerts-comment", type="text", maxLength=500)], md=3),
-                dbc.Col([dbc.Label("Silence for", className="small text-muted"),
-                         dcc.Dropdown(id="alerts-duration", value="1d", clearable=False,
-                                      options=[{"label": d, "value": d} for d in data.SILENCE_DURATIONS])],
-                        md=1),
-                dbc.Col([dbc.Button("Acknowledge", id="alerts-ack", color="primary", className="me-2"),
-                         dbc.Button("Silence", id="alerts-silence", color="secondary")],
-                        md=2, className="d-flex align-items-end"),
-            ], className="g-2"),
-            html.Div(id="alerts-feedback", className="mt-2"),
-            html.Div(id="alerts-events", className="mt-2"),
-        ], title="Act on an alert"),
+        ui.card(action_form(actor), title="Act on an alert"),
         ui.card(html.Div(id="alerts-silences"), title="Active silences"),
         ui.card(html.Div(id="alerts-deliveries"), title="Delivery log (newest 200)"),
     ])
+
+
+def action_form(actor: Actor) -> list[Any]:
+    """The acknowledge / silence form: disabled with the reason when `actor` may not act; the
+    name field shows the signed-in user when there is one (and is not editable)."""
+    read_only = not actor.allowed
+    note = [dbc.Alert(actor.reason, color="warning", className="py-2 small", id="alerts-read-only")] \
+        if read_only else []
+    return note + [
+        dbc.Row([
+            dbc.Col([dbc.Label("Alert", className="small text-muted"),
+                     dcc.Dropdown(id="alerts-choice", placeholder="choose an alert")], md=4),
+            dbc.Col([dbc.Label("Signed in as" if actor.name else "Your name", className="small text-muted"),
+                     dbc.Input(id="alerts-by", type="text", maxLength=200, placeholder="e.g. alice",
+                               value=actor.name, disabled=read_only or actor.name is not None)], md=2),
+            dbc.Col([dbc.Label("Comment", className="small text-muted"),
+                     dbc.Input(id="alerts-comment", type="text", maxLength=500)], md=3),
+            dbc.Col([dbc.Label("Silence for", className="small text-muted"),
+                     dcc.Dropdown(id="alerts-duration", value="1d", clearable=False,
+                                  options=[{"label": d, "value": d} for d in data.SILENCE_DURATIONS])],
+                    md=1),
+            dbc.Col([dbc.Button("Acknowledge", id="alerts-ack", color="primary", className="me-2",
+                                disabled=read_only),
+                     dbc.Button("Silence", id="alerts-silence", color="secondary", disabled=read_only)],
+                    md=2, className="d-flex align-items-end"),
+        ], className="g-2"),
+        html.Div(id="alerts-feedback", className="mt-2"),
+        html.Div(id="alerts-events", className="mt-2"),
+    ]
 
 
 @dash.callback(
@@ -92,11 +110,16 @@ def act(_ack: Any, _silence: Any, alert_id: int | None, by: str | None, comment:
 
 def perform(action: Any, alert_id: int | None, by: str | None, comment: str | None,
             duration: str | None) -> tuple[Any, Any]:
-    """Run the action of button `action` ("alerts-ack" / "alerts-silence"): feedback + done."""
-    if action == "alerts-silence":
-        outcome = data.silence_alert(alert_id, by, duration, comment)
+    """Run the action of button `action` ("alerts-ack" / "alerts-silence"): feedback + done.
+
+    `by` (typed by the user) is used only when no credential is configured."""
+    actor = dashboard_actor()
+    if not actor.allowed:
+        outcome = data.Outcome(False, actor.reason or "Not allowed.")
+    elif action == "alerts-silence":
+        outcome = data.silence_alert(alert_id, actor.name or by, duration, comment)
     else:
-        outcome = data.acknowledge_alert(alert_id, by, comment)
+        outcome = data.acknowledge_alert(alert_id, actor.name or by, comment)
     feedback = dbc.Alert(outcome.message, color="success" if outcome.ok else "warning",
                          className="mb-0", id="alerts-outcome")
     return feedback, (time.time() if outcome.ok else no_update)

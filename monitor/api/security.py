@@ -8,6 +8,12 @@
   accepted on `/api/` and `/metrics`, for machines. `/healthz` is always open (load balancers,
   container health checks).
 - Neither set: everything is open; that is why the default bind is 127.0.0.1.
+- Dashboard actions (acknowledge, silence) follow `dashboard_actor()`: open when no
+  credential is set; with basic auth, done as the authenticated user; with only a token, the
+  dashboard is read-only (it cannot tell who is acting, and the token is not for browsers).
+- Every response carries `SECURITY_HEADERS` and a Content-Security-Policy
+  (`content_security_policy`): no framing, no inline or foreign scripts but the dashboard's
+  own, hashed inline scripts (`allow_inline_scripts`), no referrer, no MIME sniffing.
 - Request bodies above `MAX_CONTENT_LENGTH` (`$MONITOR_MAX_BODY_BYTES`, default 16 MiB) get a
   413 JSON error before being read.
 """
@@ -18,9 +24,10 @@ import base64
 import binascii
 import hmac
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from monitor.config import ConfigError
@@ -29,6 +36,29 @@ from monitor.secrets import secret
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 OPEN_PATHS = ("/healthz",)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",  # data-derived strings must never be sniffed into HTML
+    "Referrer-Policy": "no-referrer",  # dashboard URLs carry model and segment names
+}
+# Plotly and Dash's components set styles at run time (<style> rules, style attributes), so
+# styles need 'unsafe-inline'; scripts do not: only our origin and hashed inline scripts.
+CSP_DIRECTIVES = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self' 'unsafe-inline'",
+    "img-src": "'self' data: blob:",  # plotly's modebar icons and PNG downloads
+    "font-src": "'self' data:",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+READ_ONLY_REASON = ("The dashboard is read-only: MONITOR_API_TOKEN is set without MONITOR_BASIC_AUTH, "
+                    "so it cannot tell who acknowledges or silences an alert. Set "
+                    "MONITOR_BASIC_AUTH=user:password to act on alerts here.")
+NOT_AUTHENTICATED = "Sign in (HTTP basic auth) to act on alerts."
 
 
 @dataclass(frozen=True)
@@ -40,6 +70,61 @@ class Credentials:
     @property
     def basic_enabled(self) -> bool:
         return self.basic_user is not None
+
+
+@dataclass
+class SecurityState:
+    """What `install` put on a server (`server.extensions["monitor_security"]`)."""
+
+    credentials: Credentials
+    script_hashes: Callable[[], list[str]] = field(default=list)
+
+    @property
+    def csp(self) -> str:
+        return content_security_policy(self.script_hashes())
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who may act through the dashboard in this request, and under which name.
+
+    `name` is the authenticated user when basic auth is on; None means "open: take the name
+    the user typed" (no credential configured). `reason` says why `allowed` is False."""
+
+    allowed: bool
+    name: str | None = None
+    reason: str | None = None
+
+
+def content_security_policy(script_hashes: list[str] | tuple[str, ...] = ()) -> str:
+    directives = dict(CSP_DIRECTIVES)
+    directives["script-src"] = " ".join([directives["script-src"], *script_hashes])
+    return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
+def allow_inline_scripts(server: Flask, hashes: Callable[[], list[str]]) -> None:
+    """Let the CSP allow the inline scripts whose hash sources `hashes()` gives (Dash's
+    `app.csp_hashes`). Asked per response: Dash adds the clientside callbacks of its page
+    router only when it takes its first request (hashing them costs microseconds)."""
+    state: SecurityState = server.extensions["monitor_security"]
+    state.script_hashes = hashes
+
+
+def dashboard_actor() -> Actor:
+    """Whether the current request may acknowledge or silence alerts, and as whom.
+
+    Checked by the dashboard's callbacks themselves, not only by the page that shows the
+    buttons: a forged POST to /_dash-update-component must change nothing either.
+    """
+    state: SecurityState | None = current_app.extensions.get("monitor_security")
+    credentials = state.credentials if state is not None else load_credentials()
+    if credentials.basic_enabled:
+        if not _basic_ok(credentials):
+            return Actor(False, reason=NOT_AUTHENTICATED)
+        return Actor(True, name=(credentials.basic_user or b"").decode("utf-8", "replace"))
+    if credentials.token is not None:
+        return Actor(False, reason=READ_ONLY_REASON)
+    return Actor(True)
 
 
 def load_credentials() -> Credentials:
@@ -144,8 +229,11 @@ def check_request(credentials: Credentials) -> Response | None:
 
 
 def install(server: Flask) -> None:
-    """Install the body limit, the auth hook and JSON errors for the API on `server`."""
+    """Install the body limit, the auth hook, the security headers and JSON errors for the
+    API on `server` (the dashboard's Flask server: they cover every route)."""
     credentials = load_credentials()
+    state = SecurityState(credentials)
+    server.extensions["monitor_security"] = state
     server.config["MAX_CONTENT_LENGTH"] = max_body_bytes()
 
     @server.before_request
@@ -166,9 +254,9 @@ def install(server: Flask) -> None:
 
     @server.after_request
     def _headers(response: Response) -> Response:
-        # Data-derived strings (class names, segment values, file names) are returned in JSON
-        # and plain text only; forbid browsers from sniffing them into HTML.
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        for name, value in SECURITY_HEADERS.items():
+            response.headers[name] = value
+        response.headers["Content-Security-Policy"] = state.csp
         if request.path.startswith("/api/") or request.path in ("/metrics", "/healthz"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
