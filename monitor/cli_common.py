@@ -19,7 +19,14 @@ from sqlalchemy.engine import Connection
 from monitor.config import ConfigError, MonitorConfig, load_config
 from monitor.context import ModelContext, load_context
 from monitor.output import FORMATS
-from monitor.store.db import DatabaseError, check_database, make_engine
+from monitor.store.db import (
+    NOT_MIGRATED,
+    DatabaseError,
+    check_database,
+    is_missing_table,
+    make_engine,
+)
+from monitor.store.windows import WindowLimitError
 from monitor.timeutil import parse_duration, parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,7 +93,11 @@ def handle_errors(func: F) -> F:
             raise click.UsageError(str(error)) from None
         except DatabaseError as error:
             raise RunError(str(error)) from None
+        except WindowLimitError as error:  # a window, step or range no read may ask for
+            raise click.UsageError(str(error)) from None
         except Exception as error:  # noqa: BLE001 - the contract wants one line, no traceback
+            if is_missing_table(error):
+                raise RunError(NOT_MIGRATED) from None
             log.debug("command failed", exc_info=True)
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise RunError(f"{type(error).__name__}: {message}") from None

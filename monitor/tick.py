@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, insert, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.config import MonitorConfig
 from monitor.context import ModelContext, load_context
@@ -21,6 +21,7 @@ from monitor.ingest.pipeline import apply_labels
 from monitor.ingest.reference import UnusableReference, prepare_reference
 from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
+from monitor.store.db import DatabaseError
 from monitor.store.models import IngestRun
 from monitor.timeutil import now_epoch, to_iso
 
@@ -97,9 +98,11 @@ def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_o
             try:
                 summary.add(ingest_file(engine, ctx, kind, path, as_of=as_of))
             except DBAPIError as error:  # database trouble: one line, the next tick retries
-                log.error("ingesting %s failed: %s", path, str(error).strip().splitlines()[0])
+                log.error("ingesting %s failed: %s", path, _first_line(error))
                 summary.files_failed += 1
                 summary.errors.append(f"{path}: {type(error).__name__}")
+                if _database_gone(error):  # every other file would fail the same way
+                    raise
             except Exception as error:  # noqa: BLE001 - one bad file never stops the tick
                 log.exception("ingesting %s failed", path)
                 summary.files_failed += 1
@@ -139,6 +142,12 @@ def run_tick(engine: Engine, config: MonitorConfig, *, model: str | None = None,
             except UnusableReference as error:
                 model_summary.errors.append(str(error))
                 status, error_text = "failed", str(error)
+            except DBAPIError as error:
+                model_summary.errors.append(f"{type(error).__name__}: {_first_line(error)}")
+                status, error_text = "failed", f"{model_config.name}: {_first_line(error)}"
+                if _database_gone(error):
+                    raise DatabaseError(f"database unavailable during the tick: {_first_line(error)}") from None
+                log.error("tick for model %s failed: %s", model_config.name, _first_line(error))
             except Exception as error:
                 log.exception("tick for model %s failed", model_config.name)
                 model_summary.errors.append(f"{type(error).__name__}: {error}")
@@ -150,10 +159,23 @@ def run_tick(engine: Engine, config: MonitorConfig, *, model: str | None = None,
     finally:
         if bar:
             bar.stop()
-        with engine.begin() as conn:
-            conn.execute(update(IngestRun).where(IngestRun.id == run_id).values(
-                finished_at=utcnow(), status=status, summary=summary.to_dict(), error=error_text))
+        try:
+            with engine.begin() as conn:
+                conn.execute(update(IngestRun).where(IngestRun.id == run_id).values(
+                    finished_at=utcnow(), status=status, summary=summary.to_dict(), error=error_text))
+        except DBAPIError as error:  # the database went away: said once, by the caller
+            log.debug("could not record the end of ingest run %s: %s", run_id, _first_line(error))
     return summary
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _database_gone(error: DBAPIError) -> bool:
+    """The connection failed or was lost (not a constraint or data error of one file)."""
+    return isinstance(error, OperationalError) or bool(error.connection_invalidated)
 
 
 def _progress():  # type: ignore[no-untyped-def]

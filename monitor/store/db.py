@@ -50,6 +50,19 @@ def transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+NOT_MIGRATED = "database not migrated (tables missing): run `monitor db upgrade`"
+UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a missing table
+
+
+def is_missing_table(error: BaseException) -> bool:
+    """True for SQLite's "no such table" and PostgreSQL's UndefinedTable: the database is
+    reachable but was never migrated (or is another application's)."""
+    original = getattr(error, "orig", None) or error
+    if getattr(original, "sqlstate", None) == UNDEFINED_TABLE:
+        return True
+    return "no such table" in str(error)
+
+
 def check_database(engine: Engine) -> None:
     """Raise DatabaseError with a one-line reason when the database does not answer."""
     try:

@@ -1,0 +1,45 @@
+"""The command line under bad conditions: one line naming the problem and the contract's exit
+code, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.hostile.workspace import workspace
+
+
+def _monitor(config: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_an_unmigrated_database_says_to_run_db_upgrade(tmp_path):
+    config = workspace(tmp_path, f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    for args in (["ingest", "--no-progress"], ["metrics", "--model", "m"], ["alerts"]):
+        done = _monitor(config, *args)
+        assert done.returncode == 1, (args, done.stderr)
+        assert done.stderr.strip().splitlines()[-1] == \
+            "Error: database not migrated (tables missing): run `monitor db upgrade`", done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_windows_no_read_may_ask_for_are_usage_errors(tmp_path, sqlite_url):
+    config = workspace(tmp_path, sqlite_url)
+    for args in (["--window", "99999999999999999999d"], ["--step", "0s"], ["--window", "3651d"]):
+        done = _monitor(config, "metrics", "--model", "m", *args)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_a_one_second_step_over_days_of_data_is_refused_with_what_to_change(tmp_path, sqlite_url):
+    from tests.hostile.workspace import good_rows, tick
+
+    config = workspace(tmp_path, sqlite_url)
+    good_rows(40).to_csv(tmp_path / "predictions" / "p.csv", index=False)
+    tick(config)
+    done = _monitor(config, "metrics", "--model", "m", "--step", "1s")
+    assert done.returncode == 2, done.stderr
+    assert "--step" in done.stderr or "step" in done.stderr.splitlines()[-1]
+    assert "Traceback" not in done.stderr
