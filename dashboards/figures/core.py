@@ -27,6 +27,8 @@ from dashboards.figures.style import (
     hline_spec,
     layout_spec,
     make_figure,
+    plain,
+    plain_frame,
     rgba,
 )
 
@@ -159,12 +161,12 @@ def classes_over_time(frame: pd.DataFrame, *, metric: str = "recall", window: st
                       minority: list[str] | None = None) -> go.Figure:
     """`metric` of every class over time (overall series) with 95% bands, estimated recall
     dashed when present, support bars per class under it."""
-    label = METRIC_NAMES.get(metric, metric)
+    frame, minority, window = plain_frame(frame), [plain(c) for c in minority or []], plain(window)
+    label = plain(METRIC_NAMES.get(metric, metric))
     title = f"{label} per class, rolling {window} windows (95% intervals)"
     if frame.empty:
         return empty_figure("No windows to show", title=title, hint="Widen or clear the date range.")
     layout = _with_support(title, 520, rate_title=f"{label} (0-1)")
-    minority = minority or []
     classes = sorted(frame["class"].unique(), key=lambda c: (c not in minority, str(c)))
     columns = _columns(frame, [metric, *BANDS.get(metric, ()), "support", "label_coverage", "recall_estimated"])
     data: list[dict] = []
@@ -190,6 +192,7 @@ def classes_over_time(frame: pd.DataFrame, *, metric: str = "recall", window: st
 def class_detail(frame: pd.DataFrame, cls: str | None, *, window: str = "7d") -> go.Figure:
     """Precision, recall and F1 of one class over time (bands for precision and recall),
     the reference recall as a dashed line, support bars under it."""
+    frame, cls, window = plain_frame(frame), None if cls is None else plain(cls), plain(window)
     title = f"Class {cls}: precision, recall, F1 (rolling {window}, 95% intervals)"
     part = frame[frame["class"] == cls] if not frame.empty else frame
     if part.empty:
@@ -215,6 +218,8 @@ def class_detail(frame: pd.DataFrame, cls: str | None, *, window: str = "7d") ->
 def confusion_figure(cells: pd.DataFrame, classes: list[str], *, end: str | None = None,
                      window: str = "7d") -> go.Figure:
     """Confusion matrix of one window: colour = share of the true class (row), text = count."""
+    cells, classes, window = plain_frame(cells), [plain(c) for c in classes], plain(window)
+    end = None if end is None else plain(end)
     title = f"Confusion matrix, {window} window ending {end or '-'} (row share of true class)"
     if cells.empty or cells["n"].sum() == 0:
         return empty_figure("No labelled predictions in this window", title=title,
@@ -250,6 +255,8 @@ def segment_heatmap(latest: pd.DataFrame, *, segment: str, min_support: int, win
                     sort_class: str | None = None) -> go.Figure:
     """Recall of each segment value (rows) x class (columns) in one window; the text gives the
     support; cells under `min_support` are blank and marked 'insufficient'."""
+    latest, segment, window = plain_frame(latest), plain(segment), plain(window)
+    sort_class = None if sort_class is None else plain(sort_class)
     end = latest["end"].max().strftime("%Y-%m-%d") if not latest.empty else "-"
     title = f"Recall by {segment} and class, {window} window ending {end}"
     if latest.empty:
@@ -283,6 +290,8 @@ def segment_lines(frame: pd.DataFrame, *, cls: str | None, segment: str, window:
                   reference: float | None = None, top: int = 8) -> go.Figure:
     """Recall of class `cls` over time for the `top` worst segment values (by the latest
     window's recall), with the overall reference as a dashed line."""
+    frame, segment, window = plain_frame(frame), plain(segment), plain(window)
+    cls = None if cls is None else plain(cls)
     title = f"Recall of {cls} over time by {segment} (worst {top}, rolling {window})"
     part = frame[frame["class"] == cls] if not frame.empty else frame
     if part.empty or part["support"].sum() == 0:
@@ -335,6 +344,7 @@ def worst_slices(latest: pd.DataFrame, *, min_support: int, limit: int = 15) -> 
 
 def sparkline(trend: pd.DataFrame, *, title: str) -> go.Figure:
     """Small minority-recall trend for an Overview card (one line per minority class)."""
+    trend, title = plain_frame(trend), plain(title)
     if trend.empty:
         return empty_figure("No data yet", title=title, height=170)
     layout = layout_spec(title=title, height=170)

@@ -27,6 +27,8 @@ from dashboards.figures.style import (
     empty_figure,
     layout_spec,
     make_figure,
+    plain,
+    plain_frame,
 )
 
 METHOD_AXIS = {
@@ -44,6 +46,7 @@ def _when(end: pd.Timestamp) -> str:
 
 
 def ranking_figure(ranked: pd.DataFrame, *, method: str, window: str, series_label: str = "overall") -> go.Figure:
+    ranked, method, window, series_label = plain_frame(ranked), plain(method), plain(window), plain(series_label)
     title = f"Drift by feature ({method}, {window} window, {series_label})"
     usable = ranked.dropna(subset=["value"]) if not ranked.empty else ranked
     if usable.empty:
@@ -68,6 +71,8 @@ def ranking_figure(ranked: pd.DataFrame, *, method: str, window: str, series_lab
 
 
 def sparklines_figure(records: pd.DataFrame, *, method: str, features: list[str], window: str) -> go.Figure:
+    records, method, window = plain_frame(records), plain(method), plain(window)
+    features = [plain(f) for f in features]
     title = f"{method} over time per feature ({window} windows)"
     picked = records[records["method"] == method] if not records.empty else records
     features = [f for f in features if f in set(picked["feature"])][:MAX_SPARKLINES] if not picked.empty else []
@@ -112,6 +117,7 @@ def _subplot_grid(rows: int) -> tuple[dict[str, Any], Any, Any]:
 
 def distribution_figure(frame: pd.DataFrame, *, feature: str, window: str, end: pd.Timestamp | None,
                         series_label: str = "overall") -> go.Figure:
+    frame, feature, window, series_label = plain_frame(frame), plain(feature), plain(window), plain(series_label)
     title = f"{feature}: reference vs current ({window} window, {series_label})"
     if frame.empty or (frame["reference_n"].sum() == 0 and frame["current_n"].sum() == 0):
         return empty_figure("No rows for this feature in the window", title=title,

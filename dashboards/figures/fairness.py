@@ -28,6 +28,8 @@ from dashboards.figures.style import (
     hrect_spec,
     layout_spec,
     make_figure,
+    plain,
+    plain_frame,
     rgba,
 )
 
@@ -43,6 +45,8 @@ def gap_over_time(gaps: pd.DataFrame, *, tolerance: Sequence[float] = (0.8, 1.25
                   metric: str = "tpr", cls: str = "", window: str = "",
                   attributes: Sequence[str] | None = None) -> go.Figure:
     """Ratio min / max of the groups per attribute over window ends, with its interval."""
+    gaps, metric, cls, window = plain_frame(gaps), plain(metric), plain(cls), plain(window)
+    attributes = None if attributes is None else [plain(a) for a in attributes]
     title = (f"Largest {_metric_name(metric)} gap between groups, class '{cls}' "
              f"({window} windows)")
     if attributes is not None:
@@ -90,6 +94,7 @@ def group_bars(frame: pd.DataFrame, *, attribute: str, metric: str = "tpr", cls:
                end: pd.Timestamp | None = None, tolerance: Sequence[float] = (0.8, 1.25),
                min_support: int = 30) -> go.Figure:
     """One window's groups of `attribute`: rate and 95% interval per group."""
+    frame, attribute, metric, cls = plain_frame(frame), plain(attribute), plain(metric), plain(cls)
     when = f" ending {pd.Timestamp(end):%Y-%m-%d %H:%M} UTC" if end is not None else ""
     title = f"{_metric_name(metric).capitalize()} by {attribute}, class '{cls}', window{when}"
     part = frame[(frame["attribute"] == attribute)] if not frame.empty else frame

@@ -4,10 +4,17 @@ The palette is Okabe-Ito (distinguishable with every common colour-vision defici
 sequential scales are viridis/cividis. Every figure has a title and axis titles with units;
 a figure without data is `empty_figure(message)`, a titled blank plot that says what to do,
 never a broken or silently empty chart. Drift and fairness figures use these helpers too.
+
+Plotly renders a little HTML in every text it draws (axis categories, legend names, hover
+text, annotations, titles): `<a href>` becomes a live link, `<b>`/`<br>` markup. Class names,
+segment values, feature names and model versions come from data, so every figure function
+passes its input frames through `plain_frame` and its data-derived strings through `plain`
+before plotly sees them; only the figure's own templates carry markup.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -24,6 +31,48 @@ WARN = "#E69F00"
 BAD = "#D55E00"
 NEUTRAL = "#999999"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
+_MARKUP = re.compile(r"[<>&]")
+# an "&" that does not start an entity (so plain(plain(x)) == plain(x))
+_BARE_AMPERSAND = re.compile(r"&(?![A-Za-z][A-Za-z0-9]*;|#[0-9]+;|#[xX][0-9A-Fa-f]+;)")
+
+
+def plain(value: Any) -> str:
+    """`value` as text that plotly shows literally: `<` and `>` (and a bare `&`) as entities.
+
+    Idempotent, so a title built from already plain parts can be passed again safely (an
+    entity already in the data, e.g. "&amp;", is then shown decoded: "&"). The result has no
+    `<` or `>` at all, so plotly can never see a tag in it."""
+    text = str(value)
+    if not _MARKUP.search(text):
+        return text
+    return _BARE_AMPERSAND.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _has_markup(column: pd.Series) -> bool:
+    try:
+        values = column.dropna().unique()
+    except TypeError:  # unhashable cells (lists, dicts): check every one
+        values = column.dropna()
+    return any(isinstance(v, str) and _MARKUP.search(v) for v in values)
+
+
+def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every string cell made `plain` (a copy when anything changed, else the
+    same frame). Only the distinct values are checked, so it costs little on long frames."""
+    replaced: dict[str, pd.Series] = {}
+    for name, column in frame.items():
+        if column.dtype != object and not isinstance(column.dtype, (pd.StringDtype, pd.CategoricalDtype)):
+            continue
+        if _has_markup(column):
+            dtype = object if isinstance(column.dtype, pd.CategoricalDtype) else column.dtype
+            replaced[str(name)] = pd.Series([plain(v) if isinstance(v, str) else v for v in column],
+                                            index=column.index, dtype=dtype)
+    if not replaced:
+        return frame
+    frame = frame.copy()
+    for name, column in replaced.items():
+        frame[name] = column
+    return frame
 
 
 def color(index: int) -> str:
@@ -137,16 +186,17 @@ def hrect_spec(y0: float, y1: float, *, fillcolor: str) -> dict[str, Any]:
 
 def empty_figure(message: str, *, title: str = "", hint: str | None = None,
                  height: int = 300) -> go.Figure:
-    """A titled blank figure saying why there is nothing to draw and what to do about it."""
-    text = _escape(message)
+    """A titled blank figure saying why there is nothing to draw and what to do about it (all
+    three texts are shown as plain text)."""
+    text = plain(message)
     if hint:
-        text += f"<br><span style='font-size:12px'>{_escape(hint)}</span>"
-    layout = layout_spec(title=title, height=height, uirevision=None)
+        text += f"<br><span style='font-size:12px'>{plain(hint)}</span>"
+    layout = layout_spec(title=plain(title), height=height, uirevision=None)
     layout["annotations"] = [{"font": {"color": "#555", "size": 15}, "showarrow": False, "text": text,
                               "x": 0.5, "xref": "paper", "y": 0.5, "yref": "paper"}]
     layout["xaxis"] = axis_spec(visible=False)
     layout["yaxis"] = axis_spec(visible=False)
-    layout["meta"] = {"empty": True, "message": message}
+    layout["meta"] = {"empty": True, "message": plain(message)}
     return make_figure([], layout)
 
 
@@ -156,7 +206,3 @@ def is_empty(figure: go.Figure | dict) -> bool:
     meta = layout.get("meta") if isinstance(layout, dict) else layout.meta
     return bool(meta and dict(meta).get("empty"))
 
-
-def _escape(text: str) -> str:
-    """Plotly annotations interpret a little HTML; data values must stay plain text."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
