@@ -1,14 +1,16 @@
-"""Data: what was ingested, what was rejected and why, how fast labels arrive."""
+"""Data: what was ingested, what was rejected and why, how fast labels arrive, and which
+segment attributes overflowed their value limit (new values counted as "(other)")."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import dash
+import dash_bootstrap_components as dbc
 from dash import Input, Output, html
 
 from dashboards import components as ui
-from dashboards.data import core
+from dashboards.data import core, segments
 from dashboards.figures import core as figures
 from dashboards.filters import from_inputs
 
@@ -24,6 +26,7 @@ def layout(**_query: Any) -> html.Div:
     return html.Div([
         ui.page_header("Data", "Ingested files, rejected rows with their reasons, and how long the "
                        "ground truth takes to arrive."),
+        html.Div(id="data-segment-overflow"),
         ui.card(ui.graph("data-label-arrival")),
         ui.card(html.Div(id="data-files"), title="Ingested files (newest 200)"),
         ui.card(html.Div(id="data-rejects"), title="Rejected rows and failed files (newest 200)"),
@@ -32,7 +35,7 @@ def layout(**_query: Any) -> html.Div:
 
 @dash.callback(
     Output("data-label-arrival", "figure"), Output("data-files", "children"),
-    Output("data-rejects", "children"),
+    Output("data-rejects", "children"), Output("data-segment-overflow", "children"),
     Input("data-version", "data"), Input("filter-model", "value"),
 )
 def update_data(_version: Any, model: str | None) -> tuple[Any, ...]:
@@ -42,7 +45,14 @@ def update_data(_version: Any, model: str | None) -> tuple[Any, ...]:
     rejects = core.rejects(filters, limit=200)
     return (figures.label_arrival(arrival.frame),
             _table_or_empty(files, FILE_COLUMNS, "data-files-table"),
-            _table_or_empty(rejects, REJECT_COLUMNS, "data-rejects-table"))
+            _table_or_empty(rejects, REJECT_COLUMNS, "data-rejects-table"),
+            overflow_warnings(segments.segment_overflows(filters.model)))
+
+
+def overflow_warnings(overflows: list[segments.SegmentOverflow]) -> list[dbc.Alert]:
+    """One warning per model and attribute whose values overflowed (none: nothing shown)."""
+    return [dbc.Alert([html.Strong(f"Model {o.model}: "), o.message], color="warning",
+                      className="segment-overflow py-2 mb-2") for o in overflows]
 
 
 def _table_or_empty(result: core.Result, columns: list[str], table_id: str) -> Any:

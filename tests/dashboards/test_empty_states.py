@@ -24,13 +24,13 @@ def test_every_page_has_an_empty_state_before_any_ingest(fresh_config: MonitorCo
         heatmap, lines, worst, sub_message = page("subgroups").update_subgroups(
             None, "fresh", "7d", None, None, "c", "region")
         table, choices, silences, deliveries = page("alerts").update_alerts(None, "fresh", "all", None)
-        arrival, files, rejects = page("data").update_data(None, "fresh")
+        arrival, files, rejects, overflow = page("data").update_data(None, "fresh")
     assert "No predictions ingested yet" in text_of(cards) and "monitor ingest" in text_of(cards)
     assert "monitor ingest" in text_of(message)
     for figure in (over_time, detail, confusion, heatmap, lines, arrival):
         assert is_empty(figure), figure.layout.title.text
         assert figure.layout.annotations[0].text
-    assert options == [] and chosen is None and choices == []
+    assert options == [] and chosen is None and choices == [] and overflow == []
     assert "No alerts" in text_of(table)
     assert "No files ingested yet" in text_of(files)
     assert "No rejected rows" in text_of(rejects)

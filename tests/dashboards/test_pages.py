@@ -101,11 +101,12 @@ def test_overview_shows_minority_recall_against_reference_and_firing_alerts(seed
 
 def test_data_page_lists_files_rejects_and_label_arrival(seeded: Seeded) -> None:
     with running_app(seeded.config_path):
-        arrival, files, rejects = page("data").update_data(None, "triage")
+        arrival, files, rejects, overflow = page("data").update_data(None, "triage")
     assert not is_empty(arrival)
     assert "predictions_extra.csv" in text_of(files)
     assert "timestamp" in text_of(rejects)
     assert arrival.data[0].y[-1] <= 1.0
+    assert overflow == []  # a dozen regions: far under the segment value limit
 
 
 def test_url_sets_the_filters_and_bad_values_fall_back(seeded: Seeded) -> None:
