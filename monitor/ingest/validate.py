@@ -221,7 +221,10 @@ def _reject_nul(rejector: _Rejector, frame: pd.DataFrame) -> None:
         values = frame[column]
         if column == "_row" or not (values.dtype == object or pd.api.types.is_string_dtype(values)):
             continue
-        nul = values.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
+        try:
+            nul = values.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
+        except AttributeError:  # an object column without a single string: no NUL in it
+            continue
         if nul.any():
             rejector.reject(nul, str(column)[:200], "contains a NUL character")
 
