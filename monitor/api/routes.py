@@ -4,22 +4,32 @@
 Reads: `GET /models`, `GET /models/<m>/metrics|drift|fairness` (query parameters as the CLI
 options: window, step, from, to, class, segment; drift also feature, fairness also attribute
 and metric), `GET /alerts?model=&state=`. Every answer is a JSON list of records.
-Writes: `POST /models/<m>/predictions|labels` with a JSON array of objects, or JSON lines
-(`application/x-ndjson`, or any body that is not a JSON array). The answer is
-`{"accepted", "rejected", "skipped", "waiting", "rejects": [{"row", "field", "reason"}]}`;
-rows are numbered from 1 in body order. Errors are `{"error": message}` with 400 (bad body or
-parameter), 404 (unknown model), 503 (database unavailable).
+Writes: `POST /models/<m>/predictions|labels` with Content-Type application/json (a JSON
+array of objects, or one object) or JSON lines (application/x-ndjson, application/jsonl, ...);
+any other type is 415. The answer is
+`{"accepted", "rejected", "skipped", "waiting", "rejects": [{"row", "field", "reason"}]}`, the
+four counts adding up to the records sent; rows are numbered from 1 in array order, by line
+for JSON lines. A record that is not an object, has more than `[limits] max_fields` fields,
+nests where a value is expected, or holds NUL or a lone surrogate is rejected by itself, as is
+a JSON line that does not parse. Errors are `{"error": message}` with 400 (a body that is not
+UTF-8 or JSON, a bad parameter), 404 (unknown model), 413 (too large), 415 (not JSON),
+503 (database unavailable or unmigrated).
+
+This module is over the ~400-line guide because the body parsing lives here; it is the part
+to move into its own module (`monitor/api/bodies.py`) next.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Engine, select
@@ -236,47 +246,222 @@ def alerts() -> Response:
     return _records(frame)
 
 
-def parse_body(body: bytes, content_type: str) -> list[dict[str, Any]]:
-    """A JSON array of objects, or JSON lines (one object per non-empty line).
-    Raises ApiError(400) naming the problem; never echoes the body back."""
+# Write bodies: one hostile record is rejected by itself with a reason; only a body that is
+# not JSON at all (or is too large) is refused whole. Records are parsed with Python's json, and
+# the fields the monitor reads become plain values before any DataFrame exists, so an id such
+# as 12345678901234567891 stays that exact text instead of passing through float64.
+JSON_ARRAY_TYPES = frozenset({"application/json"})
+JSON_LINES_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
+                              "application/x-jsonl", "application/jsonlines", "application/x-jsonlines"})
+MAX_FIELDS = 1000  # fields of one record; `[limits] max_fields` of the config when it has one
+MAX_RECORDS = 100_000  # records of one request: larger backfills go in batches (413 beyond)
+RAW_CHARS = 2000  # how much of a rejected record is stored for `monitor rejects`
+
+
+class _Number(float):
+    """A JSON number written with a fraction or exponent, keeping its text for id fields."""
+
+    __slots__ = ("text",)
+
+
+class _TooWide:
+    """Stands for a JSON object with more than `max_fields` keys (never built as a dict)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _decoder(max_fields: int) -> json.JSONDecoder:
+    def number(text: str) -> _Number:
+        value = _Number(text)
+        value.text = text
+        return value
+
+    def integer(text: str) -> int | str:
+        # past Python's 4300-digit conversion limit an integer stays text (an id keeps it,
+        # a timestamp is rejected as out of range) instead of failing the whole body
+        return int(text) if len(text) < 4300 else text
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any] | _TooWide:
+        return _TooWide(len(items)) if len(items) > max_fields else dict(items)
+
+    return json.JSONDecoder(parse_float=number, parse_int=integer, parse_constant=number, object_pairs_hook=pairs)
+
+
+def _loads(decoder: json.JSONDecoder, text: str) -> Any:
+    """json.loads; every failure (syntax, nesting deeper than the parser's recursion limit)
+    is a ValueError with a short reason."""
     try:
-        text = body.decode("utf-8-sig")
+        return decoder.decode(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def parse_body(body: bytes, mimetype: str, *, max_fields: int = MAX_FIELDS,
+               max_records: int = MAX_RECORDS) -> tuple[list[tuple[int, Any]], list[tuple[int, str, str, str]]]:
+    """The records of a body as (row, value), and the rows that could not be parsed as
+    (row, field, reason, raw). A JSON array numbers its elements from 1; JSON lines (or an
+    application/json body that is not an array) number each record by its line. Raises
+    ApiError(400) for a body that is not UTF-8 or not JSON, 413 beyond `max_records`."""
+    try:
+        text = body.decode("utf-8-sig")  # a leading BOM is fine
     except UnicodeDecodeError:
         raise ApiError(400, "body is not UTF-8") from None
     stripped = text.strip()
     if not stripped:
         raise ApiError(400, "empty body: send a JSON array of records or JSON lines")
-    ndjson = "ndjson" in content_type or "jsonl" in content_type or not stripped.startswith("[")
-    if not ndjson:
+    decoder = _decoder(max_fields)
+    if mimetype in JSON_ARRAY_TYPES and stripped.startswith("["):
         try:
-            records = json.loads(stripped)
-        except json.JSONDecodeError as error:
-            raise ApiError(400, f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-        if not isinstance(records, list):
-            raise ApiError(400, "body must be a JSON array of records")
+            records = _loads(decoder, stripped)
+        except ValueError as error:
+            raise ApiError(400, f"body is {error}") from None
+        if len(records) > max_records:
+            raise ApiError(413, f"{len(records)} records is more than {max_records} in one request: send smaller batches")
+        return _some_object(list(enumerate(records, start=1)), [])
+    if mimetype in JSON_ARRAY_TYPES:
+        try:  # one object (perhaps pretty-printed), or a single value that is not a record
+            return _some_object([(1, _loads(decoder, stripped))], [])
+        except ValueError:
+            pass  # reported per line below
+    lines = text.split("\n")  # not splitlines(): U+2028 and friends are valid inside JSON strings
+    if sum(1 for line in lines if line.strip()) > max_records:
+        raise ApiError(413, f"more than {max_records} records in one request: send smaller batches")
+    records, rejects = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((number, _loads(decoder, line)))
+        except ValueError as error:
+            rejects.append((number, "", f"line {number} is {error}", _clip(line)))
+    return _some_object(records, rejects)
+
+
+def _some_object(records: list[tuple[int, Any]], rejects: list[tuple[int, str, str, str]]
+                 ) -> tuple[list[tuple[int, Any]], list[tuple[int, str, str, str]]]:
+    """A body without a single JSON object is the wrong shape (a CSV, a bare value, [1, 2]):
+    400 with the first problem, instead of one reject per line."""
+    if (not records and not rejects) or any(isinstance(value, (dict, _TooWide)) for _, value in records):
+        return records, rejects  # [] is a valid, empty batch
+    first = rejects[0][2] if rejects else f"record 1 is {_kind(records[0][1])}"
+    raise ApiError(400, f"body holds no JSON object ({first}): send an array of records or JSON lines")
+
+
+def _clip(text: str) -> str:
+    # stored as text: PostgreSQL refuses NUL, and a lone surrogate cannot be encoded
+    return text[:RAW_CHARS].replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _raw(value: Any) -> str:
+    """A short JSON text of a rejected record; nested values are elided, never serialised."""
+    if isinstance(value, _TooWide):
+        return f"{{... {value.size} fields}}"
+    if isinstance(value, dict):
+        value = {key: _scalar_or_elided(v) for key, v in list(value.items())[:50]}
     else:
-        records = []
-        for number, line in enumerate(stripped.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ApiError(400, f"line {number} is not valid JSON: {error.msg}") from None
-    for index, record in enumerate(records, start=1):
-        if not isinstance(record, dict):
-            raise ApiError(400, f"record {index} is not a JSON object")
-    return records
+        value = _scalar_or_elided(value)
+    return json.dumps(value, default=str)[:RAW_CHARS]
 
 
-def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Records -> the raw frame ingest expects. Nested values become JSON text, so that the
-    validation rejects them with a reason like any other bad value instead of failing."""
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    for column in frame.columns:
-        if frame[column].dtype == object and frame[column].map(lambda v: isinstance(v, (dict, list))).any():
-            frame[column] = frame[column].map(lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
-    return frame
+def _scalar_or_elided(value: Any) -> Any:
+    if isinstance(value, (dict, _TooWide)):
+        return "{...}"
+    if isinstance(value, list):
+        return "[...]"
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else "a number")
+
+
+def _bad_text(value: str) -> str | None:
+    """Why a string cannot be stored as text, or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an unpaired surrogate (not valid Unicode)"
+    return None
+
+
+def _as_text(value: Any) -> str | None:
+    """An id, class, version or segment value as the text a file would give: integers exact,
+    integral numbers without '.0', other numbers as written; null and NaN stay missing."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool) or isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return None
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return getattr(value, "text", None) or repr(value)
+
+
+def _plain(value: Any) -> Any:
+    """A timestamp, score or feature value pandas can hold: floats unwrapped, integers beyond
+    int64 as text (an object column of huge ints breaks pandas' string accessors)."""
+    if isinstance(value, _Number):
+        return float(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return str(value)
+    return value
+
+
+def _check_record(number: int, record: Any, text_columns: set[str], columns: list[str],
+                  max_fields: int) -> tuple[dict[str, Any] | None, tuple[int, str, str, str] | None]:
+    """(the record's kept fields, None) or (None, a reject)."""
+    if isinstance(record, _TooWide):
+        return None, (number, "", f"record has {record.size} fields, more than the limit of {max_fields}", _raw(record))
+    if not isinstance(record, dict):
+        return None, (number, "", f"record is {_kind(record)}, not a JSON object", _raw(record))
+    kept: dict[str, Any] = {}
+    for column in columns:
+        if column not in record:
+            continue
+        value = record[column]
+        if isinstance(value, (dict, list, _TooWide)):
+            return None, (number, column, "nested JSON (object or array) where a single value is expected", _raw(record))
+        if isinstance(value, str) and (problem := _bad_text(value)) is not None:
+            return None, (number, column, problem, _raw(record))
+        kept[column] = _as_text(value) if column in text_columns else _plain(value)
+    return kept, None
+
+
+def records_frame(records: list[tuple[int, Any]], ctx: ModelContext, kind: str, *,
+                  max_fields: int = MAX_FIELDS) -> tuple[pd.DataFrame, list[tuple[int, str, str, str]]]:
+    """Parsed records -> (the raw frame ingest expects, with `_row`; the records rejected before
+    it). Only the fields the monitor reads become columns, so no body can make a frame of a
+    million columns; ids, classes, versions and segment values are text, missing stays missing."""
+    if kind == "predictions":
+        source = ctx.config.predictions
+        text_columns = {source.id, source.prediction, source.model_version, *ctx.segments}
+        columns = [source.id, source.timestamp, source.prediction, source.model_version,
+                   *(f"{source.score_prefix}{cls}" for cls in ctx.classes), *ctx.segments, *ctx.features]
+    else:
+        labels = ctx.config.labels
+        text_columns = {labels.id, labels.label}
+        columns = [labels.id, labels.label, labels.timestamp]
+    columns = list(dict.fromkeys(columns))
+    rows, numbers, rejects = [], [], []
+    for number, record in records:
+        kept, reject = _check_record(number, record, text_columns, columns, max_fields)
+        if reject is not None:
+            rejects.append(reject)
+        else:
+            rows.append(kept)
+            numbers.append(number)
+    present = [c for c in columns if any(c in row for row in rows)]
+    frame = pd.DataFrame({c: pd.Series([row.get(c) for row in rows], dtype=object if c in text_columns else None)
+                          for c in present})
+    frame["_row"] = np.asarray(numbers, dtype=np.int64)
+    return frame, rejects
 
 
 def _read_body() -> bytes:
@@ -303,29 +488,59 @@ def _retryable(error: Exception) -> bool:
     return code in RETRY_SQLSTATES
 
 
+def _limit(config: MonitorConfig, model: ModelConfig, name: str, default: int) -> int:
+    """`[limits] <name>` of the model (or the global table), else `default`: read with getattr
+    so that configs from before the `[limits]` table work too."""
+    for source in (model, config):
+        value = getattr(getattr(source, "limits", None), name, None)
+        if value:
+            return int(value)
+    return default
+
+
+def _content_type() -> str:
+    """The body's media type; 415 unless JSON or JSON lines in UTF-8."""
+    mimetype = request.mimetype or ""
+    if mimetype not in JSON_ARRAY_TYPES | JSON_LINES_TYPES:
+        shown = repr(mimetype[:100]) if mimetype else "none"
+        raise ApiError(415, f"Content-Type {shown} is not JSON: send application/json (an array of records) "
+                            "or application/x-ndjson (JSON lines)")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise ApiError(415, f"charset {charset[:40]!r}: send UTF-8")
+    return mimetype
+
+
 def _write(model: str, kind: str) -> Response:
+    from monitor.ingest.ledger import store_rejects
     from monitor.ingest.pipeline import ingest_frame
+    from monitor.ingest.validate import REJECT_COLUMNS
 
     config, _ = state()
     engine = write_engine()
     model_config = _model_config(config, model)
-    records = parse_body(_read_body(), request.content_type or "")
-    frame = records_frame(records)
+    mimetype = _content_type()
+    max_fields = _limit(config, model_config, "max_fields", MAX_FIELDS)
+    records, unparsed = parse_body(_read_body(), mimetype, max_fields=max_fields)
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             with engine.begin() as conn:
                 ctx = load_context(conn, model_config)
+                frame, refused = records_frame(records, ctx, kind, max_fields=max_fields)
+                early = pd.DataFrame(sorted(unparsed + refused), columns=REJECT_COLUMNS)
                 ingest_lock(conn, ctx.model_id)  # writers of one model queue, never deadlock
                 result = ingest_frame(conn, ctx, kind, frame, source="api")
+                store_rejects(conn, ctx, kind, "api", None, early)
             break
         except Exception as error:
             if attempt == WRITE_ATTEMPTS or not _retryable(error):
                 raise
             log.info("retrying a %s POST after %s", kind, type(getattr(error, "orig", error)).__name__)
             time.sleep(random.uniform(0.05, 0.2) * attempt)  # jitter: retries do not collide again
-    reasons = result.reasons
+    reasons = sorted([{"row": int(row), "field": field, "reason": reason} for row, field, reason, _ in early.itertuples(index=False)]
+                     + result.reasons, key=lambda r: r["row"])
     return json_response({
-        "accepted": int(result.accepted), "rejected": int(result.rejected),
+        "accepted": int(result.accepted), "rejected": int(result.rejected) + len(early),
         "skipped": int(result.skipped), "waiting": int(result.waiting),
         "rejects": reasons[:MAX_REJECTS_SHOWN], "rejects_truncated": len(reasons) > MAX_REJECTS_SHOWN,
     })

@@ -227,3 +227,163 @@ def test_healthz_and_metrics_answer_200_once_the_database_is_migrated(empty_db_u
     engine.dispose()
     for path, answer in _every_read(base).items():
         assert answer.status_code == 200, (path, answer.text[:300])
+
+
+# -- 2. write bodies -----------------------------------------------------------------------------
+
+GOOD = {"timestamp": START + 3600, "prediction": "ok", "region": "north"}
+
+
+def _post(base: str, body: str | bytes, content_type: str | None = "application/json",
+          kind: str = "predictions") -> requests.Response:
+    headers = {"Content-Type": content_type} if content_type else {}
+    return requests.post(f"{base}/api/v1/models/m/{kind}", data=body, headers=headers, timeout=60)
+
+
+def _stored_ids(db_url: str) -> list[str]:
+    from sqlalchemy import select
+
+    from monitor.store.db import make_engine
+    from monitor.store.models import Prediction
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        ids = sorted(conn.execute(select(Prediction.prediction_id)).scalars())
+    engine.dispose()
+    return ids
+
+
+def _adds_up(body: dict, records: int) -> bool:
+    return body["accepted"] + body["rejected"] + body["skipped"] + body["waiting"] == records
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None,
+                                          "application/json; charset=latin-1", "application/xml"])
+def test_it_answers_415_to_a_body_that_is_not_declared_json(sqlite_url: str, tmp_path: Path, serve,  # noqa: F811
+                                                            content_type: str | None) -> None:
+    base = serve(make_config(sqlite_url, tmp_path))
+    answer = _post(base, json.dumps([{"prediction_id": "a", **GOOD}]), content_type)
+    assert answer.status_code == 415, answer.text
+    assert "application/json" in answer.json()["error"] or "UTF-8" in answer.json()["error"]
+    assert _stored_ids(sqlite_url) == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson", "application/jsonl",
+                                          "application/json; charset=utf-8", "Application/JSON"])
+def test_it_accepts_json_and_json_lines_content_types(sqlite_url: str, tmp_path: Path, serve,  # noqa: F811
+                                                      content_type: str) -> None:
+    base = serve(make_config(sqlite_url, tmp_path))
+    lines = "\n".join(json.dumps({"prediction_id": f"c{i}", **GOOD}) for i in range(3))
+    answer = _post(base, lines, content_type)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 3, answer.text
+
+
+def test_it_keeps_ids_above_two_to_the_53_exact(db_url: str, tmp_path: Path, serve) -> None:  # noqa: F811
+    base = serve(make_config(db_url, tmp_path))
+    ids = [2**60 + 1, 12345678901234567891, 2**64 + 3, 9007199254740993]
+    body = "[" + ",".join(f'{{"prediction_id": {i}, "timestamp": {START}, "prediction": "ok", "region": {i}}}'
+                          for i in ids) + "]"
+    answer = _post(base, body)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 4, answer.text
+    assert _stored_ids(db_url) == sorted(str(i) for i in ids)
+    labels = "\n".join(f'{{"prediction_id": {i}, "label": "ok", "label_timestamp": {START + 60}}}' for i in ids)
+    answer = _post(base, labels, "application/x-ndjson", kind="labels")
+    assert answer.status_code == 200 and answer.json()["accepted"] == 4, answer.text  # joined exactly
+    segments = requests.get(f"{base}/api/v1/models/m/metrics", timeout=30,
+                            params={"segment": "region", "class": "ok"}).json()
+    assert {str(i) for i in ids} <= {r["segment_value"] for r in segments}
+
+
+def test_it_rejects_one_bad_json_line_by_itself_with_its_line_number(db_url: str, tmp_path: Path,
+                                                                      serve) -> None:  # noqa: F811
+    base = serve(make_config(db_url, tmp_path))
+    lines = [json.dumps({"prediction_id": "l1", **GOOD}), '{"prediction_id": "l2", "timest', "",
+             "[" * 100_000, "7", json.dumps({"prediction_id": "l6", **GOOD})]
+    answer = _post(base, "\n".join(lines), "application/x-ndjson")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["accepted"], body["rejected"]) == (2, 3) and _adds_up(body, 5)
+    reasons = {r["row"]: r["reason"] for r in body["rejects"]}
+    assert reasons[2].startswith("line 2 is not valid JSON")
+    assert reasons[4] == "line 4 is JSON nested too deeply"
+    assert reasons[5] == "record is a number, not a JSON object"
+    assert _stored_ids(db_url) == ["l1", "l6"]
+
+
+def test_it_answers_400_to_an_array_nested_a_hundred_thousand_deep(sqlite_url: str, tmp_path: Path,
+                                                                     serve) -> None:  # noqa: F811
+    base = serve(make_config(sqlite_url, tmp_path))
+    answer = _post(base, "[" * 100_000 + "]" * 100_000)
+    assert answer.status_code == 400 and "nested too deeply" in answer.json()["error"]
+    answer = _post(base, json.dumps([{"prediction_id": "d", **GOOD, "region": [[[[["x"]]]]]}]))
+    assert answer.status_code == 200 and answer.json()["rejects"][0]["field"] == "region"
+    assert requests.get(f"{base}/healthz", timeout=30).status_code == 200
+
+
+def test_it_accepts_a_utf8_bom(sqlite_url: str, tmp_path: Path, serve) -> None:  # noqa: F811
+    base = serve(make_config(sqlite_url, tmp_path))
+    body = "\ufeff" + json.dumps([{"prediction_id": "bom", **GOOD}])
+    assert _post(base, body.encode("utf-8")).json()["accepted"] == 1
+    lines = "\ufeff" + json.dumps({"prediction_id": "bom2", **GOOD}) + "\n"
+    assert _post(base, lines.encode("utf-8"), "application/x-ndjson").json()["accepted"] == 1
+
+
+def test_it_rejects_records_that_are_not_objects_or_carry_unstorable_text(db_url: str, tmp_path: Path,
+                                                                          serve) -> None:  # noqa: F811
+    base = serve(make_config(db_url, tmp_path))
+    records = [{"prediction_id": "fine", **GOOD}, 5, "text", None, [1, 2], True,
+               {"prediction_id": "nul\u0000", **GOOD}, {"prediction_id": "lone\ud800", **GOOD},
+               {"prediction_id": "nested", **GOOD, "prediction": {"class": "ok"}}]
+    answer = _post(base, json.dumps(records))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["accepted"], body["rejected"]) == (1, 8) and _adds_up(body, 9)
+    reasons = [r["reason"] for r in body["rejects"]]
+    assert reasons[:5] == ["record is a number, not a JSON object", "record is a string, not a JSON object",
+                           "record is null, not a JSON object", "record is an array, not a JSON object",
+                           "record is a boolean, not a JSON object"]
+    assert reasons[5:] == ["contains a NUL character", "contains an unpaired surrogate (not valid Unicode)",
+                           "nested JSON (object or array) where a single value is expected"]
+    rejects = requests.get(f"{base}/api/v1/models", timeout=30)  # the stored rejects did not break reads
+    assert rejects.status_code == 200
+
+
+def test_it_rejects_a_record_with_a_million_keys_without_hanging(sqlite_url: str, tmp_path: Path,
+                                                                 serve) -> None:  # noqa: F811
+    import time
+
+    base = serve(make_config(sqlite_url, tmp_path))
+    wide = "{" + ",".join(f'"{i}":0' for i in range(1_000_000)) + "}"  # 8.9 MB, under the body limit
+    body = "\n".join([json.dumps({"prediction_id": "narrow", **GOOD}), wide])
+    started = time.monotonic()
+    answer = _post(base, body, "application/x-ndjson")
+    assert time.monotonic() - started < 30
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["rejects"] == [{"row": 2, "field": "",
+                                         "reason": "record has 1000000 fields, more than the limit of 1000"}]
+    assert answer.json()["accepted"] == 1
+
+
+def test_it_answers_413_to_more_records_than_one_request_may_hold(sqlite_url: str, tmp_path: Path,
+                                                                   serve) -> None:  # noqa: F811
+    from monitor.api.routes import MAX_RECORDS
+
+    base = serve(make_config(sqlite_url, tmp_path))
+    answer = _post(base, "[" + ",".join(["{}"] * (MAX_RECORDS + 1)) + "]")
+    assert answer.status_code == 413 and "smaller batches" in answer.json()["error"]
+    answer = _post(base, "{}\n" * (MAX_RECORDS + 1), "application/x-ndjson")
+    assert answer.status_code == 413
+
+
+@pytest.mark.parametrize("body, content_type", [("[1, 2]", "application/json"), ("5", "application/json"),
+                                                ('"text"', "application/json"),
+                                                ("a,b,c\n1,2,3\n", "application/x-ndjson"),
+                                                ("[[[", "application/json"), (b"\xff\xfe[", "application/json")])
+def test_it_answers_400_to_a_body_without_any_json_object(sqlite_url: str, tmp_path: Path, serve,  # noqa: F811
+                                                          body: str, content_type: str) -> None:
+    base = serve(make_config(sqlite_url, tmp_path))
+    answer = _post(base, body, content_type)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]
+    assert _post(base, "[]").json() == {"accepted": 0, "rejected": 0, "skipped": 0, "waiting": 0,
+                                        "rejects": [], "rejects_truncated": False}
