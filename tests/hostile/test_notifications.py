@@ -137,6 +137,16 @@ def test_it_delivers_every_event_exactly_once_to_a_receiver_that_answers_in_time
     assert statuses(engine, "error") == {"failed": 2 * EVENTS, "given_up": EVENTS}
 
 
+def test_slack_gets_the_event_id_as_a_header_only_and_the_same_one_as_the_webhook(
+        engine: Engine, db_url: str, receivers: Receivers) -> None:
+    config = make_config(db_url, channels=[{"type": "slack", "url": receivers.url + "/fast"},
+                                           {"type": "webhook", "url": receivers.url + "/fast"}])
+    fire(engine, config, count=1)
+    deliver_pending(engine, config, now=NOW)
+    slack, hook = sorted(receivers.hits, key=lambda hit: hit["event_id"] is not None)
+    assert slack["event_id"] is None and slack["key"] == hook["key"] == hook["event_id"]
+
+
 def test_a_receiver_that_answers_after_the_timeout_gets_a_bounded_number_of_attempts_all_with_one_key(
         engine: Engine, db_url: str, receivers: Receivers) -> None:
     receivers.slow_seconds = 1.5
