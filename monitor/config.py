@@ -284,6 +284,19 @@ class SchedulerSettings(_Strict):
     _check = field_validator("interval", "misfire_grace_time", "notify_interval")(_check_duration)
 
 
+class NotificationSettings(_Strict):
+    """`[notifications]`: how hard the outbox tries (docs/alerts.md, at-least-once delivery)."""
+
+    max_attempts: int = Field(default=12, ge=1, le=1000)  # per event and channel, timeouts count
+    max_age: str = "1d"  # no retry after a failure once an event is this old
+    send_budget: str = "15s"  # no send starts later than this in one pass
+    per_channel: int = Field(default=4, ge=1, le=64)  # concurrent sends per channel
+    lease: str = "5m"  # a claim not settled by then is taken again (> budget + 2 timeouts)
+    limit: int = Field(default=100, ge=1, le=100_000)  # events claimed per pass
+
+    _check = field_validator("max_age", "send_budget", "lease")(_check_duration)
+
+
 class RetentionSettings(_Strict):
     """`[retention]`: raw predictions and labels older than both ages are deleted (aggregates
     are kept). Off while `raw_predictions` is unset. See docs/deployment.md."""
@@ -306,6 +319,7 @@ class MonitorConfig(_Strict):
     channels: list[Channel] = Field(default_factory=list)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     limits: Limits = Field(default_factory=Limits)
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -100,7 +100,7 @@ class AlertEvent(Base):
     claimed_at: Mapped[int | None] = mapped_column(BigInteger)
     claim_token: Mapped[str | None] = mapped_column(String(64))
     processed_at: Mapped[int | None] = mapped_column(BigInteger)
-    outcome: Mapped[str | None] = mapped_column(String(20))  # sent | failed | silenced | no_channel
+    outcome: Mapped[str | None] = mapped_column(String(20))  # sent | failed | given_up | silenced | no_channel
 
 
 class AlertDelivery(Base):
@@ -111,7 +111,7 @@ class AlertDelivery(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("alert_events.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(400))
     attempt: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20))  # sent | failed | failed_permanently | silenced
+    status: Mapped[str] = mapped_column(String(20))  # sent | failed | failed_permanently | given_up | silenced
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[int] = mapped_column(BigInteger)

@@ -47,7 +47,7 @@ from monitor.alerts.channels.dispatch import IN_FLIGHT, SKIPPED, Delivery, Resul
 from monitor.alerts.models import AlertDelivery, AlertEvent
 from monitor.alerts.service import active_silences, silence_matches
 from monitor.config import Channel, MonitorConfig
-from monitor.timeutil import now_epoch
+from monitor.timeutil import now_epoch, parse_duration
 
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 300
@@ -75,6 +75,14 @@ class DeliveryPolicy:
         if min(self.max_attempts, self.max_age, self.lease, self.per_channel, self.limit) < 1 \
                 or self.send_budget <= 0:
             raise ValueError(f"every delivery setting must be positive: {self}")
+
+
+def policy_of(config: MonitorConfig) -> DeliveryPolicy:
+    """The delivery policy of `[notifications]`."""
+    settings = config.notifications
+    return DeliveryPolicy(max_attempts=settings.max_attempts, max_age=parse_duration(settings.max_age),
+                          lease=parse_duration(settings.lease), send_budget=float(parse_duration(settings.send_budget)),
+                          per_channel=settings.per_channel, limit=settings.limit)
 
 
 def backoff(attempts: int) -> int:
@@ -219,7 +227,7 @@ def deliver_pending(engine: Engine, config: MonitorConfig, now: int | None = Non
     deliveries sent, deliveries failed (a give-up included), events silenced). Safe to run
     concurrently and after a crash; returns within about `send_budget` plus one channel
     timeout (a hanging channel costs one timeout per pass, not one per event)."""
-    policy = policy or DeliveryPolicy()
+    policy = policy or policy_of(config)
     now = now_epoch() if now is None else int(now)
     totals = {"events": 0, "sent": 0, "failed": 0, "silenced": 0}
     token, events = claim_due(engine, now, limit=policy.limit, lease=policy.lease)
