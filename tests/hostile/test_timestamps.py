@@ -121,3 +121,20 @@ def test_a_label_timestamp_out_of_range_rejects_that_label_only(tmp_path, db_url
     assert (summary.models[0].labels, summary.models[0].rejected) == (9, 1)
     found = rejects(config_path)
     assert found.iloc[0]["field"] == "label_timestamp" and "outside" in found.iloc[0]["reason"]
+
+
+def test_parquet_datetimes_of_any_era_are_judged_not_overflowed(tmp_path, db_url):
+    """A datetime64[us] column holds the year 2300 (past pandas' nanosecond range): the row is
+    rejected by itself; int64 ids above 2**53 stay exact."""
+    config_path = workspace(tmp_path, db_url)
+    good = good_rows(10)
+    frame = good.assign(timestamp=pd.to_datetime(good["timestamp"], utc=True).astype("datetime64[us, UTC]"))
+    bad = frame.head(2).assign(prediction_id=["p2300", "p1900"],
+                               timestamp=pd.Series(pd.to_datetime(["2300-01-01", "1900-01-01"]).astype(
+                                   "datetime64[us]")).dt.tz_localize("UTC").to_numpy())
+    rows = pd.concat([frame, bad], ignore_index=True)
+    rows.to_parquet(tmp_path / "predictions" / "p.parquet")
+    summary = tick(config_path)
+    assert (summary.models[0].predictions, summary.models[0].rejected, summary.models[0].files_failed) == (10, 2, 0)
+    assert all("outside" in reason for reason in rejects(config_path)["reason"])
+    assert_counted_exactly(config_path, good)
