@@ -4,15 +4,25 @@ connection), else $MONITOR_DATABASE_URL, else monitor.toml (found as the CLI fin
 from __future__ import annotations
 
 from logging.config import fileConfig
+from pathlib import Path
 
 from alembic import context
-
 from monitor.store.all_models import metadata
 from monitor.store.db import make_engine
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+# In a source checkout the migrations moved from alembic/versions/ to monitor/migrations/versions/
+# (so the wheel carries them); one written to the old place would be silently skipped.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+_OLD_VERSIONS = _CHECKOUT / "alembic" / "versions"
+if (_CHECKOUT / "alembic.ini").is_file() and any(_OLD_VERSIONS.glob("*.py")):
+    raise RuntimeError(
+        f"{_OLD_VERSIONS} holds migrations: they belong in monitor/migrations/versions/ "
+        "(git mv them there; see alembic/README)"
+    )
 
 # Tables that belong to libraries, not to our models (APScheduler's job store).
 IGNORED_TABLES = {"apscheduler_jobs"}

@@ -7,16 +7,20 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+# The migration environment ships inside the package (package data), so a wheel carries it.
+PACKAGED_MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+NOT_FOUND = "alembic migrations not found in {path}: expected env.py and versions/ there"
+
 
 def script_location() -> Path:
-    """The folder holding env.py and versions/: $MONITOR_ALEMBIC_DIR, the source tree, or ./alembic."""
-    env = os.environ.get("MONITOR_ALEMBIC_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[2] / "alembic", Path.cwd() / "alembic"]
-    for candidate in candidates:
-        if (candidate / "env.py").exists():
-            return candidate
-    raise FileNotFoundError("alembic migrations not found; set MONITOR_ALEMBIC_DIR")
+    """The folder holding env.py, script.py.mako and versions/: $MONITOR_ALEMBIC_DIR when set
+    (an override for a patched chain), else `monitor/migrations` inside the installed package."""
+    override = os.environ.get("MONITOR_ALEMBIC_DIR")
+    location = Path(override) if override else PACKAGED_MIGRATIONS
+    if not (location / "env.py").is_file() or not (location / "versions").is_dir():
+        source = "MONITOR_ALEMBIC_DIR" if override else "the installed package"
+        raise FileNotFoundError(NOT_FOUND.format(path=location) + f" ({source})")
+    return location
 
 
 def alembic_config(engine: Engine | None = None):  # type: ignore[no-untyped-def]
