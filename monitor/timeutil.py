@@ -42,19 +42,33 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
+EARLIEST_EPOCH = -62_135_596_800  # 0001-01-01T00:00:00Z
+LATEST_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
 def parse_time(text: str | int | float | datetime) -> int:
-    """A user-supplied time (ISO 8601, naive = UTC, or epoch seconds) -> epoch seconds."""
+    """A user-supplied time (ISO 8601, naive = UTC, or epoch seconds) -> epoch seconds, in
+    the years 1 to 9999 (ValueError otherwise: no later date arithmetic can overflow)."""
+    value = _parse_time(text)
+    if not EARLIEST_EPOCH <= value <= LATEST_EPOCH:
+        raise ValueError(f"time {text!r} is outside the years 1 to 9999")
+    return value
+
+
+def _parse_time(text: str | int | float | datetime) -> int:
     if isinstance(text, datetime):
         value = text if text.tzinfo else text.replace(tzinfo=timezone.utc)
         return int(value.timestamp())
     if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text != text or text in (float("inf"), float("-inf")):
+            raise ValueError(f"invalid time {text!r}")
         return int(text)
     raw = str(text).strip()
     if re.fullmatch(r"-?\d+(\.\d+)?", raw):
-        return int(float(raw))
+        return int(raw) if "." not in raw else int(float(raw))
     try:
         stamp = pd.Timestamp(raw)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ValueError(f"invalid time {text!r}: use ISO 8601 (2024-01-31T12:00:00Z) or epoch seconds") from exc
     if stamp is pd.NaT:
         raise ValueError(f"invalid time {text!r}")

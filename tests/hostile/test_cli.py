@@ -43,3 +43,11 @@ def test_a_one_second_step_over_days_of_data_is_refused_with_what_to_change(tmp_
     assert done.returncode == 2, done.stderr
     assert "--step" in done.stderr or "step" in done.stderr.splitlines()[-1]
     assert "Traceback" not in done.stderr
+
+
+def test_an_as_of_outside_the_years_1_to_9999_is_a_usage_error(tmp_path, sqlite_url):
+    config = workspace(tmp_path, sqlite_url)
+    for value in ("-99999999999", "99999999999999999999999999", "+275760-01-01", "1e30"):
+        done = _monitor(config, "ingest", "--no-progress", "--as-of", value)
+        assert done.returncode == 2, (value, done.stderr)
+        assert "--as-of" in done.stderr and "Traceback" not in done.stderr
