@@ -16,7 +16,14 @@ the first boundary after the newest data):
 - `classifier_monitor_window_end_timestamp_seconds` {model}; `classifier_monitor_last_ingest_
   timestamp_seconds`: end of the last successful tick; `classifier_monitor_collect_errors`
   {model, part}: 1 when a part could not be computed (the rest of the scrape still answers).
+- `classifier_monitor_series_dropped`: samples left out by the series cap (below).
 Null rates (a zero denominator, insufficient data) are left out rather than reported as 0.
+
+One scrape exports at most `[limits] max_metrics_series` samples (default MAX_SERIES), so that
+a model with 100,000 segment values cannot make a scrape of tens of megabytes. The per-model
+gauges (window end, alerts by state, drift per feature, collect errors) always go out; then the
+overall series per class, firing alerts, and the per-segment series largest segment first,
+until the cap; the rest is counted in `classifier_monitor_series_dropped`.
 Label values are escaped by prometheus_client, so hostile class or segment names stay data.
 """
 
@@ -27,6 +34,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -47,6 +55,28 @@ STEP = 86400
 PREFIX = "classifier_monitor_"
 SERIES = ["model", "window", "segment", "segment_value"]
 CLASS_SERIES = ["model", "window", "class", "segment", "segment_value"]
+MAX_SERIES = 10_000
+CLASS_GAUGES = [  # (name, documentation, column) of one metrics row per (class, series)
+    ("recall", "One-vs-rest recall of the class in the window.", "recall"),
+    ("recall_low", "Lower bound of the 95% Wilson interval of recall.", "recall_low"),
+    ("recall_high", "Upper bound of the 95% Wilson interval of recall.", "recall_high"),
+    ("precision", "One-vs-rest precision of the class in the window.", "precision"),
+    ("support", "Labelled examples of the class in the window (tp + fn).", "support"),
+]
+SERIES_GAUGES = [  # (name, documentation, column) of one row per series
+    ("label_coverage", "Share of the window's predictions that have a label.", "label_coverage"),
+    ("predictions", "Predictions in the window.", "n_predictions"),
+    ("labeled", "Labelled predictions in the window.", "n_labeled"),
+]
+FIRING_LABELS = ["model", "rule", "class", "segment", "segment_value"]
+OVERALL_FIRST, FIRING, SEGMENT_CLASSES, SEGMENT_SERIES = range(4)  # export order under the cap
+
+
+def max_series(config: object) -> int:
+    """`[limits] max_metrics_series` of the config, else MAX_SERIES (configs from before the
+    `[limits]` table have none)."""
+    value = getattr(getattr(config, "limits", None), "max_metrics_series", None)
+    return int(value) if value else MAX_SERIES
 
 
 def latest_window_end(conn: Connection, ctx: ModelContext, now: int) -> int | None:
@@ -60,10 +90,18 @@ def latest_window_end(conn: Connection, ctx: ModelContext, now: int) -> int | No
 
 
 class _Families:
-    """Gauge families by name, created on first use so that each is emitted once."""
+    """Gauge families by name, created on first use so that each is emitted once.
 
-    def __init__(self) -> None:
+    `add` exports one sample now (the small per-model gauges); `defer` queues the rows of a
+    frame at a priority, and `flush` exports queued rows in priority order until `limit`
+    samples are out, counting the rest in `dropped`."""
+
+    def __init__(self, limit: int = MAX_SERIES) -> None:
         self.families: dict[str, GaugeMetricFamily] = {}
+        self.limit = limit
+        self.count = 0
+        self.dropped = 0
+        self.queue: list[tuple[int, int, pd.DataFrame, list[str], list[tuple[str, str, str]]]] = []
 
     def add(self, name: str, documentation: str, labels: list[str], values: list[str], value: Any) -> None:
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -72,6 +110,25 @@ class _Families:
         if family is None:
             family = self.families[name] = GaugeMetricFamily(PREFIX + name, documentation, labels=labels)
         family.add_metric([str(v) for v in values], float(value))
+        self.count += 1
+
+    def defer(self, priority: int, frame: pd.DataFrame, labels: list[str], gauges: list[tuple[str, str, str]]) -> None:
+        """Queue one sample per (row, gauge) with a value; `frame` holds the label columns
+        named as in `labels` and the gauges' value columns."""
+        if len(frame):
+            self.queue.append((priority, len(self.queue), frame, labels, gauges))
+
+    def flush(self) -> None:
+        for _, _, frame, labels, gauges in sorted(self.queue, key=lambda item: item[:2]):
+            present = frame[[column for _, _, column in gauges]].notna().to_numpy()
+            per_row = present.sum(axis=1)
+            fits = int(np.searchsorted(np.cumsum(per_row), max(self.limit - self.count, 0), side="right"))
+            self.dropped += int(per_row[fits:].sum())
+            for row in frame.iloc[:fits].to_dict("records"):
+                values = [_text(row[label]) for label in labels]
+                for name, documentation, column in gauges:
+                    self.add(name, documentation, labels, values, row[column])
+        self.queue = []
 
 
 class MonitorCollector(Collector):
@@ -83,13 +140,16 @@ class MonitorCollector(Collector):
         self.clock = clock
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        families = _Families()
+        families = _Families(max_series(self.config))
         now = self.clock()
         with self.engine().connect() as conn:
             self._last_ingest(conn, families)
             for model in self.config.models:
                 self._model(conn, model, families, now)
             conn.rollback()
+        families.flush()
+        families.add("series_dropped", "Samples left out of this scrape by [limits] max_metrics_series.",
+                     [], [], families.dropped)
         yield from families.families.values()
 
     def _last_ingest(self, conn: Connection, families: _Families) -> None:
@@ -132,19 +192,16 @@ class MonitorCollector(Collector):
         frame = metrics_frame(conn, ctx, spec, as_of=now)
         if frame.empty:
             return
-        for row in frame.to_dict("records"):
-            labels = [ctx.name, window, row["class"], row["segment"], row["segment_value"]]
-            families.add("recall", "One-vs-rest recall of the class in the window.", CLASS_SERIES, labels, row["recall"])
-            families.add("recall_low", "Lower bound of the 95% Wilson interval of recall.", CLASS_SERIES, labels, row["recall_low"])
-            families.add("recall_high", "Upper bound of the 95% Wilson interval of recall.", CLASS_SERIES, labels, row["recall_high"])
-            families.add("precision", "One-vs-rest precision of the class in the window.", CLASS_SERIES, labels, row["precision"])
-            families.add("support", "Labelled examples of the class in the window (tp + fn).", CLASS_SERIES, labels, row["support"])
-        series = frame.drop_duplicates(["segment", "segment_value"])
-        for row in series.to_dict("records"):
-            labels = [ctx.name, window, row["segment"], row["segment_value"]]
-            families.add("label_coverage", "Share of the window's predictions that have a label.", SERIES, labels, row["label_coverage"])
-            families.add("predictions", "Predictions in the window.", SERIES, labels, row["n_predictions"])
-            families.add("labeled", "Labelled predictions in the window.", SERIES, labels, row["n_labeled"])
+        frame = frame.assign(model=ctx.name, window=window)
+        overall = (frame["segment"] == "*").to_numpy()
+        # under the cap the largest segments are kept: they are the ones worth watching
+        segments = frame.loc[~overall].sort_values("n_predictions", ascending=False, kind="stable")
+        series = segments.drop_duplicates(["segment", "segment_value"])
+        families.defer(OVERALL_FIRST, frame.loc[overall], CLASS_SERIES, CLASS_GAUGES)
+        families.defer(OVERALL_FIRST, frame.loc[overall].drop_duplicates(["segment", "segment_value"]),
+                       SERIES, SERIES_GAUGES)
+        families.defer(SEGMENT_CLASSES, segments, CLASS_SERIES, CLASS_GAUGES)
+        families.defer(SEGMENT_SERIES, series, SERIES, SERIES_GAUGES)
 
     def _drift(self, conn: Connection, ctx: ModelContext, spec: WindowSpec, window: str, families: _Families) -> None:
         from monitor.drift.service import drift_frame
@@ -169,11 +226,11 @@ class MonitorCollector(Collector):
         for alert_state in ("pending", "firing", "resolved"):
             count = int((frame["state"] == alert_state).sum()) if len(frame) else 0
             families.add("alerts", "Alerts of the model by state.", ["model", "state"], [ctx.name, alert_state], count)
-        firing = frame.loc[frame["state"] == "firing"] if len(frame) else pd.DataFrame()
-        for row in firing.to_dict("records"):
-            families.add("alert_firing", "1 for each firing alert.",
-                         ["model", "rule", "class", "segment", "segment_value"],
-                         [ctx.name, row["rule"], _text(row["class"]), _text(row["segment"]), _text(row["segment_value"])], 1)
+        if not len(frame):
+            return
+        firing = frame.loc[frame["state"] == "firing", ["rule", "class", "segment", "segment_value"]]
+        families.defer(FIRING, firing.assign(model=ctx.name, firing=1), FIRING_LABELS,
+                       [("alert_firing", "1 for each firing alert.", "firing")])
 
 
 def _text(value: Any) -> str:
