@@ -264,6 +264,9 @@ def segment_heatmap(latest: pd.DataFrame, *, segment: str, min_support: int, win
     # as two pivot_table(aggfunc="first") calls, from one groupby
     first = latest.groupby(["segment_value", "class"], sort=True)[["recall", "support"]].first()
     recall = first["recall"].dropna().unstack("class")
+    if recall.empty:  # predictions, but no labelled positives yet: no recall to colour
+        return empty_figure("No labelled cases in this window", title=title,
+                            hint="Labels may not have arrived yet; widen the date range.")
     support = first["support"].dropna().unstack("class").reindex_like(recall).fillna(0)
     key = sort_class if sort_class in recall.columns else recall.columns[0]
     order = recall[key].fillna(2.0).sort_values(kind="stable").index
