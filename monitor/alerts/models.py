@@ -1,4 +1,4 @@
-"""Tables of the alerts domain (migration: alembic/versions/20261128_0004_alert_tables.py).
+"""Tables of the alerts domain (migration: monitor/migrations/versions/20261128_0004_alert_tables.py).
 
 - `alert_series`: the state machine of one series, keyed by its fingerprint
   (model, rule, class, segment, value): status ok | insufficient_data | pending | firing,

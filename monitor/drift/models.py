@@ -1,4 +1,4 @@
-"""Tables of the drift domain (owned by that package; migration in alembic/versions).
+"""Tables of the drift domain (owned by that package; migration in monitor/migrations/versions).
 
 - `drift_features`: the fixed bins of each monitored feature, defined once from the reference
   (or from the first batch of the reference period), so that every histogram of that model

@@ -1,4 +1,4 @@
-"""Tables of the estimation domain (owned by that package; migration in alembic/versions).
+"""Tables of the estimation domain (owned by that package; migration in monitor/migrations/versions).
 
 - `estimation_calibrators`: one row per (model, class) fitted on the reference: the isotonic
   map (thresholds), the expected calibration error before/after on a held-out part of the
