@@ -414,7 +414,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _check_record(number: int, record: Any, text_columns: set[str], columns: list[str],
+def _check_record(number: int, record: Any, strings: set[str], keep: Callable[[str], bool],
                   max_fields: int) -> tuple[dict[str, Any] | None, tuple[int, str, str, str] | None]:
     """(the record's kept fields, None) or (None, a reject)."""
     if isinstance(record, _TooWide):
@@ -422,44 +422,39 @@ def _check_record(number: int, record: Any, text_columns: set[str], columns: lis
     if not isinstance(record, dict):
         return None, (number, "", f"record is {_kind(record)}, not a JSON object", _raw(record))
     kept: dict[str, Any] = {}
-    for column in columns:
-        if column not in record:
+    for column, value in record.items():
+        if not keep(column):
             continue
-        value = record[column]
         if isinstance(value, (dict, list, _TooWide)):
             return None, (number, column, "nested JSON (object or array) where a single value is expected", _raw(record))
         if isinstance(value, str) and (problem := _bad_text(value)) is not None:
             return None, (number, column, problem, _raw(record))
-        kept[column] = _as_text(value) if column in text_columns else _plain(value)
+        kept[column] = _as_text(value) if column in strings else _plain(value)
     return kept, None
 
 
 def records_frame(records: list[tuple[int, Any]], ctx: ModelContext, kind: str, *,
                   max_fields: int = MAX_FIELDS) -> tuple[pd.DataFrame, list[tuple[int, str, str, str]]]:
     """Parsed records -> (the raw frame ingest expects, with `_row`; the records rejected before
-    it). Only the fields the monitor reads become columns, so no body can make a frame of a
-    million columns; ids, classes, versions and segment values are text, missing stays missing."""
-    if kind == "predictions":
-        source = ctx.config.predictions
-        text_columns = {source.id, source.prediction, source.model_version, *ctx.segments}
-        columns = [source.id, source.timestamp, source.prediction, source.model_version,
-                   *(f"{source.score_prefix}{cls}" for cls in ctx.classes), *ctx.segments, *ctx.features]
-    else:
-        labels = ctx.config.labels
-        text_columns = {labels.id, labels.label}
-        columns = [labels.id, labels.label, labels.timestamp]
-    columns = list(dict.fromkeys(columns))
+    it). Only the columns files keep (`input_columns`) become columns, so no body can make a
+    frame of a million columns; ids, classes, versions and segment values are exact text,
+    missing stays missing."""
+    from monitor.ingest.ledger import input_columns
+
+    string_columns, keep = input_columns(ctx, kind)
+    strings = set(string_columns)
     rows, numbers, rejects = [], [], []
+    columns: dict[str, None] = {}  # in order of first appearance
     for number, record in records:
-        kept, reject = _check_record(number, record, text_columns, columns, max_fields)
+        kept, reject = _check_record(number, record, strings, keep, max_fields)
         if reject is not None:
             rejects.append(reject)
-        else:
-            rows.append(kept)
-            numbers.append(number)
-    present = [c for c in columns if any(c in row for row in rows)]
-    frame = pd.DataFrame({c: pd.Series([row.get(c) for row in rows], dtype=object if c in text_columns else None)
-                          for c in present})
+            continue
+        rows.append(kept)
+        numbers.append(number)
+        columns.update(dict.fromkeys(kept))
+    frame = pd.DataFrame({c: pd.Series([row.get(c) for row in rows], dtype=object if c in strings else None)
+                          for c in columns})
     frame["_row"] = np.asarray(numbers, dtype=np.int64)
     return frame, rejects
 
