@@ -218,8 +218,11 @@ class CsvReader:
         assert self.header is not None
         kept = [c for c in self.columns if self.keep(c)]
         dtypes = {c: "string" for c in self.string_columns if c in kept}
+        # the first column is always kept: with no column at all pandas would count no rows,
+        # and rows without a single column the model uses must be rejected, not vanish
+        first = self.columns[0] if self.columns else None
         return pd.read_csv(io.BytesIO(self.header + b"\n" + data), dtype=dtypes, keep_default_na=False,
-                           na_values=[""], usecols=lambda c: self.keep(c), encoding="utf-8")
+                           na_values=[""], usecols=lambda c: self.keep(c) or c == first, encoding="utf-8")
 
     def _block(self, block: bytes) -> Chunk:
         if b"\x00" in block:  # no database stores a NUL in text: such rows go one by one
@@ -265,7 +268,7 @@ class CsvReader:
         return Chunk(frame.reset_index(drop=True), _rejects(bad_rows, reasons, raws))
 
     def _empty(self) -> pd.DataFrame:
-        return pd.DataFrame(columns=[c for c in self.columns if self.keep(c)])
+        return pd.DataFrame(columns=[c for i, c in enumerate(self.columns) if self.keep(c) or i == 0])
 
     def _one_by_one(self, good: list[bytes]) -> tuple[pd.DataFrame, set[int]]:
         """The records pandas reads alone (one row each), and their indices in `good`."""
@@ -460,7 +463,7 @@ def _parquet_chunks(path: Path, string_columns: Sequence[str], keep: Callable[[s
     names = parquet.schema_arrow.names
     if len(names) > limits.max_fields:
         raise UnreadableFile(f"{path}: {len(names):,} columns (limit {limits.max_fields:,}: limits.max_fields)")
-    columns = [name for name in names if keep(name)]
+    columns = [name for i, name in enumerate(names) if keep(name) or i == 0]  # never none: rows count
     offset = 0
     for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
         chunk = batch.to_pandas()

@@ -250,3 +250,19 @@ def test_nul_characters_and_lone_surrogates_reject_their_row_only(tmp_path, db_u
     assert [r.split(" (line")[0] for r in reasons] == [
         "contains a NUL character", "contains a NUL character", "contains a lone UTF-16 surrogate (not valid Unicode text)"]
     assert_counted_exactly(config_path, pd.concat([good, more]))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_rows_without_any_column_the_model_reads_are_rejected_not_lost(tmp_path, sqlite_url, fmt):
+    config_path = workspace(tmp_path, sqlite_url)
+    foreign = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    path = tmp_path / "predictions" / f"p.{fmt}"
+    if fmt == "csv":
+        foreign.to_csv(path, index=False)
+    elif fmt == "jsonl":
+        path.write_text("\n".join(jsonl_lines(foreign)) + "\n")
+    else:
+        foreign.to_parquet(path)
+    summary = tick(config_path)
+    assert (summary.models[0].predictions, summary.models[0].rejected) == (0, 3)
+    assert set(rejects(config_path)["reason"]) == {"missing required field"}
