@@ -107,12 +107,12 @@ def test_it_still_answers_good_queries_and_ignores_unknown_parameters(month: str
 
 
 def test_it_refuses_a_dense_array_above_the_cell_limit(sqlite_url: str, tmp_path: Path) -> None:
+    import pandas as pd
+
     from monitor.context import load_context
     from monitor.ingest.pipeline import ingest_frame
     from monitor.metrics.service import metrics_frame
     from monitor.store.db import make_engine
-
-    import pandas as pd
 
     config = make_config(sqlite_url, tmp_path)
     predictions, _ = month_of_predictions(100)
