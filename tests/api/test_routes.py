@@ -79,11 +79,15 @@ def test_bad_bodies_are_400_and_unknown_models_404(sqlite_url: str, tmp_path: Pa
     base = serve(make_config(sqlite_url, tmp_path))
     url = f"{base}/api/v1/models/m/predictions"
     for body, content_type in [("[{\"prediction_id\": ", "application/json"), ("", "application/json"),
-                               ("{\"a\": 1}\nnot json", "application/x-ndjson"), ("[1, 2]", "application/json"),
-                               (b"\xff\xfe[", "application/json")]:
+                               ("[1, 2]", "application/json"), (b"\xff\xfe[", "application/json")]:
         answer = requests.post(url, data=body, headers={"Content-Type": content_type}, timeout=30)
         assert answer.status_code == 400, (body, answer.text)
         assert "error" in answer.json()
+    # JSON lines: a bad line is rejected by itself (issue 12), the body is not refused whole
+    answer = requests.post(url, data="{\"a\": 1}\nnot json", headers={"Content-Type": "application/x-ndjson"},
+                           timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rejected"] == 2 and answer.json()["rejects"][1]["row"] == 2
     assert requests.post(f"{base}/api/v1/models/nope/labels", json=[], timeout=30).status_code == 404
     assert requests.get(f"{base}/api/v1/models/nope/metrics", timeout=30).status_code == 404
     assert requests.get(f"{base}/api/v1/models/m/metrics", params={"window": "7 days"}, timeout=30).status_code == 400

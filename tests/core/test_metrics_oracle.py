@@ -51,7 +51,7 @@ def test_metrics_equal_sklearn_on_visible_rows_mid_stream_and_at_the_end(tmp_pat
     run_tick(engine, config, notify=False)  # everything visible now
     frame = _metrics(engine, config, WindowSpec(window, step))
     end = "2024-03-10T00:00:00Z"
-    predictions, labels = visible(data, 2**40)
+    predictions, labels = visible(data, 2**37)  # after every simulated time (the year 6325)
     stamps = predictions["timestamp"].map(parse_time)
     inside = predictions[(stamps >= parse_time(end) - window) & (stamps < parse_time(end))]
     joined = inside.merge(labels, on="prediction_id")
