@@ -20,6 +20,8 @@ from sqlalchemy.exc import DBAPIError
 
 from dashboards import components as ui
 from dashboards.figures.style import empty_figure
+from monitor.store.db import is_missing_table
+from monitor.store.windows import WindowLimitError
 
 log = logging.getLogger("dashboards")
 
@@ -30,8 +32,7 @@ UNAVAILABLE_HINT = ("The dashboard cannot reach the monitor's database. This pag
 NOT_MIGRATED = "Database not ready: its tables are missing"
 NOT_MIGRATED_HINT = ("Run `monitor db upgrade` (or start the scheduler, which migrates). This page "
                      "refreshes by itself once the tables are there.")
-# SQLSTATE 42P01 is PostgreSQL's undefined_table; SQLite says "no such table" in the message.
-_UNDEFINED_TABLE = "42P01"
+TOO_MANY_WINDOWS = "This range asks for too many windows"
 
 
 def database_problem(error: BaseException) -> tuple[str, str] | None:
@@ -39,8 +40,7 @@ def database_problem(error: BaseException) -> tuple[str, str] | None:
     None (a bug, which must still surface as one)."""
     if not isinstance(error, DBAPIError):
         return None
-    original = getattr(error, "orig", None)
-    if getattr(original, "sqlstate", None) == _UNDEFINED_TABLE or "no such table" in str(original):
+    if is_missing_table(error):
         return NOT_MIGRATED, NOT_MIGRATED_HINT
     if error.connection_invalidated or type(error).__name__ in ("OperationalError", "InterfaceError"):
         return UNAVAILABLE, UNAVAILABLE_HINT
@@ -50,7 +50,9 @@ def database_problem(error: BaseException) -> tuple[str, str] | None:
 def on_callback_error(error: Exception) -> Any:
     """Dash's `on_error` hook: a database outage fills the callback's outputs with the message
     (figures: a titled empty figure; components: an alert; anything else unchanged); any
-    other error is raised again."""
+    other error is raised again. A read the window limits refuse says what to change."""
+    if isinstance(error, WindowLimitError):
+        return _fallback(dash.ctx.outputs_list, TOO_MANY_WINDOWS, str(error))
     problem = database_problem(error)
     if problem is None:
         raise error

@@ -133,12 +133,13 @@ def metrics_command(state: State, model: str | None, window: int, step: int, sta
                     end: int | None, class_: str | None, segment: str | None, fmt: str) -> None:
     """Rolling one-vs-rest metrics per class, overall and per segment value."""
     from monitor.metrics.service import metrics_frame
-    from monitor.store.windows import WindowSpec
+    from monitor.store.windows import WindowSpec, max_window_ends
 
     classes = [c.strip() for c in class_.split(",")] if class_ else None
     with state.model_context(model) as (conn, ctx):
         try:
-            frame = metrics_frame(conn, ctx, WindowSpec(window, step, start, end),
+            spec = WindowSpec(window, step, start, end, max_ends=max_window_ends(ctx.config))
+            frame = metrics_frame(conn, ctx, spec,
                                   classes=classes, segment=segment)
         except ValueError as error:
             raise click.UsageError(str(error)) from None

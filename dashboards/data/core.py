@@ -27,7 +27,13 @@ from dashboards.filters import DAY, DEFAULT_SPAN_DAYS, OVERALL, Filters
 from monitor.config import MonitorConfig
 from monitor.context import ModelContext, load_context
 from monitor.store.models import IngestedFile, MonitoredModel, PredictionCount
-from monitor.store.windows import WindowSpec, data_range, parse_segment_option, segment_label
+from monitor.store.windows import (
+    WindowSpec,
+    data_range,
+    max_window_ends,
+    parse_segment_option,
+    segment_label,
+)
 from monitor.timeutil import ceil_to, now_epoch, to_iso
 
 NO_DATA = "No predictions ingested yet for this model"
@@ -139,7 +145,7 @@ def window_spec(conn: Connection, ctx: ModelContext, filters: Filters,
     end = min(end, last_end) if end is not None else last_end
     if start is None:
         start = max(end - span_days * DAY, ceil_to(found[0] + 1, step))
-    return WindowSpec(filters.window_seconds, step, start, end)
+    return WindowSpec(filters.window_seconds, step, start, end, max_ends=max_window_ends(ctx.config))
 
 
 def latest_spec(conn: Connection, ctx: ModelContext, filters: Filters, *, steps: int = 0) -> WindowSpec | None:
@@ -148,7 +154,8 @@ def latest_spec(conn: Connection, ctx: ModelContext, filters: Filters, *, steps:
     if spec is None or spec.end is None:
         return spec
     end = spec.end - spec.end % spec.step
-    return WindowSpec(spec.window, spec.step, max(end - steps * spec.step, spec.start or end), end)
+    return WindowSpec(spec.window, spec.step, max(end - steps * spec.step, spec.start or end), end,
+                      max_ends=spec.max_ends)
 
 
 def metrics(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,

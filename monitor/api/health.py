@@ -15,23 +15,19 @@ from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from monitor.store.db import DatabaseError
+from monitor.store.db import NOT_MIGRATED, DatabaseError, is_missing_table
 
 log = logging.getLogger("monitor.api")
 blueprint = Blueprint("monitor_health", __name__)
 
 # A table every migrated database has (the first migration creates it).
 REQUIRED_TABLE = "monitored_models"
-NOT_MIGRATED = "database not migrated (tables missing): run `monitor db upgrade`"
-UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a missing table
 
 
 def _missing_table(error: BaseException) -> bool:
-    """True for "no such table" from SQLite or UndefinedTable from PostgreSQL."""
-    original = getattr(error, "orig", None) or error
-    if getattr(original, "sqlstate", None) == UNDEFINED_TABLE:
-        return True
-    return isinstance(error, (OperationalError, ProgrammingError)) and "no such table" in str(error)
+    """True for "no such table" from SQLite or UndefinedTable from PostgreSQL (a driver
+    error, not any message that happens to mention it)."""
+    return isinstance(error, (DBAPIError, OperationalError, ProgrammingError)) and is_missing_table(error)
 
 
 def database_failure(error: BaseException) -> str | None:

@@ -20,7 +20,14 @@ from sqlalchemy import Table, and_, func, select
 from sqlalchemy.engine import Connection
 
 from monitor.store.models import SliceValue
-from monitor.store.windows import OVERALL, SEPARATOR, WindowSpec, period_grid, segment_label
+from monitor.store.windows import (
+    OVERALL,
+    SEPARATOR,
+    WindowSpec,
+    check_cells,
+    period_grid,
+    segment_label,
+)
 
 KEYS = ["feature", "bin"]
 VALUES = ["n", "total"]
@@ -112,6 +119,7 @@ def _roll(raw: pd.DataFrame, ends: np.ndarray, window: int, period: int, first: 
           n_periods: int) -> pd.DataFrame:
     """Period sums -> window sums with a cumulative sum over periods, per group."""
     codes, labels = group_codes(raw, ["segment", "segment_value", *KEYS])
+    check_cells(n_periods + 1, len(labels), len(ends))  # before the dense array is made
     period_index = (raw["period"].to_numpy(dtype=np.int64) - first) // period
     end_index = np.clip((ends - first) // period, 0, n_periods)
     start_index = np.clip(end_index - window // period, 0, n_periods)

@@ -36,11 +36,11 @@ def fairness_command(state: State, model: str | None, window: int, step: int, st
     """Per-group tpr, fpr, precision and selection rate per window, with 95% intervals,
     difference and ratio to the reference group, and flags for real disparities."""
     from monitor.fairness.service import fairness_frame, largest_gaps
-    from monitor.store.windows import WindowSpec
+    from monitor.store.windows import WindowSpec, max_window_ends
 
-    spec = WindowSpec(window, step, start, end)
     with state.model_context(model) as (conn, ctx):
         try:
+            spec = WindowSpec(window, step, start, end, max_ends=max_window_ends(ctx.config))
             if largest:
                 frame = largest_gaps(conn, ctx, spec, classes=class_, attribute=attribute,
                                      metric=metric)

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.store.models import SliceValue
 from monitor.store.rollup import DAY, daily_table
-from monitor.timeutil import ceil_to, floor_to
+from monitor.timeutil import ceil_to, floor_to, now_epoch
 
 OVERALL = "*"
 SEPARATOR = "&"
@@ -38,6 +38,7 @@ MAX_SPAN = MAX_SPAN_DAYS * 86400
 MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z: bound of `start`/`end` (datetime's range)
 MAX_WINDOW_ENDS = 20_000  # window ends of one read (55 years of daily ends)
 MAX_PERIODS = 2_000_000  # periods summed into windows (the rows of the dense array)
+PLAUSIBLE_AHEAD = 366 * 86400  # default reads ignore buckets further ahead of the clock
 MAX_CELLS = 50_000_000  # periods x series of one dense array (400 MB of float64)
 
 
@@ -169,10 +170,15 @@ def columns_frame(rows: Sequence[Sequence[object]], columns: Sequence[str]) -> p
 
 
 def data_range(conn: Connection, table: Table, model_id: int) -> tuple[int, int] | None:
-    """(min, max) bucket_start stored for a model in `table`, or None when empty."""
+    """(min, max) bucket_start stored for a model in `table`, or None when empty.
+
+    Only buckets from 1970 to a year ahead of the clock count: ingestion rejects rows outside
+    the plausible-time window (`[limits]`), but a database filled before that check may hold a
+    row of the year 55994, and the default read must not span the centuries to it."""
     # two scalar subqueries, not min() and max() in one select: SQLite answers a lone min or
     # max from the primary-key index, but scans every row of the model for both together
-    where = table.c.model_id == model_id
+    bucket = table.c.bucket_start
+    where = and_(table.c.model_id == model_id, bucket >= 0, bucket <= now_epoch() + PLAUSIBLE_AHEAD)
     row = conn.execute(
         select(select(func.min(table.c.bucket_start)).where(where).scalar_subquery(),
                select(func.max(table.c.bucket_start)).where(where).scalar_subquery())

@@ -51,3 +51,17 @@ def test_an_as_of_outside_the_years_1_to_9999_is_a_usage_error(tmp_path, sqlite_
         done = _monitor(config, "ingest", "--no-progress", "--as-of", value)
         assert done.returncode == 2, (value, done.stderr)
         assert "--as-of" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_configured_max_window_ends_bounds_every_read_command(tmp_path, sqlite_url):
+    from tests.hostile.workspace import good_rows, tick
+
+    config = workspace(tmp_path, sqlite_url, extra="[models.limits]\nmax_window_ends = 5")
+    good_rows(40).to_csv(tmp_path / "predictions" / "p.csv", index=False)
+    tick(config)
+    for command in ("metrics", "fairness"):  # drift needs a reference; it shares the same check
+        done = _monitor(config, command, "--model", "m", "--window", "1d", "--step", "1h",
+                        "--from", "2023-12-01", "--to", "2024-01-03")
+        assert done.returncode == 2, (command, done.stderr)
+        assert "limit of 5" in done.stderr and "max_window_ends" in done.stderr, done.stderr
+    assert _monitor(config, "metrics", "--model", "m", "--window", "1d", "--step", "1d").returncode == 0

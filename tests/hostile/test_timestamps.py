@@ -138,3 +138,28 @@ def test_parquet_datetimes_of_any_era_are_judged_not_overflowed(tmp_path, db_url
     assert (summary.models[0].predictions, summary.models[0].rejected, summary.models[0].files_failed) == (10, 2, 0)
     assert all("outside" in reason for reason in rejects(config_path)["reason"])
     assert_counted_exactly(config_path, good)
+
+
+def test_reads_ignore_implausible_buckets_a_database_stored_before_the_check(tmp_path, db_url):
+    """A database filled before the plausible-time window existed may hold counts of the year
+    55994 (epoch milliseconds read as seconds) or 1900: default reads stay bounded."""
+    from sqlalchemy import insert, select
+
+    from monitor.config import load_config
+    from monitor.store.db import make_engine
+    from monitor.store.models import PredictionCount
+
+    config_path = workspace(tmp_path, db_url)
+    good = good_rows(20)
+    good.to_csv(tmp_path / "predictions" / "p.csv", index=False)
+    tick(config_path)
+    engine = make_engine(load_config(config_path).database_url)
+    with engine.begin() as conn:
+        model_id, slice_id = conn.execute(select(PredictionCount.model_id, PredictionCount.slice_id)).first()
+        for table in (PredictionCount.__table__, PredictionCount.__table__.metadata.tables["prediction_counts_daily"]):
+            conn.execute(insert(table), [
+                {"model_id": model_id, "bucket_start": bucket, "slice_id": slice_id, "pred_class": "pos", "n": 1}
+                for bucket in (1_704_880_800_000 - 1_704_880_800_000 % 86400, -2_208_988_800)])
+    engine.dispose()
+    assert_counted_exactly(config_path, good)
+    assert_reads_work(config_path)
