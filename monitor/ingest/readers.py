@@ -23,6 +23,7 @@ import csv
 import gzip
 import io
 import json
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -431,18 +432,19 @@ def project(value: dict, string_columns: set[str], keep: Callable[[str], bool],
 
 
 def as_text(value: object) -> str | None:
-    """A JSON value as the text of an id, class or segment: numbers keep every digit (an
-    integral float loses its '.0'), missing stays missing."""
+    """A JSON value as the text of an id, class, version or segment value, as a CSV file would
+    give it: integers exact, integral numbers without '.0', other numbers as written (a float
+    that kept its JSON text in `.text`) or as repr; null and NaN stay missing."""
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, (bool, int)):
         return str(value)
     if isinstance(value, float):
-        if value != value:  # NaN
+        if math.isnan(value):
             return None
-        return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+        if value.is_integer() and abs(value) < 2**53:
+            return str(int(value))
+        return getattr(value, "text", None) or repr(value)
     return json.dumps(value, default=str)[:RAW_CHARS]
 
 

@@ -366,7 +366,7 @@ def test_it_rejects_a_record_with_a_million_keys_without_hanging(sqlite_url: str
 
 def test_it_answers_413_to_more_records_than_one_request_may_hold(sqlite_url: str, tmp_path: Path,
                                                                    serve) -> None:  # noqa: F811
-    from monitor.api.routes import MAX_RECORDS
+    from monitor.api.bodies import MAX_RECORDS
 
     base = serve(make_config(sqlite_url, tmp_path))
     answer = _post(base, "[" + ",".join(["{}"] * (MAX_RECORDS + 1)) + "]")
