@@ -20,7 +20,7 @@ import pandas as pd
 
 from monitor.api.errors import ApiError
 from monitor.context import ModelContext
-from monitor.ingest.readers import as_text
+from monitor.ingest.jsonlines import as_text
 
 JSON_ARRAY_TYPES = frozenset({"application/json"})
 JSON_LINES_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",

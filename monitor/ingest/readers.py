@@ -22,10 +22,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
-import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -33,36 +30,24 @@ import numpy as np
 import pandas as pd
 
 from monitor.config import Limits
+from monitor.ingest.chunks import (
+    BOM,
+    CHUNK_ROWS,
+    NUL_REASON,
+    Chunk,
+    ReadState,
+    UnreadableFile,
+    decode_row,
+    first_line,
+    raw_text,
+    rejects_frame,
+)
+from monitor.ingest.jsonlines import JsonLinesReader
 from monitor.ingest.validate import REJECT_COLUMNS
 
 SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".parquet")
-CHUNK_ROWS = 250_000
 BLOCK_BYTES = 16 << 20  # text is parsed in blocks of about this many bytes of whole lines
 MAX_RECORD_LINES = 1_000  # a quoted CSV field may span lines, but not more than these
-ROW_FIELD = "(row)"  # the `field` of a reject for a row that could not be parsed at all
-RAW_CHARS = 2_000  # what a reject keeps of its raw text
-BOM = b"\xef\xbb\xbf"
-NUL_REASON = "contains a NUL character"
-SURROGATE_REASON = "contains a lone UTF-16 surrogate (not valid Unicode text)"
-
-
-class UnreadableFile(Exception):
-    """The file cannot be parsed at all (it is marked failed; other files go on)."""
-
-
-@dataclass
-class Chunk:
-    frame: pd.DataFrame  # raw records, with `_row`
-    rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
-
-
-@dataclass
-class ReadState:
-    """What a read found beyond its records: set while the chunks are consumed."""
-
-    tail_held: bool = False  # an unterminated last line was left for the next read
-
-
 def file_format(path: Path) -> str:
     name = path.name.lower()
     if name.endswith((".csv", ".csv.gz")):
@@ -104,14 +89,9 @@ def read_chunks(path: Path, string_columns: Sequence[str], *, keep: Callable[[st
     except UnreadableFile:
         raise
     except (ValueError, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise UnreadableFile(f"{path}: cannot be parsed ({fmt}): {_first_line(error)}") from error
+        raise UnreadableFile(f"{path}: cannot be parsed ({fmt}): {first_line(error)}") from error
     except Exception as error:  # pyarrow raises its own types
-        raise UnreadableFile(f"{path}: cannot be parsed ({fmt}): {_first_line(error)}") from error
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
+        raise UnreadableFile(f"{path}: cannot be parsed ({fmt}): {first_line(error)}") from error
 
 
 def _compressed(path: Path) -> bool:
@@ -142,25 +122,6 @@ def _line_blocks(handle: IO[bytes], complete_only: bool, state: ReadState) -> It
             state.tail_held = True
         else:
             yield rest
-
-
-def _rejects(rows: list[int], reasons: list[str], raws: list[str], fields: list[str] | None = None) -> pd.DataFrame:
-    return pd.DataFrame({"row_number": np.asarray(rows, dtype=np.int64),
-                         "field": fields if fields is not None else [ROW_FIELD] * len(rows),
-                         "reason": reasons, "raw": raws}, columns=REJECT_COLUMNS)
-
-
-def _decode(raw: bytes) -> tuple[str | None, str | None]:
-    """(text, None) or (None, reason) for one line or record of a UTF-8 file."""
-    try:
-        return raw.decode("utf-8"), None
-    except UnicodeDecodeError as error:
-        byte = raw[error.start]
-        return None, f"not valid UTF-8 (byte 0x{byte:02x} at position {error.start + 1} of the row)"
-
-
-def _raw_text(raw: bytes) -> str:
-    return raw[:RAW_CHARS].decode("utf-8", errors="replace").replace("\x00", "\\x00")
 
 
 class CsvReader:
@@ -203,7 +164,7 @@ class CsvReader:
         return b""
 
     def _parse_header(self, line: bytes) -> None:
-        text, problem = _decode(line)
+        text, problem = decode_row(line)
         if text is None:
             raise UnreadableFile(f"{self.path}: header {problem}")
         try:
@@ -252,7 +213,7 @@ class CsvReader:
             else:
                 bad_rows.append(self.rows)
                 reasons.append(f"{problem} (line {self.lines + line_offset + 1} of the file)")
-                raws.append(_raw_text(raw))
+                raws.append(raw_text(raw))
         try:
             frame = self._read(b"\n".join(good) + b"\n") if good else self._empty()
             assert len(frame) == len(good)
@@ -263,10 +224,10 @@ class CsvReader:
                 if index not in kept:
                     bad_rows.append(row)
                     reasons.append("cannot be parsed as a CSV row")
-                    raws.append(_raw_text(raw))
+                    raws.append(raw_text(raw))
             good_rows = [row for index, row in enumerate(good_rows) if index in kept]
         frame["_row"] = np.asarray(good_rows, dtype=np.int64)
-        return Chunk(frame.reset_index(drop=True), _rejects(bad_rows, reasons, raws))
+        return Chunk(frame.reset_index(drop=True), rejects_frame(bad_rows, reasons, raws))
 
     def _empty(self) -> pd.DataFrame:
         return pd.DataFrame(columns=[c for i, c in enumerate(self.columns) if self.keep(c) or i == 0])
@@ -286,7 +247,7 @@ class CsvReader:
     def _check(self, raw: bytes) -> str | None:
         if len(raw) > self.limits.max_record_bytes:
             return f"row of {len(raw):,} bytes (limit {self.limits.max_record_bytes:,}: limits.max_record_bytes)"
-        text, problem = _decode(raw)
+        text, problem = decode_row(raw)
         if text is None:
             return problem
         if "\x00" in text:
@@ -337,124 +298,6 @@ def _csv_records(block: bytes, max_bytes: int) -> Iterator[tuple[bytes, int]]:
         else:
             yield line.rstrip(b"\r"), index
             index += 1
-
-
-class JsonLinesReader:
-    """JSON lines, one line at a time with Python's json (exact integers): a line that is not
-    a JSON object, is not UTF-8 or is too large is rejected by itself; row = line number."""
-
-    def __init__(self, path: Path, string_columns: Sequence[str], keep: Callable[[str], bool],
-                 limits: Limits) -> None:
-        self.path, self.keep, self.limits = path, keep, limits
-        self.string_columns = set(string_columns)
-        self.line = 0
-
-    def chunks(self, blocks: Iterator[bytes]) -> Iterator[Chunk]:
-        for block in blocks:
-            if self.line == 0:
-                block = block.removeprefix(BOM)
-            lines = block.split(b"\n")
-            if lines and lines[-1] == b"":
-                lines.pop()
-            for start in range(0, len(lines), CHUNK_ROWS):
-                yield self._lines(lines[start:start + CHUNK_ROWS])
-
-    def _lines(self, lines: list[bytes]) -> Chunk:
-        records: list[dict] = []
-        rows: list[int] = []
-        bad_rows: list[int] = []
-        reasons: list[str] = []
-        raws: list[str] = []
-        for raw in lines:
-            self.line += 1
-            if not raw.strip():
-                continue
-            record, problem = self._record(raw)
-            if record is None:
-                bad_rows.append(self.line)
-                reasons.append(problem or "not a JSON object")
-                raws.append(_raw_text(raw))
-            else:
-                records.append(record)
-                rows.append(self.line)
-        frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-        frame["_row"] = np.asarray(rows, dtype=np.int64)
-        return Chunk(frame, _rejects(bad_rows, reasons, raws))
-
-    def _record(self, raw: bytes) -> tuple[dict | None, str | None]:
-        if len(raw) > self.limits.max_record_bytes:
-            return None, f"line of {len(raw):,} bytes (limit {self.limits.max_record_bytes:,}: limits.max_record_bytes)"
-        text, problem = _decode(raw)
-        if text is None:
-            return None, problem
-        return parse_record(text, self.string_columns, self.keep, self.limits)
-
-
-def parse_record(text: str, string_columns: set[str], keep: Callable[[str], bool],
-                 limits: Limits) -> tuple[dict | None, str | None]:
-    """One JSON object -> (record with the kept keys, None) or (None, reason)."""
-    if "\\u0000" in text:
-        return None, NUL_REASON
-    try:
-        value = json.loads(text)
-    except RecursionError:
-        return None, "JSON nested too deeply"
-    except ValueError as error:
-        return None, f"not valid JSON: {_first_line(error)}"
-    if not isinstance(value, dict):
-        return None, f"not a JSON object (a JSON {type(value).__name__})"
-    if "\\u" in text.lower() and _has_surrogate(value):
-        return None, SURROGATE_REASON
-    return project(value, string_columns, keep, limits)
-
-
-def _has_surrogate(value: object) -> bool:
-    """A lone UTF-16 surrogate (`"\\ud800"`) decodes into a Python str that no UTF-8
-    database or Arrow column can hold."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def project(value: dict, string_columns: set[str], keep: Callable[[str], bool],
-            limits: Limits) -> tuple[dict | None, str | None]:
-    """A decoded record with only its kept keys, text columns as exact text; or a reason."""
-    if len(value) > limits.max_fields:
-        return None, f"record has {len(value):,} fields (limit {limits.max_fields:,}: limits.max_fields)"
-    record = {}
-    for key, item in value.items():
-        if not keep(key):
-            continue
-        record[key] = as_text(item) if key in string_columns else _scalar(item)
-    return record, None
-
-
-def as_text(value: object) -> str | None:
-    """A JSON value as the text of an id, class, version or segment value, as a CSV file would
-    give it: integers exact, integral numbers without '.0', other numbers as written (a float
-    that kept its JSON text in `.text`) or as repr; null and NaN stay missing."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (bool, int)):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if value.is_integer() and abs(value) < 2**53:
-            return str(int(value))
-        return getattr(value, "text", None) or repr(value)
-    return json.dumps(value, default=str)[:RAW_CHARS]
-
-
-def _scalar(value: object) -> object:
-    """Nested values (objects, arrays) become their JSON text: a cell holds one value."""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str)[:RAW_CHARS]
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
-        return float(value)  # a number column; too large for int64
-    return value
 
 
 def _parquet_chunks(path: Path, string_columns: Sequence[str], keep: Callable[[str], bool],
