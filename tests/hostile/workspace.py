@@ -19,25 +19,8 @@ from monitor.metrics.service import metrics_frame
 from monitor.store.db import make_engine
 from monitor.store.windows import WindowSpec
 from monitor.tick import run_tick
+from tests.core.handmade import CONFIG
 
-CONFIG = """
-database_url = "{db_url}"
-
-[[models]]
-name = "m"
-classes = ["neg", "pos"]
-minority_classes = ["pos"]
-segments = ["group"]
-features = ["x"]
-bucket = "1h"
-{extra}
-
-[models.predictions]
-path = "predictions/*"
-
-[models.labels]
-path = "labels/*"
-"""
 START = 1_704_067_200  # 2024-01-01T00:00:00Z
 MEMORY_LIMIT = 1 << 30  # the reads run in a subprocess whose data segment is capped here
 
@@ -46,7 +29,9 @@ def workspace(tmp_path: Path, db_url: str, extra: str = "") -> Path:
     (tmp_path / "predictions").mkdir(exist_ok=True)
     (tmp_path / "labels").mkdir(exist_ok=True)
     path = tmp_path / "monitor.toml"
-    path.write_text(CONFIG.format(db_url=db_url, extra=extra))
+    # the model of the hand-made ingest tests; `extra` (e.g. a [models.limits] table) belongs
+    # to that model, being after its last table
+    path.write_text(CONFIG.format(db_url=db_url) + "\n" + extra + "\n")
     return path
 
 
