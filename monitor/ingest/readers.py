@@ -7,12 +7,13 @@ itself, with its row number, and the rest goes in. Only a file that cannot be re
 (no header, an unsupported type, a broken gzip or Parquet file) raises `UnreadableFile`.
 
 Row numbers: CSV counts data records (the header and empty lines are not rows, a quoted field
-may span lines), JSON lines count lines (row = line number). A reject names the line too when
-it differs from the row.
+may span lines), JSON lines count lines (row = line number; `monitor.ingest.jsonlines`). A
+CSV reject also names its line in the file.
 
 Identifier, class and segment columns are read as text, exactly: `007` stays `007`, and a
 JSON number id keeps every digit (`2**60 + 1` is never routed through a float). Columns the
-model does not use are dropped while reading, so a record with a million keys costs nothing.
+model does not use are dropped while reading (all but the first, so rows are still counted),
+so a record with a million keys costs nothing.
 A text file is read up to its last newline while it may still be growing (`complete_only`):
 a half-written last line waits for the next tick instead of going in truncated.
 """
