@@ -72,17 +72,24 @@ def fresh_database_url(backend: str, request: pytest.FixtureRequest, tmp_path: P
         path = tmp_path / f"monitor-{uuid.uuid4().hex[:6]}.db"
         shutil.copy(template, path)
         return f"sqlite:///{path}"
+    return new_postgres_database(request, migrated=True)
+
+
+def new_postgres_database(request: pytest.FixtureRequest, *, migrated: bool) -> str:
+    """A new PostgreSQL database (a copy of the migrated template, or empty: no tables),
+    dropped at the end of the test; skips (or fails under MONITOR_REQUIRE_POSTGRES) without
+    a server."""
     admin_url = postgres_admin_url()
     if admin_url is None:
         reason = f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)"
         if os.environ.get("MONITOR_REQUIRE_POSTGRES"):
             pytest.fail(reason + " and MONITOR_REQUIRE_POSTGRES is set")
         pytest.skip(reason)
-    template_name = request.getfixturevalue("postgres_template")
+    template = f' TEMPLATE "{request.getfixturevalue("postgres_template")}"' if migrated else ""
     name = f"monitor_t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"{template}'))
 
     def drop() -> None:
         with admin.connect() as conn:

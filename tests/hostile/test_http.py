@@ -158,32 +158,11 @@ def test_the_cli_exits_2_with_the_reason_for_a_step_over_the_limit(month: str, d
 @pytest.fixture(params=["sqlite", "postgres"])
 def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database that answers but was never migrated (no tables)."""
-    import os
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    from tests.conftest import POSTGRES_ENV, postgres_admin_url
+    from tests.conftest import new_postgres_database
 
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'empty.db'}"
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        if os.environ.get("MONITOR_REQUIRE_POSTGRES"):
-            pytest.fail(f"{POSTGRES_ENV} is not set")
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}")
-    name = f"monitor_empty_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    request.addfinalizer(drop)
-    return f"{admin_url.rpartition('/')[0]}/{name}"
+    return new_postgres_database(request, migrated=False)
 
 
 def _every_read(base: str) -> dict[str, requests.Response]:
