@@ -1,14 +1,26 @@
-"""Reads for `monitor rejects` and the dashboard's Data page: rejected rows, failed files."""
+"""Reads of what ingestion recorded: rejected rows, failed files, the file ledger, ticks.
+
+For `monitor rejects`, the dashboard's Overview and Data pages and `/metrics`, called through
+the read layer (`monitor.read.ledger`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection
 
-from monitor.store.models import IngestedFile, IngestRun, MonitoredModel, RejectedRow
+from monitor.store.models import (
+    IngestedFile,
+    IngestRun,
+    MonitoredModel,
+    RejectedRow,
+    Slice,
+    SliceValue,
+)
+from monitor.timeutil import parse_time
 
 REJECT_COLUMNS = ["model", "kind", "source", "row", "field", "reason", "raw", "created_at"]
 FILE_COLUMNS = ["model", "kind", "path", "status", "rows_read", "rows_accepted", "rows_rejected",
@@ -63,3 +75,47 @@ def last_runs(conn: Connection, limit: int = 20) -> pd.DataFrame:
     rows = conn.execute(select(t.c.id, t.c.started_at, t.c.finished_at, t.c.as_of, t.c.status, t.c.error)
                         .order_by(t.c.id.desc()).limit(limit)).all()
     return pd.DataFrame(rows, columns=["id", "started_at", "finished_at", "as_of", "status", "error"])
+
+
+def ledger_summary(conn: Connection, model: str) -> tuple[pd.Timestamp | None, int, int]:
+    """(last ingest time as a UTC Timestamp, rejected rows, failed files) of `model`."""
+    failed = case((IngestedFile.status == "failed", 1), else_=0)
+    row = conn.execute(
+        select(func.max(IngestedFile.ingested_at),
+               func.coalesce(func.sum(IngestedFile.rows_rejected), 0),
+               func.coalesce(func.sum(failed), 0))
+        .join(MonitoredModel, MonitoredModel.id == IngestedFile.model_id)
+        .where(MonitoredModel.name == model)
+    ).one()
+    last = pd.Timestamp(row[0]) if row[0] is not None else None
+    if last is not None and last.tzinfo is None:
+        last = last.tz_localize("UTC")
+    return last, int(row[1] or 0), int(row[2] or 0)
+
+
+def ledger_version(conn: Connection) -> str:
+    """Changes whenever a file was ingested: the ledger's size, newest time and rows."""
+    row = conn.execute(select(func.count(IngestedFile.id), func.max(IngestedFile.ingested_at),
+                              func.sum(IngestedFile.rows_accepted))).one()
+    return f"{row[0]}|{row[1]}|{row[2]}"
+
+
+def last_ok_ingest(conn: Connection) -> int | None:
+    """End of the newest successful tick (epoch seconds), or None before the first."""
+    # newest first by primary key: constant time however long the run history grows
+    finished = conn.execute(
+        select(IngestRun.finished_at).where(IngestRun.status == "ok").order_by(IngestRun.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    return None if finished is None else parse_time(finished)
+
+
+def attributes_with_value(conn: Connection, models: Sequence[str], value: str) -> list[tuple[str, str]]:
+    """(model, attribute) pairs that have segment value `value` in some slice, sorted."""
+    rows = conn.execute(
+        select(MonitoredModel.name, SliceValue.attribute).distinct()
+        .join(Slice, Slice.id == SliceValue.slice_id)
+        .join(MonitoredModel, MonitoredModel.id == Slice.model_id)
+        .where(SliceValue.value == value, MonitoredModel.name.in_(list(models)))
+        .order_by(MonitoredModel.name, SliceValue.attribute)
+    ).all()
+    return [(str(name), str(attribute)) for name, attribute in rows]

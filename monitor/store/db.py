@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -41,6 +41,33 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.close()
+
+
+def make_read_engine(url: str) -> Engine:
+    """An engine for processes that mostly read (the dashboard, the API's reads).
+
+    On SQLite its transactions start with a deferred BEGIN (not BEGIN IMMEDIATE as the
+    writers' do), so that in WAL mode reads never wait for the scheduler's write lock and
+    never block it; a connection with the execution option `sqlite_immediate=True` (a user
+    action that writes) still asks for the lock up front. Other backends get `make_engine`."""
+    if not url.startswith("sqlite"):
+        return make_engine(url)
+    engine = create_engine(url, connect_args={"timeout": 60})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _begin_deferred)
+    return engine
+
+
+def _begin_deferred(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def is_migrated(conn: Connection, table: str = "monitored_models") -> bool:
+    """Ping the database (`SELECT 1`; a driver error when it does not answer), then say
+    whether `table` (one every migrated database has) exists."""
+    conn.execute(text("SELECT 1"))
+    return inspect(conn).has_table(table)
 
 
 @contextmanager

@@ -1,0 +1,93 @@
+"""Typed reads of model quality: metrics (with the label-free recall estimate), reference
+metrics, confusion matrices, label arrival, drift and fairness.
+
+Each takes a connection, a context (`monitor.read.context`) and, for series, a WindowSpec
+(`monitor.read.windows`), and returns the service's frame unchanged: the CONTRACT records
+(ISO `end`) that the CLI prints, the API sends and the dashboard draws. User mistakes (an
+unknown class, segment, feature or metric; a window the limits refuse) raise ValueError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+from sqlalchemy.engine import Connection
+
+from monitor.context import ModelContext
+from monitor.drift import service as drift_service
+from monitor.fairness import service as fairness_service
+from monitor.metrics import maturity
+from monitor.metrics import service as metrics_service
+from monitor.store.windows import WindowSpec
+
+Names = Sequence[str] | str | None
+
+
+def metrics(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, classes: Sequence[str] | None = None,
+            segment: str | None = None, as_of: int | None = None) -> pd.DataFrame:
+    """`metrics` records per window end, class and series; `recall_estimated` (and its
+    interval) is the label-free estimate joined per row, `provisional` marks windows whose
+    labels are still arriving (`as_of` is the clock, default now)."""
+    return metrics_service.metrics_frame(conn, ctx, spec, classes=classes, segment=segment, as_of=as_of)
+
+
+def reference_metrics(conn: Connection, ctx: ModelContext,
+                      segment_sets: Sequence[tuple[str, ...]] | None = None) -> pd.DataFrame:
+    """Reference one-vs-rest metrics per (segment, segment_value, class)."""
+    return metrics_service.reference_metrics(conn, ctx, segment_sets)
+
+
+def confusion_matrix(conn: Connection, ctx: ModelContext, start: int, end: int) -> pd.DataFrame:
+    """Labelled predictions per (true_class, pred_class) for predictions in [start, end)."""
+    return metrics_service.confusion_matrix(conn, ctx, start, end)
+
+
+def label_arrival(conn: Connection, ctx: ModelContext, as_of: int | None = None) -> pd.DataFrame:
+    """Share of predictions labelled within `delay_hours` (columns delay_hours, coverage);
+    empty while nothing old enough is labelled (the curve would be a flat 0)."""
+    frame = maturity.coverage_by_age(conn, ctx, as_of)
+    if frame.empty or float(frame["coverage"].iloc[-1]) == 0.0:
+        return frame.iloc[0:0]
+    return frame
+
+
+def drift(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, segment: str | None = None,
+          features: Sequence[str] | None = None) -> pd.DataFrame:
+    """`drift` records per window end, feature, series and method."""
+    return drift_service.drift_frame(conn, ctx, spec, segment=segment, features=features)
+
+
+def drift_features(conn: Connection, ctx: ModelContext) -> list[str]:
+    """The features drift is computed for, in config order (none before a reference)."""
+    return [bins.feature for bins in drift_service.select_bins(conn, ctx, None)]
+
+
+def distribution(conn: Connection, ctx: ModelContext, *, feature: str, window: int, end: int,
+                 segment: str | None = None, segment_value: str | None = None) -> pd.DataFrame:
+    """Reference vs current shares of one feature on its coarse bins, one window."""
+    return drift_service.distribution_frame(conn, ctx, feature=feature, window=window, end=end,
+                                            segment=segment, segment_value=segment_value)
+
+
+def fairness(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, classes: Names = None,
+             attribute: Names = None, metric: Names = None) -> pd.DataFrame:
+    """`fairness` records per window end, class, attribute, group and metric."""
+    return fairness_service.fairness_frame(conn, ctx, spec, classes=classes, attribute=attribute, metric=metric)
+
+
+def largest_gaps(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, classes: Names = None,
+                 attribute: Names = None, metric: Names = None) -> pd.DataFrame:
+    """The largest gap per (window end, class, attribute, metric)."""
+    return fairness_service.largest_gaps(conn, ctx, spec, classes=classes, attribute=attribute, metric=metric)
+
+
+def fairness_with_gaps(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, classes: Names = None,
+                       metric: Names = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(`fairness` records with the extra columns, largest gaps) of every attribute from one
+    read; both empty (with their columns) when no window has labelled predictions."""
+    table = fairness_service.group_table(conn, ctx, spec, classes=classes, metric=metric)
+    columns = fairness_service.FAIRNESS_COLUMNS + fairness_service.EXTRA_COLUMNS
+    records = fairness_service.format_records(table, ctx, spec, columns,
+                                              ["end", "class", "attribute", "metric", "group"])
+    return records, fairness_service.gaps_from_table(table, ctx, spec)
