@@ -132,15 +132,14 @@ def demo_command(directory: str, port: int, days: int, no_serve: bool) -> None:
 def metrics_command(state: State, model: str | None, window: int, step: int, start: int | None,
                     end: int | None, class_: str | None, segment: str | None, fmt: str) -> None:
     """Rolling one-vs-rest metrics per class, overall and per segment value."""
-    from monitor.metrics.service import metrics_frame
-    from monitor.store.windows import WindowSpec, max_window_ends
+    from monitor.read import quality
+    from monitor.read.windows import query_spec
 
     classes = [c.strip() for c in class_.split(",")] if class_ else None
     with state.model_context(model) as (conn, ctx):
         try:
-            spec = WindowSpec(window, step, start, end, max_ends=max_window_ends(ctx.config))
-            frame = metrics_frame(conn, ctx, spec,
-                                  classes=classes, segment=segment)
+            spec = query_spec(ctx.config, window, step, start, end)
+            frame = quality.metrics(conn, ctx, spec, classes=classes, segment=segment)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
     emit(frame, fmt)
@@ -154,13 +153,13 @@ def metrics_command(state: State, model: str | None, window: int, step: int, sta
 @handle_errors
 def rejects_command(state: State, model: str | None, limit: int, fmt: str) -> None:
     """Rejected rows and failed files, with reasons."""
-    from monitor.ingest.report import rejects_frame
+    from monitor.read import ledger
 
     names = [model] if model else [m.name for m in state.config.models]
     if model:
         state.config.model(model)
     with state.engine().connect() as conn:
-        frame = rejects_frame(conn, names, limit=limit)
+        frame = ledger.rejects(conn, names, limit=limit)
     emit(frame, fmt)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from monitor.config import ConfigError, MonitorConfig, load_config
-from monitor.context import ModelContext, load_context
+from monitor.context import ModelContext
 from monitor.output import FORMATS
 from monitor.store.db import (
     NOT_MIGRATED,
@@ -68,13 +68,16 @@ class State:
 
     @contextmanager
     def model_context(self, model: str | None) -> Iterator[tuple[Connection, ModelContext]]:
-        """A read transaction and the context of `model` (the only model when None)."""
+        """A read transaction and the context of `model` (the only model when None); a
+        model never ingested reads as empty (nothing is written)."""
+        from monitor.read.context import model_context
+
         try:
             model_config = self.config.model(model)
         except ConfigError as error:
             raise click.UsageError(str(error)) from None
         with self.engine().begin() as conn:
-            yield conn, load_context(conn, model_config)
+            yield conn, model_context(conn, model_config)
 
 
 pass_state = click.make_pass_decorator(State)

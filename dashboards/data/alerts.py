@@ -1,8 +1,9 @@
 """Data access for the Alerts page: history, evidence, silences, deliveries, user actions.
 
-Reads and writes go through `monitor.alerts.service`; the actions (`acknowledge_alert`,
-`silence_alert`) run in their own short write transaction and return a one-line outcome for
-the page, never raising for user mistakes (unknown id, empty name, past end time).
+Reads and writes go through the read layer (`monitor.read.alerts`); the actions
+(`acknowledge_alert`, `silence_alert`) run in their own short write transaction and return a
+one-line outcome for the page, never raising for user mistakes (unknown id, empty name,
+past end time).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dashboards.data import common
-from dashboards.data.core import MISSING, Result, call_service, optional
+from dashboards.data.core import Result
+from monitor.read import alerts as service
 from monitor.timeutil import now_epoch, parse_duration
 
-SERVICE = "monitor.alerts.service"
 STATES = ("all", "firing", "pending", "resolved")
 SILENCE_DURATIONS = ("1h", "4h", "1d", "7d")
 
@@ -29,10 +30,8 @@ class Outcome:
 def alerts(model: str | None, state: str = "all") -> Result:
     """Alert records (CONTRACT `alerts` + severity, acknowledged_by, silenced_until, ...)."""
     state = state if state in STATES else "all"
-    with common.read() as (conn, _):
-        frame = call_service(optional(SERVICE, "alerts_frame"), conn, model=model, state=state)
-    if frame is None:
-        return Result(pd.DataFrame(), MISSING, "alerts service (monitor.alerts.service) not available")
+    with common.read() as conn:
+        frame = service.alerts(conn, model=model, state=state)
     result = Result(frame)
     if frame.empty:
         what = "alerts" if state == "all" else f"{state} alerts"
@@ -46,27 +45,21 @@ def events(alert_id: int | None) -> Result:
     """The outbox events of one alert (state changes, reminders) with their outcome."""
     if alert_id is None:
         return Result(pd.DataFrame(), "Choose an alert", None)
-    with common.read() as (conn, _):
-        frame = call_service(optional(SERVICE, "events_frame"), conn, int(alert_id))
-    if frame is None:
-        return Result(pd.DataFrame(), MISSING, None)
+    with common.read() as conn:
+        frame = service.events(conn, int(alert_id))
     return Result(frame, None if len(frame) else "No events for this alert yet")
 
 
 def silences(model: str | None) -> Result:
-    with common.read() as (conn, _):
-        frame = call_service(optional(SERVICE, "silences_frame"), conn, model)
-    if frame is None:
-        return Result(pd.DataFrame(), MISSING, None)
+    with common.read() as conn:
+        frame = service.silences(conn, model)
     return Result(frame, None if len(frame) else "No active silences",
                   None if len(frame) else "Silence an alert below to mute its notifications.")
 
 
 def deliveries(model: str | None, limit: int = 200) -> Result:
-    with common.read() as (conn, _):
-        frame = call_service(optional(SERVICE, "deliveries_frame"), conn, model, limit=limit)
-    if frame is None:
-        return Result(pd.DataFrame(), MISSING, None)
+    with common.read() as conn:
+        frame = service.deliveries(conn, model, limit=limit)
     return Result(frame, None if len(frame) else "No notifications sent yet",
                   None if len(frame) else "Configure [[channels]] in monitor.toml to be notified.")
 
@@ -78,12 +71,9 @@ def acknowledge_alert(alert_id: int | None, by: str | None, comment: str | None 
         return Outcome(False, "Choose an alert first.")
     if not name:
         return Outcome(False, "Enter your name: acknowledgements say who took the alert.")
-    function = optional(SERVICE, "acknowledge")
-    if function is None:
-        return Outcome(False, "The alerts service is not available.")
     try:
         with common.write() as conn:
-            call_service(function, conn, int(alert_id), by=name[:200], comment=(comment or None))
+            service.acknowledge(conn, int(alert_id), by=name[:200], comment=(comment or None))
     except LookupError as error:
         return Outcome(False, str(error))
     return Outcome(True, f"Alert #{int(alert_id)} acknowledged by {name[:200]}.")
@@ -99,21 +89,18 @@ def silence_alert(alert_id: int | None, by: str | None, duration: str | None,
         return Outcome(False, "Enter your name: silences say who muted the alert.")
     if duration not in SILENCE_DURATIONS:
         return Outcome(False, f"Choose a duration ({', '.join(SILENCE_DURATIONS)}).")
-    function = optional(SERVICE, "silence")
-    if function is None:
-        return Outcome(False, "The alerts service is not available.")
-    with common.read() as (conn, _):
-        frame = call_service(optional(SERVICE, "alerts_frame"), conn)
-    row = None if frame is None else frame[frame["id"] == int(alert_id)]
-    if row is None or row.empty:
+    with common.read() as conn:
+        frame = service.alerts(conn)
+    row = frame[frame["id"] == int(alert_id)]
+    if row.empty:
         return Outcome(False, f"no alert with id {alert_id}")
     record = row.iloc[0]
     until = now_epoch() + parse_duration(duration)
     try:
         with common.write() as conn:
-            function(conn, model=record["model"], rule=record["rule"], class_=record["class"],
-                     segment=record["segment"], segment_value=record["segment_value"],
-                     until=until, by=name[:200], comment=(comment or None))
+            service.silence(conn, model=record["model"], rule=record["rule"], class_=record["class"],
+                            segment=record["segment"], segment_value=record["segment_value"],
+                            until=until, by=name[:200], comment=(comment or None))
     except ValueError as error:
         return Outcome(False, str(error))
     return Outcome(True, f"Notifications for alert #{int(alert_id)}'s series silenced for {duration}.")

@@ -18,7 +18,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from monitor.config import MonitorConfig
-from monitor.context import ModelContext, load_context
+from monitor.store.db import make_read_engine
+
+__all__ = ["MonitorHandle", "ResultCache", "config", "handle", "make_read_engine", "read", "write"]
 
 
 class ResultCache:
@@ -67,38 +69,13 @@ def config() -> MonitorConfig:
 
 
 @contextmanager
-def read(model: str | None = None) -> Iterator[tuple[Connection, ModelContext | None]]:
-    """A read-only transaction and (when `model` is given) its context."""
+def read() -> Iterator[Connection]:
+    """A read-only transaction (rolled back: the dashboard's reads never write). On SQLite
+    it begins deferred (`monitor.store.db.make_read_engine`): reads never wait for writers."""
     monitor = handle()
     with monitor.engine.connect() as conn:
-        ctx = load_context(conn, monitor.config.model(model)) if model else None
-        yield conn, ctx
+        yield conn
         conn.rollback()
-
-
-def make_read_engine(url: str) -> Engine:
-    """An engine for the dashboard, which only reads.
-
-    On SQLite the engine's transactions start with a deferred BEGIN (not BEGIN IMMEDIATE as
-    the writers' do), so that in WAL mode dashboard reads never wait for the scheduler's write
-    lock and never block it. Other backends get `make_engine` unchanged.
-    """
-    from sqlalchemy import create_engine, event
-
-    from monitor.store import db
-
-    if not url.startswith("sqlite"):
-        return db.make_engine(url)
-    engine = create_engine(url, connect_args={"timeout": 60})
-    event.listen(engine, "connect", db._sqlite_pragmas)
-    event.listen(engine, "begin", _begin)
-    return engine
-
-
-def _begin(conn: Connection) -> None:
-    # writes (alert acknowledgements, silences) ask for the lock up front, reads never do
-    immediate = conn.get_execution_options().get("sqlite_immediate", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 @contextmanager

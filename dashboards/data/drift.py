@@ -1,7 +1,7 @@
 """Data access for the Drift page: drift records, features ranked, one feature's distribution.
 
-Everything goes through `monitor.drift.service` inside one read-only transaction
-(`common.read`); callbacks get `Result`s whose `message`/`hint` explain an empty state.
+Everything goes through the read layer (`monitor.read.quality`) inside one read-only
+transaction (`common.read`); callbacks get `Result`s whose `message`/`hint` explain an empty state.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 from dashboards.data import common, core
 from dashboards.data.core import Result
 from dashboards.filters import OVERALL, Filters
-from monitor.drift import service
+from monitor.read import quality
 from monitor.timeutil import parse_time
 
 METHODS = ("js", "psi", "ks", "wasserstein", "chi2")
@@ -34,19 +34,19 @@ def drift_records(filters: Filters) -> Result:
     overall series. meta: `segment` (the attribute or "*"), `features` (in config order).
     """
     config = common.config()
-    with common.read() as (conn, _):
+    with common.read() as conn:
         ctx = core.context(conn, config, filters.model)
         if ctx is None:
-            return core.no_data(ctx, filters.model)
+            return core.no_data(filters.model)
         spec = core.window_spec(conn, ctx, filters)
         if spec is None:
-            return core.no_data(None, filters.model)
-        features = [b.feature for b in service.select_bins(conn, ctx, None)]
+            return core.no_data(filters.model)
+        features = quality.drift_features(conn, ctx)
         if not features:
             return Result(pd.DataFrame(), NO_REFERENCE, NO_REFERENCE_HINT)
         segment = OVERALL if filters.segment == OVERALL else f"{OVERALL},{filters.segment}"
         try:
-            frame = service.drift_frame(conn, ctx, spec, segment=segment)
+            frame = quality.drift(conn, ctx, spec, segment=segment)
         except ValueError as error:  # a window that is not a multiple of the drift bucket
             return Result(pd.DataFrame(), str(error), "Pick a longer window in the filter bar.")
     if frame.empty:
@@ -89,20 +89,20 @@ def distribution(filters: Filters, feature: str, segment_value: str = OVERALL,
     """Reference vs current shares of `feature` (coarse bins) for the window ending at `end`
     (default: the newest end of the range), overall or for one value of the filters' segment."""
     config = common.config()
-    with common.read() as (conn, _):
+    with common.read() as conn:
         ctx = core.context(conn, config, filters.model)
         if ctx is None:
-            return core.no_data(ctx, filters.model)
+            return core.no_data(filters.model)
         spec = core.window_spec(conn, ctx, filters)
         if spec is None or spec.end is None:
-            return core.no_data(None, filters.model)
-        if feature not in {b.feature for b in service.select_bins(conn, ctx, None)}:
+            return core.no_data(filters.model)
+        if feature not in quality.drift_features(conn, ctx):
             return Result(pd.DataFrame(), f"Feature {feature!r} is not monitored", "Pick a feature from the list.")
         last = spec.end - spec.end % spec.step
         when = parse_time(str(end)) if end is not None else last
         segment = filters.segment if filters.segment != OVERALL and segment_value != OVERALL else None
-        frame = service.distribution_frame(conn, ctx, feature=feature, window=spec.window, end=when,
-                                           segment=segment, segment_value=segment_value if segment else None)
+        frame = quality.distribution(conn, ctx, feature=feature, window=spec.window, end=when,
+                                    segment=segment, segment_value=segment_value if segment else None)
     meta = {"feature": feature, "end": pd.Timestamp(when, unit="s", tz="UTC"), "segment_value": segment_value}
     if frame["current_n"].sum() == 0:
         return Result(frame, "No rows in this window for this series", "Pick another window or segment value.", meta)

@@ -1,6 +1,6 @@
 """Data access for the Fairness page: per-group rates, largest gaps, worst groups.
 
-One read per callback through `monitor.fairness.service` (never SQL here): the group table of
+One read per callback through the read layer (`monitor.read.quality`; never SQL here): the group table of
 the filters' range for one class and one metric, from which the page gets the largest gap per
 attribute over time, the groups of a chosen window and the worst groups ranked. Empty results
 carry a `message` and a `hint` saying what to do.
@@ -14,8 +14,8 @@ import pandas as pd
 from dashboards.data import common
 from dashboards.data.core import Result, context, no_data, window_spec
 from dashboards.filters import OVERALL, Filters
-from monitor.fairness import service
 from monitor.fairness.gaps import METRICS
+from monitor.read import quality
 from monitor.store.windows import segment_label
 
 METRIC_LABELS = {
@@ -38,31 +38,28 @@ def fairness_view(filters: Filters, metric: str = "tpr", end: str | None = None)
     """
     metric = metric if metric in METRICS else "tpr"
     config = common.config()
-    with common.read() as (conn, _):
+    with common.read() as conn:
         ctx = context(conn, config, filters.model)
         if ctx is None:
-            return no_data(None, filters.model)
+            return no_data(filters.model)
         attributes = [segment_label(s) for s in ctx.segment_sets]
         if not attributes:
             return Result(pd.DataFrame(), "This model has no segments",
                           "List subgroup attributes in `segments` of its [[models]] section "
                           "(and `intersections = true` for pairs).")
-        cls = filters.cls if filters.cls in ctx.classes else (ctx.minority_classes or ctx.classes or [None])[0]
+        cls = filters.cls if filters.cls in ctx.classes else next(iter(ctx.minority_classes or ctx.classes), None)
         spec = window_spec(conn, ctx, filters)
         if spec is None or cls is None:
-            return no_data(None, filters.model)
-        table = service.group_table(conn, ctx, spec, classes=[cls], metric=metric)
+            return no_data(filters.model)
+        frame, gaps = quality.fairness_with_gaps(conn, ctx, spec, classes=[cls], metric=metric)
     settings = ctx.config.fairness
     meta = {"class": cls, "metric": metric, "window": filters.window,
             "tolerance": tuple(settings.tolerance), "min_support": settings.min_support,
             "attribute": filters.segment if filters.segment in attributes else attributes[0],
             "attributes": attributes, "ends": [], "end": None,
-            "gaps": pd.DataFrame(columns=service.GAP_COLUMNS), "worst": pd.DataFrame()}
-    if table.empty:
+            "gaps": pd.DataFrame(columns=quality.GAP_COLUMNS), "worst": pd.DataFrame()}
+    if frame.empty:
         return Result(pd.DataFrame(), NO_LABELS, NO_LABELS_HINT, meta)
-    gaps = service.gaps_from_table(table, ctx, spec)
-    frame = service.format_records(table, ctx, spec, service.FAIRNESS_COLUMNS + service.EXTRA_COLUMNS,
-                            ["end", "class", "attribute", "metric", "group"])
     frame["end"] = pd.to_datetime(frame["end"], utc=True)
     gaps["end"] = pd.to_datetime(gaps["end"], utc=True)
     ends = sorted(frame["end"].unique())

@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from dashboards.data import common
 from dashboards.data.core import cached
-from monitor.store.models import MonitoredModel, Slice, SliceValue
+from monitor.read import ledger
 
-OTHER = "(other)"
+OTHER = ledger.OTHER_SEGMENT
 DEFAULT_MAX_SEGMENT_VALUES = 500
 SETTING = "limits.max_segment_values"
 
@@ -48,11 +46,6 @@ def segment_overflows(model: str | None) -> list[SegmentOverflow]:
     config = common.config()
     names = [model] if model else [m.name for m in config.models]
     known = {m.name for m in config.models}
-    query = (select(MonitoredModel.name, SliceValue.attribute).distinct()
-             .join(Slice, Slice.id == SliceValue.slice_id)
-             .join(MonitoredModel, MonitoredModel.id == Slice.model_id)
-             .where(SliceValue.value == OTHER, MonitoredModel.name.in_([n for n in names if n in known]))
-             .order_by(MonitoredModel.name, SliceValue.attribute))
-    with common.read() as (conn, _):
-        rows = conn.execute(query).all()
+    with common.read() as conn:
+        rows = ledger.overflowed_attributes(conn, [n for n in names if n in known])
     return [SegmentOverflow(name, attribute, segment_value_limit(config.model(name))) for name, attribute in rows]

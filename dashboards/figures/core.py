@@ -367,14 +367,15 @@ def sparkline(trend: pd.DataFrame, *, title: str) -> go.Figure:
 
 
 def label_arrival(frame: pd.DataFrame) -> go.Figure:
-    """Share of predictions labelled by age (hours, log scale): how fast the truth arrives."""
+    """Share of predictions labelled within `delay_hours` of being made (log scale), from
+    `monitor.read.quality.label_arrival`: how fast the truth arrives."""
     title = "Label arrival: share of predictions labelled by age"
     if frame.empty:
         return empty_figure("No labels yet", title=title,
                             hint="Label logs arrive later than predictions; run `monitor ingest`.")
     line = {"hovertemplate": "within %{x} h: %{y:.1%} labelled<extra></extra>",
             "line": {"color": color(0), "shape": "hv"}, "mode": "lines+markers", "name": "label coverage",
-            "x": array(frame["age_hours"].clip(lower=0.5)), "y": array(frame["coverage"]), "type": "scatter"}
+            "x": array(frame["delay_hours"].clip(lower=0.5)), "y": array(frame["coverage"]), "type": "scatter"}
     layout = layout_spec(title=title, height=340)
     layout["xaxis"] = axis_spec(title={"text": "age of the prediction (hours, log scale)"}, type="log")
     layout["yaxis"] = axis_spec(title={"text": "share labelled (0-1)"}, range=[0, 1.02])

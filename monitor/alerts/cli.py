@@ -32,12 +32,12 @@ from monitor.timeutil import now_epoch, parse_duration, parse_time
 def alerts_command(state: State, model: str | None, state_filter: str, limit: int | None,
                    series: bool, fmt: str) -> None:
     """Alert history, newest first."""
-    from monitor.alerts.service import alerts_frame, series_frame
+    from monitor.read import alerts
 
     if model is not None:
         state.config.model(model)
     with state.engine().begin() as conn:
-        frame = series_frame(conn, model=model) if series else alerts_frame(
+        frame = alerts.alert_series(conn, model=model) if series else alerts.alerts(
             conn, model=model, state=state_filter, limit=limit)
     emit(frame, fmt)
 
@@ -78,7 +78,7 @@ def backtest_command(state: State, model: str, start: int, end: int, step: int, 
 @handle_errors
 def ack_command(state: State, alert_id: int, by: str | None, comment: str | None) -> None:
     """Acknowledge an alert: no more reminders (its resolution is still notified)."""
-    from monitor.alerts.service import acknowledge
+    from monitor.read.alerts import acknowledge
 
     with state.engine().begin() as conn:
         try:
@@ -104,7 +104,7 @@ def silence_command(state: State, model: str, rule: str | None, class_: str | No
                     segment: str | None, segment_value: str | None, until: str | None,
                     duration: str | None, by: str | None, comment: str | None) -> None:
     """Mute notifications of matching alerts for a while (unset matchers match anything)."""
-    from monitor.alerts.service import silence
+    from monitor.read.alerts import silence
 
     state.config.model(model)
     if (until is None) == (duration is None):
@@ -131,10 +131,10 @@ def silence_command(state: State, model: str, rule: str | None, class_: str | No
 @handle_errors
 def silences_command(state: State, model: str | None, include_expired: bool, fmt: str) -> None:
     """Active silences (all with --all)."""
-    from monitor.alerts.service import silences_frame
+    from monitor.read.alerts import silences
 
     with state.engine().begin() as conn:
-        emit(silences_frame(conn, model, include_expired=include_expired), fmt)
+        emit(silences(conn, model, include_expired=include_expired), fmt)
 
 
 @click.command("unsilence")
@@ -143,7 +143,7 @@ def silences_command(state: State, model: str | None, include_expired: bool, fmt
 @handle_errors
 def unsilence_command(state: State, silence_id: int) -> None:
     """End a silence now."""
-    from monitor.alerts.service import unsilence
+    from monitor.read.alerts import unsilence
 
     with state.engine().begin() as conn:
         try:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, current_app, jsonify
-from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from monitor.store.db import NOT_MIGRATED, DatabaseError, is_missing_table
+from monitor.store.db import NOT_MIGRATED, DatabaseError, is_migrated, is_missing_table
 
 log = logging.getLogger("monitor.api")
 blueprint = Blueprint("monitor_health", __name__)
@@ -63,8 +62,7 @@ def healthz() -> Response:
 
     try:
         with engine_for(current_app).connect() as conn:
-            conn.execute(text("SELECT 1"))
-            migrated = inspect(conn).has_table(REQUIRED_TABLE)
+            migrated = is_migrated(conn, REQUIRED_TABLE)
             conn.rollback()
     except Exception as error:  # noqa: BLE001 - any failure means "not healthy"
         if database_failure(error) is None:

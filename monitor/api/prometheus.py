@@ -39,14 +39,16 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from monitor.config import MonitorConfig
 from monitor.context import ModelContext
-from monitor.store.models import IngestRun, PredictionCount
+from monitor.read import alerts, ledger, quality
+from monitor.read.context import model_context
+from monitor.read.windows import latest_complete_end
 from monitor.store.windows import WindowSpec
-from monitor.timeutil import ceil_to, floor_to, now_epoch, parse_time
+from monitor.timeutil import now_epoch
 
 log = logging.getLogger("monitor.api")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -77,16 +79,6 @@ def max_series(config: object) -> int:
     `[limits]` table have none)."""
     value = getattr(getattr(config, "limits", None), "max_metrics_series", None)
     return int(value) if value else MAX_SERIES
-
-
-def latest_window_end(conn: Connection, ctx: ModelContext, now: int) -> int | None:
-    """The end of the latest complete window with data for `ctx`, or None without data."""
-    newest = conn.execute(
-        select(func.max(PredictionCount.bucket_start)).where(PredictionCount.model_id == ctx.model_id)
-    ).scalar_one_or_none()
-    if newest is None:
-        return None
-    return min(floor_to(now, STEP), ceil_to(int(newest) + ctx.bucket, STEP))
 
 
 class _Families:
@@ -125,7 +117,7 @@ class _Families:
             fits = int(np.searchsorted(np.cumsum(per_row), max(self.limit - self.count, 0), side="right"))
             self.dropped += int(per_row[fits:].sum())
             for row in frame.iloc[:fits].to_dict("records"):
-                values = [_text(row[label]) for label in labels]
+                values = [_label_value(row[label]) for label in labels]
                 for name, documentation, column in gauges:
                     self.add(name, documentation, labels, values, row[column])
         self.queue = []
@@ -153,19 +145,14 @@ class MonitorCollector(Collector):
         yield from families.families.values()
 
     def _last_ingest(self, conn: Connection, families: _Families) -> None:
-        # newest first by primary key: constant time however long the run history grows
-        finished = conn.execute(
-            select(IngestRun.finished_at).where(IngestRun.status == "ok").order_by(IngestRun.id.desc()).limit(1)
-        ).scalar_one_or_none()
+        finished = ledger.last_ok_ingest(conn)
         if finished is not None:
             families.add("last_ingest_timestamp_seconds", "End of the last successful ingest tick (Unix time).",
-                         [], [], parse_time(finished))
+                         [], [], finished)
 
     def _model(self, conn: Connection, model: Any, families: _Families, now: int) -> None:
-        from monitor.api.routes import read_context
-
-        ctx = read_context(conn, model)
-        end = latest_window_end(conn, ctx, now)
+        ctx = model_context(conn, model)
+        end = latest_complete_end(conn, ctx, now, STEP)
         window = f"{WINDOW // 86400}d"
         parts: list[tuple[str, Callable[[], None]]] = [("alerts", lambda: self._alerts(conn, ctx, families))]
         if end is not None:
@@ -187,9 +174,7 @@ class MonitorCollector(Collector):
 
     def _metrics(self, conn: Connection, ctx: ModelContext, spec: WindowSpec, window: str,
                  families: _Families, now: int) -> None:
-        from monitor.metrics.service import metrics_frame
-
-        frame = metrics_frame(conn, ctx, spec, as_of=now)
+        frame = quality.metrics(conn, ctx, spec, as_of=now)
         if frame.empty:
             return
         frame = frame.assign(model=ctx.name, window=window)
@@ -204,9 +189,7 @@ class MonitorCollector(Collector):
         families.defer(SEGMENT_SERIES, series, SERIES, SERIES_GAUGES)
 
     def _drift(self, conn: Connection, ctx: ModelContext, spec: WindowSpec, window: str, families: _Families) -> None:
-        from monitor.drift.service import drift_frame
-
-        frame = drift_frame(conn, ctx, spec)
+        frame = quality.drift(conn, ctx, spec)
         if frame.empty:
             return
         values = frame.dropna(subset=["value"]).groupby(["feature", "method"], sort=False)[["value"]].max().reset_index()
@@ -220,9 +203,7 @@ class MonitorCollector(Collector):
                          ["model", "window", "feature"], [ctx.name, window, row["feature"]], int(bool(row["drifted"])))
 
     def _alerts(self, conn: Connection, ctx: ModelContext, families: _Families) -> None:
-        from monitor.alerts.service import alerts_frame
-
-        frame = alerts_frame(conn, model=ctx.name, state="all")
+        frame = alerts.alerts(conn, model=ctx.name, state="all")
         for alert_state in ("pending", "firing", "resolved"):
             count = int((frame["state"] == alert_state).sum()) if len(frame) else 0
             families.add("alerts", "Alerts of the model by state.", ["model", "state"], [ctx.name, alert_state], count)
@@ -233,7 +214,7 @@ class MonitorCollector(Collector):
                        [("alert_firing", "1 for each firing alert.", "firing")])
 
 
-def _text(value: Any) -> str:
+def _label_value(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 

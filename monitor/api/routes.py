@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -48,8 +48,11 @@ from monitor.config import ConfigError, ModelConfig, MonitorConfig
 from monitor.context import ModelContext, load_context
 from monitor.locking import ingest_lock
 from monitor.output import to_records
-from monitor.store.models import MonitoredModel
-from monitor.store.windows import WindowSpec, max_window_ends
+from monitor.read import alerts as alert_reads
+from monitor.read import quality
+from monitor.read.context import model_context
+from monitor.read.windows import query_spec
+from monitor.store.windows import WindowSpec
 from monitor.timeutil import parse_duration, parse_time
 
 log = logging.getLogger("monitor.api")
@@ -100,25 +103,6 @@ def _model_config(config: MonitorConfig, name: str) -> ModelConfig:
         raise ApiError(404, f"unknown model {name!r}") from None
 
 
-def read_context(conn: Connection, model: ModelConfig) -> ModelContext:
-    """The model's context without writing in a read: `load_context` inserts the model row
-    on first sight, so that (rare) case runs in its own short write transaction; `conn`'s
-    transaction is ended before and begins again after."""
-    found = conn.execute(select(MonitoredModel.id).where(MonitoredModel.name == model.name)).first()
-    if found is None:
-        # End the read first: on SQLite a second transaction would wait for this one's lock.
-        conn.rollback()
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                with write_engine().begin() as write:
-                    load_context(write, model)
-                break
-            except IntegrityError:  # another worker inserted it at the same moment
-                if attempt == WRITE_ATTEMPTS - 1:
-                    raise
-    return load_context(conn, model)  # the row exists now: a pure read
-
-
 def _duration(name: str, default: str) -> int:
     raw = request.args.get(name, default)
     try:
@@ -145,16 +129,15 @@ def _list(name: str) -> list[str] | None:
     return [part.strip() for part in raw.split(",") if part.strip()] or None
 
 
-def _spec(config: MonitorConfig, model: ModelConfig) -> WindowSpec:
+def _spec(model: ModelConfig) -> WindowSpec:
     """The window of the query (window, step, from, to), bounded by the model's
-    `[limits] max_window_ends` (the global one, or the default before configs had limits)."""
+    `[limits] max_window_ends`."""
     window, step = _duration("window", "7d"), _duration("step", "1d")
     start, end = _time("from"), _time("to")
     if start is not None and end is not None and end < start:
         raise ApiError(400, "to is before from: give from <= to")
-    limit = max_window_ends(model if getattr(model, "limits", None) is not None else config)
     try:
-        return WindowSpec(window, step, start, end, max_ends=limit)
+        return query_spec(model, window, step, start, end)
     except ValueError as error:  # WindowLimitError included: too long, out of range
         raise ApiError(400, str(error)) from None
 
@@ -175,9 +158,9 @@ def _read(model: str, compute: Callable[[Connection, ModelContext, WindowSpec], 
     (unknown class/segment/feature/metric, a window over the limits) are 400 with the reason."""
     config, engine = state()
     model_config = _model_config(config, model)
-    spec = _spec(config, model_config)
+    spec = _spec(model_config)
     with engine.connect() as conn:
-        ctx = read_context(conn, model_config)
+        ctx = model_context(conn, model_config)
         try:
             frame = compute(conn, ctx, spec)
         except ValueError as error:  # WindowLimitError too
@@ -193,7 +176,7 @@ def list_models() -> Response:
     out = []
     with engine.connect() as conn:
         for model in config.models:
-            ctx = read_context(conn, model)
+            ctx = model_context(conn, model)
             out.append({"name": model.name, "classes": ctx.classes,
                         "minority_classes": ctx.minority_classes, "segments": ctx.segments,
                         "features": ctx.features, "bucket": model.bucket})
@@ -203,34 +186,26 @@ def list_models() -> Response:
 
 @blueprint.get("/models/<model>/metrics")
 def metrics(model: str) -> Response:
-    from monitor.metrics.service import metrics_frame
-
     classes, segment = _list("class"), request.args.get("segment") or None
-    return _read(model, lambda conn, ctx, spec: metrics_frame(conn, ctx, spec, classes=classes, segment=segment))
+    return _read(model, lambda conn, ctx, spec: quality.metrics(conn, ctx, spec, classes=classes, segment=segment))
 
 
 @blueprint.get("/models/<model>/drift")
 def drift(model: str) -> Response:
-    from monitor.drift.service import drift_frame
-
     segment, features = request.args.get("segment") or None, _list("feature")
-    return _read(model, lambda conn, ctx, spec: drift_frame(conn, ctx, spec, segment=segment, features=features))
+    return _read(model, lambda conn, ctx, spec: quality.drift(conn, ctx, spec, segment=segment, features=features))
 
 
 @blueprint.get("/models/<model>/fairness")
 def fairness(model: str) -> Response:
-    from monitor.fairness.service import fairness_frame
-
     classes, metric = _list("class"), _list("metric")
     attribute = _list("attribute") or _list("segment")
-    return _read(model, lambda conn, ctx, spec: fairness_frame(conn, ctx, spec, classes=classes,
-                                                               attribute=attribute, metric=metric))
+    return _read(model, lambda conn, ctx, spec: quality.fairness(conn, ctx, spec, classes=classes,
+                                                                 attribute=attribute, metric=metric))
 
 
 @blueprint.get("/alerts")
 def alerts() -> Response:
-    from monitor.alerts.service import alerts_frame
-
     config, engine = state()
     model = request.args.get("model") or None
     if model is not None:
@@ -239,7 +214,7 @@ def alerts() -> Response:
     if alert_state not in ALERT_STATES:
         raise ApiError(400, f"state must be one of {', '.join(ALERT_STATES)}")
     with engine.connect() as conn:
-        frame = alerts_frame(conn, model=model, state=alert_state)
+        frame = alert_reads.alerts(conn, model=model, state=alert_state)
         conn.rollback()
     return _records(frame)
 

@@ -26,15 +26,14 @@ from monitor.output import emit
 @handle_errors
 def drift_command(state, model, window, step, start, end, segment, features, drifted_only, fmt) -> None:  # type: ignore[no-untyped-def]
     """Drift per feature and method against the reference, overall and per segment value."""
-    from monitor.drift.service import drift_frame
-    from monitor.store.windows import WindowSpec, max_window_ends
+    from monitor.read import quality
+    from monitor.read.windows import query_spec
 
     names = [name.strip() for option in features for name in option.split(",") if name.strip()]
     with state.model_context(model) as (conn, ctx):
         try:
-            spec = WindowSpec(window, step, start, end, max_ends=max_window_ends(ctx.config))
-            frame = drift_frame(conn, ctx, spec,
-                                segment=segment, features=names or None)
+            spec = query_spec(ctx.config, window, step, start, end)
+            frame = quality.drift(conn, ctx, spec, segment=segment, features=names or None)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
     if drifted_only:

@@ -35,18 +35,14 @@ def fairness_command(state: State, model: str | None, window: int, step: int, st
                      metric: str | None, flagged_only: bool, largest: bool, fmt: str) -> None:
     """Per-group tpr, fpr, precision and selection rate per window, with 95% intervals,
     difference and ratio to the reference group, and flags for real disparities."""
-    from monitor.fairness.service import fairness_frame, largest_gaps
-    from monitor.store.windows import WindowSpec, max_window_ends
+    from monitor.read import quality
+    from monitor.read.windows import query_spec
 
     with state.model_context(model) as (conn, ctx):
         try:
-            spec = WindowSpec(window, step, start, end, max_ends=max_window_ends(ctx.config))
-            if largest:
-                frame = largest_gaps(conn, ctx, spec, classes=class_, attribute=attribute,
-                                     metric=metric)
-            else:
-                frame = fairness_frame(conn, ctx, spec, classes=class_, attribute=attribute,
-                                       metric=metric)
+            spec = query_spec(ctx.config, window, step, start, end)
+            read = quality.largest_gaps if largest else quality.fairness
+            frame = read(conn, ctx, spec, classes=class_, attribute=attribute, metric=metric)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
     if flagged_only:

@@ -13,7 +13,7 @@ from monitor.ingest import report
 from monitor.ingest.pipeline import OTHER_SEGMENT
 from monitor.store.db import is_migrated
 
-__all__ = ["files", "is_migrated", "last_ok_ingest", "ledger_summary", "ledger_version", "overflowed_attributes",
+__all__ = ["OTHER_SEGMENT", "files", "is_migrated", "last_ok_ingest", "ledger_summary", "ledger_version", "overflowed_attributes",
            "rejects"]
 
 

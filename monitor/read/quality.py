@@ -22,6 +22,7 @@ from monitor.metrics import service as metrics_service
 from monitor.store.windows import WindowSpec
 
 Names = Sequence[str] | str | None
+GAP_COLUMNS = fairness_service.GAP_COLUMNS  # the columns of `largest_gaps`
 
 
 def metrics(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, classes: Sequence[str] | None = None,

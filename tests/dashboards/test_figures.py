@@ -74,7 +74,7 @@ def test_every_figure_says_why_it_is_empty() -> None:
                    figures.segment_heatmap(empty, segment="region", min_support=30),
                    figures.segment_lines(empty, cls="critical", segment="region"),
                    figures.confusion_figure(pd.DataFrame(columns=["true_class", "pred_class", "n"]), []),
-                   figures.label_arrival(pd.DataFrame(columns=["age_hours", "coverage"])),
+                   figures.label_arrival(pd.DataFrame(columns=["delay_hours", "coverage"])),
                    figures.sparkline(empty, title="t")):
         assert is_empty(figure)
         assert figure.layout.annotations[0].text
@@ -159,7 +159,7 @@ def _figures_on_sample_data():
     yield figures.segment_lines(segments, cls="critical", segment="region", reference=0.5)
     yield figures.confusion_figure(cells, ["a", "b"], end="2024-01-08")
     yield figures.sparkline(frame, title="t")
-    yield figures.label_arrival(pd.DataFrame({"age_hours": [0.1, 2.0, 10.0], "coverage": [0.1, 0.5, 0.9]}))
+    yield figures.label_arrival(pd.DataFrame({"delay_hours": [0.1, 2.0, 10.0], "coverage": [0.1, 0.5, 0.9]}))
     yield empty_figure("nothing", title="t", hint="h")
     yield drift.ranking_figure(ranked, method="js", window="1d")
     yield drift.sparklines_figure(records, method="js", features=["a", "b"], window="1d")
