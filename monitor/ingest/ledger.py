@@ -20,21 +20,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
-import pandas as pd
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, Row, Table, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
 from monitor.ingest.pipeline import IngestResult, load_labels, load_predictions
 from monitor.ingest.readers import ReadState, UnreadableFile, is_supported, read_chunks
+from monitor.ingest.rejects import store_rejects
 from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
-from monitor.store.bulk import insert_frame
 from monitor.store.models import IngestedFile, RejectedRow
 
 log = logging.getLogger(__name__)
-FILES = IngestedFile.__table__
+FILES = cast(Table, IngestedFile.__table__)  # declared as FromClause; a mapped class's is a Table
 SETTLE_SECONDS = 10  # a file untouched this long is complete, even without a final newline
 EDGE_BYTES = 8192  # the fingerprint hashes this much of the head and of the tail
 _reported_empty: set[tuple[str, str, str]] = set()  # globs that matched nothing, said once
@@ -87,17 +87,8 @@ def discover(ctx: ModelContext, kind: str, base_dir: Path) -> list[Path]:
     return found
 
 
-def store_rejects(conn: Connection, ctx: ModelContext, kind: str, source: str, file_id: int | None,
-                  rejects: pd.DataFrame) -> None:
-    if rejects.empty:
-        return
-    insert_frame(conn, RejectedRow.__table__, pd.DataFrame({
-        "model_id": ctx.model_id, "kind": kind, "source": source, "row_number": rejects["row_number"],
-        "field": rejects["field"], "reason": rejects["reason"], "raw": rejects["raw"], "created_at": utcnow(),
-    }))
-
-
-def _needs_read(row, stat: os.stat_result, path: Path, as_of: int | None) -> tuple[bool, str | None, str]:  # type: ignore[no-untyped-def]
+def _needs_read(row: Row[Any] | None, stat: os.stat_result, path: Path,
+                as_of: int | None) -> tuple[bool, str | None, str]:
     """(read it?, sha256 if computed, fingerprint). A partial file is read again once the
     clock reaches its earliest waiting row (`visible_until` holds that time), not on every
     tick; one whose last line was held back (`visible_until` None) on the next tick."""
@@ -116,7 +107,7 @@ def _needs_read(row, stat: os.stat_result, path: Path, as_of: int | None) -> tup
     return True, digest, print_
 
 
-def _settled(row, stat: os.stat_result, print_: str) -> bool:  # type: ignore[no-untyped-def]
+def _settled(row: Row[Any] | None, stat: os.stat_result, print_: str) -> bool:
     """The file is not being written: unchanged since the last read, or untouched a while."""
     unchanged = row is not None and row.size == stat.st_size and row.fingerprint == print_
     return unchanged or time.time() - stat.st_mtime > SETTLE_SECONDS
@@ -131,7 +122,7 @@ def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_
                                                 FILES.c.path == str(path))).first()
         wanted, digest, print_ = _needs_read(row, stat, path, as_of)
         if not wanted:
-            if digest is not None:  # touched but identical: remember the new mtime
+            if digest is not None and row is not None:  # touched but identical: remember the new mtime
                 conn.execute(update(FILES).where(FILES.c.id == row.id).values(
                     mtime=stat.st_mtime, fingerprint=print_))
             return FileOutcome(str(path), kind, "unchanged", IngestResult())
@@ -167,13 +158,13 @@ def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_
         return FileOutcome(str(path), kind, "failed", IngestResult(), error=str(error))
 
 
-def _accepted_total(row, result: IngestResult, digest: str) -> int:  # type: ignore[no-untyped-def]
+def _accepted_total(row: Row[Any] | None, result: IngestResult, digest: str) -> int:
     """Rows of this file stored so far (earlier partial reads plus this one)."""
     earlier = row.rows_accepted if row is not None and row.sha256 == digest else 0
     return int(earlier or 0) + result.accepted
 
 
-def _ledger_row(conn: Connection, ctx: ModelContext, kind: str, path: Path, row) -> int:  # type: ignore[no-untyped-def]
+def _ledger_row(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: Row[Any] | None) -> int:
     if row is not None:
         return int(row.id)
     return int(conn.execute(insert(FILES).values(model_id=ctx.model_id, kind=kind, path=str(path),

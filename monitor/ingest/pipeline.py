@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
 from monitor.ingest import hooks
+from monitor.ingest.rejects import store_rejects
 from monitor.ingest.validate import REJECT_COLUMNS, validate_labels, validate_predictions
 from monitor.store.bulk import add_counts, insert_frame, select_in, update_rows
 from monitor.store.models import (
@@ -33,8 +35,14 @@ from monitor.store.models import (
 from monitor.timeutil import now_epoch
 
 log = logging.getLogger(__name__)
-PREDICTIONS = Prediction.__table__
-LABELS = Label.__table__
+# a mapped class's __table__ is declared as FromClause; here it is a Table
+PREDICTIONS = cast(Table, Prediction.__table__)
+LABELS = cast(Table, Label.__table__)
+SLICES = cast(Table, Slice.__table__)
+SLICE_VALUES = cast(Table, SliceValue.__table__)
+PREDICTION_COUNTS = cast(Table, PredictionCount.__table__)
+CONFUSION_COUNTS = cast(Table, ConfusionCount.__table__)
+ARRIVAL_COUNTS = cast(Table, LabelArrivalCount.__table__)
 LOOKUP_CHUNK = 5_000
 
 
@@ -63,8 +71,8 @@ class IngestResult:
     @property
     def reasons(self) -> list[dict]:
         return [
-            {"row": int(r.row_number), "field": r.field, "reason": r.reason}
-            for r in self.rejects.itertuples(index=False)
+            {"row": int(row), "field": column, "reason": reason}
+            for row, column, reason in self.rejects[["row_number", "field", "reason"]].itertuples(index=False, name=None)
         ]
 
 
@@ -146,10 +154,10 @@ def slice_ids(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> pd.Ser
     for key in wanted:
         if key in known:
             continue
-        new_id = conn.execute(Slice.__table__.insert().values(model_id=ctx.model_id, key=key)).inserted_primary_key[0]  # type: ignore[index]
+        new_id = conn.execute(SLICES.insert().values(model_id=ctx.model_id, key=key)).inserted_primary_key[0]  # type: ignore[index]
         values = json.loads(key)
         if values:
-            conn.execute(SliceValue.__table__.insert(),
+            conn.execute(SLICE_VALUES.insert(),
                          [{"slice_id": new_id, "attribute": a, "value": v} for a, v in values.items()])
         known[key] = new_id
     ids = np.asarray([known[key] for key in wanted], dtype=np.int64)
@@ -205,7 +213,7 @@ def load_predictions(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *
         "labeled_at": None, "file_id": file_id,
     }))
     counts = rows.groupby(["bucket_start", "slice_id", "predicted"], as_index=False).size()
-    add_counts(conn, PredictionCount.__table__, pd.DataFrame({
+    add_counts(conn, PREDICTION_COUNTS, pd.DataFrame({
         "model_id": ctx.model_id, "bucket_start": counts["bucket_start"], "slice_id": counts["slice_id"],
         "pred_class": counts["predicted"], "n": counts["size"],
     }), key_columns=["model_id", "bucket_start", "slice_id", "pred_class"])
@@ -246,10 +254,12 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
     # pending and applied by the join in `apply_labels` (which then has only the others to do).
     direct = _stored_predictions(conn, ctx, fresh)
     applied = fresh["prediction_id"].isin(direct["prediction_id"]).to_numpy()
+    applied_label = fresh["label"].to_numpy(dtype=object, copy=True)
+    applied_label[~applied] = None  # stored pending: counted when its prediction comes
     insert_frame(conn, LABELS, pd.DataFrame({
         "model_id": ctx.model_id, "prediction_id": fresh["prediction_id"], "label": fresh["label"],
         "label_ts": fresh["label_ts"],
-        "applied_label": np.where(applied, fresh["label"].to_numpy(dtype=object), None),
+        "applied_label": applied_label,
         "needs_apply": ~applied, "file_id": file_id,
     }))
     corrections = merged.loc[changed]
@@ -330,9 +340,9 @@ def _apply_labels(conn: Connection, ctx: ModelContext, direct: pd.DataFrame | No
     minus = todo.loc[todo["applied_label"].notna(), ["bucket_start", "slice_id", "applied_label", "predicted"]]
     minus = minus.rename(columns={"applied_label": "label"}).assign(n=-1)
     deltas = pd.concat([plus, minus], ignore_index=True)
-    deltas = deltas.groupby(["bucket_start", "slice_id", "label", "predicted"], as_index=False)["n"].sum()
+    deltas = deltas.groupby(["bucket_start", "slice_id", "label", "predicted"], as_index=False).agg(n=("n", "sum"))
     deltas = deltas.loc[deltas["n"] != 0]
-    add_counts(conn, ConfusionCount.__table__, pd.DataFrame({
+    add_counts(conn, CONFUSION_COUNTS, pd.DataFrame({
         "model_id": ctx.model_id, "bucket_start": deltas["bucket_start"], "slice_id": deltas["slice_id"],
         "true_class": deltas["label"], "pred_class": deltas["predicted"], "n": deltas["n"],
     }), key_columns=["model_id", "bucket_start", "slice_id", "true_class", "pred_class"])
@@ -341,7 +351,7 @@ def _apply_labels(conn: Connection, ctx: ModelContext, direct: pd.DataFrame | No
         bins = _delay_bins((first["label_ts"] - first["ts"]).to_numpy(dtype=np.float64))
         arrivals = pd.DataFrame({"model_id": ctx.model_id, "bucket_start": first["bucket_start"].to_numpy(),
                                  "delay_bin": bins, "n": 1})
-        add_counts(conn, LabelArrivalCount.__table__, arrivals,
+        add_counts(conn, ARRIVAL_COUNTS, arrivals,
                    key_columns=["model_id", "bucket_start", "delay_bin"])
     if has_direct:
         assert direct is not None
@@ -381,8 +391,6 @@ def _apply_labels(conn: Connection, ctx: ModelContext, direct: pd.DataFrame | No
 def ingest_frame(conn: Connection, ctx: ModelContext, kind: str, frame: pd.DataFrame, *,
                  source: str = "api", as_of: int | None = None) -> IngestResult:
     """Ingest raw records (a POST body) with exactly the rules of files; rejects are stored."""
-    from monitor.ingest.ledger import store_rejects
-
     frame = frame.reset_index(drop=True)
     if "_row" not in frame.columns:
         frame = frame.assign(_row=np.arange(1, len(frame) + 1))

@@ -12,9 +12,10 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
-from sqlalchemy import delete, update
+from sqlalchemy import Table, delete, update
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext, store_learned_classes
@@ -28,6 +29,7 @@ from monitor.store.bulk import add_counts
 from monitor.store.models import MonitoredModel, ReferenceCount
 
 log = logging.getLogger(__name__)
+REFERENCE_COUNTS = cast(Table, ReferenceCount.__table__)  # declared as FromClause; a mapped class's is a Table
 
 
 class UnusableReference(Exception):
@@ -106,7 +108,7 @@ def prepare_reference(conn: Connection, ctx: ModelContext, base_dir: Path) -> bo
     reference = reference.assign(slice_id=slice_ids(conn, ctx, reference))
     conn.execute(delete(ReferenceCount).where(ReferenceCount.model_id == ctx.model_id))
     counts = reference.groupby(["slice_id", "label", "predicted"], as_index=False).size()
-    add_counts(conn, ReferenceCount.__table__, pd.DataFrame({
+    add_counts(conn, REFERENCE_COUNTS, pd.DataFrame({
         "model_id": ctx.model_id, "slice_id": counts["slice_id"], "true_class": counts["label"],
         "pred_class": counts["predicted"], "n": counts["size"],
     }), key_columns=["model_id", "slice_id", "true_class", "pred_class"])

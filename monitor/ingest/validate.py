@@ -45,6 +45,7 @@ class _Rejector:
             return
         self.bad |= mask
         picked = self.frame.loc[mask]
+        reasons: np.ndarray | pd.Series | str
         if callable(reason):
             reasons = reason(mask)
         else:
