@@ -47,7 +47,7 @@ def create_app(config: MonitorConfig, *, engine: Engine | None = None) -> Dash:
         assets_folder=str(ASSETS),
         suppress_callback_exceptions=True,
         title="classifier-monitor",
-        update_title=None,
+        update_title=None,  # type: ignore[arg-type]  # Dash documents None (no "Updating..." title); its hint says str
         serve_locally=True,
         on_error=availability.on_callback_error,
     )
@@ -57,7 +57,7 @@ def create_app(config: MonitorConfig, *, engine: Engine | None = None) -> Dash:
     layout.register_callbacks(app)
     api.register(server, config)
     # clientside callbacks are inlined in the index page: the CSP allows them by hash
-    security.allow_inline_scripts(server, app.csp_hashes)
+    security.allow_inline_scripts(server, lambda: list(app.csp_hashes()))
     return app
 
 

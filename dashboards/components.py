@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import dcc, html
 
-GRAPH_CONFIG = {"displaylogo": False,
+GRAPH_CONFIG: dcc.Graph.Config = {"displaylogo": False,
                 "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 
 STATE_COLORS = {"firing": "danger", "pending": "warning", "resolved": "success",
@@ -100,7 +100,9 @@ def table(frame: pd.DataFrame, columns: Sequence[str] | None = None, *,
     head = html.Thead(html.Tr([html.Th(headers.get(c, c.replace("_", " "))) for c in columns]))
     rows = []
     # records (dicts), not iterrows: a Series per row costs more than the cells themselves
-    for row in frame.head(max_rows).to_dict("records"):
+    # the frames shown have text column names (pandas types any label as Hashable)
+    records = cast(list[dict[str, Any]], frame.head(max_rows).to_dict("records"))
+    for row in records:
         rows.append(html.Tr([html.Td(render[c](row) if c in render else _cell(row.get(c))) for c in columns]))
     props: dict[str, Any] = {"id": table_id} if table_id else {}
     return dbc.Table([head, html.Tbody(rows)], bordered=False, hover=True, size="sm", striped=True,

@@ -66,7 +66,8 @@ def gap_over_time(gaps: pd.DataFrame, *, tolerance: Sequence[float] = (0.8, 1.25
     layout["yaxis"] = axis_spec(title={"text": "ratio lowest / highest group (1 = parity)"}, range=[0, 1.05],
                                 tickformat=".1f")
     data: list[dict] = []
-    for index, (attribute, part) in enumerate(gaps.groupby("attribute", sort=True)):
+    for index, (key, part) in enumerate(gaps.groupby("attribute", sort=True)):
+        attribute = str(key)  # attribute names are text; pandas types a group key as any scalar
         part = part.sort_values("end")
         line_color = color(index)
         x = list(part["end"])

@@ -49,6 +49,7 @@ def plain(value: Any) -> str:
 
 
 def _has_markup(column: pd.Series) -> bool:
+    values: np.ndarray | pd.Series
     try:
         values = column.dropna().unique()
     except TypeError:  # unhashable cells (lists, dicts): check every one

@@ -71,7 +71,8 @@ def update_fairness(_version: Any, model: str | None, window: str | None, start:
         message = ui.empty_state(result.message or "No data", result.hint)
         blank = empty_figure(result.message or "No data", title="Fairness", hint=result.hint)
         return blank, blank, message, None, []
-    attributes = [data.segment_choice(filters)] if data.segment_choice(filters) else None
+    chosen = data.segment_choice(filters)
+    attributes = [chosen] if chosen else None
     gap = figures.gap_over_time(meta["gaps"], tolerance=meta["tolerance"], metric=meta["metric"],
                                 cls=meta["class"], window=meta["window"], attributes=attributes)
     window_frame = result.frame[result.frame["end"] == meta["end"]]

@@ -28,12 +28,14 @@ JSON_LINES_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "app
 MAX_FIELDS = 1000  # fields of one record; `[limits] max_fields` of the config when it has one
 MAX_RECORDS = 100_000  # records of one request: larger backfills go in batches (413 beyond)
 RAW_CHARS = 2000  # how much of a rejected record is stored for `monitor rejects`
+Reject = tuple[int, str, str, str]  # (record number, field, reason, raw text)
 
 
 class _Number(float):
     """A JSON number written with a fraction or exponent, keeping its text for id fields."""
 
     __slots__ = ("text",)
+    text: str
 
 
 class _TooWide:
@@ -72,7 +74,7 @@ def _loads(decoder: json.JSONDecoder, text: str) -> Any:
 
 
 def parse_body(body: bytes, mimetype: str, *, max_fields: int = MAX_FIELDS,
-               max_records: int = MAX_RECORDS) -> tuple[list[tuple[int, Any]], list[tuple[int, str, str, str]]]:
+               max_records: int = MAX_RECORDS) -> tuple[list[tuple[int, Any]], list[Reject]]:
     """The records of a body as (row, value), and the rows that could not be parsed as
     (row, field, reason, raw). A JSON array numbers its elements from 1; JSON lines (or an
     application/json body that is not an array) number each record by its line. Raises
@@ -112,8 +114,8 @@ def parse_body(body: bytes, mimetype: str, *, max_fields: int = MAX_FIELDS,
     return _some_object(records, rejects)
 
 
-def _some_object(records: list[tuple[int, Any]], rejects: list[tuple[int, str, str, str]]
-                 ) -> tuple[list[tuple[int, Any]], list[tuple[int, str, str, str]]]:
+def _some_object(records: list[tuple[int, Any]], rejects: list[Reject]
+                 ) -> tuple[list[tuple[int, Any]], list[Reject]]:
     """A body without a single JSON object is the wrong shape (a CSV, a bare value, [1, 2]):
     400 with the first problem, instead of one reject per line."""
     if (not records and not rejects) or any(isinstance(value, (dict, _TooWide)) for _, value in records):
@@ -173,26 +175,26 @@ def _plain(value: Any) -> Any:
 
 
 def _check_record(number: int, record: Any, strings: set[str], keep: Callable[[str], bool],
-                  max_fields: int) -> tuple[dict[str, Any] | None, tuple[int, str, str, str] | None]:
-    """(the record's kept fields, None) or (None, a reject)."""
+                  max_fields: int) -> dict[str, Any] | Reject:
+    """The record's kept fields, or a reject."""
     if isinstance(record, _TooWide):
-        return None, (number, "", f"record has {record.size} fields, more than the limit of {max_fields}", _raw(record))
+        return (number, "", f"record has {record.size} fields, more than the limit of {max_fields}", _raw(record))
     if not isinstance(record, dict):
-        return None, (number, "", f"record is {_kind(record)}, not a JSON object", _raw(record))
+        return (number, "", f"record is {_kind(record)}, not a JSON object", _raw(record))
     kept: dict[str, Any] = {}
     for column, value in record.items():
         if not keep(column):
             continue
         if isinstance(value, (dict, list, _TooWide)):
-            return None, (number, column, "nested JSON (object or array) where a single value is expected", _raw(record))
+            return (number, column, "nested JSON (object or array) where a single value is expected", _raw(record))
         if isinstance(value, str) and (problem := _bad_text(value)) is not None:
-            return None, (number, column, problem, _raw(record))
+            return (number, column, problem, _raw(record))
         kept[column] = as_text(value) if column in strings else _plain(value)
-    return kept, None
+    return kept
 
 
 def records_frame(records: list[tuple[int, Any]], ctx: ModelContext, kind: str, *,
-                  max_fields: int = MAX_FIELDS) -> tuple[pd.DataFrame, list[tuple[int, str, str, str]]]:
+                  max_fields: int = MAX_FIELDS) -> tuple[pd.DataFrame, list[Reject]]:
     """Parsed records -> (the raw frame ingest expects, with `_row`; the records rejected before
     it). Only the columns files keep (`input_columns`) become columns, so no body can make a
     frame of a million columns; ids, classes, versions and segment values are exact text,
@@ -201,12 +203,14 @@ def records_frame(records: list[tuple[int, Any]], ctx: ModelContext, kind: str, 
 
     string_columns, keep = input_columns(ctx, kind)
     strings = set(string_columns)
-    rows, numbers, rejects = [], [], []
+    rows: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    rejects: list[Reject] = []
     columns: dict[str, None] = {}  # in order of first appearance
     for number, record in records:
-        kept, reject = _check_record(number, record, strings, keep, max_fields)
-        if reject is not None:
-            rejects.append(reject)
+        kept = _check_record(number, record, strings, keep, max_fields)
+        if isinstance(kept, tuple):
+            rejects.append(kept)
             continue
         rows.append(kept)
         numbers.append(number)
