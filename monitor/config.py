@@ -4,6 +4,10 @@ Found via `--config PATH`, else `$MONITOR_CONFIG`, else `./monitor.toml`;
 `$MONITOR_DATABASE_URL` overrides `database_url`. Unknown keys and bad values are errors
 (`ConfigError`) whose message names the key. Relative paths are resolved against the config
 file's folder. Nothing happens at import time.
+
+Names of drift methods, channel types and alert metrics are checked against the registries
+of `monitor.registry` (a new entry there is accepted here, and listed in the JSON schema and
+in the error for an unknown name); `[models.drift]` has one threshold key per drift method.
 """
 
 from __future__ import annotations
@@ -13,8 +17,20 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+from monitor.errors import ConfigError, UnknownName
+from monitor.registry import CHANNELS, DRIFT_METHODS, alert_metrics
+from monitor.secrets import secret
 from monitor.timeutil import parse_duration, parse_time
 
 if sys.version_info >= (3, 11):
@@ -23,8 +39,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-class ConfigError(Exception):
-    """A configuration problem the user must fix (exit code 2)."""
+__all__ = ["ConfigError"]  # defined in monitor.errors; imported from here by most callers
 
 
 class _Strict(BaseModel):
@@ -37,6 +52,21 @@ Duration = Annotated[str, Field(description="a duration such as '1h' or '7d'")]
 def _check_duration(value: str | int) -> str:
     parse_duration(value)
     return str(value)
+
+
+def _check_alert_metric(name: str) -> str:
+    if name not in alert_metrics():
+        raise UnknownName("alert metric", name, alert_metrics())
+    return name
+
+
+# names checked against the registries; the schema lists the names registered at import
+AlertMetric = Annotated[str, AfterValidator(_check_alert_metric),
+                        WithJsonSchema({"type": "string", "enum": list(alert_metrics())})]
+DriftMethod = Annotated[str, AfterValidator(DRIFT_METHODS.check),
+                        WithJsonSchema({"type": "string", "enum": list(DRIFT_METHODS.names())})]
+ChannelType = Annotated[str, AfterValidator(CHANNELS.check),
+                        WithJsonSchema({"type": "string", "enum": list(CHANNELS.names())})]
 
 
 class PredictionSource(_Strict):
@@ -61,7 +91,7 @@ class AlertRule(_Strict):
     """One alert rule (`[[models.alerts]]`). See docs/alerts.md for the semantics."""
 
     name: str
-    metric: Literal["recall", "precision", "recall_estimated", "drift", "fairness"] = "recall"
+    metric: AlertMetric = "recall"  # monitor.registry.METRICS (those with an alert source)
     classes: Literal["minority", "all"] | list[str] = "minority"
     segments: list[str] | Literal["all"] = "all"
     window: str = "7d"
@@ -84,7 +114,7 @@ class AlertRule(_Strict):
     enabled: bool = True
     # drift rules
     features: list[str] | Literal["all"] = "all"
-    method: str | None = None
+    method: DriftMethod | None = None  # default js
     # fairness rules
     fairness_metric: str = "tpr"
 
@@ -100,11 +130,13 @@ class DriftSettings(_Strict):
     """`[models.drift]`: thresholds and binning for drift (docs/drift.md)."""
 
     thresholds: Literal["fixed", "reference"] = "fixed"
-    psi: float = 0.2
-    js: float = 0.1
-    ks: float = 0.1
-    wasserstein: float = 0.1
-    chi2: float = 0.01
+    # one fixed threshold per registered drift method (psi = 0.2, ..., chi2 = 0.01 as a
+    # p-value), its default from the registration: a new method brings its own key
+    for _method in DRIFT_METHODS.entries():
+        __annotations__[_method.name] = "float"  # noqa: F821 - the class body's annotations
+        locals()[_method.name] = Field(default=_method.options["threshold"],
+                                       description=f"{_method.options['label']}: drift threshold")
+    del _method
     bins: int = Field(default=10, ge=2, le=100)
     fine_bins: int = Field(default=50, ge=10, le=1000)
     top_categories: int = Field(default=20, ge=1, le=1000)
@@ -239,15 +271,17 @@ class ModelConfig(_Strict):
         return sets
 
 
+Severity = Literal["warning", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("warning", "critical")
+
+
 class Channel(_Strict):
     """`[[channels]]`: where alert notifications go."""
 
-    type: Literal["webhook", "slack", "email", "log"]
+    type: ChannelType  # monitor.registry.CHANNELS
     name: str | None = None
     url: str | None = None
-    severity: list[Literal["warning", "critical"]] = Field(
-        default_factory=lambda: ["warning", "critical"]
-    )
+    severity: list[Severity] = Field(default_factory=lambda: list(SEVERITIES))
     models: list[str] | None = None
     timeout: float = Field(default=10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
@@ -265,10 +299,11 @@ class Channel(_Strict):
 
     @model_validator(mode="after")
     def _check_channel(self) -> Channel:
-        if self.type in ("webhook", "slack") and not self.url:
-            raise ValueError(f"a {self.type} channel needs url")
-        if self.type == "email" and not (self.smtp_host and self.email_from and self.email_to):
-            raise ValueError("an email channel needs smtp_host, email_from and email_to")
+        required = CHANNELS.entry(self.type).options.get("requires", ())
+        if not all(getattr(self, key) for key in required):
+            keys = ", ".join(required[:-1]) + " and " * (len(required) > 1) + required[-1]
+            article = "an" if self.type[0] in "aeiou" else "a"
+            raise ValueError(f"{article} {self.type} channel needs {keys}")
         return self
 
     @property
@@ -372,9 +407,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path = Path("."), source: st
         config = MonitorConfig.model_validate({**data, "base_dir": base_dir})
     except ValidationError as error:
         raise ConfigError(_format_error(error, source)) from None
-    from monitor.secrets import secret  # $MONITOR_DATABASE_URL or $MONITOR_DATABASE_URL_FILE
-
-    env_url = secret("MONITOR_DATABASE_URL")
+    env_url = secret("MONITOR_DATABASE_URL")  # or the file named by $MONITOR_DATABASE_URL_FILE
     if env_url:
         config.database_url = env_url
     config.database_url = _resolve_sqlite(config.database_url, base_dir)

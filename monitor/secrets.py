@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from monitor.config import ConfigError
+from monitor.errors import ConfigError
 
 SECRET_NAMES = ("MONITOR_API_TOKEN", "MONITOR_BASIC_AUTH", "MONITOR_DATABASE_URL")
 

@@ -30,7 +30,7 @@ from monitor.alerts.lifecycle import Policy, SeriesState, advance
 from monitor.alerts.messages import describe
 from monitor.alerts.models import Alert, AlertEvent, AlertSeries
 from monitor.alerts.rules import classify, fingerprint, rules_for
-from monitor.alerts.sources import SourceUnavailable, observe
+from monitor.alerts.sources import observe
 from monitor.config import AlertRule, MonitorConfig
 from monitor.context import ModelContext
 from monitor.store.windows import WindowSpec
@@ -66,11 +66,8 @@ def evaluate(conn: Connection, config: MonitorConfig, ctx: ModelContext, as_of: 
             first = max(first, last_ends[rule.name] + step)
         if first > current:
             continue
-        try:
-            parts.append(observe(conn, ctx, rule, WindowSpec(window, step, first, current), int(as_of)))
-        except (SourceUnavailable, ValueError) as error:
-            log.warning("alert rule %s of model %s skipped: %s", rule.name, ctx.name, error)
-            counts["rules_skipped"] += 1
+        # no except: an error here fails the model's tick, which reports it (monitor.tick)
+        parts.append(observe(conn, ctx, rule, WindowSpec(window, step, first, current), int(as_of)))
     parts = [part for part in parts if len(part)]
     if parts:
         frame = classify(pd.concat(parts, ignore_index=True), rules)

@@ -1,21 +1,24 @@
 """Observations for the alert rules, read through the domain services (never raw SQL).
 
 `observe(conn, ctx, rule, spec)` returns one row per (window end, series) with
-`rules.OBSERVATION_COLUMNS` (plus `verdict` for metrics that bring their own condition):
+`rules.OBSERVATION_COLUMNS` (plus `verdict` for metrics that bring their own condition). The
+source of each metric is registered in `monitor.registry.METRICS`:
 
-- recall / precision: `monitor.metrics.service.metrics_frame` for the window's counts and
-  `reference_metrics` for the reference counts of the same segment value (the overall
-  reference when that value has none). successes = tp; support = tp + fn (recall) or
-  tp + fp (precision): the sample size of recall is the labelled positives.
+- rates (recall, precision, ...): `rate_observations`, from `metrics_frame` for the window's
+  counts and `reference_metrics` for the reference counts of the same segment value (the
+  overall reference when that value has none). successes and support are the rate's
+  registered counts: for recall tp and tp + fn (the sample size of recall is the labelled
+  positives), for precision tp and tp + fp.
 - recall_estimated: the label-free estimate of metrics_frame against the reference recall;
   breach when it is `min_drop` or more below (no labels, so no test and no maturity).
-- drift: `drift_frame` rows of the rule's `method` (default js: defined for every feature, no false flags measured); breach = `drifted`.
-  The feature goes in the `class` column.
+- drift: `drift_frame` rows of the rule's `method` (default js: defined for every feature, no
+  false flags measured); breach = `drifted`. The feature goes in the `class` column; features
+  with no stored histograms yet give no rows.
 - fairness: `fairness_frame` rows of `fairness_metric`; breach = `flagged`; the attribute
   and group go in `segment` and `segment_value`.
 
-A service that is missing or not implemented yet raises `SourceUnavailable`; the engine skips
-that rule and logs why, so one unfinished domain never stops the others from alerting.
+Errors are not caught here: a failing service fails the model's tick, which reports it
+(`monitor.tick`), instead of switching the rule off with a log line.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from sqlalchemy.engine import Connection
 from monitor.alerts.rules import OBSERVATION_COLUMNS, pool_reference, rule_classes, segment_option
 from monitor.config import AlertRule
 from monitor.context import ModelContext
+from monitor.rates import rate_counts
+from monitor.registry import METRICS, Rate
 from monitor.store.windows import OVERALL, WindowSpec, parse_segment_option
 
-
-class SourceUnavailable(Exception):
-    """The service a rule needs cannot answer (not installed, not implemented)."""
+DEFAULT_DRIFT_METHOD = "js"
+REFERENCE = ["segment", "segment_value", "class", "ref_successes", "ref_support"]
 
 
 def _epochs(values: pd.Series) -> pd.Series:
@@ -50,55 +54,48 @@ def _empty() -> pd.DataFrame:
 def observe(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,
             as_of: int | None = None) -> pd.DataFrame:
     """Observations of `rule` for the window ends of `spec`; `as_of` is the clock for maturity."""
-    try:
-        if rule.metric in ("recall", "precision", "recall_estimated"):
-            frame = _labelled(conn, ctx, rule, spec, as_of)
-        elif rule.metric == "drift":
-            frame = _drift(conn, ctx, rule, spec)
-        else:
-            frame = _fairness(conn, ctx, rule, spec)
-    except (ImportError, NotImplementedError, AttributeError) as error:
-        raise SourceUnavailable(f"{type(error).__name__}: {error}") from error
+    frame = METRICS.load(rule.metric)(conn, ctx, rule, spec, as_of)
     if frame.empty:
         return _empty()
     frame["rule"] = rule.name
     frame["end"] = _epochs(frame["end"])
     for column in [*OBSERVATION_COLUMNS, "verdict"]:
-        if column not in frame:
+        if column not in frame:  # what this metric does not have (drift: no successes)
             frame[column] = np.nan
     return frame[[*OBSERVATION_COLUMNS, "verdict"]].reset_index(drop=True)
 
 
-def _reference(conn: Connection, ctx: ModelContext, rule: AlertRule) -> pd.DataFrame:
+def _rate(metric: str) -> Rate:
+    rate: Rate = METRICS.entry(metric).options["rate"]
+    return rate
+
+
+def _reference(conn: Connection, ctx: ModelContext, rule: AlertRule, rate: Rate) -> pd.DataFrame:
     from monitor.metrics.service import reference_metrics
 
     sets = parse_segment_option(segment_option(rule), ctx.segment_sets)
     if () not in sets:
         sets = [(), *sets]
     reference = reference_metrics(conn, ctx, sets)
-    if reference is None or len(reference) == 0:
-        return pd.DataFrame(columns=["segment", "segment_value", "class", "ref_successes", "ref_support"])
+    if len(reference) == 0:
+        return pd.DataFrame(columns=REFERENCE)
     reference = reference.copy()
-    reference["ref_successes"] = reference["tp"].astype(float)
-    if rule.metric == "precision":
-        reference["ref_support"] = (reference["tp"] + reference["fp"]).astype(float)
-    else:
-        reference["ref_support"] = (reference["tp"] + reference["fn"]).astype(float)
-    return pool_reference(reference[["segment", "segment_value", "class", "ref_successes", "ref_support"]])
+    reference["ref_successes"], reference["ref_support"] = rate_counts(rate, reference)
+    return pool_reference(reference[REFERENCE])
 
 
 def _labelled(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,
-              as_of: int | None) -> pd.DataFrame:
+              as_of: int | None, rate: Rate) -> pd.DataFrame:
+    """metrics_frame rows of the rule's classes with the reference counts of `rate` joined."""
     from monitor.metrics.service import metrics_frame
 
     classes = rule_classes(rule, ctx.classes, ctx.minority_classes)
     if not classes:
         return _empty()
     frame = metrics_frame(conn, ctx, spec, classes=classes, segment=segment_option(rule), as_of=as_of)
-    if frame is None or len(frame) == 0:
+    if frame.empty:
         return _empty()
-    frame = frame.copy()
-    reference = _reference(conn, ctx, rule)
+    reference = _reference(conn, ctx, rule, rate)
     frame = frame.merge(reference, on=["segment", "segment_value", "class"], how="left")
     overall = reference[reference["segment"] == OVERALL][["class", "ref_successes", "ref_support"]]
     frame = frame.merge(overall, on="class", how="left", suffixes=("", "_overall"))
@@ -110,25 +107,37 @@ def _labelled(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: Window
     with np.errstate(divide="ignore", invalid="ignore"):
         frame["reference_value"] = frame["ref_successes"] / frame["ref_support"]
     frame["metric"] = rule.metric
-    frame["provisional"] = frame["provisional"] if "provisional" in frame else False
     frame["settled"] = _settled(conn, ctx, rule, frame, as_of)
-    tp = frame["tp"].astype(float)
-    if rule.metric == "recall_estimated":
-        estimate = frame["recall_estimated"].astype(float) if "recall_estimated" in frame else np.nan
-        frame["value"] = estimate
-        frame["successes"] = np.nan
-        frame["support"] = frame["n_predictions"].astype(float)
-        frame["provisional"] = False  # label-free: no maturity to wait for
-        drop = frame["reference_value"] - frame["value"]
-        frame["verdict"] = np.where(
-            frame["value"].isna() | (frame["support"] < rule.min_support), "insufficient",
-            np.where(drop >= rule.min_drop, "breach",
-                     np.where(drop < rule.min_drop - rule.resolve_margin, "clear", "hold")))
+    return frame
+
+
+def rate_observations(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,
+                      as_of: int | None) -> pd.DataFrame:
+    """A rate from confusion counts (recall, precision, ...): tested by `rules.classify`."""
+    rate = _rate(rule.metric)
+    frame = _labelled(conn, ctx, rule, spec, as_of, rate)
+    if frame.empty:
         return frame
-    frame["successes"] = tp
-    other = frame["fp"] if rule.metric == "precision" else frame["fn"]
-    frame["support"] = tp + other.astype(float)
+    frame["successes"], frame["support"] = rate_counts(rate, frame)
     frame["value"] = frame[rule.metric]
+    return frame
+
+
+def estimated_observations(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,
+                           as_of: int | None) -> pd.DataFrame:
+    """The label-free recall estimate against the reference recall; its own verdict."""
+    frame = _labelled(conn, ctx, rule, spec, as_of, _rate("recall"))
+    if frame.empty:
+        return frame
+    frame["value"] = frame["recall_estimated"].astype(float)
+    frame["successes"] = np.nan
+    frame["support"] = frame["n_predictions"].astype(float)
+    frame["provisional"] = False  # label-free: no maturity to wait for
+    drop = frame["reference_value"] - frame["value"]
+    frame["verdict"] = np.where(
+        frame["value"].isna() | (frame["support"] < rule.min_support), "insufficient",
+        np.where(drop >= rule.min_drop, "breach",
+                 np.where(drop < rule.min_drop - rule.resolve_margin, "clear", "hold")))
     return frame
 
 
@@ -137,7 +146,7 @@ def _settled(conn: Connection, ctx: ModelContext, rule: AlertRule, frame: pd.Dat
     """Is the window as labelled as it will usually get (expected coverage at its age at least
     `settled_coverage` of the eventual coverage)? Early labels are few and noisier (wrong
     labels not yet corrected), so an unsettled window may only fire a sure collapse."""
-    if "expected_coverage" not in frame or as_of is None:
+    if as_of is None:
         return pd.Series(True, index=frame.index)
     from monitor.metrics.maturity import coverage_curve
 
@@ -147,15 +156,20 @@ def _settled(conn: Connection, ctx: ModelContext, rule: AlertRule, frame: pd.Dat
     return expected + 1e-9 >= rule.settled_coverage * eventual
 
 
-def _drift(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec) -> pd.DataFrame:
-    from monitor.drift.service import drift_frame
+def drift_observations(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,
+                       as_of: int | None) -> pd.DataFrame:
+    from monitor.drift.service import drift_frame, select_bins
 
-    features = None if rule.features == "all" else list(rule.features)
+    features = None
+    if rule.features != "all":  # config checked they are model features; some may have no data yet
+        stored = {bins.feature for bins in select_bins(conn, ctx, None)}
+        features = [feature for feature in rule.features if feature in stored]
+        if not features:
+            return _empty()
+    method = rule.method or DEFAULT_DRIFT_METHOD
     frame = drift_frame(conn, ctx, spec, segment=segment_option(rule), features=features)
-    if frame is None or len(frame) == 0:
-        return _empty()
-    frame = frame[frame["method"] == (rule.method or "js")].copy()
-    frame["metric"] = f"drift_{rule.method or 'js'}"
+    frame = frame[frame["method"] == method].copy()
+    frame["metric"] = f"drift_{method}"
     frame["class"] = frame["feature"]
     frame["support"] = frame["n_current"].astype(float)
     frame["reference_value"] = frame["threshold"]
@@ -165,15 +179,14 @@ def _drift(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpe
     return frame
 
 
-def _fairness(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec) -> pd.DataFrame:
+def fairness_observations(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,
+                          as_of: int | None) -> pd.DataFrame:
     from monitor.fairness.service import fairness_frame
 
     classes = rule_classes(rule, ctx.classes, ctx.minority_classes)
     attribute = None if rule.segments == "all" else list(rule.segments)
     frame = fairness_frame(conn, ctx, spec, classes=classes, attribute=attribute,
                            metric=rule.fairness_metric)
-    if frame is None or len(frame) == 0:
-        return _empty()
     frame = frame[frame["group"] != frame["reference_group"]].copy()
     frame["metric"] = f"fairness_{rule.fairness_metric}"
     frame["segment"] = frame["attribute"]

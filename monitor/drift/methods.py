@@ -14,12 +14,20 @@ counts (an empty window or a segment value absent from the reference).
   (`totals / counts`), divided by the reference standard deviation (NaN when it is 0).
 - `chi2`: p-value of Pearson's chi-squared test of homogeneity on the 2 x bins table, bins
   empty on both sides dropped, no continuity correction; 1.0 when fewer than two bins are used.
+
+Each is registered in `monitor.registry.DRIFT_METHODS` through a `<name>_of(Histograms)`
+adapter below; `compute` runs every method of a feature kind.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+
 import numpy as np
 from scipy import stats
+
+from monitor.registry import DRIFT_METHODS
 
 PSI_EPSILON = 1e-4
 
@@ -99,9 +107,66 @@ def chi2_pvalue(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
     return np.where(_void(rows[:, 0, 0], rows[:, 1, 0]), np.nan, value)
 
 
-DISTANCE_METHODS = ("psi", "js", "ks", "wasserstein")
-PVALUE_METHODS = ("chi2",)
+# --- the registered methods (monitor.registry.DRIFT_METHODS): one Histograms in, values out ---
+
+@dataclass(frozen=True)
+class Histograms:
+    """Aligned rows of one feature's fine-bin counts and value sums (column 0: missing), and
+    how fine bins merge into the coarse bins that psi and js compare."""
+
+    reference: np.ndarray
+    current: np.ndarray
+    reference_totals: np.ndarray
+    current_totals: np.ndarray
+    coarse: np.ndarray  # fine bin -> coarse bin
+    n_coarse: int
+    reference_std: float | None = None
+
+    @cached_property
+    def _onehot(self) -> np.ndarray:
+        onehot = np.zeros((len(self.coarse), self.n_coarse))
+        onehot[np.arange(len(self.coarse)), self.coarse] = 1.0
+        return onehot
+
+    @cached_property
+    def coarse_reference(self) -> np.ndarray:
+        return self.reference @ self._onehot
+
+    @cached_property
+    def coarse_current(self) -> np.ndarray:
+        return self.current @ self._onehot
+
+
+def psi_of(h: Histograms) -> np.ndarray:
+    return psi(h.coarse_reference, h.coarse_current)
+
+
+def js_of(h: Histograms) -> np.ndarray:
+    return js(h.coarse_reference, h.coarse_current)
+
+
+def ks_of(h: Histograms) -> np.ndarray:
+    return ks(h.reference[:, 1:], h.current[:, 1:])
+
+
+def wasserstein_of(h: Histograms) -> np.ndarray:
+    return wasserstein(h.reference[:, 1:], h.current[:, 1:], h.reference_totals[:, 1:],
+                       h.current_totals[:, 1:], h.reference_std)
+
+
+def chi2_of(h: Histograms) -> np.ndarray:
+    return chi2_pvalue(h.reference, h.current)
+
+
+DISTANCE_METHODS = DRIFT_METHODS.names(test="distance")
+PVALUE_METHODS = DRIFT_METHODS.names(test="pvalue")  # drifted below the threshold
 
 
 def methods_for(kind: str) -> tuple[str, ...]:
-    return ("psi", "js", "ks", "wasserstein") if kind == "numeric" else ("psi", "js", "chi2")
+    """The registered methods for a feature kind ("numeric" or "categorical"), in order."""
+    return DRIFT_METHODS.names(kinds=kind)
+
+
+def compute(histograms: Histograms, kind: str) -> dict[str, np.ndarray]:
+    """Every registered method of `kind` on `histograms`."""
+    return {name: DRIFT_METHODS.load(name)(histograms) for name in methods_for(kind)}

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
 from monitor.estimation.aggregate import CALIBRATORS, EXPECTED_COUNTS, VALUE_COLUMNS
-from monitor.metrics.rates import safe_divide, wilson_interval
+from monitor.rates import safe_divide, wilson_interval
 from monitor.store.windows import WindowSpec, windowed_counts
 
 ESTIMATE_COLUMNS = [

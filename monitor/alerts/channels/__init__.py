@@ -1,4 +1,5 @@
-"""Notification channels. One module per channel, each with `send(channel, event, config)`.
+"""Notification channels. One module per channel, each with `send(channel, event, config)`,
+registered by type name in `monitor.registry.CHANNELS` (recipe: docs/internals.md).
 
 A transport raises `TransportError(message, permanent=...)` when it cannot deliver:
 `permanent=True` means retrying cannot help (404, 401, a refused recipient, a bad URL) and the
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.config import Channel, MonitorConfig
+from monitor.registry import CHANNELS
 
 
 class TransportError(Exception):
@@ -28,16 +30,9 @@ class TransportError(Exception):
 
 
 def send(channel: Channel, event: dict[str, Any], config: MonitorConfig) -> None:
-    """Deliver `event` through `channel`; raises TransportError on failure."""
-    if channel.type == "webhook":
-        from monitor.alerts.channels import webhook as module
-    elif channel.type == "slack":
-        from monitor.alerts.channels import slack as module  # type: ignore[no-redef]
-    elif channel.type == "email":
-        from monitor.alerts.channels import email as module  # type: ignore[no-redef]
-    else:
-        from monitor.alerts.channels import log as module  # type: ignore[no-redef]
-    module.send(channel, event, config)
+    """Deliver `event` through `channel` (its type's registered `send`, monitor.registry
+    CHANNELS); raises TransportError on failure."""
+    CHANNELS.load(channel.type)(channel, event, config)
 
 
 __all__ = ["TransportError", "send"]

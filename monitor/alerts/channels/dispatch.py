@@ -3,8 +3,9 @@
 Why: sending one event after another, a receiver that hangs until the channel timeout cost one
 timeout per event and held up every other channel (13-16 s ticks with one slow webhook). Here
 
-- each channel gets its own small pool (`per_channel` threads; one for the log channel, whose
-  file lines keep their order), so a hanging channel cannot take the threads of a healthy one;
+- each channel gets its own small pool (`per_channel` threads, fewer when its registration
+  says so: one for the log channel, whose file lines keep their order), so a hanging channel
+  cannot take the threads of a healthy one;
 - the events of one alert go to one channel in event order (firing before resolved), one
   chain per (channel, alert); chains run in parallel;
 - once a send finds the channel down (timeout, refused: `TransportError.channel_down`), no
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.config import Channel
+from monitor.registry import CHANNELS
 
 log = logging.getLogger(__name__)
 SKIPPED, IN_FLIGHT = "skipped", "in_flight"
@@ -87,7 +89,8 @@ def dispatch(deliveries: list[Delivery], attempt: Callable[[Delivery], Result], 
     pools: list[ThreadPoolExecutor] = []
     futures: list[Future[None]] = []
     for label, by_alert in chains.items():
-        threads = 1 if channels[label].type == "log" else max(1, min(per_channel, len(by_alert)))
+        limit = CHANNELS.entry(channels[label].type).options.get("threads", per_channel)
+        threads = max(1, min(limit, per_channel, len(by_alert)))
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"notify-{channels[label].type}")
         pools.append(pool)
         futures.extend(pool.submit(run_chain, chain) for chain in by_alert.values())
