@@ -35,9 +35,10 @@ import pandas as pd
 
 from monitor.alerts.stats import benjamini_hochberg, drop_p_value, wilson_interval
 from monitor.config import AlertRule, ModelConfig
+from monitor.registry import tested_metrics
 
 DEFAULT_RULE_NAME = "minority-recall"
-LABELLED_METRICS = ("recall", "precision")
+LABELLED_METRICS = tested_metrics()  # rates whose drops are tested (monitor.registry.METRICS)
 
 OBSERVATION_COLUMNS = [
     "rule", "metric", "end", "class", "segment", "segment_value", "successes", "support",

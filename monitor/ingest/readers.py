@@ -45,18 +45,17 @@ from monitor.ingest.chunks import (
 )
 from monitor.ingest.jsonlines import JsonLinesReader
 from monitor.ingest.validate import REJECT_COLUMNS
+from monitor.registry import INPUT_FORMATS
 
-SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".parquet")
+SUFFIXES = tuple(suffix for entry in INPUT_FORMATS.entries() for suffix in entry.options["suffixes"])
 BLOCK_BYTES = 16 << 20  # text is parsed in blocks of about this many bytes of whole lines
 MAX_RECORD_LINES = 1_000  # a quoted CSV field may span lines, but not more than these
 def file_format(path: Path) -> str:
+    """The registered input format (monitor.registry.INPUT_FORMATS) of the file's suffix."""
     name = path.name.lower()
-    if name.endswith((".csv", ".csv.gz")):
-        return "csv"
-    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")):
-        return "jsonl"
-    if name.endswith(".parquet"):
-        return "parquet"
+    for entry in INPUT_FORMATS.entries():
+        if name.endswith(tuple(entry.options["suffixes"])):
+            return entry.name
     raise UnreadableFile(
         f"{path}: unsupported file type (use {', '.join(SUFFIXES)})"
     )
@@ -77,22 +76,35 @@ def read_chunks(path: Path, string_columns: Sequence[str], *, keep: Callable[[st
     limits = limits or Limits()
     state = state if state is not None else ReadState()
     keep = keep or (lambda column: True)
+    read = INPUT_FORMATS.load(fmt)
     try:
-        if fmt == "parquet":
-            yield from _parquet_chunks(path, string_columns, keep, limits, chunk_rows)
-            return
-        with _open_text(path) as handle:
-            blocks = _line_blocks(handle, complete_only and not _compressed(path), state)
-            if fmt == "csv":
-                yield from CsvReader(path, string_columns, keep, limits).chunks(blocks)
-            else:
-                yield from JsonLinesReader(path, string_columns, keep, limits).chunks(blocks)
+        yield from read(path, string_columns, keep, limits, complete_only=complete_only, state=state,
+                        chunk_rows=chunk_rows)
     except UnreadableFile:
         raise
     except (ValueError, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise UnreadableFile(f"{path}: cannot be parsed ({fmt}): {first_line(error)}") from error
     except Exception as error:  # pyarrow raises its own types
         raise UnreadableFile(f"{path}: cannot be parsed ({fmt}): {first_line(error)}") from error
+
+
+def read_csv(path: Path, string_columns: Sequence[str], keep: Callable[[str], bool], limits: Limits, *,
+             complete_only: bool, state: ReadState, chunk_rows: int) -> Iterator[Chunk]:
+    with _open_text(path) as handle:
+        blocks = _line_blocks(handle, complete_only and not _compressed(path), state)
+        yield from CsvReader(path, string_columns, keep, limits).chunks(blocks)
+
+
+def read_jsonl(path: Path, string_columns: Sequence[str], keep: Callable[[str], bool], limits: Limits, *,
+               complete_only: bool, state: ReadState, chunk_rows: int) -> Iterator[Chunk]:
+    with _open_text(path) as handle:
+        blocks = _line_blocks(handle, complete_only and not _compressed(path), state)
+        yield from JsonLinesReader(path, string_columns, keep, limits).chunks(blocks)
+
+
+def read_parquet(path: Path, string_columns: Sequence[str], keep: Callable[[str], bool], limits: Limits, *,
+                 complete_only: bool, state: ReadState, chunk_rows: int) -> Iterator[Chunk]:
+    yield from _parquet_chunks(path, string_columns, keep, limits, chunk_rows)
 
 
 def _compressed(path: Path) -> bool:
