@@ -1,9 +1,10 @@
 """`monitor backtest`: replay a period in time order into a separate database.
 
-At each clock value t = from, from + step, ..., to, one scheduler tick runs with `as_of = t`:
-predictions become visible at their `timestamp`, labels at their `label_timestamp`, exactly as
-the scheduler would have seen them, and the alert rules are evaluated (no notification is
-sent). The result is the alert timeline: when each alert started and fired in data time
+At each clock value t = from, from + step, ..., to, one scheduler tick runs with `as_of = t`
+(the tick's sweep with the alert rules and no delivery: no notification is sent): predictions
+become visible at their `timestamp`, labels at their `label_timestamp`, exactly as the
+scheduler would have seen them. The sweep is called directly, not through `monitor.tick`,
+which sits above the alerts package. The result is the alert timeline: when each alert started and fired in data time
 (window ends) and at which clock it fired (`fired_as_of`, later than `fired_at` by however
 long the labels took to mature). A user tunes rules on history before trusting them.
 """
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from monitor.alerts.engine import evaluate
 from monitor.alerts.service import alerts_frame
 from monitor.config import MonitorConfig
+from monitor.ingest.sweep import sweep
 from monitor.store.db import make_engine
 from monitor.store.migrate import upgrade
 from monitor.timeutil import floor_to
@@ -47,8 +50,6 @@ def run_backtest(config: MonitorConfig, *, model: str, start: int, end: int, ste
                  on_tick: Callable[[int], None] | None = None) -> BacktestResult:
     """Replay [start, end] by `step` into `database_url` (default: a new SQLite file in a
     temporary folder) and return the alert timeline, oldest first."""
-    from monitor.tick import run_tick
-
     if end < start:
         raise ValueError("--to must not be before --from")
     config.model(model)  # validates the name
@@ -61,7 +62,7 @@ def run_backtest(config: MonitorConfig, *, model: str, start: int, end: int, ste
         ticks = 0
         clock = start
         while clock <= end:
-            run_tick(engine, replay, model=model, as_of=clock, notify=False)
+            sweep(engine, replay, model=model, as_of=clock, evaluate=evaluate)  # no deliver: nobody is notified
             ticks += 1
             if on_tick is not None:
                 on_tick(clock)
