@@ -37,7 +37,7 @@ from monitor.timeutil import ceil_to, floor_to, format_duration, iso_series, par
 
 COLUMNS = ["model", "window", "end", "feature", "segment", "segment_value", "method", "value",
            "threshold", "drifted", "n_current", "n_reference"]
-METHOD_ORDER = {name: i for i, name in enumerate(("psi", "js", "ks", "wasserstein", "chi2"))}
+METHOD_ORDER = {name: i for i, name in enumerate(methods.DRIFT_METHODS.names())}
 SERIES = ["segment", "segment_value"]
 
 
@@ -122,17 +122,8 @@ def _matrix(frame: pd.DataFrame, row_keys: list[str], n_bins: int) -> tuple[pd.D
 def compare(bins: FeatureBins, reference: np.ndarray, current: np.ndarray,
             reference_totals: np.ndarray, current_totals: np.ndarray) -> dict[str, np.ndarray]:
     """Every method of the feature's kind for aligned rows of fine-bin counts."""
-    onehot = np.zeros((bins.n_bins, bins.n_coarse))
-    onehot[np.arange(bins.n_bins), bins.coarse] = 1.0
-    coarse_ref, coarse_cur = reference @ onehot, current @ onehot
-    out = {"psi": methods.psi(coarse_ref, coarse_cur), "js": methods.js(coarse_ref, coarse_cur)}
-    if bins.kind == "numeric":
-        out["ks"] = methods.ks(reference[:, 1:], current[:, 1:])
-        out["wasserstein"] = methods.wasserstein(reference[:, 1:], current[:, 1:], reference_totals[:, 1:],
-                                                 current_totals[:, 1:], bins.reference_std)
-    else:
-        out["chi2"] = methods.chi2_pvalue(reference, current)
-    return out
+    return methods.compute(methods.Histograms(reference, current, reference_totals, current_totals,
+                                              bins.coarse, bins.n_coarse, bins.reference_std), bins.kind)
 
 
 def _reference_thresholds(bins: FeatureBins, series: pd.DataFrame, reference: pd.DataFrame,

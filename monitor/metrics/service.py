@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
 from monitor.metrics.maturity import expected_coverage
-from monitor.metrics.rates import one_vs_rest, safe_divide
+from monitor.rates import one_vs_rest, rate_columns, safe_divide
 from monitor.store.models import ConfusionCount, PredictionCount, ReferenceCount, SliceValue
 from monitor.store.windows import (
     OVERALL,
@@ -34,14 +34,12 @@ from monitor.timeutil import format_duration, iso_series, now_epoch, parse_time,
 
 METRIC_COLUMNS = [
     "model", "window", "end", "class", "segment", "segment_value", "n_predictions", "n_labeled",
-    "label_coverage", "tp", "fp", "fn", "tn", "support", "precision", "recall", "f1", "recall_low",
-    "recall_high", "precision_low", "precision_high", "recall_estimated",
-]
+    "label_coverage", "tp", "fp", "fn", "tn", "support", *rate_columns(), "recall_estimated",
+]  # rate columns: every registered rate metric (monitor.registry.METRICS)
 EXTRA_COLUMNS = ["provisional", "expected_coverage", "recall_estimated_low", "recall_estimated_high", "estimation_warning"]
 CONFUSION = cast(Table, ConfusionCount.__table__)
 PREDICTION_COUNTS = cast(Table, PredictionCount.__table__)
-REFERENCE_COLUMNS = ["segment", "segment_value", "class", "tp", "fp", "fn", "tn", "support", "precision", "recall",
-                     "f1", "recall_low", "recall_high", "precision_low", "precision_high"]
+REFERENCE_COLUMNS = ["segment", "segment_value", "class", "tp", "fp", "fn", "tn", "support", *rate_columns()]
 
 # Everything below works on integer codes: a series is a row of `_Series` (sorted unique
 # (end, segment, segment_value)), a class its position in the class list, and counts are
@@ -183,7 +181,7 @@ def metrics_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, clas
     tp, fp, fn, tn, support = (counts[name].reshape(-1)[cell].astype(np.int64) for name in ("tp", "fp", "fn", "tn", "support"))
     n_labeled = counts["n_labeled"][row].astype(np.int64)
     n_predicted = n_predictions[row]
-    rates = one_vs_rest(tp, fp, fn)
+    rates = one_vs_rest(tp, fp, fn, tn)
     label_coverage = safe_divide(n_labeled, n_predicted)
     estimated = _estimates(conn, ctx, spec, segment_sets, ends, series, all_classes, cell)
     used, end_index = np.unique(series.end_code[row], return_inverse=True)
@@ -284,7 +282,7 @@ def reference_metrics(conn: Connection, ctx: ModelContext, segment_sets: Sequenc
     for name in ("tp", "support", "fn", "fp", "tn"):
         values = counts[name].reshape(-1)
         columns[name] = values.astype(np.int64) if integer else values
-    columns.update(one_vs_rest(columns["tp"], columns["fp"], columns["fn"]))  # type: ignore[arg-type]
+    columns.update(one_vs_rest(columns["tp"], columns["fp"], columns["fn"], columns["tn"]))  # type: ignore[arg-type]
     return pd.DataFrame(columns)
 
 
