@@ -31,9 +31,12 @@ from dashboards.figures.style import (
     plain_frame,
     rgba,
 )
+from monitor.registry import rate_metrics
 
-METRIC_NAMES = {"recall": "Recall", "precision": "Precision", "f1": "F1"}
-BANDS = {"recall": ("recall_low", "recall_high"), "precision": ("precision_low", "precision_high")}
+# the rates of the metrics records (monitor.registry.METRICS): label, and interval columns
+METRIC_NAMES = {entry.name: str(entry.options["label"]) for entry in rate_metrics()}
+BANDS = {entry.name: (f"{entry.name}_low", f"{entry.name}_high") for entry in rate_metrics()
+         if entry.options["rate"].interval}
 PROVISIONAL_NOTE = "provisional: labels still arriving"
 # The colour scale as plotly's validator expands the name (the figures skip validation).
 _COLORSCALE = go.Heatmap(colorscale=SEQUENTIAL).to_plotly_json()["colorscale"]
