@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, insert, update
 from sqlalchemy.engine import Connection
@@ -32,6 +32,9 @@ from monitor.store.base import utcnow
 from monitor.store.db import DatabaseError
 from monitor.store.models import IngestRun
 from monitor.timeutil import now_epoch, to_iso
+
+if TYPE_CHECKING:  # rich is imported only when a progress bar is shown
+    from rich.progress import Progress
 
 # (connection, config, model, clock) -> counts for the model's summary, e.g. alerts fired
 Evaluate = Callable[[Connection, MonitorConfig, ModelContext, int], dict[str, int]]
@@ -103,7 +106,7 @@ class TickSummary:
 
 
 def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_of: int | None,
-                  summary: ModelSummary, progress: Any) -> None:
+                  summary: ModelSummary, progress: Progress | None) -> None:
     for kind in ("predictions", "labels"):
         paths = discover(ctx, kind, config.base_dir)
         task = progress.add_task(f"{ctx.name} {kind}", total=len(paths)) if progress else None
@@ -120,7 +123,7 @@ def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_o
                 log.exception("ingesting %s failed", path)
                 summary.files_failed += 1
                 summary.errors.append(f"{path}: {type(error).__name__}: {error}")
-            if progress:
+            if progress is not None and task is not None:
                 progress.advance(task)
 
 
@@ -190,7 +193,7 @@ def _database_gone(error: DBAPIError) -> bool:
     return isinstance(error, OperationalError) or bool(error.connection_invalidated)
 
 
-def _progress():  # type: ignore[no-untyped-def]
+def _progress() -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
