@@ -1,6 +1,6 @@
 """Drift records (CONTRACT §3 `drift`) from stored histograms: the read path.
 
-`drift_frame` sums `drift_histograms` into rolling windows (`monitor.drift.windowing`), sums the
+`drift_frame` sums `drift_histograms` into rolling windows (`monitor.store.windows`), sums the
 reference histograms per segment value, and compares them with every method of the feature's
 kind (`monitor.drift.methods`). Nothing here reads raw feature values.
 
@@ -31,14 +31,22 @@ from monitor.drift import methods
 from monitor.drift.aggregate import load_bins, reference_period_bounds
 from monitor.drift.binning import FeatureBins
 from monitor.drift.models import HISTOGRAMS, REFERENCE_HISTOGRAMS
-from monitor.drift.windowing import group_codes, series_sums, windowed_histograms
-from monitor.store.windows import OVERALL, WindowSpec, parse_segment_option, segment_label
+from monitor.store.slices import group_codes, series_sums
+from monitor.store.windows import (
+    OVERALL,
+    WindowSpec,
+    parse_segment_option,
+    segment_label,
+    windowed_counts,
+)
 from monitor.timeutil import ceil_to, floor_to, format_duration, iso_series, parse_duration
 
 COLUMNS = ["model", "window", "end", "feature", "segment", "segment_value", "method", "value",
            "threshold", "drifted", "n_current", "n_reference"]
 METHOD_ORDER = {name: i for i, name in enumerate(methods.DRIFT_METHODS.names())}
 SERIES = ["segment", "segment_value"]
+KEYS = ["feature", "bin"]
+VALUES = ["n", "total"]
 
 
 def empty_frame() -> pd.DataFrame:
@@ -75,10 +83,11 @@ def select_bins(conn: Connection, ctx: ModelContext, features: Sequence[str] | N
 def current_histograms(conn: Connection, ctx: ModelContext, spec: WindowSpec,
                        segment_sets: Sequence[tuple[str, ...]], ends: np.ndarray | None = None,
                        features: Sequence[str] | None = None) -> pd.DataFrame:
-    """Window sums per (end, segment, segment_value, feature, bin): n and total."""
-    return windowed_histograms(conn, HISTOGRAMS, model_id=ctx.model_id, spec=spec,
-                               segment_sets=segment_sets, ends=ends, bucket=drift_bucket(ctx),
-                               features=features)
+    """Window sums per (end, segment, segment_value, feature, bin): n and total (only
+    `features` when given)."""
+    return windowed_counts(conn, HISTOGRAMS, model_id=ctx.model_id, spec=spec, segment_sets=segment_sets,
+                           key_columns=KEYS, value_columns=VALUES, ends=ends, bucket=drift_bucket(ctx),
+                           only={"feature": list(features or [])}, float_columns=["total"])
 
 
 def reference_histograms(conn: Connection, ctx: ModelContext,
@@ -88,10 +97,9 @@ def reference_histograms(conn: Connection, ctx: ModelContext,
     if bounds is not None:
         return _period_reference(conn, ctx, segment_sets, bounds)
     table = REFERENCE_HISTOGRAMS
-    frames = [series_sums(conn, table, model_id=ctx.model_id, attributes=tuple(attributes), group=[table.c.chunk])
-              for attributes in segment_sets]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["chunk", *SERIES, "feature", "bin", "n", "total"])
+    frames = [series_sums(conn, table, model_id=ctx.model_id, attributes=attributes, group=[table.c.chunk],
+                          key_columns=KEYS, value_columns=VALUES) for attributes in segment_sets]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["chunk", *SERIES, *KEYS, *VALUES])
 
 
 def _period_reference(conn: Connection, ctx: ModelContext, segment_sets: Sequence[tuple[str, ...]],
@@ -102,10 +110,10 @@ def _period_reference(conn: Connection, ctx: ModelContext, segment_sets: Sequenc
     ends = np.arange(start + grain, end + 1, grain, dtype=np.int64)
     daily = current_histograms(conn, ctx, WindowSpec(grain, grain), segment_sets, ends=ends)
     if daily.empty:
-        return pd.DataFrame(columns=["chunk", *SERIES, "feature", "bin", "n", "total"])
+        return pd.DataFrame(columns=["chunk", *SERIES, *KEYS, *VALUES])
     day = (daily["end"].to_numpy(dtype=np.int64) - ends[0]) // grain
     daily.insert(0, "chunk", (day * ctx.config.drift.reference_chunks) // len(ends))
-    return (daily.groupby(["chunk", *SERIES, "feature", "bin"], as_index=False)[["n", "total"]].sum())
+    return (daily.groupby(["chunk", *SERIES, *KEYS], as_index=False)[VALUES].sum())
 
 
 def _matrix(frame: pd.DataFrame, row_keys: list[str], n_bins: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

@@ -15,19 +15,19 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
 from monitor.metrics.maturity import expected_coverage
 from monitor.rates import one_vs_rest, rate_columns, safe_divide
-from monitor.store.models import ConfusionCount, PredictionCount, ReferenceCount, SliceValue
+from monitor.store.models import ConfusionCount, PredictionCount, ReferenceCount
+from monitor.store.slices import series_sums
 from monitor.store.windows import (
     OVERALL,
     SEPARATOR,
     WindowSpec,
     parse_segment_option,
-    segment_label,
     windowed_counts,
 )
 from monitor.timeutil import format_duration, iso_series, now_epoch, parse_time, to_iso
@@ -39,6 +39,7 @@ METRIC_COLUMNS = [
 EXTRA_COLUMNS = ["provisional", "expected_coverage", "recall_estimated_low", "recall_estimated_high", "estimation_warning"]
 CONFUSION = cast(Table, ConfusionCount.__table__)
 PREDICTION_COUNTS = cast(Table, PredictionCount.__table__)
+REFERENCE_COUNTS = cast(Table, ReferenceCount.__table__)
 REFERENCE_COLUMNS = ["segment", "segment_value", "class", "tp", "fp", "fn", "tn", "support", *rate_columns()]
 
 # Everything below works on integer codes: a series is a row of `_Series` (sorted unique
@@ -289,34 +290,14 @@ def reference_metrics(conn: Connection, ctx: ModelContext, segment_sets: Sequenc
 def _reference_cells(conn: Connection, ctx: ModelContext, sets: Sequence[tuple[str, ...]]) -> pd.DataFrame:
     """Reference counts per (segment, segment_value, true_class, pred_class) for every
     attribute set (`()`: overall); an empty frame when there are none."""
-    table = ReferenceCount.__table__
-    cells: dict[str, list] = {"segment": [], "segment_value": [], "true_class": [], "pred_class": [], "n": []}
-    for attributes in sets:
-        columns, source = [], table
-        for index, attribute in enumerate(attributes):
-            alias = SliceValue.__table__.alias(f"sv{index}")
-            source = source.join(alias, (alias.c.slice_id == table.c.slice_id) & (alias.c.attribute == attribute))
-            columns.append(alias.c.value)
-        query = (select(*columns, table.c.true_class, table.c.pred_class, func.sum(table.c.n))
-                 .select_from(source).where(table.c.model_id == ctx.model_id)
-                 .group_by(*columns, table.c.true_class, table.c.pred_class))
-        rows = conn.execute(query).fetchall()
-        if not rows:
-            continue
-        fields = list(zip(*rows))  # column by column: values..., true_class, pred_class, n
-        width = len(attributes)
-        if attributes:
-            cells["segment_value"] += [SEPARATOR.join(parts) for parts in zip(*(map(str, f) for f in fields[:width]))]
-        else:
-            cells["segment_value"] += [OVERALL] * len(rows)
-        cells["segment"] += [segment_label(attributes)] * len(rows)
-        cells["true_class"] += fields[width]
-        cells["pred_class"] += fields[width + 1]
-        cells["n"] += fields[width + 2]
-    if not cells["n"]:
+    frames = [series_sums(conn, REFERENCE_COUNTS, model_id=ctx.model_id, attributes=attributes,
+                          key_columns=["true_class", "pred_class"]) for attributes in sets]
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
         return pd.DataFrame()
-    n = np.fromiter((int(v) for v in cells["n"]), dtype=np.int64, count=len(cells["n"]))  # PostgreSQL: Decimal
-    return pd.DataFrame({**cells, "n": n})
+    cells = pd.concat(frames, ignore_index=True)
+    cells["n"] = cells["n"].to_numpy(dtype=np.int64)  # PostgreSQL sums are Decimal
+    return cells
 
 
 def confusion_matrix(conn: Connection, ctx: ModelContext, start: int, end: int, *, segment: str | None = None,

@@ -8,13 +8,16 @@ When periods are whole days the GROUP BY reads the daily roll-ups (`monitor.stor
 
 Every domain (metrics, drift, fairness, estimation) reads its count table through
 `windowed_counts`; the overall series has segment = segment_value = "*", an intersection of
-two attributes has segment "a&b" and segment_value "x&y".
+two attributes has segment "a&b" and segment_value "x&y" (`monitor.store.slices`, whose
+`series_sums` is the one query that joins segment values). It is the one window
+implementation: drift's histograms (series x features x ~50 bins) are its largest input, hence
+the tuple rows and per-column group codes of `monitor.store.slices`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,12 +25,12 @@ import pandas as pd
 from sqlalchemy import Table, and_, func, select
 from sqlalchemy.engine import Connection
 
-from monitor.store.models import SliceValue
 from monitor.store.rollup import DAY, daily_table
+from monitor.store.slices import OVERALL as OVERALL  # re-exported for the readers
+from monitor.store.slices import SEPARATOR as SEPARATOR
+from monitor.store.slices import group_codes, series_sums
+from monitor.store.slices import segment_label as segment_label
 from monitor.timeutil import ceil_to, floor_to, now_epoch
-
-OVERALL = "*"
-SEPARATOR = "&"
 
 # What one read may ask for, so that no request (API, CLI, dashboard) can exhaust memory or
 # overflow: a `step` of 1s over a month is 2.6 million window ends, a window of 1e20 days
@@ -108,10 +111,6 @@ def check_ends(count: int, limit: int = MAX_WINDOW_ENDS) -> None:
         )
 
 
-def segment_label(attributes: Sequence[str]) -> str:
-    return SEPARATOR.join(attributes) if attributes else OVERALL
-
-
 def parse_segment_option(option: str | None, segment_sets: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
     """`--segment` -> attribute tuples. None: overall + every configured set; '*': overall;
     'a,b': those attributes (an intersection as 'a&b'). Unknown names raise ValueError."""
@@ -127,46 +126,6 @@ def parse_segment_option(option: str | None, segment_sets: list[tuple[str, ...]]
         else:
             raise ValueError(f"unknown segment {part!r} (configured: {', '.join(known) or 'none'})")
     return result
-
-
-def _series_select(
-    table: Table,
-    *,
-    model_id: int,
-    attributes: tuple[str, ...],
-    key_columns: Sequence[str],
-    value_columns: Sequence[str],
-    period: int,
-    lower: int,
-    upper: int,
-):  # type: ignore[no-untyped-def]
-    bucket = table.c.bucket_start
-    period_expr = (bucket - bucket % period).label("period")
-    columns = [period_expr]
-    source = table
-    for index, attribute in enumerate(attributes):
-        alias = SliceValue.__table__.alias(f"sv{index}")
-        source = source.join(
-            alias, and_(alias.c.slice_id == table.c.slice_id, alias.c.attribute == attribute)
-        )
-        columns.append(alias.c.value.label(f"value{index}"))
-    keys = [table.c[name] for name in key_columns]
-    sums = [func.sum(table.c[name]).label(name) for name in value_columns]
-    group = [period_expr, *columns[1:], *keys]
-    return (
-        select(*columns, *keys, *sums)
-        .select_from(source)
-        .where(table.c.model_id == model_id, bucket >= lower, bucket < upper)
-        .group_by(*group)
-    )
-
-
-def columns_frame(rows: Sequence[Sequence[object]], columns: Sequence[str]) -> pd.DataFrame:
-    """A DataFrame from result rows, built column by column (pandas inspects every Row
-    object when handed a list of them, which costs more than the query)."""
-    if not rows:
-        return pd.DataFrame(columns=list(columns))
-    return pd.DataFrame(dict(zip(columns, (list(values) for values in zip(*rows)))))
 
 
 def data_range(conn: Connection, table: Table, model_id: int) -> tuple[int, int] | None:
@@ -227,6 +186,7 @@ def period_grid(conn: Connection, table: Table, *, model_id: int, spec: WindowSp
     return PeriodGrid(ends, period, lower, upper, first, n_periods)
 
 
+
 def windowed_counts(
     conn: Connection,
     table: Table,
@@ -239,6 +199,8 @@ def windowed_counts(
     ends: np.ndarray | None = None,
     bucket: int = 3600,
     rollup: bool = True,
+    only: Mapping[str, Sequence[object]] | None = None,
+    float_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Window sums of `value_columns` per (end, segment, segment_value, *key_columns).
 
@@ -248,35 +210,25 @@ def windowed_counts(
     `ends` overrides the ends derived from the data range. When the periods are whole days
     and `table` has a daily roll-up (`monitor.store.rollup`), the sums are read from it (the
     same numbers from 1/24 of the rows of an hourly table); `rollup=False` reads `table`.
+    `only` restricts key columns to the given values (drift: the requested features). A value
+    column comes back as int64 when all its sums are whole numbers, unless in `float_columns`.
     """
     columns = ["end", "segment", "segment_value", *key_columns, *value_columns]
     grid = period_grid(conn, table, model_id=model_id, spec=spec, bucket=bucket, ends=ends)
     if grid is None:
         return pd.DataFrame(columns=columns)
-    ends, period, lower, upper = grid.ends, grid.period, grid.lower, grid.upper
-    first_period, n_periods = grid.first, grid.n_periods
-    daily = daily_table(table) if rollup and period % DAY == 0 else None
+    daily = daily_table(table) if rollup and grid.period % DAY == 0 else None
     source = table if daily is None else daily
+    bucket_start = source.c.bucket_start
+    period = (bucket_start - bucket_start % grid.period).label("period")
+    where = [bucket_start >= grid.lower, bucket_start < grid.upper,
+             *(source.c[name].in_(list(values)) for name, values in (only or {}).items() if values)]
     frames = []
     for attributes in segment_sets:
-        query = _series_select(
-            source,
-            model_id=model_id,
-            attributes=tuple(attributes),
-            key_columns=key_columns,
-            value_columns=value_columns,
-            period=period,
-            lower=lower,
-            upper=upper,
-        )
-        raw = columns_frame(conn.execute(query).fetchall(), [
-            "period", *[f"value{i}" for i in range(len(attributes))], *key_columns, *value_columns
-        ])
-        frames.append(
-            _roll(raw, attributes, key_columns, value_columns, ends, spec.window, period,
-                  first_period, n_periods, max_cells=spec.max_cells)
-        )
-    frames = [f for f in frames if not f.empty]
+        raw = series_sums(conn, source, model_id=model_id, attributes=tuple(attributes), group=[period],
+                          key_columns=key_columns, value_columns=value_columns, where=where)
+        if len(raw):
+            frames.append(_roll(raw, grid, spec, key_columns, value_columns, float_columns))
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns]
@@ -292,55 +244,24 @@ def check_cells(n_periods: int, n_series: int, n_ends: int, limit: int = MAX_CEL
         )
 
 
-def _roll(
-    raw: pd.DataFrame,
-    attributes: Sequence[str],
-    key_columns: Sequence[str],
-    value_columns: Sequence[str],
-    ends: np.ndarray,
-    window: int,
-    period: int,
-    first_period: int,
-    n_periods: int,
-    *,
-    max_cells: int = MAX_CELLS,
-) -> pd.DataFrame:
-    value_names = [f"value{i}" for i in range(len(attributes))]
-    if raw.empty:
-        return pd.DataFrame()
-    if value_names:
-        # column-wise concatenation (a row-wise join costs a Python call per row)
-        segment_value = raw[value_names[0]].astype(str)
-        for name in value_names[1:]:
-            segment_value = segment_value + SEPARATOR + raw[name].astype(str)
-    else:
-        segment_value = pd.Series(OVERALL, index=raw.index)
-    group_frame = pd.DataFrame({"segment_value": segment_value})
-    for key in key_columns:
-        group_frame[key] = raw[key].values
-    # groups numbered in order of first appearance; `labels` lists them in the same order
-    group_codes = group_frame.groupby(list(group_frame.columns), sort=False, dropna=False).ngroup().to_numpy()
-    labels = group_frame.drop_duplicates().reset_index(drop=True)
-    period_index = ((raw["period"].to_numpy(dtype=np.int64) - first_period) // period).astype(np.int64)
-    n_groups = len(labels)
-    check_cells(n_periods + 1, n_groups, len(ends), max_cells)
-    end_index = (ends - first_period) // period  # first period NOT in the window ending there
-    start_index = end_index - window // period
-    out = {}
+def _roll(raw: pd.DataFrame, grid: PeriodGrid, spec: WindowSpec, key_columns: Sequence[str],
+          value_columns: Sequence[str], float_columns: Sequence[str]) -> pd.DataFrame:
+    """Period sums of one attribute tuple -> window sums with a cumulative sum over periods,
+    per (segment_value, *keys) group: rows end-major, groups in order of first appearance."""
+    codes, labels = group_codes(raw, ["segment_value", *key_columns])
+    ends, n_periods, n_groups = grid.ends, grid.n_periods, len(labels)
+    check_cells(n_periods + 1, n_groups, len(ends), spec.max_cells)  # before the dense array is made
+    period_index = (raw["period"].to_numpy(dtype=np.int64) - grid.first) // grid.period
+    end_index = np.clip((ends - grid.first) // grid.period, 0, n_periods)  # first period NOT in the window
+    start_index = np.clip(end_index - spec.window // grid.period, 0, n_periods)
+    tiled = labels.iloc[np.tile(np.arange(n_groups), len(ends))].reset_index(drop=True)
+    tiled.insert(0, "end", np.repeat(ends, n_groups))
+    tiled.insert(1, "segment", str(raw["segment"].iat[0]))
     for name in value_columns:
         dense = np.zeros((n_periods + 1, n_groups), dtype=np.float64)
-        np.add.at(dense, (period_index + 1, group_codes), raw[name].to_numpy(dtype=np.float64))
+        np.add.at(dense, (period_index + 1, codes), raw[name].to_numpy(dtype=np.float64))
         cumulative = np.cumsum(dense, axis=0)
-        sums = cumulative[np.clip(end_index, 0, n_periods)] - cumulative[np.clip(start_index, 0, n_periods)]
-        out[name] = sums.reshape(-1)  # row-major: end-major, group-minor
-    frame = pd.DataFrame(out)
-    frame.insert(0, "end", np.repeat(ends, n_groups))
-    tiled = labels.iloc[np.tile(np.arange(n_groups), len(ends))].reset_index(drop=True)
-    frame.insert(1, "segment", segment_label(attributes))
-    frame.insert(2, "segment_value", tiled["segment_value"].to_numpy())
-    for key in key_columns:
-        frame[key] = tiled[key].to_numpy()
-    for name in value_columns:
-        if np.all(np.mod(frame[name].to_numpy(), 1) == 0):
-            frame[name] = frame[name].astype(np.int64)
-    return frame
+        sums = (cumulative[end_index] - cumulative[start_index]).reshape(-1)  # end-major, group-minor
+        whole = name not in float_columns and bool(np.all(np.mod(sums, 1) == 0))
+        tiled[name] = sums.astype(np.int64) if whole else sums
+    return tiled

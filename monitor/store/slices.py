@@ -1,0 +1,105 @@
+"""Series of the count tables: sums per segment value, the one slice-value join.
+
+Count tables key their rows by `slice_id`, one combination of segment values
+(`slices`/`slice_values`). A series is the overall one (`()`: segment = segment_value = "*")
+or the values of an attribute tuple (`("a", "b")`: segment "a&b", segment_value "x&y"), found
+by joining `slice_values` once per attribute. `series_sums` is that join for every reader:
+window sums (`monitor.store.windows`, with a period expression as group), the drift reference
+histograms (grouped by chunk) and the reference confusion counts (no group).
+
+Speed notes (drift reads series x features x ~50 bins per period): rows come from the
+driver's cursor as plain tuples, and `group_codes` codes each column on its own and combines
+the codes in mixed radix, much cheaper than a pandas groupby over several object columns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Table, and_, func, select
+from sqlalchemy.engine import Connection
+
+from monitor.store.models import SliceValue
+
+OVERALL = "*"
+SEPARATOR = "&"
+MAX_RADIX = 2**62  # mixed-radix codes beyond this would overflow int64
+
+
+def segment_label(attributes: Sequence[str]) -> str:
+    return SEPARATOR.join(attributes) if attributes else OVERALL
+
+
+def join_values(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series | str:
+    """'x&y' labels of segment value columns, vectorised (a row-wise join costs a Python
+    call per row); OVERALL without columns."""
+    if not columns:
+        return OVERALL
+    joined = frame[columns[0]].astype(str)
+    for column in columns[1:]:
+        joined = joined + SEPARATOR + frame[column].astype(str)
+    return joined
+
+
+def fetch_tuples(conn: Connection, query: Any) -> list[tuple]:
+    """All rows of a query as plain tuples from the driver's cursor (building a Row object
+    per row costs about as much as the query itself at histogram volumes)."""
+    result = conn.execute(query)
+    cursor = getattr(result, "cursor", None)
+    if cursor is None:  # pragma: no cover - every DBAPI result we use has one
+        return [tuple(row) for row in result.fetchall()]
+    rows = cursor.fetchall()
+    result.close()
+    return rows
+
+
+def series_sums(conn: Connection, table: Table, *, model_id: int, attributes: Sequence[str],
+                group: Sequence[Any] = (), key_columns: Sequence[str] = (),
+                value_columns: Sequence[str] = ("n",), where: Sequence[Any] = ()) -> pd.DataFrame:
+    """Sums of `value_columns` per (group, segment_value, *key_columns) of one attribute
+    tuple, as columns [*group names, segment, segment_value, *key_columns, *value_columns].
+
+    `table` has model_id, slice_id, the keys and the values; `group` are labelled expressions
+    on it (a period, a chunk) and `where` extra conditions. Sums come as the driver gives
+    them (PostgreSQL: Decimal for integer sums)."""
+    values: list[Any] = []
+    source: Any = table
+    for index, attribute in enumerate(attributes):
+        alias = SliceValue.__table__.alias(f"sv{index}")
+        source = source.join(alias, and_(alias.c.slice_id == table.c.slice_id, alias.c.attribute == attribute))
+        values.append(alias.c.value.label(f"value{index}"))
+    keys = [*group, *values, *(table.c[name] for name in key_columns)]
+    query = (select(*keys, *(func.sum(table.c[name]).label(name) for name in value_columns))
+             .select_from(source).where(table.c.model_id == model_id, *where).group_by(*keys))
+    names = [g.name for g in group]
+    value_names = [v.name for v in values]
+    raw = pd.DataFrame(fetch_tuples(conn, query), columns=[*names, *value_names, *key_columns, *value_columns])
+    raw.insert(len(names), "segment", segment_label(attributes))
+    raw.insert(len(names) + 1, "segment_value", join_values(raw, value_names) if len(raw) or not values else [])
+    return raw.drop(columns=value_names)
+
+
+def group_codes(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """(group code per row, one row of key values per group), groups numbered in order of
+    first appearance (as `groupby(sort=False, dropna=False).ngroup()`). Each column is
+    factorised on its own and the codes combined in mixed radix (a MultiIndex is much slower)."""
+    columns = list(columns)
+    levels = [pd.factorize(frame[column], use_na_sentinel=False) for column in columns]
+    sizes = [max(len(uniques), 1) for _, uniques in levels]
+    if math.prod(sizes) >= MAX_RADIX:  # pragma: no cover - far beyond any configured cardinality
+        codes = frame.groupby(columns, sort=False, dropna=False).ngroup().to_numpy(dtype=np.int64)
+        return codes, frame[columns].drop_duplicates().reset_index(drop=True)
+    combined = np.zeros(len(frame), dtype=np.int64)
+    for (codes, _), size in zip(levels, sizes, strict=True):
+        combined = combined * size + codes
+    dense, unique = pd.factorize(combined)  # first-appearance order of the whole tuple
+    remainder = np.asarray(unique, dtype=np.int64)
+    keys = {}
+    for column, (_, uniques), size in zip(reversed(columns), reversed(levels), reversed(sizes), strict=True):
+        keys[column] = np.asarray(uniques)[remainder % size]
+        remainder = remainder // size
+    return dense.astype(np.int64), pd.DataFrame({column: keys[column] for column in columns})
