@@ -164,9 +164,9 @@ def rejects_command(state: State, model: str | None, limit: int, fmt: str) -> No
 
 
 def _register_domain_commands() -> None:
-    from monitor.alerts.cli import commands as alert_commands
-    from monitor.drift.cli import drift_command
-    from monitor.fairness.cli import fairness_command
+    from monitor.commands.alerts import commands as alert_commands
+    from monitor.commands.drift import drift_command
+    from monitor.commands.fairness import fairness_command
 
     main.add_command(drift_command)
     main.add_command(fairness_command)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DAY = 86400
 FRONT_ENDS = [*sorted((ROOT / "dashboards" / "data").glob("*.py")), *sorted((ROOT / "monitor" / "api").glob("*.py")),
               ROOT / "monitor" / "cli.py", ROOT / "monitor" / "cli_common.py",
-              *sorted((ROOT / "monitor").glob("*/cli.py"))]
+              *sorted((ROOT / "monitor" / "commands").glob("*.py"))]
 
 
 def _fresh(db_url: str, tmp_path: Path) -> Path:
