@@ -1,4 +1,5 @@
-"""The JSON API under /api/v1 (CONTRACT §4): reads through the domain services, writes through
+"""The JSON API under /api/v1 (CONTRACT §4): reads through the read layer (`monitor.read`: a
+model never ingested reads as empty, nothing is written), writes through
 `monitor.ingest.pipeline.ingest_frame` (the same rules as files).
 
 Reads: `GET /models`, `GET /models/<m>/metrics|drift|fairness` (query parameters as the CLI
