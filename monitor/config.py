@@ -255,9 +255,9 @@ class ModelConfig(_Strict):
         if self.reference and self.reference_period:
             raise ValueError("give either reference or reference_period, not both")
         for rule in self.alerts:  # a misspelt feature would otherwise never give a row
-            unknown = [] if rule.features == "all" else sorted(set(rule.features) - set(self.features))
-            if rule.metric == "drift" and unknown:
-                raise ValueError(f"alert rule {rule.name!r}: features not in the model's features: {unknown}")
+            absent = [] if rule.features == "all" else sorted(set(rule.features) - set(self.features))
+            if rule.metric == "drift" and absent:
+                raise ValueError(f"alert rule {rule.name!r}: features not in the model's features: {absent}")
         return self
 
     @property
