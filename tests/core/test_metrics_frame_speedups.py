@@ -1,27 +1,24 @@
-"""The numpy read path of metrics gives exactly the frames of the pandas one it replaced.
+"""The metrics read path on inputs the simulator does not make, against sklearn.
 
-`tests/core/legacy_metrics.py` is the implementation before the rewrite, verbatim. On
-simulated workspaces (late labels, intersections, missing segment values, scores) and on a
-hand-filled database with awkward values (unicode, case, digits, a class outside the
-configured ones, a gap in the data, slices without every attribute, estimates and
-calibration warnings on some classes only), every public function must return the same
-columns, dtypes, index, row order and values, NaN where NaN and None where None, on both
-backends.
+Count tables filled by hand with awkward values (unicode, case and digit-only segment values,
+a label class outside the configured ones, a 3-day gap, slices without every attribute, the
+newest hours unlabelled), a workspace without labels and an empty model. Every record of
+`metrics_frame` is checked against sklearn.metrics on the rows the counts stand for
+(`tests/core/test_metrics_cases.py` holds the oracle and the simulated cases). These tests
+once compared the numpy rewrite with the pandas implementation before it
+(tests/core/legacy_metrics.py, retired once the oracles covered what it checked).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
 
 from monitor.config import ModelConfig
 from monitor.context import ensure_model, load_context
-from monitor.estimation import service as estimation
 from monitor.estimation.models import EstimationCalibrator, ExpectedCount
 from monitor.metrics import maturity, service
 from monitor.store.bulk import insert_frame
@@ -35,181 +32,14 @@ from monitor.store.models import (
     Slice,
     SliceValue,
 )
-from monitor.store.windows import WindowSpec, segment_label, windowed_counts
+from monitor.store.windows import WindowSpec
 from monitor.tick import run_tick
-from monitor.timeutil import parse_time
-from tests.core import legacy_metrics as legacy
+from monitor.timeutil import parse_time, to_iso
+from tests.core.test_metrics_cases import KEYS, assert_records, oracle_cells
 from tests.core.workspace import engine_for, make_workspace, small_scenario
 
 DAY = 86400
 HOUR = 3600
-
-
-def assert_same(new: object, old: object) -> None:
-    """Equal frames (or arrays), down to dtypes, index type and None versus NaN."""
-    if isinstance(old, np.ndarray):
-        assert isinstance(new, np.ndarray) and new.dtype == old.dtype and new.shape == old.shape
-        np.testing.assert_array_equal(new, old)
-        return
-    assert isinstance(new, pd.DataFrame) and isinstance(old, pd.DataFrame)
-    pd.testing.assert_frame_equal(new, old, check_exact=True, check_index_type=True,
-                                  check_column_type=True)
-    for column in old.columns:
-        if old[column].dtype == object:
-            kinds_new = [_kind(v) for v in new[column].tolist()]
-            kinds_old = [_kind(v) for v in old[column].tolist()]
-            assert kinds_new == kinds_old, column
-
-
-def _kind(value: object) -> object:
-    if value is None:
-        return "None"
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return type(value).__name__, value
-
-
-def same_call(name: str, *args: object, **kwargs: object) -> pd.DataFrame:
-    """Call `name` of the new modules and of the legacy copy; both raise alike or agree."""
-    new_fn = _new(name)
-    old_fn = getattr(legacy, name)
-    try:
-        old = old_fn(*args, **kwargs)
-    except ValueError as exc:
-        with pytest.raises(ValueError) as raised:
-            new_fn(*args, **kwargs)
-        assert str(raised.value) == str(exc)
-        return pd.DataFrame()
-    new = new_fn(*args, **kwargs)
-    if isinstance(old, tuple):
-        for a, b in zip(new, old, strict=True):
-            assert_same(a, b)
-    else:
-        assert_same(new, old)
-    return old
-
-
-def _new(name: str):  # type: ignore[no-untyped-def]
-    for module in (service, maturity, estimation):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(name)
-
-
-def check_everything(conn, ctx, as_of: int, first: int, last: int) -> int:  # type: ignore[no-untyped-def]
-    """Every function on many arguments; returns how many metric rows were compared."""
-    rows = 0
-    specs = [WindowSpec(7 * DAY, DAY), WindowSpec(DAY, DAY), WindowSpec(3 * DAY, 12 * HOUR),
-             WindowSpec(7 * DAY, DAY, first + 5 * DAY, last - 2 * DAY),
-             WindowSpec(7 * DAY, DAY, last + 30 * DAY, last + 40 * DAY),  # no window at all
-             WindowSpec(2 * HOUR, HOUR, first + 3 * DAY, first + 4 * DAY)]
-    labels = [None, "*"] + [segment_label(s) for s in ctx.segment_sets]
-    if len(ctx.segment_sets) >= 2:
-        labels.append(",".join(segment_label(s) for s in reversed(ctx.segment_sets)))
-    class_filters = [None, [ctx.classes[-1]] if ctx.classes else None, list(reversed(ctx.classes)) or None,
-                     ["no-such-class"]]
-    # every segment option and every class filter on the first spec (the filter is applied
-    # last, so it needs no combination with the others); two of them on each other spec
-    pairs = [(segment, None) for segment in labels] + [(None, classes) for classes in class_filters[1:]]
-    for number, spec in enumerate(specs):
-        for segment, classes in pairs if number == 0 else pairs[number % 3::4][:2]:
-            frame = same_call("metrics_frame", conn, ctx, spec, classes=classes, segment=segment, as_of=as_of)
-            rows += len(frame)
-    same_call("metrics_frame", conn, ctx, specs[0], segment=None)  # as_of: now
-    # classes learned from the data only (no configured classes)
-    bare = dataclasses.replace(ctx, classes=[])
-    for segment in (None, "*"):
-        spec = WindowSpec(7 * DAY, DAY)
-        if _has_labels(conn, ctx):
-            rows += len(same_call("metrics_frame", conn, bare, spec, segment=segment, as_of=as_of))
-        elif _has_predictions(conn, ctx):
-            # the one intended difference: without classes and labels, the old chain merged
-            # an empty float64 `segment` column onto the str one and raised; now no records
-            with pytest.raises(ValueError, match="merge on str and float64"):
-                legacy.metrics_frame(conn, bare, spec, segment=segment, as_of=as_of)
-            frame = service.metrics_frame(conn, bare, spec, segment=segment, as_of=as_of)
-            assert frame.empty and list(frame.columns) == service.METRIC_COLUMNS + service.EXTRA_COLUMNS
-    for sets in (None, [()], *[[s] for s in ctx.segment_sets], [*ctx.segment_sets, ()]):
-        same_call("reference_metrics", conn, ctx, sets)
-        same_call("reference_metrics", conn, bare, sets)
-    for start, end in ((last - 7 * DAY, last), (last + DAY, last + 2 * DAY), (first + DAY, first + DAY + HOUR)):
-        same_call("confusion_matrix", conn, ctx, start, end)
-        for attributes in ctx.segment_sets:
-            label = segment_label(attributes)
-            same_call("confusion_matrix", conn, ctx, start, end, segment=label)
-            values = windowed_counts(conn, ConfusionCount.__table__, model_id=ctx.model_id,
-                                     spec=WindowSpec(end - start, end - start), segment_sets=[attributes],
-                                     key_columns=["true_class", "pred_class"], ends=np.array([end]))
-            for value in [*sorted(set(values.get("segment_value", [])))[:2], "no-such-value"]:
-                same_call("confusion_matrix", conn, ctx, start, end, segment=label, segment_value=value)
-    ends = np.arange(first, last + 3 * DAY, 6 * HOUR, dtype=np.int64)
-    for clock in (as_of, first + 2 * DAY, last + 400 * DAY, first - DAY):
-        for window in (DAY, 7 * DAY, 5 * HOUR):
-            same_call("expected_coverage", conn, ctx, ends, window, clock)
-            same_call("expected_coverage", conn, ctx, ends[::-1].astype(np.float64), window, clock)
-        same_call("expected_coverage", conn, ctx, np.array([], dtype=np.int64), DAY, clock)
-        same_call("coverage_by_age", conn, ctx, clock)
-    # the curve's total reads whole days from the daily roll-up: clocks at odd seconds, so
-    # the edges of its range fall inside days, and clocks whose range lies within one day
-    for clock in range(first - DAY, last + 160 * DAY, 5 * DAY + 7 * HOUR + 13 * 60 + 17):
-        same_call("coverage_curve", conn, ctx, clock)
-    for spec in specs[:3]:
-        for sets in ([()], [(), *ctx.segment_sets]):
-            same_call("estimated_frame", conn, ctx, spec, segment_sets=sets)
-    same_call("estimated_frame", conn, ctx, specs[0], segment_sets=ctx.segment_sets, ends=np.array([last, last + DAY]))
-    same_call("calibration_report", conn, ctx)
-    return rows
-
-
-def _has_labels(conn, ctx) -> bool:  # type: ignore[no-untyped-def]
-    return conn.execute(select(func.count()).select_from(ConfusionCount.__table__)
-                        .where(ConfusionCount.model_id == ctx.model_id)).scalar() > 0
-
-
-def _has_predictions(conn, ctx) -> bool:  # type: ignore[no-untyped-def]
-    return conn.execute(select(func.count()).select_from(PredictionCount.__table__)
-                        .where(PredictionCount.model_id == ctx.model_id)).scalar() > 0
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("intersections", [True, False])
-def test_simulated_workspace(tmp_path, db_url, intersections):  # type: ignore[no-untyped-def]
-    """With intersections mid-stream (labels still arriving: provisional windows), without
-    them once every label is in."""
-    scenario = small_scenario(days=8, rows_per_day=250, missing_segment_fraction=0.1, n_regions=4)
-    config, _ = make_workspace(tmp_path, db_url, scenario, model_extra={"intersections": intersections})
-    engine = engine_for(config)
-    first, last = parse_time("2024-03-01"), parse_time("2024-03-09")
-    as_of = parse_time("2024-03-06T06:00:00Z") if intersections else last + 10 * DAY
-    run_tick(engine, config, as_of=as_of if intersections else None, notify=False)
-    with engine.connect() as conn:
-        ctx = load_context(conn, config.models[0])
-        assert check_everything(conn, ctx, as_of, first, last) > 1000
-
-
-def test_workspace_without_labels(tmp_path, db_url):  # type: ignore[no-untyped-def]
-    config, _ = make_workspace(tmp_path, db_url, small_scenario(days=4, rows_per_day=200))
-    for path in (tmp_path / "labels").glob("*"):
-        path.unlink()
-    engine = engine_for(config)
-    run_tick(engine, config, notify=False)
-    first = parse_time("2024-03-01")
-    with engine.connect() as conn:
-        ctx = load_context(conn, config.models[0])
-        frame = service.metrics_frame(conn, ctx, WindowSpec(DAY, DAY), as_of=first + 9 * DAY)
-        assert len(frame) and (frame["n_labeled"] == 0).all()
-        check_everything(conn, ctx, first + 9 * DAY, first, first + 4 * DAY)
-
-
-def test_empty_model(tmp_path, db_url):  # type: ignore[no-untyped-def]
-    engine = make_engine(db_url)
-    upgrade(engine)
-    model = ModelConfig(name="empty", classes=["b", "a"], segments=["region"])
-    with engine.begin() as conn:
-        ensure_model(conn, model)
-    with engine.connect() as conn:
-        ctx = load_context(conn, model)
-        check_everything(conn, ctx, 1_704_067_200, 1_704_067_200, 1_704_067_200 + 10 * DAY)
 
 
 REGIONS = ["Zürich", "zeta", "Alpha", "alpha", "β", "10", "9", "a b", "region_07"]
@@ -217,10 +47,25 @@ TIERS = ["x", "Y", "é"]
 FILL_CLASSES = ["routine", "Urgent", "critical"]
 
 
-def fill_awkward(url: str, model: ModelConfig, *, seed: int = 3, days: int = 14) -> tuple[int, int]:
+@dataclass
+class Filled:
+    first: int
+    last: int
+    slices: dict[int, dict[str, str]]  # slice id -> attribute -> value
+    predictions: pd.DataFrame  # bucket_start, slice_id, pred_class, n
+    confusion: pd.DataFrame  # bucket_start, slice_id, true_class, pred_class, n
+
+
+def slices_by_id(ids: np.ndarray, slices: list[tuple[str, str | None]]):  # type: ignore[no-untyped-def]
+    for sid, (region, tier) in zip(ids, slices):
+        yield int(sid), {"region": region, **({"tier": tier} if tier is not None else {})}
+
+
+def fill_awkward(url: str, model: ModelConfig, *, seed: int = 3, days: int = 14) -> Filled:
     """Count tables of `days` of hourly data with a 3-day gap, over slices with odd values
     (some without a tier), a label class outside the configured ones, label arrivals,
-    reference counts, expected counts on part of the time and calibrators for two classes."""
+    reference counts, expected counts on part of the time and calibrators for two classes.
+    Returns what was inserted: the oracle's input."""
     rng = np.random.default_rng(seed)
     engine = make_engine(url)
     upgrade(engine)
@@ -279,28 +124,101 @@ def fill_awkward(url: str, model: ModelConfig, *, seed: int = 3, days: int = 14)
             "ece_after": [0.01, np.nan], "badly_calibrated": [True, True], "n_reference": [100, 100],
             "n_positive": [10, 50]}))
     engine.dispose()
-    return start, start + days * DAY
+    return Filled(start, start + days * DAY, dict(slices_by_id(ids, slices)),
+                  pd.DataFrame(pred, columns=["bucket_start", "slice_id", "pred_class", "n"]),
+                  pd.DataFrame(conf, columns=["bucket_start", "slice_id", "true_class", "pred_class", "n"]))
+
+
+def _series_value(values: dict[str, str], attributes: tuple[str, ...]) -> str | None:
+    """The series value of a slice for `attributes` (None: the slice lacks one of them)."""
+    if not all(a in values for a in attributes):
+        return None
+    return "&".join(values[a] for a in attributes) if attributes else "*"
+
+
+def oracle_from_counts(filled: Filled, spec: WindowSpec, sets: list[tuple[str, ...]],
+                       classes: list[str]) -> pd.DataFrame:
+    """The records of the rows behind the counts: each count cell expanded into that many
+    rows, then `oracle_cells` (sklearn) per window end and series; ends every `step` from
+    the first prediction to the first end after the last, series with a prediction only."""
+    step, window = spec.step, spec.window
+    predicted_rows = filled.predictions.loc[filled.predictions.index.repeat(filled.predictions["n"])]
+    labelled_rows = filled.confusion.loc[filled.confusion.index.repeat(filled.confusion["n"])].rename(
+        columns={"true_class": "label", "pred_class": "prediction"})
+    first_end = (predicted_rows["bucket_start"].min() // step + 1) * step
+    last_end = (predicted_rows["bucket_start"].max() // step + 1) * step
+    records = []
+    for end in range(int(first_end), int(last_end) + 1, step):
+        in_window = predicted_rows[(predicted_rows["bucket_start"] >= end - window) & (predicted_rows["bucket_start"] < end)]
+        labelled = labelled_rows[(labelled_rows["bucket_start"] >= end - window) & (labelled_rows["bucket_start"] < end)]
+        for attributes in sets:
+            key = {sid: _series_value(values, attributes) for sid, values in filled.slices.items()}
+            series = in_window["slice_id"].map(key)
+            label_series = labelled["slice_id"].map(key)
+            for value in sorted(set(series.dropna())):
+                cells = oracle_cells(labelled[label_series == value], int((series == value).sum()), classes)
+                for i, name in enumerate(classes):
+                    records.append({"end": to_iso(end), "class": name, "segment": "&".join(attributes) or "*",
+                                    "segment_value": value, **{c: v[i] for c, v in cells.items()}})
+    return pd.DataFrame(records)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("classes", [FILL_CLASSES, None])
-def test_awkward_values_and_partial_estimates(db_url, classes):  # type: ignore[no-untyped-def]
+def test_awkward_values_against_sklearn(db_url, classes):  # type: ignore[no-untyped-def]
     model = ModelConfig(name="odd", classes=classes, segments=["region", "tier"], intersections=True)
-    first, last = fill_awkward(db_url, model)
+    filled = fill_awkward(db_url, model)
     engine = make_engine(db_url)
+    # learned classes: those of the labelled cells, sorted (the outside class included)
+    expected_classes = FILL_CLASSES if classes else sorted({*filled.confusion["true_class"], *filled.confusion["pred_class"]})
     with engine.connect() as conn:
         ctx = load_context(conn, model)
-        frame = service.metrics_frame(conn, ctx, WindowSpec(DAY, DAY), as_of=last)
+        spec = WindowSpec(DAY, DAY)
+        frame = service.metrics_frame(conn, ctx, spec, as_of=filled.last)
         assert frame["estimation_warning"].notna().any() and frame["estimation_warning"].isna().any()
-        assert check_everything(conn, ctx, last + 2 * DAY, first, last) > 1000
+        sets = [(), ("region",), ("tier",), ("region", "tier")]
+        assert_records(frame, oracle_from_counts(filled, spec, sets, expected_classes))
+        spec = WindowSpec(3 * DAY, 12 * HOUR)
+        frame = service.metrics_frame(conn, ctx, spec, segment="tier,region&tier", classes=["critical"], as_of=filled.last)
+        expected = oracle_from_counts(filled, spec, [("tier",), ("region", "tier")], expected_classes)
+        assert_records(frame, expected[expected["class"] == "critical"])
+        assert sorted(set(frame["segment_value"][frame["segment"] == "tier"])) == ["Y", "x", "é"]
+    engine.dispose()
 
 
-def test_reference_period(db_url):  # type: ignore[no-untyped-def]
-    model = ModelConfig(name="period", classes=FILL_CLASSES, segments=["region", "tier"],
-                        reference_period=("2024-01-02T00:00:00Z", "2024-01-05T00:00:00Z"))
-    first, last = fill_awkward(db_url, model, seed=5, days=12)
+def test_workspace_without_labels(tmp_path, db_url):  # type: ignore[no-untyped-def]
+    """Predictions only: every record has counts of predictions, none labelled, null rates."""
+    config, _ = make_workspace(tmp_path, db_url, small_scenario(days=4, rows_per_day=200))
+    for path in (tmp_path / "labels").glob("*"):
+        path.unlink()
+    engine = engine_for(config)
+    run_tick(engine, config, notify=False)
+    first = parse_time("2024-03-01")
+    with engine.connect() as conn:
+        ctx = load_context(conn, config.models[0])
+        frame = service.metrics_frame(conn, ctx, WindowSpec(DAY, DAY), as_of=first + 9 * DAY)
+    engine.dispose()
+    assert len(frame) and (frame["n_predictions"] > 0).all() and (frame["n_labeled"] == 0).all()
+    assert frame[["tp", "fp", "fn", "tn", "support"]].eq(0).all().all()
+    assert (frame["label_coverage"] == 0).all()
+    assert frame[["recall", "precision", "f1", "recall_low", "precision_high"]].isna().all().all()
+    assert not frame.duplicated(KEYS).any()
+
+
+def test_empty_model(db_url):  # type: ignore[no-untyped-def]
+    """A model with no data: empty records with every field, nothing to mature."""
     engine = make_engine(db_url)
+    upgrade(engine)
+    model = ModelConfig(name="empty", classes=["b", "a"], segments=["region"])
+    with engine.begin() as conn:
+        ensure_model(conn, model)
+    start = 1_704_067_200
     with engine.connect() as conn:
         ctx = load_context(conn, model)
-        for sets in (None, [()], [("tier",)], [("region", "tier")], []):
-            same_call("reference_metrics", conn, ctx, sets)
+        frame = service.metrics_frame(conn, ctx, WindowSpec(7 * DAY, DAY), as_of=start)
+        assert frame.empty and list(frame.columns) == service.METRIC_COLUMNS + service.EXTRA_COLUMNS
+        assert service.reference_metrics(conn, ctx).empty
+        assert service.confusion_matrix(conn, ctx, start, start + DAY).empty
+        ends = np.array([start, start + DAY])
+        np.testing.assert_array_equal(maturity.expected_coverage(conn, ctx, ends, DAY, start + 2 * DAY), [0.0, 0.0])
+    engine.dispose()
