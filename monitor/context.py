@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.config import ModelConfig
+from monitor.store.bulk import inserted_id
 from monitor.store.models import MonitoredModel
 
 
@@ -58,7 +59,7 @@ def ensure_model(conn: Connection, model: ModelConfig) -> int:
             segments=model.segments,
         )
     )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    return inserted_id(result)
 
 
 def load_context(conn: Connection, model: ModelConfig) -> ModelContext:

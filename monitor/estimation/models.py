@@ -19,6 +19,7 @@ from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, St
 from sqlalchemy.orm import Mapped, mapped_column
 
 from monitor.store.base import Base, UTCDateTime, utcnow
+from monitor.store.rollup import register_daily
 
 
 class EstimationCalibrator(Base):
@@ -69,3 +70,7 @@ class ExpectedCountDaily(ExpectedCountColumns, Base):
     """`expected_counts` summed per UTC day (kept and read like `confusion_counts_daily`)."""
 
     __tablename__ = "expected_counts_daily"
+
+
+# bulk writes to expected_counts keep this twin, and whole-day windows read it
+register_daily(ExpectedCount, ExpectedCountDaily)

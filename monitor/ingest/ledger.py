@@ -31,6 +31,7 @@ from monitor.ingest.readers import ReadState, UnreadableFile, is_supported, read
 from monitor.ingest.rejects import store_rejects
 from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
+from monitor.store.bulk import inserted_id
 from monitor.store.models import IngestedFile, RejectedRow
 
 log = logging.getLogger(__name__)
@@ -167,8 +168,8 @@ def _accepted_total(row: Row[Any] | None, result: IngestResult, digest: str) -> 
 def _ledger_row(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: Row[Any] | None) -> int:
     if row is not None:
         return int(row.id)
-    return int(conn.execute(insert(FILES).values(model_id=ctx.model_id, kind=kind, path=str(path),
-                                                 status="reading", ingested_at=utcnow())).inserted_primary_key[0])  # type: ignore[index]
+    return inserted_id(conn.execute(insert(FILES).values(model_id=ctx.model_id, kind=kind, path=str(path),
+                                                         status="reading", ingested_at=utcnow())))
 
 
 def _read_into(conn: Connection, ctx: ModelContext, kind: str, path: Path, file_id: int,

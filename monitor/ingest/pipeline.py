@@ -22,7 +22,7 @@ from monitor.context import ModelContext
 from monitor.ingest import hooks
 from monitor.ingest.rejects import store_rejects
 from monitor.ingest.validate import REJECT_COLUMNS, validate_labels, validate_predictions
-from monitor.store.bulk import add_counts, insert_frame, select_in, update_rows
+from monitor.store.bulk import add_counts, insert_frame, inserted_id, select_in, update_rows
 from monitor.store.models import (
     ConfusionCount,
     Label,
@@ -154,7 +154,7 @@ def slice_ids(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> pd.Ser
     for key in wanted:
         if key in known:
             continue
-        new_id = conn.execute(SLICES.insert().values(model_id=ctx.model_id, key=key)).inserted_primary_key[0]  # type: ignore[index]
+        new_id = inserted_id(conn.execute(SLICES.insert().values(model_id=ctx.model_id, key=key)))
         values = json.loads(key)
         if values:
             conn.execute(SLICE_VALUES.insert(),

@@ -29,6 +29,7 @@ from monitor.ingest.pipeline import apply_labels
 from monitor.ingest.reference import UnusableReference, prepare_reference
 from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
+from monitor.store.bulk import inserted_id
 from monitor.store.db import DatabaseError
 from monitor.store.models import IngestRun
 from monitor.timeutil import now_epoch, to_iso
@@ -135,7 +136,7 @@ def sweep(engine: Engine, config: MonitorConfig, *, model: str | None = None, as
     clock = as_of if as_of is not None else now_epoch()
     summary = TickSummary(as_of=clock)
     with engine.begin() as conn:
-        run_id = conn.execute(insert(IngestRun).values(started_at=utcnow(), as_of=clock, status="running")).inserted_primary_key[0]  # type: ignore[index]
+        run_id = inserted_id(conn.execute(insert(IngestRun).values(started_at=utcnow(), as_of=clock, status="running")))
     models = [config.model(model)] if model else config.models
     bar = _progress() if progress else None
     status, error_text = "ok", None

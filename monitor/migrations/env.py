@@ -7,7 +7,7 @@ from logging.config import fileConfig
 from pathlib import Path
 
 from alembic import context
-from monitor.store.all_models import metadata
+from monitor.schema import metadata
 from monitor.store.db import make_engine
 
 config = context.config

@@ -21,10 +21,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import JSON, Integer, Table
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import DBAPIError
 
+from monitor.store.rollup import daily_table, to_daily
+
 CHUNK = 50_000
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the one row an `insert(...).values(...)` wrote (SQLAlchemy types it
+    as optional: it is None for a statement that is not a single-row insert)."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise ValueError("the statement inserted no single row")
+    return int(key[0])
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -226,8 +237,6 @@ def _add_to_rollup(conn: Connection, table: Table, frame: pd.DataFrame, *,
                    key_columns: Sequence[str] | None = None, value_columns: Sequence[str] | None = None) -> None:
     """Add counts written to `table` to its daily roll-up, if it has one, in the same
     transaction (the day sums whole-day windows read; see monitor.store.rollup)."""
-    from monitor.store.rollup import daily_table, to_daily
-
     daily = daily_table(table)
     if daily is None:
         return

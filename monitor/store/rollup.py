@@ -11,6 +11,9 @@ already, so it touches one.
 - They are kept by `monitor.store.bulk.add_counts` and `insert_frame`, through which every
   count write goes, in the caller's transaction: a roll-up never disagrees with its hourly
   table, also after a crash mid-ingest (the whole file's transaction is rolled back).
+- A domain registers its own pairs with `register_daily` where it defines them (the estimation
+  package registers `expected_counts` in its models module), so this bottom layer imports no
+  domain: a table object in hand means its module, and so its registration, has run.
 - Reads use a roll-up only when the periods being summed are whole days
   (`windows.windowed_counts`); the result is then the same sum, read from fewer rows.
 - Migration 0005 fills them from existing hourly rows; `rebuild` does the same for a model
@@ -24,7 +27,7 @@ import pandas as pd
 from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.engine import Connection
 
-from monitor.estimation.models import ExpectedCount, ExpectedCountDaily
+from monitor.store.base import Base
 from monitor.store.models import (
     ConfusionCount,
     ConfusionCountDaily,
@@ -34,17 +37,28 @@ from monitor.store.models import (
 
 DAY = 86_400
 
-# hourly table name -> its daily roll-up
-DAILY: dict[str, Table] = {
-    PredictionCount.__tablename__: PredictionCountDaily.__table__,  # type: ignore[dict-item]
-    ConfusionCount.__tablename__: ConfusionCountDaily.__table__,  # type: ignore[dict-item]
-    ExpectedCount.__tablename__: ExpectedCountDaily.__table__,  # type: ignore[dict-item]
-}
-HOURLY: dict[str, Table] = {
-    PredictionCount.__tablename__: PredictionCount.__table__,  # type: ignore[dict-item]
-    ConfusionCount.__tablename__: ConfusionCount.__table__,  # type: ignore[dict-item]
-    ExpectedCount.__tablename__: ExpectedCount.__table__,  # type: ignore[dict-item]
-}
+# hourly table name -> its daily roll-up, and -> the hourly table itself (filled by register_daily)
+DAILY: dict[str, Table] = {}
+HOURLY: dict[str, Table] = {}
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
+
+
+def register_daily(hourly: type[Base], daily: type[Base]) -> None:
+    """Declare `daily` the roll-up of `hourly`: from then on every count write to `hourly`
+    (`monitor.store.bulk`) adds to it too, whole-day windows read it and `rebuild` refills it."""
+    name = _table(hourly).name
+    DAILY[name] = _table(daily)
+    HOURLY[name] = _table(hourly)
+
+
+register_daily(PredictionCount, PredictionCountDaily)
+register_daily(ConfusionCount, ConfusionCountDaily)
 
 
 def daily_table(table: Table) -> Table | None:
@@ -65,7 +79,9 @@ def to_daily(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def rebuild(conn: Connection, model_id: int | None = None) -> dict[str, int]:
-    """Recompute every roll-up (of one model, or all) from its hourly table; rows written."""
+    """Recompute every registered roll-up (of one model, or all) from its hourly table; rows
+    written. `expected_counts` is registered when `monitor.estimation.models` is imported
+    (`monitor.schema` imports every domain's models)."""
     written = {}
     for name, daily in DAILY.items():
         hourly = HOURLY[name]

@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 from alembic import command
-from monitor.store.all_models import Base
+from monitor.schema import metadata
 from monitor.store.migrate import alembic_config, current_revision, upgrade
 
 
@@ -28,6 +28,6 @@ def test_the_chain_downgrades_to_nothing_and_upgrades_again(engine: Engine) -> N
     assert current_revision(engine) == head
     with engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
-        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
     assert {"predictions", "labels", "confusion_counts", "prediction_counts"} <= tables
     assert differences == []

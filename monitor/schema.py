@@ -1,0 +1,14 @@
+"""The whole schema: every domain's models imported, so that `metadata` knows all tables.
+
+Alembic's env.py (autogenerate, `alembic check`) and the schema tests compare the database
+with this. It sits above the domains: `monitor.store` is the layer they build on and imports
+none of them, so this aggregation cannot live there.
+"""
+
+from monitor.alerts import models as alerts_models  # noqa: F401
+from monitor.drift import models as drift_models  # noqa: F401
+from monitor.estimation import models as estimation_models  # noqa: F401
+from monitor.store import models as core_models  # noqa: F401
+from monitor.store.base import Base
+
+metadata = Base.metadata
