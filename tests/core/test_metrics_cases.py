@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import multilabel_confusion_matrix, precision_recall_fscore_support
 from statsmodels.stats.proportion import proportion_confint
 
 from monitor.config import load_config
 from monitor.context import load_context
+from monitor.metrics.maturity import coverage_by_age
 from monitor.metrics.service import confusion_matrix, metrics_frame, reference_metrics
 from monitor.simulate import SimulatedData, simulate, visible, write_config, write_logs
 from monitor.store.db import make_engine
@@ -127,11 +129,10 @@ def assert_records(frame: pd.DataFrame, expected: pd.DataFrame) -> None:
                                    rtol=0, atol=1e-12, equal_nan=True, err_msg=column)
 
 
-def oracle_expected_coverage(data: SimulatedData, seen_at: int, clock: int, ends: np.ndarray, window: int) -> np.ndarray:
-    """The maturity rule on raw rows: over the predictions of mature hourly buckets (older
-    than 60 days at `clock`; with less history, the older half), the share labelled within d
-    hours, d rounded up to a power of two; a window's expected coverage is the mean of that
-    step curve over 9 ages from its youngest to its oldest prediction (0 for a future window)."""
+def oracle_arrival_curve(data: SimulatedData, seen_at: int, clock: int) -> tuple[np.ndarray, np.ndarray]:
+    """The label-arrival curve on raw rows: over the predictions of mature hourly buckets
+    (older than 60 days at `clock`; with less history, the older half; at most 90 days of
+    them), the share labelled within d hours, d rounded up to a power of two."""
     predictions, labels = visible(data, seen_at)
     ts = predictions["timestamp"].map(parse_time).to_numpy()
     bucket = ts - ts % HOUR
@@ -144,9 +145,15 @@ def oracle_expected_coverage(data: SimulatedData, seen_at: int, clock: int, ends
     hours = np.maximum(delays["label_timestamp"].map(parse_time).to_numpy() - delays["ts"].to_numpy(), 0) / HOUR
     rounded = np.where(hours > 1, 2.0 ** np.ceil(np.log2(np.maximum(hours, 1))), np.where(hours > 0, 1.0, 0.0))
     if not mature.sum() or not len(rounded):
-        return np.zeros(len(ends))
+        return np.array([0.0]), np.array([0.0])
     steps, counts = np.unique(rounded, return_counts=True)
-    shares = np.minimum(np.cumsum(counts) / mature.sum(), 1.0)
+    return steps, np.minimum(np.cumsum(counts) / mature.sum(), 1.0)
+
+
+def oracle_expected_coverage(data: SimulatedData, seen_at: int, clock: int, ends: np.ndarray, window: int) -> np.ndarray:
+    """A window's expected coverage: the mean of the arrival curve (a step function) over 9
+    ages from its youngest to its oldest prediction; 0 for a window ending after `clock`."""
+    steps, shares = oracle_arrival_curve(data, seen_at, clock)
     youngest = (clock - ends) / HOUR
     ages = youngest[:, None] + np.linspace(0, 1, 9)[None, :] * window / HOUR
     index = np.searchsorted(steps, ages, side="right") - 1
@@ -177,6 +184,12 @@ def test_every_metrics_record_equals_sklearn_and_the_maturity_rule(tmp_path, db_
         assert_records(frame, oracle_metrics(data, as_of, spec, ctx_sets, CLASSES))
         assert frame["provisional"].any() and not frame["provisional"].all()
         assert_maturity(frame, data, as_of, as_of, spec.window)
+        curve = coverage_by_age(conn, ctx, as_of)
+        steps, shares = oracle_arrival_curve(data, as_of, as_of)
+        np.testing.assert_allclose(curve["delay_hours"], steps)
+        np.testing.assert_allclose(curve["coverage"], shares, rtol=1e-12)
+        with pytest.raises(ValueError, match="unknown class 'no-such-class'"):
+            metrics_frame(conn, ctx, spec, classes=["no-such-class"])
         assert (frame["segment_value"].str.contains("(missing)", regex=False)).any()
         # a class filter and a segment option pick records; a bounded spec picks ends
         picked = metrics_frame(conn, ctx, spec, classes=["critical", "urgent"], segment="region,sex&age_band", as_of=as_of)
@@ -228,6 +241,7 @@ def test_reference_metrics_and_confusion_matrix_equal_sklearn(tmp_path, db_url) 
             expected_cells = {(t, p): int(matrix[i, j]) for i, t in enumerate(CLASSES) for j, p in enumerate(CLASSES)
                               if matrix[i, j]}
             assert {(r.true_class, r.pred_class): int(r.n) for r in found.itertuples()} == expected_cells
+        assert confusion_matrix(conn, ctx, start, end, segment="region", segment_value="no-such-value").empty
     engine.dispose()
 
 
