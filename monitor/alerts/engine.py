@@ -26,8 +26,8 @@ import pandas as pd
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
+from monitor.alerts.channels.messages import describe
 from monitor.alerts.lifecycle import Policy, SeriesState, advance
-from monitor.alerts.messages import describe
 from monitor.alerts.models import Alert, AlertEvent, AlertSeries
 from monitor.alerts.rules import classify, fingerprint, rules_for
 from monitor.alerts.sources import observe

@@ -21,7 +21,7 @@ The healthchecks pattern. `evaluate` writes an `alert_events` row in the tick's 
    kills its sender is claimed for ever).
 
 Delivery is at least once: a receiver that answers after our timeout has the event and
-gets it again, with the same `event_id` (see `monitor.alerts.messages.event_id`) to drop it.
+gets it again, with the same `event_id` (see `monitor.alerts.channels.messages.event_id`) to drop it.
 Retries are bounded per channel (attempts are counted from the delivery log): the attempt
 that is a channel's `max_attempts`-th, or that starts when the event is older than `max_age`,
 is final, and a transient failure then records `given_up` (with its error) and that channel

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from monitor.alerts.messages import event_id
+from monitor.alerts.channels.messages import event_id
 from monitor.alerts.outbox import LEASE_SECONDS, backoff, claim_due, deliver_pending
 from monitor.alerts.service import deliveries_frame, events_frame, pending_events, silence
 from monitor.config import MonitorConfig

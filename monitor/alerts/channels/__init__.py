@@ -6,7 +6,7 @@ A transport raises `TransportError(message, permanent=...)` when it cannot deliv
 outbox gives up on that channel for that event; otherwise it retries with backoff.
 `channel_down=True` means the receiver did not answer at all (timeout, refused connection): the
 outbox sends nothing more to that channel in the same pass, since each send would wait too.
-Every transport sends `monitor.alerts.messages.event_id(event)` with the message, so that a
+Every transport sends `monitor.alerts.channels.messages.event_id(event)` with the message, so that a
 receiver can drop the copies that at-least-once delivery produces.
 `event` is a dict with `kind` (firing | escalated | reminder | resolved), `severity` and
 `payload` (the alert record at the change, see `monitor.alerts.engine.alert_snapshot`).

@@ -13,7 +13,7 @@ from email.utils import formatdate
 from typing import Any
 
 from monitor.alerts.channels import TransportError
-from monitor.alerts.messages import email_bodies, event_id
+from monitor.alerts.channels.messages import email_bodies, event_id
 from monitor.config import Channel, MonitorConfig
 
 

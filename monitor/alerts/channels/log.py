@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from monitor.alerts.channels import TransportError
-from monitor.alerts.messages import event_id, title, webhook_payload
+from monitor.alerts.channels.messages import event_id, title, webhook_payload
 from monitor.config import Channel, MonitorConfig
 
 log = logging.getLogger("monitor.alerts.notify")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitor.alerts.channels.messages import event_id, webhook_payload
 from monitor.alerts.channels.posting import post_json
-from monitor.alerts.messages import event_id, webhook_payload
 from monitor.config import Channel, MonitorConfig
 
 
