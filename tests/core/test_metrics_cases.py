@@ -236,11 +236,11 @@ def test_reference_metrics_and_confusion_matrix_equal_sklearn(tmp_path, db_url) 
         window = predictions[(ts >= start) & (ts < end)].merge(labels, on="prediction_id")
         for segment, value, rows_ in [("*", None, window), ("region", "south", window[window["region"] == "south"]),
                                       ("sex&region", "F&south", window[(window["sex"] == "F") & (window["region"] == "south")])]:
-            found = confusion_matrix(conn, ctx, start, end, segment=segment, segment_value=value)
+            cells_found = confusion_matrix(conn, ctx, start, end, segment=segment, segment_value=value)
             matrix = sk_confusion(rows_["label"], rows_["prediction"], labels=CLASSES)
             expected_cells = {(t, p): int(matrix[i, j]) for i, t in enumerate(CLASSES) for j, p in enumerate(CLASSES)
                               if matrix[i, j]}
-            assert {(r.true_class, r.pred_class): int(r.n) for r in found.itertuples()} == expected_cells
+            assert {(r.true_class, r.pred_class): int(r.n) for r in cells_found.itertuples()} == expected_cells
         assert confusion_matrix(conn, ctx, start, end, segment="region", segment_value="no-such-value").empty
     engine.dispose()
 

@@ -10,11 +10,17 @@ from statsmodels.stats.proportion import proportion_confint
 
 from monitor.context import load_context
 from monitor.metrics.service import metrics_frame
+from monitor.simulate import visible
 from monitor.store.windows import WindowSpec
 from monitor.tick import run_tick
-from monitor.simulate import visible
 from monitor.timeutil import parse_time
-from tests.core.workspace import assert_close, engine_for, make_workspace, oracle_counts, small_scenario
+from tests.core.workspace import (
+    assert_close,
+    engine_for,
+    make_workspace,
+    oracle_counts,
+    small_scenario,
+)
 
 DAY = 86400
 
