@@ -1,4 +1,4 @@
-"""The `monitor` command line (CONTRACT §3). Thin: parse options, call the engine, print."""
+"""The `monitor` command line (docs/contract.md §3). Thin: parse options, call the engine, print."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Plumbing shared by every `monitor` command: config loading, exit codes, options.
 
-Exit codes (CONTRACT §3): 0 done; 2 bad usage or config (click.UsageError / ConfigError);
+Exit codes (docs/contract.md §3): 0 done; 2 bad usage or config (click.UsageError / ConfigError);
 1 could not run (DatabaseError or any other failure), one line, no traceback.
 """
 

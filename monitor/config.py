@@ -1,4 +1,4 @@
-"""`monitor.toml`: strict parsing and validation (CONTRACT §2).
+"""`monitor.toml`: strict parsing and validation (docs/contract.md §2).
 
 Found via `--config PATH`, else `$MONITOR_CONFIG`, else `./monitor.toml`;
 `$MONITOR_DATABASE_URL` overrides `database_url`. Unknown keys and bad values are errors

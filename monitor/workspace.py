@@ -1,4 +1,4 @@
-"""`monitor init`: an example monitor.toml (every key of CONTRACT §2, explained) and its database."""
+"""`monitor init`: an example monitor.toml (every key of docs/contract.md §2, explained) and its database."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ class Outcome:
 
 
 def alerts(model: str | None, state: str = "all") -> Result:
-    """Alert records (CONTRACT `alerts` + severity, acknowledged_by, silenced_until, ...)."""
+    """Alert records (docs/contract.md `alerts` + severity, acknowledged_by, silenced_until, ...)."""
     state = state if state in STATES else "all"
     with common.read() as conn:
         frame = service.alerts(conn, model=model, state=state)

@@ -1,6 +1,6 @@
 """Pure figure functions for the Overview, Classes, Subgroups and Data pages.
 
-Each takes DataFrames shaped like the CONTRACT `metrics` records (`end` as UTC Timestamps,
+Each takes DataFrames shaped like the docs/contract.md `metrics` records (`end` as UTC Timestamps,
 plus `provisional`, `reference_recall` where noted) and returns a plotly Figure; no I/O.
 Conventions: rates on a 0-1 axis titled with the metric, 95% intervals as translucent bands,
 windows whose labels are not yet mature drawn dotted with open markers and a shaded span,

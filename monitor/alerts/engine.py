@@ -233,7 +233,7 @@ def _open_alert(conn: Connection, ctx: ModelContext, record: dict[str, Any], end
 
 
 def alert_snapshot(conn: Connection, alert_id: int) -> dict[str, Any]:
-    """The alert as a plain dict (the event payload): names as in the CONTRACT records."""
+    """The alert as a plain dict (the event payload): names as in the docs/contract.md records."""
     row = conn.execute(
         select(Alert, AlertSeries.id.label("series_id"))
         .outerjoin(AlertSeries, AlertSeries.fingerprint == Alert.fingerprint)

@@ -1,6 +1,6 @@
 """Which series a rule watches, and what one window says about each series (pure).
 
-A rule (`[[models.alerts]]`, CONTRACT §2) watches one metric of some classes, overall and per
+A rule (`[[models.alerts]]`, docs/contract.md §2) watches one metric of some classes, overall and per
 segment value, over a rolling window. A model without rules gets `default_rule()`: recall of
 each minority class, overall and per configured segment, 7-day window, `min_support` 30,
 `min_drop` 0.10.

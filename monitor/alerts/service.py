@@ -1,6 +1,6 @@
 """Reads and user actions on alerts (CLI, HTTP API, dashboard). The caller owns the transaction.
 
-- `alerts_frame`: CONTRACT `alerts` records, newest first, then extra columns (severity,
+- `alerts_frame`: docs/contract.md `alerts` records, newest first, then extra columns (severity,
   fingerprint, fired_as_of, p_value, acknowledged_by, acknowledged_at, silenced_until).
 - `series_frame`: the current state of every series (ok, insufficient_data, pending, firing).
 - `acknowledge`: stops reminders for an alert (resolve notifications still go out).
@@ -43,7 +43,7 @@ def _iso(frame: pd.DataFrame, columns: list[str]) -> None:
 
 def alerts_frame(conn: Connection, *, model: str | None = None, state: str = "all",
                  limit: int | None = None) -> pd.DataFrame:
-    """Alert records (CONTRACT §3), newest first. Raises ValueError for an unknown state."""
+    """Alert records (docs/contract.md §3), newest first. Raises ValueError for an unknown state."""
     if state not in STATES:
         raise ValueError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
     query = (select(Alert, MonitoredModel.name.label("model"))

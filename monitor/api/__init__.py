@@ -1,4 +1,4 @@
-"""HTTP API on the dashboard's Flask server (CONTRACT §4).
+"""HTTP API on the dashboard's Flask server (docs/contract.md §4).
 
 `register(server, config)` installs, on any Flask app:
 - the security hooks (`monitor.api.security`: API token for writes, basic auth, body limit),

@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1 (CONTRACT §4): reads through the read layer (`monitor.read`: a
+"""The JSON API under /api/v1 (docs/contract.md §4): reads through the read layer (`monitor.read`: a
 model never ingested reads as empty, nothing is written), writes through
 `monitor.ingest.pipeline.ingest_frame` (the same rules as files).
 

@@ -1,4 +1,4 @@
-"""Who may do what over HTTP (CONTRACT §4), installed as a `before_request` hook on the server.
+"""Who may do what over HTTP (docs/contract.md §4), installed as a `before_request` hook on the server.
 
 - `MONITOR_API_TOKEN` (or `_FILE`) set: writes to the API (`POST`/`PUT`/`PATCH`/`DELETE` under
   `/api/`) need `Authorization: Bearer <token>`; missing -> 401, wrong -> 403. Compared with

@@ -1,5 +1,5 @@
 """`monitor alerts`, `monitor backtest`, `monitor ack`, `monitor silence`, `monitor silences`,
-`monitor unsilence` (CONTRACT §3 and docs/alerts.md)."""
+`monitor unsilence` (docs/contract.md §3 and docs/alerts.md)."""
 
 from __future__ import annotations
 

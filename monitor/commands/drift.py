@@ -1,4 +1,4 @@
-"""`monitor drift` (CONTRACT §3): drift per feature against the reference, per window."""
+"""`monitor drift` (docs/contract.md §3): drift per feature against the reference, per window."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`monitor fairness` (CONTRACT §3): gaps between subgroups per window."""
+"""`monitor fairness` (docs/contract.md §3): gaps between subgroups per window."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Drift records (CONTRACT §3 `drift`) from stored histograms: the read path.
+"""Drift records (docs/contract.md §3 `drift`) from stored histograms: the read path.
 
 `drift_frame` sums `drift_histograms` into rolling windows (`monitor.store.windows`), sums the
 reference histograms per segment value, and compares them with every method of the feature's
@@ -205,7 +205,7 @@ def feature_records(bins: FeatureBins, current: pd.DataFrame, reference: pd.Data
 
 def drift_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,
                 segment: str | None = None, features: Sequence[str] | None = None) -> pd.DataFrame:
-    """CONTRACT drift records for every window end, feature, series and method.
+    """docs/contract.md drift records for every window end, feature, series and method.
 
     `segment` as `--segment` (None: overall + every configured segment set); `features`
     restricts the features (unknown names raise ValueError, as do windows that are not

@@ -12,7 +12,7 @@
   where p_c is the calibrated, renormalised score. With calibrated scores each row's truth is
   a Bernoulli(p_c) draw, so the realized tp and fn of any set of rows are Poisson-binomial
   with these means and variances; sums over buckets and slices stay exact, so windows and
-  subgroups are SUMs as for the realized counts (DESIGN principle 1).
+  subgroups are SUMs as for the realized counts (docs/design.md principle 1).
 
 Both run inside the ingest transaction; neither commits.
 """

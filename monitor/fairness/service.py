@@ -1,4 +1,4 @@
-"""Fairness records per window (CONTRACT §3 `fairness`), read from stored counts only.
+"""Fairness records per window (docs/contract.md §3 `fairness`), read from stored counts only.
 
 The CLI, the HTTP API, the dashboard and the alert rule all read through this module:
 
@@ -160,7 +160,7 @@ def fairness_frame(
     metric: str | Sequence[str] | None = None,
     ends: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """CONTRACT `fairness` records (then `ratio_low, ratio_high, reference_value, n_labeled`).
+    """docs/contract.md `fairness` records (then `ratio_low, ratio_high, reference_value, n_labeled`).
 
     One row per window end, class (one vs rest), attribute (or `a&b` intersection), group
     with labelled rows in that window, and metric. `value`, `low`, `high` are the group's rate

@@ -1,8 +1,8 @@
-"""Readers for prediction and label files: CSV, JSON lines, Parquet, gzip (CONTRACT §1).
+"""Readers for prediction and label files: CSV, JSON lines, Parquet, gzip (docs/contract.md §1).
 
 A reader yields `Chunk`s: a DataFrame of raw records with a `_row` column (the row number in
 the file, for error messages) and the rows it could not parse, as rejects (`REJECT_COLUMNS`).
-One malformed row never fails a file (DESIGN principle 8): the reader rejects that row by
+One malformed row never fails a file (docs/design.md principle 8): the reader rejects that row by
 itself, with its row number, and the rest goes in. Only a file that cannot be read at all
 (no header, an unsupported type, a broken gzip or Parquet file) raises `UnreadableFile`.
 

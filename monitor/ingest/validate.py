@@ -1,7 +1,7 @@
 """Row validation: raw records -> canonical columns + rejects with (row, field, reason).
 
 Vectorised: each rule is a boolean mask over the batch; a row is rejected for the first rule
-it breaks, and every other row goes on (CONTRACT §1, DESIGN principle 8).
+it breaks, and every other row goes on (docs/contract.md §1, docs/design.md principle 8).
 """
 
 from __future__ import annotations

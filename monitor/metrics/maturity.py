@@ -5,7 +5,7 @@ buckets old enough to be complete, we get the share of predictions labelled with
 d. A window ending at `end`, seen at `as_of`, has predictions aged between
 `as_of - end` and `as_of - end + window`; its expected coverage is the mean of the curve over
 that range (uniform traffic). A window whose actual coverage is well below this is
-provisional: its labels are still arriving (DESIGN principle 2).
+provisional: its labels are still arriving (docs/design.md principle 2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rolling one-vs-rest metrics per class and series (CONTRACT §3 `metrics` records).
+"""Rolling one-vs-rest metrics per class and series (docs/contract.md §3 `metrics` records).
 
 Reads only count tables: confusion counts (labelled predictions) and prediction counts (all
 predictions), summed into windows by `monitor.store.windows`. Columns after the contract's:
@@ -45,7 +45,7 @@ REFERENCE_COLUMNS = ["segment", "segment_value", "class", "tp", "fp", "fn", "tn"
 # Everything below works on integer codes: a series is a row of `_Series` (sorted unique
 # (end, segment, segment_value)), a class its position in the class list, and counts are
 # summed with np.bincount into (series x class) arrays. The frames come out in the order the
-# pandas groupby / merge / sort_values chain they replace gave (tests/core/legacy_metrics.py).
+# pandas groupby / merge / sort_values chain they replace gave (tests/core/test_metrics_cases.py checks that order).
 
 
 class _Series:
@@ -140,7 +140,7 @@ def _classes_present(ctx: ModelContext, confusion: pd.DataFrame) -> list[str]:
 
 def metrics_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, classes: Sequence[str] | None = None,
                   segment: str | None = None, as_of: int | None = None) -> pd.DataFrame:
-    """CONTRACT `metrics` records (+ provisional, expected_coverage), ordered by end, class, series.
+    """docs/contract.md `metrics` records (+ provisional, expected_coverage), ordered by end, class, series.
 
     `segment`: the --segment option (None: overall and every configured attribute). Every
     window end from the first data to the last gets a record per class and series, with nulls

@@ -2,7 +2,7 @@
 metrics, confusion matrices, label arrival, drift and fairness.
 
 Each takes a connection, a context (`monitor.read.context`) and, for series, a WindowSpec
-(`monitor.read.windows`), and returns the service's frame unchanged: the CONTRACT records
+(`monitor.read.windows`), and returns the service's frame unchanged: the docs/contract.md records
 (ISO `end`) that the CLI prints, the API sends and the dashboard draws. User mistakes (an
 unknown class, segment, feature or metric; a window the limits refuse) raise ValueError.
 """

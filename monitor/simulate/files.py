@@ -158,7 +158,7 @@ def write_config(
     extra: Mapping[str, Any] | None = None,
     model_extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write `directory/monitor.toml` (CONTRACT §2) for logs written by `write_logs`.
+    """Write `directory/monitor.toml` (docs/contract.md §2) for logs written by `write_logs`.
 
     Paths are relative to the config folder. `extra` is merged into the top level (e.g.
     `{"channels": [{"type": "log"}]}`), `model_extra` into the model table (e.g.

@@ -36,7 +36,7 @@ class Inputs:
 
 @dataclass
 class SimulatedData:
-    """One simulation. DataFrames follow CONTRACT §1; `truth` is the final label of every
+    """One simulation. DataFrames follow docs/contract.md §1; `truth` is the final label of every
     prediction (lost ones included); `reference` is a fault-free labelled sample from before
     `scenario.start` with the prediction columns plus `label`. `prediction_epoch` and
     `label_epoch` are the timestamps of `predictions` and `labels` as epoch seconds."""
@@ -189,7 +189,7 @@ def _frame(
     ids: pd.Series,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
-    """Name everything: the CONTRACT §1 prediction columns."""
+    """Name everything: the docs/contract.md §1 prediction columns."""
     columns: dict[str, object] = {
         "prediction_id": ids,
         "timestamp": _iso(epochs),

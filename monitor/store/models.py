@@ -1,7 +1,7 @@
 """Core tables: models, slices, the file ledger, rejects, raw rows and the count aggregates.
 
 Aggregates are counts per (model, bucket of the prediction's time, slice); a slice is one
-combination of segment values. Rates are never stored (DESIGN principle 1). Data time is
+combination of segment values. Rates are never stored (docs/design.md principle 1). Data time is
 integer epoch seconds (UTC) so that bucket arithmetic is the same SQL on every backend.
 """
 

@@ -1,4 +1,4 @@
-"""Rolling windows as sums of stored bucket counts (DESIGN principle 1).
+"""Rolling windows as sums of stored bucket counts (docs/design.md principle 1).
 
 A window ending at `end` covers buckets with `end - window <= bucket_start < end`; ends are
 multiples of `step` (UTC boundaries). The database sums buckets into periods of

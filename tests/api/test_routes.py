@@ -1,4 +1,4 @@
-"""The HTTP API of CONTRACT §4 against a real server, on SQLite and PostgreSQL."""
+"""The HTTP API of docs/contract.md §4 against a real server, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ingestion rules of CONTRACT §1: idempotency, bad rows, failed files, delayed labels."""
+"""Ingestion rules of docs/contract.md §1: idempotency, bad rows, failed files, delayed labels."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pure figure functions on frames shaped like the CONTRACT `metrics` records."""
+"""Pure figure functions on frames shaped like the docs/contract.md `metrics` records."""
 
 from __future__ import annotations
 

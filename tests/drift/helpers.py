@@ -2,7 +2,7 @@
 
 The hooks receive what the ingest pipeline hands them (monitor/ingest/hooks.py): canonical
 columns prediction_id, ts, predicted, score_<class>, segment columns, features, slice_id.
-`canonical` builds exactly that from a CONTRACT prediction log, with slices created by the
+`canonical` builds exactly that from a docs/contract.md prediction log, with slices created by the
 pipeline's own `slice_ids`.
 """
 

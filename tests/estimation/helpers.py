@@ -47,7 +47,7 @@ def epoch_seconds(values: pd.Series) -> pd.Series:
 
 
 def canonical(conn: Connection, ctx: ModelContext, frame: pd.DataFrame) -> pd.DataFrame:
-    """CONTRACT §1 columns (timestamp, prediction, ...) -> the hooks' canonical columns."""
+    """docs/contract.md §1 columns (timestamp, prediction, ...) -> the hooks' canonical columns."""
     out = pd.DataFrame({
         "prediction_id": frame["prediction_id"].astype(str),
         "ts": epoch_seconds(frame["timestamp"]),
@@ -67,7 +67,7 @@ def canonical(conn: Connection, ctx: ModelContext, frame: pd.DataFrame) -> pd.Da
 
 def random_calibrated(n: int, seed: int, *, classes: list[str] = CLASSES, start: int = 1_704_067_200,
                       days: int = 3, sharpen: float = 1.0) -> pd.DataFrame:
-    """Small multiclass data in CONTRACT §1 shape. The true class is drawn from
+    """Small multiclass data in docs/contract.md §1 shape. The true class is drawn from
     softmax(logits); the logged scores are softmax(sharpen * logits), so calibrated when
     sharpen == 1 and over-confident when sharpen > 1."""
     rng = np.random.default_rng(seed)

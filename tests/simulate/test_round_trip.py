@@ -1,6 +1,6 @@
 """Simulated logs go through the real engine as they are: every file is read, no row is
 rejected, and the stored windows agree with sklearn on what `visible` says the monitor can
-see at `as_of`. This pins the simulator's output to the ingestion contract (CONTRACT §1-2)."""
+see at `as_of`. This pins the simulator's output to the ingestion contract (docs/contract.md §1-2)."""
 
 from __future__ import annotations
 
