@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
+CONTRACT_DOC = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 DURATION = re.compile(r"^\d+[smhd]$")
 
@@ -57,7 +57,7 @@ def _table_after(lines: list[str], start: int, header: list[str]) -> list[list[s
     raise AssertionError(f"docs/contract.md: no table {header} after line {start + 1}")
 
 
-def load_contract(path: Path = CONTRACT) -> Contract:
+def load_contract(path: Path = CONTRACT_DOC) -> Contract:
     lines = path.read_text(encoding="utf-8").splitlines()
     records: dict[str, list[tuple[str, str]]] = {}
     dtypes: dict[str, Dtype] = {}
