@@ -8,40 +8,19 @@
 
 Reads use the dashboard's engine when it has put one in `server.extensions["monitor"]` (an
 object with `.engine`); writes, and reads without a dashboard, use an engine made from
-`config.database_url` on first use in each process, so gunicorn workers never share
-connections across a fork.
+`config.database_url` on first use in each process (`monitor.api.engines.engine_for`), so
+gunicorn workers never share connections across a fork.
 `create_api_app(config)` is a Flask app with the API only (`monitor.api.wsgi:app`).
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from flask import Flask, Response
-from sqlalchemy import Engine
 
+from monitor.api.engines import engine_for
 from monitor.config import MonitorConfig
-
-_LOCK = threading.Lock()
-
-
-def engine_for(server: Flask, *, write: bool = False) -> Engine:
-    """The engine for this app's requests. Reads use the dashboard's engine when it has one
-    (on SQLite it begins deferred, so reads never wait for writers); writes always use the
-    API's own `make_engine` engine (on SQLite `BEGIN IMMEDIATE`, so concurrent writers queue
-    on the busy timeout instead of failing to upgrade a read lock)."""
-    dashboard = server.extensions.get("monitor")
-    if not write and dashboard is not None and getattr(dashboard, "engine", None) is not None:
-        return dashboard.engine  # type: ignore[no-any-return]
-    state = server.extensions["monitor_api"]
-    if state.get("engine") is None:
-        with _LOCK:
-            if state.get("engine") is None:
-                from monitor.store.db import make_engine
-
-                state["engine"] = make_engine(state["config"].database_url)
-    return state["engine"]  # type: ignore[no-any-return]
 
 
 def preload() -> None:

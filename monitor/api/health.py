@@ -14,6 +14,7 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
+from monitor.api.engines import engine_for
 from monitor.store.db import NOT_MIGRATED, DatabaseError, is_migrated, is_missing_table
 
 log = logging.getLogger("monitor.api")
@@ -58,8 +59,6 @@ def unavailable(error: BaseException) -> Response:
 
 @blueprint.get("/healthz")
 def healthz() -> Response:
-    from monitor.api import engine_for
-
     try:
         with engine_for(current_app).connect() as conn:
             migrated = is_migrated(conn, REQUIRED_TABLE)

@@ -84,14 +84,14 @@ def _unexpected(error: Exception) -> Response:
 
 
 def write_engine() -> Engine:
-    from monitor.api import engine_for
+    from monitor.api.engines import engine_for
 
     return engine_for(current_app, write=True)
 
 
 def state() -> tuple[MonitorConfig, Engine]:
-    """The config and this process's read engine (see `monitor.api.engine_for`)."""
-    from monitor.api import engine_for
+    """The config and this process's read engine (see `monitor.api.engines.engine_for`)."""
+    from monitor.api.engines import engine_for
 
     config: MonitorConfig = current_app.extensions["monitor_api"]["config"]
     return config, engine_for(current_app)

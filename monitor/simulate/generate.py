@@ -7,7 +7,7 @@ deterministic for a given (scenario, seed).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -17,21 +17,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from monitor.simulate.labels import make_labels
+from monitor.simulate.world import (
+    CATEGORY_LEVELS,
+    Inputs,
+    World,
+    draw_classes,
+    draw_index,
+    draw_world_rows,
+    logged_scores,
+    predict,
+    probabilities,
+)
 from monitor.timeutil import parse_time
 
 if TYPE_CHECKING:
-    from monitor.simulate.scenario import Scenario, World
+    from monitor.simulate.scenario import Scenario
 
 DAY = 86_400
-
-
-@dataclass
-class Inputs:
-    """The inputs of n rows as indices and standardised values (before naming them)."""
-
-    z: np.ndarray  # (n, n_numeric) standardised numeric features
-    categories: np.ndarray  # (n, n_categorical) level index per categorical feature
-    segments: dict[str, np.ndarray]  # segment name -> value index per row
 
 
 @dataclass
@@ -49,98 +51,6 @@ class SimulatedData:
     reference: pd.DataFrame
     prediction_epoch: np.ndarray
     label_epoch: np.ndarray
-
-
-def draw_world_rows(scenario: Scenario, world: World, n: int, rng: np.random.Generator) -> Inputs:
-    """Draw n rows of inputs from the fault-free world."""
-    z = rng.standard_normal((n, scenario.n_numeric))
-    categories = np.empty((n, scenario.n_categorical), dtype=np.int64)
-    for j, probs in enumerate(world.category_probs):
-        categories[:, j] = _draw_index(rng, probs, n)
-    segments = {
-        name: _draw_index(rng, scenario.segment_weights(name), n) for name in scenario.segments
-    }
-    return Inputs(z=z, categories=categories, segments=segments)
-
-
-def _draw_index(rng: np.random.Generator, probs: np.ndarray, n: int) -> np.ndarray:
-    """Categorical draw by inverse CDF (faster than rng.choice for large n)."""
-    cdf = np.cumsum(probs)
-    cdf /= cdf[-1]
-    return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(probs) - 1)
-
-
-def feature_logits(world: World, inputs: Inputs) -> np.ndarray:
-    """The linear part of the class logits, without the intercepts."""
-    logits = inputs.z @ world.numeric_weights
-    for j, effect in enumerate(world.category_effects):
-        logits += effect[inputs.categories[:, j]]
-    for name, effect in world.segment_effects.items():
-        logits += effect[inputs.segments[name]]
-    return logits
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, in place."""
-    logits -= logits.max(axis=1, keepdims=True)
-    np.exp(logits, out=logits)
-    logits /= logits.sum(axis=1, keepdims=True)
-    return logits
-
-
-def probabilities(world: World, inputs: Inputs) -> np.ndarray:
-    """True p(y | x, segment): softmax of a linear function of features and segment effects."""
-    return softmax(feature_logits(world, inputs) + world.intercepts)
-
-
-def draw_classes(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
-    """One class index per row drawn from its probability vector."""
-    cdf = np.cumsum(probs, axis=1)
-    u = rng.random(len(probs))[:, None] * cdf[:, -1:]
-    return np.minimum((cdf <= u).sum(axis=1), probs.shape[1] - 1)
-
-
-def logged_scores(scenario: Scenario, probs: np.ndarray) -> np.ndarray:
-    """The scores the model logs: the true probabilities, or sharpened ones when not calibrated."""
-    if scenario.calibrated:
-        return probs.copy()
-    sharpened = probs ** (1.0 / scenario.miscalibration)
-    return sharpened / sharpened.sum(axis=1, keepdims=True)
-
-
-def predict(scenario: Scenario, world: World, scores: np.ndarray) -> np.ndarray:
-    """Decision rule: a minority class when its score reaches its threshold (rarest wins),
-    else the highest-scoring other class."""
-    minority = sorted(world.thresholds, key=lambda c: -scenario.priors[c])
-    others = [c for c in range(scores.shape[1]) if c not in world.thresholds] or list(
-        range(scores.shape[1])
-    )
-    predicted = np.asarray(others)[scores[:, others].argmax(axis=1)]
-    for c in minority:
-        predicted[scores[:, c] >= world.thresholds[c]] = c
-    return predicted
-
-
-def tune_world(scenario: Scenario, world: World, pilot: Inputs) -> World:
-    """Fit intercepts so the class mix matches the priors, then the minority thresholds so
-    each minority class has `target_recall` on fault-free data."""
-    target = scenario.priors
-    intercepts = world.intercepts.copy()
-    base = feature_logits(world, pilot)
-    for _ in range(100):
-        mean = softmax(base + intercepts).mean(axis=0)
-        intercepts += np.log(target / mean)
-        if np.abs(mean / target - 1.0).max() < 1e-3:
-            break
-    world = replace(world, intercepts=intercepts)
-    probs = probabilities(world, pilot)
-    truth = draw_classes(np.random.default_rng(scenario.model_seed + 2), probs)
-    scores = logged_scores(scenario, probs)
-    thresholds = {}
-    for c, name in enumerate(scenario.classes):
-        if name in scenario.minority_classes and (truth == c).any():
-            thresholds[c] = float(np.quantile(scores[truth == c, c], 1.0 - scenario.target_recall))
-    return replace(world, thresholds=thresholds)
 
 
 def _iso(epochs: np.ndarray) -> pd.Series:
@@ -206,8 +116,6 @@ def _frame(
     for j, name in enumerate(scenario.numeric_features):
         raw = world.numeric_mean[j] + world.numeric_sd[j] * inputs.z[:, j]
         columns[name] = np.round(raw, 4)
-    from monitor.simulate.scenario import CATEGORY_LEVELS
-
     for j, name in enumerate(scenario.categorical_features):
         levels = CATEGORY_LEVELS[: len(world.category_probs[j])]
         columns[name] = _strings(levels, inputs.categories[:, j])
@@ -241,7 +149,7 @@ def _apply_faults(
             j = scenario.categorical_features.index(feature)
             moved = mask & (rng.random(len(mask)) < min(1.0, abs(fault.shift) / 3.0))
             probs = world.category_probs[j]
-            levels = len(probs) - 1 - _draw_index(rng, probs, int(moved.sum()))
+            levels = len(probs) - 1 - draw_index(rng, probs, int(moved.sum()))
             inputs.categories[moved, j] = levels
     return masks
 

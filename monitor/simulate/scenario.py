@@ -14,6 +14,8 @@ from typing import Literal
 
 import numpy as np
 
+from monitor.simulate.world import World
+
 # Named values for the well-known segments; any other segment name gets `<name>_0..2`.
 REGION_NAMES = ("north", "south", "east", "west")
 SEGMENT_VALUES: dict[str, tuple[str, ...]] = {
@@ -24,7 +26,7 @@ SEGMENT_WEIGHTS: dict[str, tuple[float, ...]] = {
     "sex": (0.5, 0.5),
     "age_band": (0.35, 0.40, 0.25),
 }
-CATEGORY_LEVELS = ("a", "b", "c", "d", "e", "f")
+
 
 
 @dataclass(frozen=True)
@@ -221,57 +223,3 @@ class Scenario:
 
 
 _WORLDS: dict[tuple, World] = {}
-
-
-@dataclass(frozen=True)
-class World:
-    """The fixed parameters of p(y | x) and of the decision rule, derived from a scenario."""
-
-    numeric_mean: np.ndarray  # (n_numeric,) location of each numeric feature
-    numeric_sd: np.ndarray  # (n_numeric,) scale: the reference standard deviation
-    numeric_weights: np.ndarray  # (n_numeric, n_classes) logit weight per standardised feature
-    category_probs: tuple[np.ndarray, ...]  # per categorical feature: level probabilities
-    category_effects: tuple[np.ndarray, ...]  # per categorical feature: (levels, n_classes)
-    segment_effects: dict[str, np.ndarray]  # per segment: (values, n_classes)
-    intercepts: np.ndarray  # (n_classes,) tuned so the class mix matches the priors
-    thresholds: dict[int, float]  # minority class index -> score threshold for prediction
-
-    @staticmethod
-    def build(scenario: Scenario) -> World:
-        from monitor.simulate.generate import draw_world_rows, tune_world
-
-        rng = np.random.default_rng(scenario.model_seed)
-        k = len(scenario.classes)
-        n_num, n_cat = scenario.n_numeric, scenario.n_categorical
-        # Feature effects decay with the feature index, so a few features matter most.
-        decay = 1.0 / np.sqrt(1.0 + np.arange(n_num))[:, None]
-        weights = rng.normal(0.0, 1.0, size=(n_num, k)) * decay
-        weights[:, 0] = 0.0  # the first class is the baseline of the softmax
-        weights[:, -1] *= 1.6  # the rare class is the most separable (recall is achievable)
-        probs, effects = [], []
-        for _ in range(n_cat):
-            levels = len(CATEGORY_LEVELS) - int(rng.integers(0, 3))
-            p = 1.0 / np.arange(1, levels + 1) ** 0.8
-            probs.append(p / p.sum())
-            effect = rng.normal(0.0, 0.4, size=(levels, k))
-            effect[:, 0] = 0.0
-            effects.append(effect)
-        segment_effects = {}
-        for name in scenario.segments:
-            effect = rng.normal(0.0, 0.25, size=(len(scenario.segment_values(name)), k))
-            effect[:, 0] = 0.0
-            segment_effects[name] = effect
-        world = World(
-            numeric_mean=np.round(rng.uniform(-2, 50, size=n_num), 1),
-            numeric_sd=np.round(rng.uniform(0.5, 12, size=n_num), 2),
-            numeric_weights=weights,
-            category_probs=tuple(probs),
-            category_effects=tuple(effects),
-            segment_effects=segment_effects,
-            intercepts=np.log(scenario.priors),
-            thresholds={},
-        )
-        pilot = draw_world_rows(
-            scenario, world, 100_000, np.random.default_rng(scenario.model_seed + 1)
-        )
-        return tune_world(scenario, world, pilot)
