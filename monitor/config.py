@@ -258,6 +258,11 @@ class ModelConfig(_Strict):
             absent = [] if rule.features == "all" else sorted(set(rule.features) - set(self.features))
             if rule.metric == "drift" and absent:
                 raise ValueError(f"alert rule {rule.name!r}: features not in the model's features: {absent}")
+            grain = parse_duration(self.drift.bucket)
+            if rule.metric == "drift" and (parse_duration(rule.window) % grain or parse_duration(rule.step) % grain):
+                raise ValueError(f"alert rule {rule.name!r}: drift histograms are kept per {self.drift.bucket}; "
+                                 f"use a window and a step that are multiples of it "
+                                 f"(got window {rule.window}, step {rule.step})")
         return self
 
     @property

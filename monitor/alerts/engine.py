@@ -49,9 +49,14 @@ def policy_for(rule: AlertRule) -> Policy:
 
 
 def evaluate(conn: Connection, config: MonitorConfig, ctx: ModelContext, as_of: int,
-             now: int | None = None) -> dict[str, int]:
+             now: int | None = None, errors: list[str] | None = None) -> dict[str, int]:
     """Evaluate every rule of `ctx` up to data time `as_of`; write state changes and events.
-    Returns counts for the tick summary (alerts_fired, alerts_resolved, alerts_firing, ...)."""
+    Returns counts for the tick summary (alerts_fired, alerts_resolved, alerts_firing, ...).
+
+    A rule whose observations fail (a bug, a window the service refuses) raises at once when
+    `errors` is None. The tick passes a list instead: the failure is logged with its traceback
+    and appended there (the tick is then recorded as failed), and the model's other rules
+    still run, so one broken rule never silences the recall alerts beside it."""
     rules = {rule.name: rule for rule in rules_for(ctx.config)}
     last_ends = _last_ends(conn, ctx.model_id)
     horizon = parse_duration(config.retention.label_horizon)
@@ -66,8 +71,16 @@ def evaluate(conn: Connection, config: MonitorConfig, ctx: ModelContext, as_of: 
             first = max(first, last_ends[rule.name] + step)
         if first > current:
             continue
-        # no except: an error here fails the model's tick, which reports it (monitor.tick)
-        parts.append(observe(conn, ctx, rule, WindowSpec(window, step, first, current), int(as_of)))
+        spec = WindowSpec(window, step, first, current)
+        if errors is None:
+            parts.append(observe(conn, ctx, rule, spec, int(as_of)))
+            continue
+        try:
+            with conn.begin_nested():  # a failed read must not abort the others' transaction
+                parts.append(observe(conn, ctx, rule, spec, int(as_of)))
+        except Exception as error:  # noqa: BLE001 - reported as the tick's failure, not skipped
+            log.exception("alert rule %r of model %s failed", rule.name, ctx.name)
+            errors.append(f"alert rule {rule.name!r}: {type(error).__name__}: {error}")
     parts = [part for part in parts if len(part)]
     if parts:
         frame = classify(pd.concat(parts, ignore_index=True), rules)

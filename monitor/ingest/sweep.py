@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine, insert, update
 from sqlalchemy.engine import Connection
@@ -38,7 +38,13 @@ if TYPE_CHECKING:  # rich is imported only when a progress bar is shown
     from rich.progress import Progress
 
 # (connection, config, model, clock) -> counts for the model's summary, e.g. alerts fired
-Evaluate = Callable[[Connection, MonitorConfig, ModelContext, int], dict[str, int]]
+class Evaluate(Protocol):
+    """(conn, config, ctx, as_of, errors=) -> counts; a failing rule's message goes to `errors`."""
+
+    def __call__(self, conn: Connection, config: MonitorConfig, ctx: ModelContext, as_of: int, *,
+                 errors: list[str]) -> dict[str, int]: ...
+
+
 # (engine, config) -> counts for the summary, e.g. notifications sent
 Deliver = Callable[[Engine, MonitorConfig], dict[str, int]]
 
@@ -156,7 +162,11 @@ def sweep(engine: Engine, config: MonitorConfig, *, model: str | None = None, as
                     apply_labels(conn, ctx)  # labels that waited for predictions of other files
                 if evaluate is not None:
                     with engine.begin() as conn:
-                        model_summary.alerts = evaluate(conn, config, ctx, clock)
+                        rule_errors: list[str] = []
+                        model_summary.alerts = evaluate(conn, config, ctx, clock, errors=rule_errors)
+                    if rule_errors:  # a broken rule: the others ran, the run is recorded as failed
+                        model_summary.errors.extend(rule_errors)
+                        status, error_text = "failed", f"{model_config.name}: {rule_errors[-1]}"
             except UnusableReference as error:
                 model_summary.errors.append(str(error))
                 status, error_text = "failed", str(error)
