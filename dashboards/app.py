@@ -20,10 +20,11 @@ from dash import Dash, _callback
 from sqlalchemy import Engine
 
 from dashboards import availability, layout
-from dashboards.data.common import MonitorHandle, make_read_engine
+from dashboards.data.common import MonitorHandle
 from monitor import api
 from monitor.api import security
 from monitor.config import MonitorConfig
+from monitor.store.db import make_read_engine
 
 PAGES = Path(__file__).resolve().parent / "pages"
 ASSETS = Path(__file__).resolve().parent / "assets"

@@ -89,18 +89,24 @@ class Registry:
 
 # --- drift methods: `fn(histograms: monitor.drift.methods.Histograms) -> values per row` ---
 # kinds: the feature kinds it applies to; threshold: default of its `[models.drift]` key;
-# test: "distance" drifts above the threshold, "pvalue" below it.
+# test: "distance" drifts above the threshold, "pvalue" below it; label and axis: for people
+# (the dashboard's method menu and the axis title of its charts).
 DRIFT_METHODS = Registry("drift method")
 DRIFT_METHODS.register("psi", "monitor.drift.methods:psi_of", kinds=("numeric", "categorical"),
-                       threshold=0.2, test="distance", label="Population stability index")
+                       threshold=0.2, test="distance", label="Population stability index",
+                       axis="Population stability index (unitless)")
 DRIFT_METHODS.register("js", "monitor.drift.methods:js_of", kinds=("numeric", "categorical"),
-                       threshold=0.1, test="distance", label="Jensen-Shannon distance")
+                       threshold=0.1, test="distance", label="Jensen-Shannon distance (0-1)",
+                       axis="Jensen-Shannon distance (0 = same, 1 = disjoint)")
 DRIFT_METHODS.register("ks", "monitor.drift.methods:ks_of", kinds=("numeric",),
-                       threshold=0.1, test="distance", label="Kolmogorov-Smirnov statistic")
+                       threshold=0.1, test="distance", label="Kolmogorov-Smirnov statistic (0-1)",
+                       axis="Kolmogorov-Smirnov statistic (0-1)")
 DRIFT_METHODS.register("wasserstein", "monitor.drift.methods:wasserstein_of", kinds=("numeric",),
-                       threshold=0.1, test="distance", label="Wasserstein distance (reference std)")
+                       threshold=0.1, test="distance", label="Wasserstein distance (reference std)",
+                       axis="Wasserstein distance (reference standard deviations)")
 DRIFT_METHODS.register("chi2", "monitor.drift.methods:chi2_of", kinds=("categorical",),
-                       threshold=0.01, test="pvalue", label="Chi-squared p-value")
+                       threshold=0.01, test="pvalue", label="Chi-squared p-value",
+                       axis="Chi-squared p-value (low = drifted)")
 
 # --- notification channels: `send(channel, event, config)`, raising TransportError ---
 # requires: `[[channels]]` keys that must be set; threads: at most this many concurrent sends

@@ -18,9 +18,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from monitor.config import MonitorConfig
-from monitor.store.db import make_read_engine
 
-__all__ = ["MonitorHandle", "ResultCache", "config", "handle", "make_read_engine", "read", "write"]
+__all__ = ["MonitorHandle", "ResultCache", "config", "handle", "read", "write"]
 
 
 class ResultCache:

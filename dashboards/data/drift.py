@@ -12,16 +12,12 @@ from dashboards.data import common, core
 from dashboards.data.core import Result
 from dashboards.filters import OVERALL, Filters
 from monitor.read import quality
+from monitor.registry import DRIFT_METHODS
 from monitor.timeutil import parse_time
 
-METHODS = ("js", "psi", "ks", "wasserstein", "chi2")
-METHOD_LABELS = {
-    "js": "Jensen-Shannon distance (0-1)",
-    "psi": "Population stability index",
-    "ks": "Kolmogorov-Smirnov statistic (0-1)",
-    "wasserstein": "Wasserstein distance (reference std)",
-    "chi2": "Chi-squared p-value",
-}
+# the drift methods, from the registry; js first (the default of drift alert rules)
+METHODS = ("js", *(name for name in DRIFT_METHODS.names() if name != "js"))
+METHOD_LABELS = {name: DRIFT_METHODS.entry(name).options["label"] for name in METHODS}
 NO_REFERENCE = "No drift reference for this model yet"
 NO_REFERENCE_HINT = ("Set `reference = ...` (a labelled file) or `reference_period` in monitor.toml and "
                      "run `monitor ingest`: drift compares each window with the reference.")
@@ -79,7 +75,7 @@ def rank_features(frame: pd.DataFrame, method: str) -> pd.DataFrame:
     flagged = latest.groupby("feature")["drifted"].sum().rename("methods_drifted")
     chosen = latest[latest["method"] == method].set_index("feature")
     ranked = chosen.join(flagged).reset_index()
-    ranked = ranked.sort_values("value", ascending=method == "chi2", na_position="last", kind="stable")
+    ranked = ranked.sort_values("value", ascending=method in DRIFT_METHODS.names(test="pvalue"), na_position="last", kind="stable")
     ranked["methods_drifted"] = ranked["methods_drifted"].astype(int)
     return ranked[columns].reset_index(drop=True)
 

@@ -30,14 +30,9 @@ from dashboards.figures.style import (
     plain,
     plain_frame,
 )
+from monitor.registry import DRIFT_METHODS
 
-METHOD_AXIS = {
-    "js": "Jensen-Shannon distance (0 = same, 1 = disjoint)",
-    "psi": "Population stability index (unitless)",
-    "ks": "Kolmogorov-Smirnov statistic (0-1)",
-    "wasserstein": "Wasserstein distance (reference standard deviations)",
-    "chi2": "Chi-squared p-value (low = drifted)",
-}
+METHOD_AXIS = {entry.name: entry.options.get("axis", entry.options["label"]) for entry in DRIFT_METHODS.entries()}
 MAX_SPARKLINES = 12
 
 

@@ -33,6 +33,7 @@ from monitor.alerts.rules import classify, fingerprint, rules_for
 from monitor.alerts.sources import observe
 from monitor.config import AlertRule, MonitorConfig
 from monitor.context import ModelContext
+from monitor.store.bulk import inserted_id
 from monitor.store.windows import WindowSpec
 from monitor.timeutil import floor_to, now_epoch, parse_duration
 
@@ -242,7 +243,7 @@ def _open_alert(conn: Connection, ctx: ModelContext, record: dict[str, Any], end
         metric=record["metric"], class_name=record["class"], segment=record["segment"],
         segment_value=record["segment_value"], state="pending", window=record["window"],
         started_at=end, **_alert_values(record, now)))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    return inserted_id(result)
 
 
 def alert_snapshot(conn: Connection, alert_id: int) -> dict[str, Any]:

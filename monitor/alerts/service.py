@@ -19,6 +19,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.alerts.models import Alert, AlertDelivery, AlertEvent, AlertSeries, AlertSilence
+from monitor.store.bulk import inserted_id
 from monitor.store.models import MonitoredModel
 from monitor.timeutil import iso_series, now_epoch, parse_time
 
@@ -132,7 +133,7 @@ def silence(conn: Connection, *, model: str, rule: str | None = None, class_: st
     result = conn.execute(insert(AlertSilence).values(
         model=model, rule=rule, class_name=class_, segment=segment, segment_value=segment_value,
         starts_at=start, ends_at=end, created_by=by, comment=comment, created_at=now))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    return inserted_id(result)
 
 
 def unsilence(conn: Connection, silence_id: int) -> None:

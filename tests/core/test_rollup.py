@@ -112,3 +112,13 @@ def test_migration_0005_fills_the_rollups_from_existing_hourly_rows(ingested) ->
         assert conn.execute(select(func.count()).select_from(HOURLY["confusion_counts"])).scalar_one() > 0
     upgrade(engine)
     _assert_rollups_match(engine)
+
+
+def test_every_hourly_count_table_registers_its_daily_twin_once_the_schema_is_loaded() -> None:
+    """Roll-ups are registered by their domain (`rollup.register_daily`), not listed in store:
+    a domain that forgot would silently read hourly rows and `rebuild` would skip its twin."""
+    import monitor.schema  # noqa: F401 - imports every domain's models, as the engine does
+
+    assert set(DAILY) == {"prediction_counts", "confusion_counts", "expected_counts"}
+    assert {daily.name for daily in DAILY.values()} == {f"{name}_daily" for name in DAILY}
+    assert {name: table.name for name, table in HOURLY.items()} == {name: name for name in DAILY}
