@@ -295,8 +295,9 @@ def _reference_cells(conn: Connection, ctx: ModelContext, sets: Sequence[tuple[s
     frames = [frame for frame in frames if len(frame)]
     if not frames:
         return pd.DataFrame()
-    cells = pd.concat(frames, ignore_index=True)
-    cells["n"] = cells["n"].to_numpy(dtype=np.int64)  # PostgreSQL sums are Decimal
+    cells = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if cells["n"].dtype == object:  # PostgreSQL sums are Decimal
+        cells["n"] = cells["n"].to_numpy(dtype=np.int64)
     return cells
 
 

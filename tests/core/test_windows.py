@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.store.slices import OVERALL, group_codes, join_values, segment_label
+from monitor.store.slices import OVERALL, group_codes, segment_label
 
 
 def test_group_codes_number_groups_as_a_pandas_groupby_in_order_of_first_appearance():
@@ -24,7 +24,4 @@ def test_group_codes_number_groups_as_a_pandas_groupby_in_order_of_first_appeara
 
 
 def test_segment_values_join_with_the_separator():
-    frame = pd.DataFrame({"value0": ["a", "b"], "value1": ["x", "y"]})
-    assert list(join_values(frame, ["value0", "value1"])) == ["a&x", "b&y"]
-    assert join_values(frame, []) == OVERALL
     assert segment_label(("region", "channel")) == "region&channel" and segment_label(()) == OVERALL
