@@ -313,4 +313,4 @@ def confusion_matrix(conn: Connection, ctx: ModelContext, start: int, end: int, 
         return pd.DataFrame(columns=["true_class", "pred_class", "n"])
     if segment_value is not None and sets != [()]:
         cells = cells.loc[cells["segment_value"] == segment_value]
-    return cells.groupby(["true_class", "pred_class"], as_index=False)["n"].sum()
+    return cast(pd.DataFrame, cells.groupby(["true_class", "pred_class"], as_index=False)["n"].sum())  # as_index=False: a frame
