@@ -280,7 +280,7 @@ def reference_metrics(conn: Connection, ctx: ModelContext, segment_sets: Sequenc
         "segment_value": series.values.array.take(series.value_code[row]),
         "class": pd.DataFrame({"class": list(all_classes)})["class"].array.take(cls),
     }
-    for name in ("tp", "support", "fn", "fp", "tn"):
+    for name in ("tp", "fp", "fn", "tn", "support"):  # the metrics record's order
         values = counts[name].reshape(-1)
         columns[name] = values.astype(np.int64) if integer else values
     columns.update(one_vs_rest(columns["tp"], columns["fp"], columns["fn"], columns["tn"]))  # type: ignore[arg-type]
