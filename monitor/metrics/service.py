@@ -3,8 +3,10 @@
 Reads only count tables: confusion counts (labelled predictions) and prediction counts (all
 predictions), summed into windows by `monitor.store.windows`. Columns after the contract's:
 `provisional` (labels of this window are not yet as complete as they usually are at its
-age, so it can neither fire nor resolve an alert), `expected_coverage` (that usual coverage),
-the interval of the label-free estimate and its warning (e.g. badly calibrated scores).
+age, or the window is `partial`, so it can neither fire nor resolve an alert),
+`expected_coverage` (that usual coverage), the interval of the label-free estimate and its
+warning (e.g. badly calibrated scores), and `partial` (the window ends after the clock: its
+predictions are still arriving, so it is never the newest window a judgment rests on).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ METRIC_COLUMNS = [
     "model", "window", "end", "class", "segment", "segment_value", "n_predictions", "n_labeled",
     "label_coverage", "tp", "fp", "fn", "tn", "support", *rate_columns(), "recall_estimated",
 ]  # rate columns: every registered rate metric (monitor.registry.METRICS)
-EXTRA_COLUMNS = ["provisional", "expected_coverage", "recall_estimated_low", "recall_estimated_high", "estimation_warning"]
+EXTRA_COLUMNS = ["provisional", "expected_coverage", "recall_estimated_low", "recall_estimated_high", "estimation_warning",
+                 "partial"]
 CONFUSION = cast(Table, ConfusionCount.__table__)
 PREDICTION_COUNTS = cast(Table, PredictionCount.__table__)
 REFERENCE_COUNTS = cast(Table, ReferenceCount.__table__)
@@ -189,7 +192,10 @@ def metrics_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, clas
     clock = as_of if as_of is not None else now_epoch()
     coverage = expected_coverage(conn, ctx, series.ends[used], spec.window, clock)[end_index] if len(row) else \
         np.zeros(0)
-    provisional = np.where(np.isnan(label_coverage), 0.0, label_coverage) + 1e-9 < 0.9 * coverage
+    # a window ending after the clock is partial (expected coverage 0 says nothing about it):
+    # always provisional, whatever its labels say
+    partial = series.ends[used][end_index] > clock if len(row) else np.zeros(0, dtype=bool)
+    provisional = (np.where(np.isnan(label_coverage), 0.0, label_coverage) + 1e-9 < 0.9 * coverage) | partial
     # dtype as the cross merge with this frame gave (str; float64 for no class at all)
     class_values = pd.DataFrame({"class": list(all_classes)})["class"].array
     columns = {
@@ -207,6 +213,7 @@ def metrics_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, clas
         **estimated,
         "provisional": provisional,
         "expected_coverage": coverage,
+        "partial": partial,
     }
     return pd.DataFrame({name: columns[name] for name in METRIC_COLUMNS + EXTRA_COLUMNS})
 

@@ -3,7 +3,8 @@
 A query (CLI options, API parameters) names window, step and optionally from/to: `query_spec`.
 Without dates the dashboard shows the last `span_days` of data (`default_spec`), a card or
 chart only the newest end(s) of that (`latest_spec`); `/metrics` shows the latest complete
-window (`latest_complete_end`). All bounded by the model's `[limits] max_window_ends`.
+window (`latest_complete_end`). A window that ends after the clock is partial (its
+predictions are still arriving): default views end at the newest complete window instead. All bounded by the model's `[limits] max_window_ends`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from monitor.context import ModelContext
 from monitor.store.models import PredictionCount
 from monitor.store.queries import newest_bucket
 from monitor.store.windows import WindowSpec, data_range, max_window_ends
-from monitor.timeutil import ceil_to, floor_to
+from monitor.timeutil import ceil_to, floor_to, now_epoch
 
 DAY = 86400
 PREDICTIONS = cast(Table, PredictionCount.__table__)
@@ -36,18 +37,31 @@ def data_span(conn: Connection, ctx: ModelContext) -> tuple[int, int] | None:
 
 
 def default_spec(conn: Connection, ctx: ModelContext, *, window: int, step: int, span_days: int,
-                 start: int | None = None, end: int | None = None) -> WindowSpec | None:
-    """The chosen dates' WindowSpec, a missing end being the first step after the newest
-    data and a missing start `span_days` before the end (not before the first data).
+                 start: int | None = None, end: int | None = None, now: int | None = None) -> WindowSpec | None:
+    """The chosen dates' WindowSpec, a missing end being the newest complete window end
+    (`newest_end`) and a missing start `span_days` before the end (not before the first
+    data). A chosen end is clamped to that too: a window ending after the clock (`now`,
+    default the current time) is partial and never the newest one shown or judged.
     None when the model has no predictions."""
     found = data_span(conn, ctx)
     if found is None:
         return None
-    last_end = ceil_to(found[1] + ctx.bucket, step)
+    last_end = newest_end(found, ctx.bucket, step, now)
     end = min(end, last_end) if end is not None else last_end
     if start is None:
         start = max(end - span_days * DAY, ceil_to(found[0] + 1, step))
     return WindowSpec(window, step, start, end, max_ends=max_window_ends(ctx.config))
+
+
+def newest_end(found: tuple[int, int], bucket: int, step: int, now: int | None = None) -> int:
+    """The newest complete window end of data spanning `found` (first, last bucket): a
+    `step` boundary no later than the clock nor the first boundary after the newest data.
+    When even the first data's window is not complete yet (everything arrived since the
+    last boundary), that partial end: a view of it is provisional, never empty."""
+    clock = now if now is not None else now_epoch()
+    after_data = ceil_to(found[1] + bucket, step)
+    complete = min(floor_to(clock, step), after_data)
+    return complete if complete >= ceil_to(found[0] + 1, step) else after_data
 
 
 def latest_spec(spec: WindowSpec, *, steps: int = 0) -> WindowSpec:

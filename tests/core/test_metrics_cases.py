@@ -166,7 +166,9 @@ def assert_maturity(frame: pd.DataFrame, data: SimulatedData, seen_at: int, cloc
     expected = oracle_expected_coverage(data, seen_at, clock, ends, window)
     np.testing.assert_allclose(frame["expected_coverage"].to_numpy(float), expected, rtol=1e-9, atol=1e-12)
     coverage = frame["label_coverage"].fillna(0.0).to_numpy(float)
-    np.testing.assert_array_equal(frame["provisional"].to_numpy(bool), coverage + 1e-9 < 0.9 * expected)
+    # a window ending after the clock is partial: provisional whatever its labels (issue 14)
+    np.testing.assert_array_equal(frame["partial"].to_numpy(bool), ends > clock)
+    np.testing.assert_array_equal(frame["provisional"].to_numpy(bool), (coverage + 1e-9 < 0.9 * expected) | (ends > clock))
 
 
 def test_every_metrics_record_equals_sklearn_and_the_maturity_rule(tmp_path, db_url) -> None:  # type: ignore[no-untyped-def]
