@@ -11,8 +11,13 @@ each minority class, overall and per configured segment, 7-day window, `min_supp
   window that is not provisional but not yet `settled` (expected label coverage below
   `settled_coverage` of the eventual coverage) is treated the same, except that a critical
   breach (a sure collapse) may fire from it.
-- `insufficient`: fewer than `min_support` labelled cases (labelled positives for recall);
-  never an alarm.
+- `insufficient`: fewer than `min_support` labelled cases (labelled positives for recall)
+  AND an interval that proves nothing: never an alarm. A small series whose upper 95% bound
+  lies below `reference - min_drop` (or below `floor`) has proven its drop whatever the
+  support (recall 0 of 26 against 0.71): it is judged, by an exact one-sided binomial test of
+  "rate below that level" with Benjamini-Hochberg over every small series of the window end
+  (a family of its own, so tiny slices neither hide nor swamp the large ones); `breach` when
+  proven and significant, else `hold`.
 - `breach`: the drop below the reference is at least `min_drop` AND significant (one-sided
   two-proportion test, Benjamini-Hochberg across every series tested at the same window end,
   adjusted p <= `fdr`), OR the upper 95% bound is below `floor`.
@@ -33,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from monitor.alerts.stats import benjamini_hochberg, drop_p_value, wilson_interval
+from monitor.alerts.stats import benjamini_hochberg, drop_p_value, exact_below, wilson_interval
 from monitor.config import AlertRule, ModelConfig
 from monitor.registry import tested_metrics
 
@@ -115,23 +120,34 @@ def classify(observations: pd.DataFrame, rules: dict[str, AlertRule]) -> pd.Data
     frame["high"] = np.where(labelled, high, np.nan)
     reference = frame["reference_value"].to_numpy(dtype=float)
     provisional = frame["provisional"].fillna(False).to_numpy(dtype=bool)
-    insufficient = ~(support >= param["min_support"].to_numpy(dtype=float))
+    small = ~(support >= param["min_support"].to_numpy(dtype=float))
+    # the level the interval must lie below to prove a drop: reference - min_drop, or the floor
+    with np.errstate(invalid="ignore"):
+        threshold = np.fmax(reference - min_drop, floor)
+        proven = high < threshold
+    # min_support only stops judgments the interval cannot make (principle: honest statistics)
+    insufficient = small & ~proven
 
     p = drop_p_value(successes, support, frame["reference_successes"].to_numpy(dtype=float),
                      frame["reference_support"].to_numpy(dtype=float),
                      param["test_margin"].to_numpy(dtype=float) * min_drop)
-    testable = labelled & ~provisional & ~insufficient
-    p = np.where(testable, p, np.nan)
+    # under min_support the z-test is too optimistic: an exact binomial test of the claim the
+    # interval makes (rate below the threshold), in a BH family of its own (every small series)
+    p = np.where(small, exact_below(successes, support, threshold), p)
+    tested = labelled & ~provisional & (support > 0)
+    p = np.where(tested, p, np.nan)
     q = np.full(len(frame), np.nan)
     for _, index in frame.groupby("end").indices.items():
-        q[index] = benjamini_hochberg(p[index])
+        for family in (index[~small[index]], index[small[index]]):
+            q[family] = benjamini_hochberg(p[family])
     frame["p_value"], frame["q_value"] = p, q
 
     drop = reference - value
     significant = q <= param["fdr"].to_numpy(dtype=float)
     has_floor = ~np.isnan(floor)
     below_floor = has_floor & (high < floor)
-    breach = (significant & (drop >= min_drop)) | below_floor
+    breach = np.where(small, proven & significant,
+                      (significant & (drop >= min_drop)) | below_floor)
     clear = ~(drop >= min_drop - margin) & ~(has_floor & (value < floor))
     clear &= ~np.isnan(value)
     observation = np.where(breach, "breach", np.where(clear, "clear", "hold")).astype(object)

@@ -7,6 +7,8 @@ All functions are vectorised over numpy arrays (one element per series) and pure
 - `drop_p_value(x, n, x_ref, n_ref)`: one-sided two-proportion z-test (pooled variance) of
   H1: p < p_ref, i.e. "the window's rate is below the reference's". Only drops are evidence;
   a rise gives a p-value near 1. NaN where either sample is empty.
+- `exact_below(x, n, level)`: exact one-sided binomial p-value of H1: rate < level (the
+  reference taken as known), for windows too small for the z-test.
 - `benjamini_hochberg(p_values)`: BH-adjusted p-values (q-values); a series is a discovery at
   false discovery rate q when its adjusted p-value is <= q. NaN entries are not tested and
   stay NaN (they do not count in the number of hypotheses).
@@ -15,7 +17,7 @@ All functions are vectorised over numpy arrays (one element per series) and pure
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import binom, norm
 
 Z95 = float(norm.ppf(0.975))
 
@@ -67,6 +69,16 @@ def drop_p_value(x: object, n: object, x_ref: object, n_ref: object, margin: obj
     exact = np.where(p - p_ref + delta < 0, 0.0, 1.0)
     result = np.where(se > 0, result, np.where(shifted, exact, 1.0))
     return np.where((n > 0) & (n_ref > 0), result, np.nan)
+
+
+def exact_below(x: object, n: object, level: object) -> np.ndarray:
+    """P(X <= x) for X ~ Binomial(n, level): the exact one-sided p-value that the rate x/n is
+    below `level` (`scipy.stats.binomtest(x, n, level, alternative="less")`). NaN where n is
+    0 or the level unknown; a level at or below 0 admits no drop (p = 1)."""
+    x, n, level = np.broadcast_arrays(_as_float(x), _as_float(n), _as_float(level))
+    valid = (n > 0) & ~np.isnan(level) & ~np.isnan(x)
+    p = binom.cdf(np.where(valid, x, 0), np.where(valid, n, 1), np.clip(np.nan_to_num(level), 0.0, 1.0))
+    return np.where(valid, np.where(level > 0, p, 1.0), np.nan)
 
 
 def benjamini_hochberg(p_values: object) -> np.ndarray:

@@ -51,11 +51,14 @@ def test_reevaluating_the_same_window_end_does_not_count_as_another_evaluation(e
         assert alerts_frame(conn)["state"].tolist() == ["pending"]
 
 
-def test_below_min_support_the_series_is_insufficient_data_and_never_alerts(engine: Engine, db_url: str) -> None:
+def test_below_min_support_an_interval_that_proves_nothing_is_insufficient_data_and_never_alerts(
+        engine: Engine, db_url: str) -> None:
+    """6 of 12 against 0.8: the interval [0.25, 0.75] reaches above 0.8 - min_drop, so the
+    slice is too small to judge (before issue 14, 0 of 12 was used here: that one is proven)."""
     config = make_config(db_url)
     ctx = context(engine, config)
     for day in range(1, 6):
-        feed(engine, config, ctx, [observation(day, 0, 12, segment="region", value="tiny")])
+        feed(engine, config, ctx, [observation(day, 6, 12, segment="region", value="tiny")])
     with engine.begin() as conn:
         assert alerts_frame(conn).empty
         series = series_frame(conn, model="triage")
@@ -106,3 +109,36 @@ def test_many_noisy_series_are_controlled_for_false_discoveries(engine: Engine, 
     feed(engine, config, ctx, [*alone, observation(2, 26, 40, segment="region", value="suspect")])
     with engine.begin() as conn:
         assert alerts_frame(conn)["segment_value"].tolist() == ["suspect"]
+
+
+def test_a_proven_collapse_under_min_support_fires_recall_0_of_26_against_071(engine: Engine, db_url: str) -> None:
+    """Issue 14: 0.00 [0.00, 0.13] against a reference of 0.71 proves the drop whatever the
+    support (26 < min_support 30): it fires, critical, instead of 'insufficient data'."""
+    config = make_config(db_url)
+    ctx = context(engine, config)
+    feed(engine, config, ctx, [observation(1, 0, 26, segment="region", value="south",
+                                           ref_tp=710, ref_support=1000),
+                               observation(1, 640, 800)])
+    with engine.begin() as conn:
+        frame = alerts_frame(conn, model="triage")
+        series = series_frame(conn, model="triage")
+    assert frame["segment_value"].tolist() == ["south"]
+    assert (frame.iloc[0]["state"], frame.iloc[0]["severity"]) == ("firing", "critical")
+    assert frame.iloc[0]["support"] == 26 and frame.iloc[0]["high"] < 0.14
+    assert "insufficient_data" not in series["status"].tolist()
+
+
+def test_tiny_slices_that_prove_a_collapse_by_chance_are_held_back_by_the_false_discovery_control(
+        engine: Engine, db_url: str) -> None:
+    """400 slices of 5 positives at the reference rate 0.8: a few show 1 of 5 by chance
+    (upper bound 0.62 < 0.7), but Benjamini-Hochberg over every small slice keeps none."""
+    import numpy as np
+
+    config = make_config(db_url)
+    ctx = context(engine, config)
+    hits = np.random.default_rng(14).binomial(5, 0.8, size=400)
+    assert (hits <= 1).sum() >= 1  # chance "proofs" are present
+    feed(engine, config, ctx, [observation(1, int(x), 5, segment="region", value=f"r{i}")
+                               for i, x in enumerate(hits)])
+    with engine.begin() as conn:
+        assert alerts_frame(conn).empty

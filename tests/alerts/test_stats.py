@@ -77,3 +77,14 @@ def test_the_drop_test_against_a_margin_matches_the_statsmodels_wald_test(x: int
 def test_a_margin_asks_for_more_evidence_than_any_drop() -> None:
     plain, with_margin = drop_p_value([58, 58], [100, 100], 700, 1000, [0.0, 0.05])
     assert plain < 0.01 < with_margin
+
+
+@pytest.mark.parametrize(("x", "n", "level"), [(0, 26, 0.61), (1, 5, 0.7), (3, 12, 0.5), (12, 12, 0.9)])
+def test_exact_below_matches_scipy_binomtest(x: int, n: int, level: float) -> None:
+    from scipy.stats import binomtest
+
+    from monitor.alerts.stats import exact_below
+
+    expected = binomtest(x, n, level, alternative="less").pvalue
+    assert exact_below(x, n, level)[0] == pytest.approx(expected, rel=1e-9)
+    assert np.isnan(exact_below(0, 0, level)[0]) and np.isnan(exact_below(0, 5, np.nan)[0])
