@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dash
 import dash_bootstrap_components as dbc  # noqa: F401 - registers the component library
 from dash import Dash, _callback
+from flask import Response, request
 from sqlalchemy import Engine
 
 from dashboards import availability, layout
@@ -28,6 +30,8 @@ from monitor.store.db import make_read_engine
 
 PAGES = Path(__file__).resolve().parent / "pages"
 ASSETS = Path(__file__).resolve().parent / "assets"
+# the endpoints of Dash's index page: "/" and its catch-all route for every other path
+CATCH_ALL = ("/", "/<path:path>")
 
 
 def create_app(config: MonitorConfig, *, engine: Engine | None = None) -> Dash:
@@ -57,9 +61,24 @@ def create_app(config: MonitorConfig, *, engine: Engine | None = None) -> Dash:
     app.layout = layout.shell
     layout.register_callbacks(app)
     api.register(server, config)
+    server.after_request(_unknown_page_is_404)
     # clientside callbacks are inlined in the index page: the CSP allows them by hash
     security.allow_inline_scripts(server, lambda: list(app.csp_hashes()))
     return app
+
+
+def _unknown_page_is_404(response: Response) -> Response:
+    """Answer 404 for a path that names no page.
+
+    Dash serves its index page for any path (its catch-all route) and draws "not found" in the
+    browser, with status 200; crawlers, monitors and scripts need the status. The body stays
+    the index page, so a person still sees the navbar and Dash's not-found page."""
+    if request.endpoint not in CATCH_ALL or response.status_code != 200:
+        return response
+    known = {str(page["path"]).strip("/") for page in dash.page_registry.values()}
+    if request.path.strip("/") not in known:
+        response.status_code = 404
+    return response
 
 
 def serve(config: MonitorConfig, *, host: str = "127.0.0.1", port: int = 8050, debug: bool = False) -> None:

@@ -12,11 +12,17 @@ which also runs again when the data version changes (e.g. when the database is b
 
 The URL's query string mirrors the filters both ways: opening a shared URL sets the filters
 (`sync_filters`), and changing a filter rewrites the query string in place
-(`history.replaceState`, clientside) so the page is not re-rendered by the router.
+(`history.replaceState`, clientside) so the page is not re-rendered by the router. Keys that
+are not filters (a page's own controls, see `keep_in_url`) are left in place.
+
+Each page shows only the filters it reads: a page declares them with
+`dash.register_page(..., filters=("model", "window", ...))` (names in `FILTERS`); pages that
+declare nothing fall back to `PAGE_FILTERS`, then to every filter. An unknown page shows none.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dash
@@ -33,12 +39,14 @@ REFRESH_MS = 10_000
 # Keeps the browser URL equal to the filters without a navigation (no router re-render).
 URL_WRITER = """
 function(model, windowValue, start, end, cls, segment, pathname) {
-    const params = new URLSearchParams();
+    const params = new URLSearchParams(window.location.search);
     const pairs = [["model", model], ["window", windowValue], ["from", start], ["to", end],
                    ["class", cls], ["segment", segment]];
     for (const [key, value] of pairs) {
         if (value !== null && value !== undefined && value !== "") {
             params.set(key, String(value).slice(0, key === "from" || key === "to" ? 10 : 500));
+        } else {
+            params.delete(key);
         }
     }
     const query = params.toString();
@@ -50,19 +58,100 @@ function(model, windowValue, start, end, cls, segment, pathname) {
 }
 """
 
+# The filters of the filter bar, by the names pages declare (`filters=` in register_page).
+FILTERS = ("model", "window", "range", "class", "segment")
+# Pages that declare nothing: what their callbacks read today (others: every filter).
+PAGE_FILTERS = {"/": ("window", "range")}
+
+# Shows the filters the page reads and hides the others (and the bar when none is read).
+FILTER_VISIBILITY = """
+function(pathname, pages) {
+    const path = "/" + String(pathname || "/").replace(/^\\/+|\\/+$/g, "");
+    const used = (pages || {})[path] || [];
+    const hidden = {display: "none"};
+    const styles = __FILTERS__.map(name => used.includes(name) ? {} : hidden);
+    return styles.concat([used.length ? {} : hidden]);
+}
+""".replace("__FILTERS__", json.dumps(FILTERS))
+
+# Opens and closes the collapsed navbar (narrow screens); a navigation closes it.
+NAVBAR_TOGGLE = """
+function(clicks, pathname, isOpen) {
+    const ctx = window.dash_clientside.callback_context;
+    const fired = ctx.triggered.length ? ctx.triggered[0].prop_id : "";
+    return fired.startsWith("navbar-toggler") ? !isOpen : false;
+}
+"""
+
+# Writes a page's own controls into the query string (see `keep_in_url`).
+PARAM_WRITER = """
+function(...values) {
+    const keys = __KEYS__;
+    const params = new URLSearchParams(window.location.search);
+    keys.forEach((key, index) => {
+        const value = values[index];
+        if (value === null || value === undefined || value === "") {
+            params.delete(key);
+        } else {
+            params.set(key, String(value).slice(0, 500));
+        }
+    });
+    const query = params.toString();
+    const target = window.location.pathname + (query ? "?" + query : "") + window.location.hash;
+    if (target !== window.location.pathname + window.location.search + window.location.hash) {
+        window.history.replaceState(window.history.state, "", target);
+    }
+    return query;
+}
+"""
+
+
+def page_filters() -> dict[str, list[str]]:
+    """Page path -> the filters it reads (`filters=` of its register_page, else PAGE_FILTERS)."""
+    return {str(page["path"]): list(page.get("filters") or PAGE_FILTERS.get(str(page["path"]), FILTERS))
+            for page in dash.page_registry.values()}
+
+
+def keep_in_url(store_id: str, controls: dict[str, str]) -> dcc.Store:
+    """Keep a page's own controls in the URL, like the filters: {query key: component id}.
+
+    Call it at the page module's top level and put the returned store in the page layout.
+    Writing: a clientside callback puts each control's `value` under its key
+    (`history.replaceState`, other keys kept). Reading: Dash passes the query to the page's
+    `layout(**query)`; pass each value through `query_choice` before using it as a control's
+    initial value. Keys must not be filter keys (model, window, from, to, class, segment).
+    """
+    dash.clientside_callback(PARAM_WRITER.replace("__KEYS__", json.dumps(list(controls))), Output(store_id, "data"),
+                             *[Input(component, "value") for component in controls.values()])
+    return dcc.Store(id=store_id)
+
+
+def query_choice(value: Any, allowed: Any, default: Any) -> Any:
+    """A control value read from the URL: `value` when it is one of `allowed`, else `default`
+    (a query string is never trusted). `allowed=None` accepts any short text."""
+    if not isinstance(value, str) or not value or len(value) > 500:
+        return default
+    if allowed is None:
+        return value
+    return value if value in allowed else default
+
 
 def navbar() -> dbc.Navbar:
-    """Brand and one link per registered page, in page order."""
+    """Brand and one link per registered page, in page order; collapsed behind a toggler on
+    narrow screens."""
     links = [dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"], active="exact",
                                      id=f"nav-{page['module'].split('.')[-1]}"))
              for page in dash.page_registry.values()]
     return dbc.Navbar(
         dbc.Container([
             dbc.NavbarBrand("classifier-monitor", href="/", className="fw-semibold"),
-            dbc.Nav(links, navbar=True, className="me-auto"),
-            html.Span(id="refresh-status", className="navbar-text small text-light"),
+            dbc.NavbarToggler(id="navbar-toggler", n_clicks=0),
+            dbc.Collapse([
+                dbc.Nav(links, navbar=True, className="me-auto"),
+                html.Span(id="refresh-status", className="navbar-text small text-light"),
+            ], id="navbar-collapse", is_open=False, navbar=True),
         ], fluid=True),
-        color="dark", dark=True, className="mb-3")
+        color="dark", dark=True, expand="md", className="mb-3")
 
 
 def filter_bar(models: list[str]) -> dbc.Card:
@@ -84,9 +173,11 @@ def filter_bar(models: list[str]) -> dbc.Card:
                                  value=OVERALL, clearable=False)),
     ]
     widths = [3, 1, 3, 2, 3]
-    columns = [dbc.Col([dbc.Label(label, className="small text-muted mb-0"), control], md=width)
-               for (label, control), width in zip(labelled, widths, strict=True)]
-    return dbc.Card(dbc.CardBody(dbc.Row(columns, className="g-2")), className="mb-3 filter-bar")
+    columns = [dbc.Col([dbc.Label(label, className="small text-muted mb-0"), control], md=width,
+                       id=f"filter-col-{name}")
+               for (label, control), width, name in zip(labelled, widths, FILTERS, strict=True)]
+    return dbc.Card(dbc.CardBody(dbc.Row(columns, className="g-2")), className="mb-3 filter-bar",
+                    id="filter-bar")
 
 
 def shell() -> html.Div:
@@ -97,6 +188,7 @@ def shell() -> html.Div:
         dcc.Interval(id="refresh-interval", interval=REFRESH_MS, n_intervals=0),
         dcc.Store(id="data-version"),
         dcc.Store(id="url-query"),
+        dcc.Store(id="page-filters", data=page_filters()),
         navbar(),
         dbc.Container([html.Div(id="database-status", className="mb-3"), filter_bar(models),
                        dash.page_container], fluid=True),
@@ -191,3 +283,9 @@ def register_callbacks(app: Dash) -> None:
         Input("url", "pathname"),
         prevent_initial_call=True,  # the URL as loaded is the truth until the filters change
     )
+    app.clientside_callback(
+        FILTER_VISIBILITY, *[Output(f"filter-col-{name}", "style") for name in FILTERS],
+        Output("filter-bar", "style"), Input("url", "pathname"), State("page-filters", "data"))
+    app.clientside_callback(
+        NAVBAR_TOGGLE, Output("navbar-collapse", "is_open"), Input("navbar-toggler", "n_clicks"),
+        Input("url", "pathname"), State("navbar-collapse", "is_open"), prevent_initial_call=True)

@@ -170,6 +170,9 @@ def classes_over_time(frame: pd.DataFrame, *, metric: str = "recall", window: st
     if frame.empty:
         return empty_figure("No windows to show", title=title, hint="Widen or clear the date range.")
     layout = _with_support(title, 520, rate_title=f"{label} (0-1)")
+    # supports differ by orders of magnitude between classes: on a linear axis the minority
+    # class's bars (tens) vanish under the majority's (thousands)
+    layout["yaxis2"].update(type="log", title={"text": "labelled positives (log)"})
     classes = sorted(frame["class"].unique(), key=lambda c: (c not in minority, str(c)))
     columns = _columns(frame, [metric, *BANDS.get(metric, ()), "support", "label_coverage", "recall_estimated"])
     data: list[dict] = []
@@ -254,10 +257,19 @@ def latest_window(frame: pd.DataFrame) -> pd.DataFrame:
     return source[source["end"] == source["end"].max()]
 
 
+def proven_drop(frame: pd.DataFrame, min_drop: float = 0.10) -> pd.Series:
+    """Rows whose whole 95% recall interval lies below reference_recall - min_drop: a drop the
+    interval proves whatever the support (False without those columns)."""
+    if "recall_high" not in frame or "reference_recall" not in frame:
+        return pd.Series(False, index=frame.index)
+    return (frame["recall_high"] < frame["reference_recall"] - min_drop).fillna(False).astype(bool)
+
+
 def segment_heatmap(latest: pd.DataFrame, *, segment: str, min_support: int, window: str = "7d",
-                    sort_class: str | None = None) -> go.Figure:
+                    sort_class: str | None = None, min_drop: float = 0.10) -> go.Figure:
     """Recall of each segment value (rows) x class (columns) in one window; the text gives the
-    support; cells under `min_support` are blank and marked 'insufficient'."""
+    support; cells under `min_support` are blank and marked 'insufficient' unless their
+    interval proves a drop below the reference (`proven_drop`): those are coloured and marked."""
     latest, segment, window = plain_frame(latest), plain(segment), plain(window)
     sort_class = None if sort_class is None else plain(sort_class)
     end = latest["end"].max().strftime("%Y-%m-%d") if not latest.empty else "-"
@@ -265,20 +277,29 @@ def segment_heatmap(latest: pd.DataFrame, *, segment: str, min_support: int, win
     if latest.empty:
         return empty_figure("No windows to show", title=title, hint="Widen or clear the date range.")
     # as two pivot_table(aggfunc="first") calls, from one groupby
-    first = latest.groupby(["segment_value", "class"], sort=True)[["recall", "support"]].first()
+    latest = latest.assign(_proven=proven_drop(latest, min_drop).astype(float))
+    first = latest.groupby(["segment_value", "class"], sort=True)[["recall", "support", "_proven"]].first()
     recall = first["recall"].dropna().unstack("class")
     if recall.empty:  # predictions, but no labelled positives yet: no recall to colour
         return empty_figure("No labelled cases in this window", title=title,
                             hint="Labels may not have arrived yet; widen the date range.")
     support = first["support"].dropna().unstack("class").reindex_like(recall).fillna(0)
+    proven = first["_proven"].unstack("class").reindex_like(recall).fillna(0.0)
     key = sort_class if sort_class in recall.columns else recall.columns[0]
     order = recall[key].fillna(2.0).sort_values(kind="stable").index
-    recall, support = recall.loc[order], support.loc[order]
-    enough = support.to_numpy() >= min_support
-    z = np.where(enough, recall.to_numpy(dtype=float), np.nan)
-    text = [[(f"{r:.2f}<br>n={int(n)}" if ok and not np.isnan(r) else f"n={int(n)}<br>insufficient")
-             for r, n, ok in zip(rr, nn, ee, strict=True)]
-            for rr, nn, ee in zip(recall.to_numpy(dtype=float), support.to_numpy(), enough, strict=True)]
+    recall, support, proven = recall.loc[order], support.loc[order], proven.loc[order]
+    small = support.to_numpy() < min_support
+    sure = proven.to_numpy() > 0
+    z = np.where(~small | sure, recall.to_numpy(dtype=float), np.nan)
+
+    def cell(r: float, n: float, is_small: bool, is_sure: bool) -> str:
+        if np.isnan(r) or (is_small and not is_sure):
+            return f"n={int(n)}<br>insufficient"
+        return f"{r:.2f}<br>n={int(n)}" + ("<br>drop proven" if is_small else "")
+
+    text = [[cell(r, n, sm, su) for r, n, sm, su in zip(rr, nn, ss, pp, strict=True)]
+            for rr, nn, ss, pp in zip(recall.to_numpy(dtype=float), support.to_numpy(), small, sure,
+                                      strict=True)]
     heatmap = {"colorbar": {"title": {"text": "recall (0-1)"}}, "colorscale": _COLORSCALE,
                "hovertemplate": f"{segment} %{{y}}<br>class %{{x}}<br>%{{text}}<extra></extra>", "text": text,
                "texttemplate": "%{text}", "x": [str(c) for c in recall.columns],
@@ -322,14 +343,19 @@ def segment_lines(frame: pd.DataFrame, *, cls: str | None, segment: str, window:
     return make_figure(data, layout)
 
 
-def worst_slices(latest: pd.DataFrame, *, min_support: int, limit: int = 15) -> pd.DataFrame:
+def worst_slices(latest: pd.DataFrame, *, min_support: int, limit: int = 15, min_drop: float = 0.10,
+                 alert_status: pd.DataFrame | None = None) -> pd.DataFrame:
     """The slices (segment value x class) of one window ranked worst first.
 
-    A slice is worse the further even the upper end of its 95% recall interval lies below its
-    reference recall (`shortfall = reference_recall - recall_high`, the evidence of a real
-    drop); without a reference, the lower `recall_high` ranks worse. Slices under
-    `min_support` come last ("insufficient data"). Columns: segment_value, class, recall,
-    recall_low, recall_high, support, reference_recall, drop (reference - recall), status.
+    Ranked by what the interval proves: `shortfall = reference_recall - recall_high`, how far
+    even the upper end of the 95% recall interval lies below the slice's reference (0.00
+    [0.00, 0.13] against 0.71 comes first); without a reference, the lower `recall_high` ranks
+    worse. Only slices under `min_support` whose interval proves nothing come last
+    ("insufficient data"): a proven drop (`proven_drop`) is never hidden by its support.
+    `status` is the alert state of the series when `alert_status` (segment_value, class,
+    status from `monitor.read.alerts.alert_series`) has one, else what the interval says.
+    Columns: segment_value, class, recall, recall_low, recall_high, support,
+    reference_recall, drop (reference - recall), status.
     """
     columns = ["segment_value", "class", "recall", "recall_low", "recall_high", "support",
                "reference_recall", "drop", "status"]
@@ -339,8 +365,18 @@ def worst_slices(latest: pd.DataFrame, *, min_support: int, limit: int = 15) -> 
     if "reference_recall" not in frame:
         frame["reference_recall"] = np.nan
     frame["drop"] = frame["reference_recall"] - frame["recall"]
-    frame["status"] = np.where(frame["support"] >= min_support, "ok", "insufficient data")
-    frame["_insufficient"] = frame["support"] < min_support
+    proven = proven_drop(frame, min_drop)
+    frame["_insufficient"] = (frame["support"] < min_support) & ~proven
+    frame["status"] = np.where(proven, "drop proven",
+                               np.where(frame["_insufficient"], "insufficient data", "ok"))
+    if alert_status is not None and not alert_status.empty:
+        states = alert_status.drop_duplicates(["segment_value", "class"]).set_index(["segment_value", "class"])
+        keys = pd.MultiIndex.from_frame(frame[["segment_value", "class"]])
+        state = states["status"].reindex(keys).to_numpy(dtype=object)
+        known = pd.notna(state)
+        label = np.array([f"alert {str(v).replace('_', ' ')}" if ok else "" for v, ok in
+                          zip(state, known, strict=True)], dtype=object)
+        frame["status"] = np.where(known, label, frame["status"])
     shortfall = frame["reference_recall"] - frame["recall_high"]
     frame["_score"] = shortfall.where(frame["reference_recall"].notna(), -frame["recall_high"] - 1)
     frame = frame.sort_values(["_insufficient", "_score"], ascending=[True, False], na_position="last",

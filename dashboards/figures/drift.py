@@ -34,6 +34,22 @@ from monitor.registry import DRIFT_METHODS
 
 METHOD_AXIS = {entry.name: entry.options.get("axis", entry.options["label"]) for entry in DRIFT_METHODS.entries()}
 MAX_SPARKLINES = 12
+LABEL_CHARS = 28  # a sparkline's label beside its row; the hover has the whole name
+
+
+def feature_label(feature: str) -> str:
+    """What a person reads for a drift feature: the pseudo-features `__prediction__` and
+    `__score_<class>__` (monitor.drift.aggregate) get words, real features keep their name."""
+    name = str(feature)
+    if name == "__prediction__":
+        return "predicted class (mix)"
+    if name.startswith("__score_") and name.endswith("__") and len(name) > len("__score___"):
+        return f"score of {name[len('__score_'):-2]}"
+    return name
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
 def _when(end: pd.Timestamp) -> str:
@@ -50,10 +66,11 @@ def ranking_figure(ranked: pd.DataFrame, *, method: str, window: str, series_lab
                                  "(ks/wasserstein: numeric only; chi2: categorical only).")
     ordered = usable.iloc[::-1]  # plotly draws the first bar at the bottom
     colours = [BAD if flag else PALETTE[0] for flag in ordered["drifted"]]
-    hover = [f"{f}: {v:.4g} (threshold {t:.3g}); {m} method(s) flag it; {n:,} rows"
-             for f, v, t, m, n in zip(ordered["feature"], ordered["value"], ordered["threshold"],
-                                      ordered["methods_drifted"], ordered["n_current"], strict=True)]
-    features = array(ordered["feature"])
+    labels = [plain(feature_label(f)) for f in ordered["feature"]]
+    hover = [f"{label}: {v:.4g} (threshold {t:.3g}); {m} method(s) flag it; {n:,} rows"
+             for label, v, t, m, n in zip(labels, ordered["value"], ordered["threshold"],
+                                          ordered["methods_drifted"], ordered["n_current"], strict=True)]
+    features = labels
     bars = {"hoverinfo": "text", "hovertext": hover, "marker": {"color": colours}, "name": method,
             "orientation": "h", "x": array(ordered["value"]), "y": features, "type": "bar"}
     ticks = {"hoverinfo": "skip", "marker": {"color": "#000", "line": {"width": 2}, "size": 16, "symbol": "line-ns-open"},
@@ -61,7 +78,7 @@ def ranking_figure(ranked: pd.DataFrame, *, method: str, window: str, series_lab
              "type": "scatter"}
     layout = layout_spec(title=f"{title}, ending {_when(usable['end'].iloc[0])}", height=max(260, 28 * len(usable) + 120))
     layout["xaxis"] = axis_spec(title={"text": METHOD_AXIS.get(method, method)}, rangemode="tozero")
-    layout["yaxis"] = axis_spec(title={"text": "feature"})
+    layout["yaxis"] = axis_spec(title={"text": "feature"}, type="category")
     return make_figure([bars, ticks], layout)
 
 
@@ -77,6 +94,10 @@ def sparklines_figure(records: pd.DataFrame, *, method: str, features: list[str]
     grid, grid_str, grid_ref = _subplot_grid(len(features))
     layout = layout_spec(title=f"{title}: {METHOD_AXIS.get(method, method)}; dashed = threshold, "
                                "diamond = drifted", height=70 * len(features) + 120)
+    # each row is named by a horizontal label in the left margin (rotated axis titles of
+    # 70-pixel rows ran into each other)
+    layout["margin"] = {**layout["margin"], "l": 190}
+    layout["annotations"] = []
     data: list[dict[str, Any]] = []
     for row, feature in enumerate(features, start=1):
         line = picked[picked["feature"] == feature].sort_values("end")
@@ -84,18 +105,22 @@ def sparklines_figure(records: pd.DataFrame, *, method: str, features: list[str]
         suffix = "" if row == 1 else str(row)
         axes = {"xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
         ends = array(line["end"])
-        data.append({"hovertemplate": f"{feature}<br>%{{x}}<br>{method} %{{y:.4g}}<extra></extra>",
+        label = plain(feature_label(feature))
+        data.append({"hovertemplate": f"{label}<br>%{{x}}<br>{method} %{{y:.4g}}<extra></extra>",
                      "line": {"color": PALETTE[0], "width": 1.5}, "mode": "lines", "name": feature,
                      "showlegend": False, "x": ends, "y": array(line["value"]), "type": "scatter", **axes})
         data.append({"hoverinfo": "skip", "line": {"color": NEUTRAL, "dash": "dash", "width": 1}, "mode": "lines",
                      "showlegend": False, "x": ends, "y": array(line["threshold"]), "type": "scatter", **axes})
-        data.append({"hovertemplate": f"{feature} drifted<br>%{{x}}<extra></extra>",
+        data.append({"hovertemplate": f"{label} drifted<br>%{{x}}<extra></extra>",
                      "marker": {"color": BAD, "size": 6, "symbol": "diamond"}, "mode": "markers",
                      "showlegend": False, "x": array(flagged["end"]), "y": array(flagged["value"]), "type": "scatter",
                      **axes})
         layout[f"xaxis{suffix}"] = axis_spec(**grid[f"xaxis{suffix}"])
-        layout[f"yaxis{suffix}"] = axis_spec(**grid[f"yaxis{suffix}"], title={"font": {"size": 10}, "text": feature},
-                                             tickfont={"size": 9}, nticks=3)
+        layout[f"yaxis{suffix}"] = axis_spec(**grid[f"yaxis{suffix}"], tickfont={"size": 9}, nticks=3)
+        bottom, top = grid[f"yaxis{suffix}"]["domain"]
+        layout["annotations"].append({"font": {"size": 11}, "showarrow": False, "text": _short(label),
+                                      "x": 0, "xanchor": "right", "xref": "paper", "xshift": -40,
+                                      "y": (bottom + top) / 2, "yanchor": "middle", "yref": "paper"})
     layout[f"xaxis{'' if len(features) == 1 else len(features)}"]["title"] = {"text": "window end (UTC)"}
     return make_figure(data, layout, grid=(grid_str, copy.deepcopy(grid_ref)))
 
@@ -112,7 +137,8 @@ def _subplot_grid(rows: int) -> tuple[dict[str, Any], Any, Any]:
 
 def distribution_figure(frame: pd.DataFrame, *, feature: str, window: str, end: pd.Timestamp | None,
                         series_label: str = "overall") -> go.Figure:
-    frame, feature, window, series_label = plain_frame(frame), plain(feature), plain(window), plain(series_label)
+    frame, window, series_label = plain_frame(frame), plain(window), plain(series_label)
+    feature = plain(feature_label(feature))
     title = f"{feature}: reference vs current ({window} window, {series_label})"
     if frame.empty or (frame["reference_n"].sum() == 0 and frame["current_n"].sum() == 0):
         return empty_figure("No rows for this feature in the window", title=title,

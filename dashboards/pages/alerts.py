@@ -25,7 +25,8 @@ from dashboards.data.core import Result
 from dashboards.layout import triggered_id
 from monitor.api.security import Actor, dashboard_actor
 
-dash.register_page(__name__, path="/alerts", name="Alerts", order=3, title="Alerts - classifier-monitor")
+dash.register_page(__name__, path="/alerts", name="Alerts", order=3, title="Alerts - classifier-monitor",
+                   filters=("model",))
 
 ALERT_COLUMNS = ["id", "state", "severity", "class", "slice", "started_at", "fired_at", "resolved_at",
                  "value", "evidence", "acknowledged_by", "silenced_until", "message"]

@@ -19,29 +19,41 @@ from dashboards.data import core
 from dashboards.figures import core as figures
 from dashboards.figures.style import empty_figure
 from dashboards.filters import from_inputs
+from dashboards.layout import keep_in_url, query_choice
 
-dash.register_page(__name__, path="/classes", name="Classes", order=1, title="Classes - classifier-monitor")
+dash.register_page(__name__, path="/classes", name="Classes", order=1, title="Classes - classifier-monitor",
+                   filters=("model", "window", "range", "class"))
 
 FILTERS = [Input("filter-model", "value"), Input("filter-window", "value"),
            Input("filter-range", "start_date"), Input("filter-range", "end_date"),
            Input("filter-class", "value")]
 
 
-def layout(**_query: Any) -> html.Div:
+METRICS = ("recall", "precision", "f1")
+# the page's own controls, kept in the URL like the filters (?metric=precision&ending=...)
+URL_STORE = keep_in_url("classes-url", {"metric": "classes-metric", "ending": "classes-confusion-end"})
+
+
+def layout(metric: Any = None, ending: Any = None, **_query: Any) -> html.Div:
+    """The page; `metric` and `ending` (the confusion matrix's window end) come from the URL."""
+    ending = query_choice(ending, None, None)
     return html.Div([
         ui.page_header("Classes", "Per-class rates over rolling windows, keyed by prediction time; "
                        "recent windows stay provisional until their labels arrive."),
         html.Div(id="classes-message"),
+        URL_STORE,
         dbc.Row([
-            dbc.Col(dbc.RadioItems(id="classes-metric", value="recall", inline=True,
+            dbc.Col(dbc.RadioItems(id="classes-metric", value=query_choice(metric, METRICS, "recall"), inline=True,
                                    options=[{"label": figures.METRIC_NAMES[m], "value": m}
-                                            for m in ("recall", "precision", "f1")]), md="auto"),
+                                            for m in METRICS]), md="auto"),
         ], className="mb-2"),
         ui.card(ui.graph("classes-over-time")),
         ui.card(ui.graph("classes-detail")),
         ui.card([
             dbc.Row([dbc.Col(dbc.Label("Window ending", className="small text-muted"), md="auto"),
-                     dbc.Col(dcc.Dropdown(id="classes-confusion-end", clearable=False), md=4)],
+                     dbc.Col(dcc.Dropdown(id="classes-confusion-end", clearable=False, value=ending,
+                                          options=[{"label": ending, "value": ending}] if ending else []),
+                             md=4)],
                     className="g-2 mb-2 align-items-center"),
             ui.graph("classes-confusion"),
         ]),

@@ -14,7 +14,8 @@ from dashboards.data import core, segments
 from dashboards.figures import core as figures
 from dashboards.filters import from_inputs
 
-dash.register_page(__name__, path="/data", name="Data", order=6, title="Data - classifier-monitor")
+dash.register_page(__name__, path="/data", name="Data", order=6, title="Data - classifier-monitor",
+                   filters=("model",))
 
 FILE_COLUMNS = ["kind", "path", "status", "rows_read", "rows_accepted", "rows_rejected", "rows_waiting",
                 "error", "ingested_at"]

@@ -57,7 +57,8 @@ def test_classes_over_time_draws_bands_mature_lines_provisional_tails_and_suppor
     estimated = [t for t in scatters(figure) if "estimated" in (t.name or "")]
     assert len(estimated) == 2 and estimated[0].line.dash == "dash"
     assert figure.layout.yaxis.title.text.startswith("Recall")
-    assert figure.layout.yaxis2.title.text == "labelled positives"
+    # the minority class's bars (tens) stay visible beside the majority's (thousands)
+    assert figure.layout.yaxis2.title.text == "labelled positives (log)" and figure.layout.yaxis2.type == "log"
     assert mature.line.color in PALETTE
 
 
