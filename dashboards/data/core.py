@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Connection
 
-from dashboards.data import common
+from dashboards.data import common, triage
 from dashboards.filters import DEFAULT_SPAN_DAYS, OVERALL, Filters
 from monitor.config import MonitorConfig
 from monitor.context import ModelContext
@@ -232,6 +232,15 @@ class ModelHealth:
     failed_files: int
     message: str | None = None
     hint: str | None = None
+    end: pd.Timestamp | None = None  # the window end every tile shows (never a partial window)
+    open_alerts: pd.DataFrame = field(default_factory=pd.DataFrame)  # firing + pending, worst first
+    worst: pd.DataFrame = field(default_factory=pd.DataFrame)  # worst slices of every attribute
+    min_drop: float = 0.10  # the recall rule's: a drop the interval must prove
+
+    @property
+    def proven_drop(self) -> bool:
+        """Some minority tile's interval lies wholly below its reference - min_drop."""
+        return triage.proven_drop(self.minority, self.min_drop)
 
 
 @cached
@@ -247,14 +256,16 @@ def overview(filters: Filters, trend_steps: int = 30) -> list[ModelHealth]:
 
 def _model_health(conn: Connection, config: MonitorConfig, name: str, filters: Filters,
                   trend_steps: int) -> ModelHealth:
-    firing = len(alerts.alerts(conn, model=name, state="firing"))
-    health = ModelHealth(name, pd.DataFrame(), pd.DataFrame(), None, 0, firing,
-                         *ledger.ledger_summary(conn, name))
+    found = triage.open_alerts(alerts.alerts(conn, model=name, state="all"), name)
+    health = ModelHealth(name, pd.DataFrame(), pd.DataFrame(), None, 0,
+                         int((found["state"] == "firing").sum()) if len(found) else 0,
+                         *ledger.ledger_summary(conn, name), open_alerts=found)
     ctx = context(conn, config, name)
     spec = latest_spec(conn, ctx, filters, steps=trend_steps) if ctx else None
     if ctx is None or spec is None:
         health.message, health.hint = NO_DATA, NO_DATA_HINT
         return health
+    health.min_drop = _recall_rule(ctx, "min_drop", 0.10)
     classes = ctx.minority_classes or ctx.classes
     frame = metrics(conn, ctx, spec, classes=classes, segment=OVERALL)
     if frame.empty:
@@ -262,6 +273,7 @@ def _model_health(conn: Connection, config: MonitorConfig, name: str, filters: F
         return health
     frame = with_reference(frame, quality.reference_metrics(conn, ctx, [()]))
     latest = frame[frame["end"] == frame["end"].max()]
+    health.end = latest["end"].iloc[0]
     health.minority = latest.reset_index(drop=True)
     health.trend = frame
     first = latest.iloc[0]
@@ -269,7 +281,17 @@ def _model_health(conn: Connection, config: MonitorConfig, name: str, filters: F
     health.n_predictions = int(first["n_predictions"])
     if latest["n_labeled"].sum() == 0:
         health.message, health.hint = NO_LABELS, NO_LABELS_HINT
+    elif ctx.segment_sets:
+        slices = metrics(conn, ctx, windows.latest_spec(spec), segment=None)
+        slices = with_reference(slices, quality.reference_metrics(conn, ctx))
+        health.worst = triage.worst_slices(slices, name, min_support=_min_support(ctx), min_drop=health.min_drop,
+                                           window=filters.window)
     return health
+
+
+def _recall_rule(ctx: ModelContext, key: str, default: float) -> float:
+    rules = [rule for rule in ctx.config.alerts if rule.metric == "recall"]
+    return float(getattr(rules[0], key)) if rules else default
 
 
 def _min_support(ctx: ModelContext) -> int:

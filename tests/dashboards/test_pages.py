@@ -93,7 +93,7 @@ def test_overview_shows_minority_recall_against_reference_and_firing_alerts(seed
         cards = page("overview").update_overview(None, "7d", None, None)
         health = core.overview(Filters(window="7d"))[0]
     text = text_of(cards)
-    assert "triage" in text and "Recall of critical (7d)" in text and "reference" in text
+    assert "triage" in text and "Recall of critical (7d window ending 2024-01-22)" in text and "reference" in text
     assert health.firing >= 1
     assert health.minority["reference_recall"].notna().all()
     assert health.last_ingest is not None and health.rejected_rows == 1
