@@ -17,8 +17,13 @@ from dashboards.filters import from_inputs
 dash.register_page(__name__, path="/data", name="Data", order=6, title="Data - classifier-monitor",
                    filters=("model",))
 
-FILE_COLUMNS = ["kind", "path", "status", "rows_read", "rows_accepted", "rows_rejected", "rows_waiting",
-                "error", "ingested_at"]
+FILE_COLUMNS = ["kind", "path", "status", "rows_read", "rows_accepted", "rows_rejected", "rows_skipped",
+                "rows_waiting", "error", "ingested_at"]
+FILE_HEADERS = {"rows_read": "read", "rows_accepted": "= accepted", "rows_rejected": "+ rejected",
+                "rows_skipped": "+ skipped", "rows_waiting": "+ waiting", "ingested_at": "ingested at"}
+FILES_NOTE = ("Every row read is accounted for: read = accepted + rejected + skipped + waiting. Skipped: exact "
+              "duplicates, rows an earlier read already stored, label corrections superseded in the same file. "
+              "Waiting: rows not visible yet at the monitor's clock, read again later.")
 MAX_ROWS = 200  # newest first; `monitor rejects` and the API give everything
 REJECT_COLUMNS = ["kind", "source", "row", "field", "reason", "raw", "created_at"]
 
@@ -29,7 +34,8 @@ def layout(**_query: Any) -> html.Div:
                        "ground truth takes to arrive."),
         html.Div(id="data-segment-overflow"),
         ui.card(ui.graph("data-label-arrival")),
-        ui.card(html.Div(id="data-files"), title="Ingested files (newest 200)"),
+        ui.card([html.P(FILES_NOTE, className="small text-muted mb-2"), html.Div(id="data-files")],
+                title="Ingested files (newest 200)"),
         ui.card(html.Div(id="data-rejects"), title="Rejected rows and failed files (newest 200)"),
     ])
 
@@ -45,7 +51,7 @@ def update_data(_version: Any, model: str | None) -> tuple[Any, ...]:
     files = core.files(filters)
     rejects = core.rejects(filters, limit=200)
     return (figures.label_arrival(arrival.frame),
-            _table_or_empty(files, FILE_COLUMNS, "data-files-table"),
+            _table_or_empty(files, FILE_COLUMNS, "data-files-table", FILE_HEADERS),
             _table_or_empty(rejects, REJECT_COLUMNS, "data-rejects-table"),
             overflow_warnings(segments.segment_overflows(filters.model)))
 
@@ -56,8 +62,9 @@ def overflow_warnings(overflows: list[segments.SegmentOverflow]) -> list[dbc.Ale
                       className="segment-overflow py-2 mb-2") for o in overflows]
 
 
-def _table_or_empty(result: core.Result, columns: list[str], table_id: str) -> Any:
+def _table_or_empty(result: core.Result, columns: list[str], table_id: str,
+                    headers: dict[str, str] | None = None) -> Any:
     if result.empty:
         return ui.empty_state(result.message or "Nothing yet", result.hint)
     present = [c for c in columns if c in result.frame.columns]
-    return ui.table(result.frame, present, table_id=table_id, max_rows=MAX_ROWS)
+    return ui.table(result.frame, present, table_id=table_id, max_rows=MAX_ROWS, headers=headers)

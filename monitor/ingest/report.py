@@ -24,7 +24,8 @@ from monitor.timeutil import parse_time
 
 REJECT_COLUMNS = ["model", "kind", "source", "row", "field", "reason", "raw", "created_at"]
 FILE_COLUMNS = ["model", "kind", "path", "status", "rows_read", "rows_accepted", "rows_rejected",
-                "rows_waiting", "error", "ingested_at"]
+                "rows_waiting", "error", "ingested_at", "rows_skipped"]
+_STORED = FILE_COLUMNS[:-1]
 
 
 def rejects_frame(conn: Connection, models: Sequence[str], *, limit: int = 1000) -> pd.DataFrame:
@@ -54,7 +55,12 @@ def rejects_frame(conn: Connection, models: Sequence[str], *, limit: int = 1000)
 
 
 def files_frame(conn: Connection, models: Sequence[str]) -> pd.DataFrame:
-    """The file ledger: every file seen, with status and row counts."""
+    """The file ledger: every file seen, with status and row counts.
+
+    `rows_skipped` is what the ledger does not store but a reader asks about: the rows read
+    that were neither accepted, rejected nor waiting (exact duplicates, rows an earlier read
+    already stored, label corrections superseded in the same file), so that
+    read = accepted + rejected + skipped + waiting for every file."""
     m = MonitoredModel.__table__
     f = IngestedFile.__table__
     rows = conn.execute(
@@ -63,10 +69,13 @@ def files_frame(conn: Connection, models: Sequence[str]) -> pd.DataFrame:
         .select_from(f.join(m, m.c.id == f.c.model_id)).where(m.c.name.in_(list(models)))
         .order_by(f.c.ingested_at.desc())
     ).all()
-    frame = pd.DataFrame(rows, columns=FILE_COLUMNS)
+    frame = pd.DataFrame(rows, columns=_STORED)
     if len(frame):
         frame["ingested_at"] = pd.to_datetime(frame["ingested_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return frame
+    counted = frame["rows_accepted"] + frame["rows_rejected"] + frame["rows_waiting"]
+    # accepted counts earlier partial reads of the same content too: never below zero
+    frame["rows_skipped"] = (frame["rows_read"] - counted).clip(lower=0).astype("int64")
+    return frame[FILE_COLUMNS]
 
 
 def last_runs(conn: Connection, limit: int = 20) -> pd.DataFrame:
