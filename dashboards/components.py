@@ -91,9 +91,10 @@ def _cell(value: Any) -> str:
 def table(frame: pd.DataFrame, columns: Sequence[str] | None = None, *,
           headers: dict[str, str] | None = None,
           render: dict[str, Callable[[dict[str, Any]], Any]] | None = None,
-          table_id: str | None = None, max_rows: int = 500) -> dbc.Table:
+          table_id: str | None = None, max_rows: int = 500, class_name: str = "") -> dbc.Table:
     """A plain HTML table of `frame` (text cells; `render[column](row)` for custom cells, with
-    `row` a dict of the row's values)."""
+    `row` a dict of the row's values); each cell's class is `col-<column>` (for CSS), and
+    `class_name` is added to the table's."""
     columns = list(columns or frame.columns)
     headers = headers or {}
     render = render or {}
@@ -103,10 +104,11 @@ def table(frame: pd.DataFrame, columns: Sequence[str] | None = None, *,
     # the frames shown have text column names (pandas types any label as Hashable)
     records = cast(list[dict[str, Any]], frame.head(max_rows).to_dict("records"))
     for row in records:
-        rows.append(html.Tr([html.Td(render[c](row) if c in render else _cell(row.get(c))) for c in columns]))
+        rows.append(html.Tr([html.Td(render[c](row) if c in render else _cell(row.get(c)), className=f"col-{c}")
+                             for c in columns]))
     props: dict[str, Any] = {"id": table_id} if table_id else {}
     return dbc.Table([head, html.Tbody(rows)], bordered=False, hover=True, size="sm", striped=True,
-                     responsive=True, className="data-table", **props)
+                     responsive=True, className=f"data-table {class_name}".strip(), **props)
 
 
 def kpi(label: str, value: str, detail: str | None = None, *, color: str | None = None,

@@ -28,8 +28,15 @@ from monitor.api.security import Actor, dashboard_actor
 dash.register_page(__name__, path="/alerts", name="Alerts", order=3, title="Alerts - classifier-monitor",
                    filters=("model",))
 
-ALERT_COLUMNS = ["id", "state", "severity", "class", "slice", "started_at", "fired_at", "resolved_at",
-                 "value", "evidence", "acknowledged_by", "silenced_until", "message"]
+# state carries the severity and the acknowledgement as badges, `when` the three times: the
+# table fits a laptop screen with the message and the silence visible
+ALERT_COLUMNS = ["id", "state", "class", "slice", "value", "evidence", "when", "silenced_until", "message"]
+ALERT_HEADERS = {"state": "state", "value": "value vs reference", "evidence": "evidence",
+                 "when": "started / fired / resolved (UTC)", "silenced_until": "silenced until"}
+# what needs a person first: firing before pending before resolved, critical before warning,
+# not yet acknowledged before acknowledged, then the newest
+STATE_ORDER = {"firing": 0, "pending": 1, "resolved": 2}
+SEVERITY_ORDER = {"critical": 0, "warning": 1}
 DELIVERY_COLUMNS = ["created_at", "alert_id", "kind", "severity", "channel", "attempt", "status", "error"]
 SILENCE_COLUMNS = ["id", "rule", "class", "segment", "segment_value", "starts_at", "ends_at",
                    "created_by", "comment"]
@@ -43,7 +50,8 @@ def layout(**_query: Any) -> html.Div:
         dcc.Store(id="alerts-action-done"),
         dbc.RadioItems(id="alerts-state", value="all", inline=True, className="mb-2",
                        options=[{"label": s, "value": s} for s in data.STATES]),
-        ui.card(html.Div(id="alerts-table"), title="Alert history (newest first)"),
+        ui.card(html.Div(id="alerts-table"), title="Alerts: firing first, then pending, then resolved; "
+                "critical before warning; unacknowledged first; newest first"),
         ui.card(action_form(actor), title="Act on an alert"),
         ui.card(html.Div(id="alerts-silences"), title="Active silences"),
         ui.card(html.Div(id="alerts-deliveries"), title="Delivery log (newest 200)"),
@@ -87,6 +95,8 @@ def action_form(actor: Actor) -> list[Any]:
 )
 def update_alerts(_version: Any, model: str | None, state: str | None, _done: Any) -> tuple[Any, ...]:
     history = data.alerts(model, state or "all")
+    if not history.empty:
+        history.frame = triage_order(history.frame)
     silences = data.silences(model)
     deliveries = data.deliveries(model)
     choices = [{"label": _choice_label(row), "value": int(row["id"])}
@@ -140,30 +150,66 @@ def show_events(alert_id: int | None, _done: Any) -> Any:
                     table_id="alerts-events-table")
 
 
+def triage_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Alerts in the order a person handles them (see STATE_ORDER): state, severity,
+    acknowledgement, then newest first (by when it fired, else started)."""
+    acknowledged = frame["acknowledged_by"] if "acknowledged_by" in frame else pd.Series(None, index=frame.index)
+    severity = frame["severity"] if "severity" in frame else pd.Series(None, index=frame.index)
+    keys = pd.DataFrame({
+        "state": frame["state"].map(STATE_ORDER).fillna(len(STATE_ORDER)),
+        "severity": severity.map(SEVERITY_ORDER).fillna(len(SEVERITY_ORDER)),
+        "acknowledged": acknowledged.notna() & (acknowledged.astype(str) != ""),
+        "time": frame["fired_at"].fillna(frame["started_at"]).fillna("").astype(str),
+    }, index=frame.index)
+    order = keys.sort_values(["state", "severity", "acknowledged", "time"],
+                             ascending=[True, True, True, False], kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
+
+
 def alerts_table(history: Result) -> Any:
-    """The history table: state badge, slice, times, value vs reference and the evidence."""
+    """The history table: state with severity and acknowledgement, slice, value vs reference,
+    the evidence, the times, the silence and the message."""
     if history.empty:
         return ui.empty_state(history.message or "No alerts", history.hint)
     frame = history.frame.copy()
     frame["slice"] = [f"{s}={v}" if s != "*" else "overall" for s, v in
                       zip(frame["segment"], frame["segment_value"], strict=True)]
     render = {
-        "state": lambda r: ui.state_badge(r["state"]),
+        "state": _state_cell,
         "value": lambda r: f"{ui.fmt_rate(r['value'])} vs {ui.fmt_rate(r['reference_value'])}",
         "evidence": lambda r: f"95% {ui.fmt_interval(r['low'], r['high'])}, n={_int(r['support'])}"
                               + (f", p={r['p_value']:.2g}" if _number(r.get("p_value")) else ""),
-        "started_at": lambda r: r["started_at"] or "",
-        "fired_at": lambda r: r["fired_at"] or "",
-        "resolved_at": lambda r: r["resolved_at"] or "",
-        "acknowledged_by": lambda r: r.get("acknowledged_by") or "",
-        "silenced_until": lambda r: r.get("silenced_until") or "",
-        "severity": lambda r: r.get("severity") or "",
+        "when": _when_cell,
+        "silenced_until": lambda r: _short_time(r.get("silenced_until")),
+        "message": lambda r: r.get("message") or "",
     }
-    columns = [c for c in ALERT_COLUMNS if c in frame.columns or c in render or c == "slice"]
-    return ui.table(frame, columns, render=render, table_id="alerts-history-table",
-                    headers={"started_at": "started", "fired_at": "fired", "resolved_at": "resolved",
-                             "value": "value vs reference", "acknowledged_by": "acknowledged by",
-                             "silenced_until": "silenced until"})
+    return ui.table(frame, ALERT_COLUMNS, render=render, table_id="alerts-history-table",
+                    headers=ALERT_HEADERS, class_name="alerts-table")
+
+
+def _state_cell(row: dict[str, Any]) -> Any:
+    """State, severity and (when taken) who acknowledged it, as badges."""
+    badges = [ui.state_badge(row["state"])]
+    if row.get("severity"):
+        badges.append(dbc.Badge(str(row["severity"]), color="danger" if row["severity"] == "critical" else "warning",
+                                className="me-1", text_color="dark" if row["severity"] != "critical" else None))
+    if row.get("acknowledged_by"):
+        badges.append(dbc.Badge(f"acknowledged by {row['acknowledged_by']}", color="info", text_color="dark",
+                                className="me-1 alerts-acknowledged"))
+    return html.Span(badges)
+
+
+def _when_cell(row: dict[str, Any]) -> Any:
+    times = [(label, _short_time(row.get(column))) for label, column in
+             (("started", "started_at"), ("fired", "fired_at"), ("resolved", "resolved_at"))]
+    return html.Span([html.Div(f"{label} {value}") for label, value in times if value])
+
+
+def _short_time(value: Any) -> str:
+    """'2024-01-15T06:00:00Z' -> '2024-01-15 06:00' (empty for none)."""
+    if not value or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    return str(value).replace("T", " ")[:16]
 
 
 def _choice_label(row: pd.Series) -> str:
