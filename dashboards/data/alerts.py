@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+from sqlalchemy.engine import Connection
 
 from dashboards.data import common
-from dashboards.data.core import Result
+from dashboards.data.core import Result, context
 from monitor.read import alerts as service
-from monitor.timeutil import now_epoch, parse_duration
+from monitor.read import windows
+from monitor.timeutil import format_duration, now_epoch, parse_duration, to_iso
 
 STATES = ("all", "firing", "pending", "resolved")
 SILENCE_DURATIONS = ("1h", "4h", "1d", "7d")
@@ -32,13 +34,42 @@ def alerts(model: str | None, state: str = "all") -> Result:
     state = state if state in STATES else "all"
     with common.read() as conn:
         frame = service.alerts(conn, model=model, state=state)
+        never = frame.empty and (state == "all" or service.alerts(conn, model=model, limit=1).empty)
+        stale = _older_than_lookback(conn, model) if never else []
     result = Result(frame)
     if frame.empty:
         what = "alerts" if state == "all" else f"{state} alerts"
         result.message = f"No {what}"
         result.hint = ("Alerts appear when minority recall drops below the reference "
                        "(rules in [[models.alerts]]; every model has a default rule).")
+    if frame.empty and stale:
+        name, first, newest, lookback = stale[0]
+        result.message = (f"No {what}: the newest data ({newest}) is older than the alert look-back "
+                          f"({lookback}), so no rule has evaluated it")
+        result.hint = (f"Alerts are evaluated for windows ending within the look-back before the clock. "
+                       f"Replay this history's alerts with `monitor backtest --model {name} --from {first} "
+                       f"--to {newest}`, or evaluate it at its own time with `monitor ingest --as-of {newest}`.")
     return result
+
+
+def _older_than_lookback(conn: Connection, model: str | None) -> list[tuple[str, str, str, str]]:
+    """(model, first day, newest day, look-back) of each chosen model whose newest data is
+    older than its alert look-back (e.g. a year of old logs backfilled today): the rules
+    never saw it. Empty when any chosen model has recent data (its silence is real)."""
+    config = common.config()
+    found = []
+    for name in [model] if model else [m.name for m in config.models]:
+        ctx = context(conn, config, name)
+        span = windows.data_span(conn, ctx) if ctx else None
+        if ctx is None or span is None:
+            continue
+        lookback = max([parse_duration(config.retention.label_horizon),
+                        *(parse_duration(rule.lookback) for rule in ctx.config.alerts if rule.lookback)])
+        newest = span[1] + ctx.bucket
+        if newest >= now_epoch() - lookback:
+            return []
+        found.append((name, str(to_iso(span[0]))[:10], str(to_iso(newest))[:10], format_duration(lookback)))
+    return found
 
 
 def events(alert_id: int | None) -> Result:
