@@ -21,6 +21,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from monitor.config import load_config
@@ -33,6 +34,11 @@ log = logging.getLogger(__name__)
 FEED_EVERY = 5.0  # seconds between new files
 CATCH_UP = 15 * 60  # simulated seconds released per feed while replaying the last hours
 LIVE_GAP = 12 * 3600  # the history ends this long before now; the rest is fed live
+# A label backlog: the labels given in the last BACKLOG before the history's end reach the demo
+# only BACKLOG_RELEASE after it starts. Until then the newest windows hold fewer labels than
+# windows of their age usually do, so they show as provisional, then turn mature.
+BACKLOG = 2 * 86400
+BACKLOG_RELEASE = 20 * 60
 
 
 def demo_scenario(days: int, now: int) -> Scenario:
@@ -60,9 +66,11 @@ def prepare(directory: Path, *, days: int, port: int, now: int | None = None) ->
     early = data.prediction_epoch <= released_until
     predictions.loc[early].to_csv(directory / "predictions" / "history.csv", index=False)
     predictions.loc[~early].assign(_epoch=data.prediction_epoch[~early]).to_parquet(pending / "predictions.parquet")
-    early_labels = data.label_epoch <= released_until
+    held = (data.label_epoch > released_until - BACKLOG) & (data.label_epoch <= released_until)
+    early_labels = (data.label_epoch <= released_until) & ~held
+    release = np.where(held, now + BACKLOG_RELEASE, data.label_epoch)
     labels.loc[early_labels].to_csv(directory / "labels" / "history.csv", index=False)
-    labels.loc[~early_labels].assign(_epoch=data.label_epoch[~early_labels]).to_parquet(pending / "labels.parquet")
+    labels.loc[~early_labels].assign(_epoch=release[~early_labels]).to_parquet(pending / "labels.parquet")
     data.reference.to_parquet(directory / "reference.parquet", index=False)
     (pending / "clock").write_text(str(released_until))
     path = write_config(
