@@ -142,7 +142,7 @@ def metrics_command(state: State, model: str | None, window: int, step: int, sta
             frame = quality.metrics(conn, ctx, spec, classes=classes, segment=segment)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
-    emit(frame, fmt)
+    emit(frame, fmt, view="metrics")
 
 
 @main.command("rejects")
@@ -160,7 +160,7 @@ def rejects_command(state: State, model: str | None, limit: int, fmt: str) -> No
         state.config.model(model)
     with state.engine().connect() as conn:
         frame = ledger.rejects(conn, names, limit=limit)
-    emit(frame, fmt)
+    emit(frame, fmt, view="rejects")
 
 
 def _register_domain_commands() -> None:

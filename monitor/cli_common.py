@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.config import ConfigError, MonitorConfig, load_config
 from monitor.context import ModelContext
-from monitor.output import FORMATS
+from monitor.output import FORMATS, ColumnError, OutputFormat
 from monitor.store.db import (
     NOT_MIGRATED,
     DatabaseError,
@@ -39,6 +39,13 @@ class RunError(click.ClickException):
     exit_code = 1
 
 
+class ConfigProblem(click.ClickException):
+    """A bad monitor.toml: exit code 2 like a usage error, but without click's usage
+    banner (the command line was fine; the file names the problem)."""
+
+    exit_code = 2
+
+
 class State:
     """Lazily loaded config and engine for one CLI invocation."""
 
@@ -53,7 +60,7 @@ class State:
             try:
                 self._config = load_config(self.config_path)
             except ConfigError as error:
-                raise click.UsageError(str(error)) from None
+                raise ConfigProblem(str(error)) from None
         return self._config
 
     def engine(self, url: str | None = None) -> Engine:
@@ -93,9 +100,11 @@ def handle_errors(func: F) -> F:
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except ConfigError as error:
-            raise click.UsageError(str(error)) from None
+            raise ConfigProblem(str(error)) from None
         except DatabaseError as error:
             raise RunError(str(error)) from None
+        except ColumnError as error:  # --columns names a column the records lack
+            raise click.UsageError(str(error)) from None
         except WindowLimitError as error:  # a window, step or range no read may ask for
             raise click.UsageError(str(error)) from None
         except Exception as error:  # noqa: BLE001 - the contract wants one line, no traceback
@@ -109,10 +118,23 @@ def handle_errors(func: F) -> F:
 
 
 def format_option(func: F) -> F:
-    return click.option(
+    """--format, --columns, --wide: handed to the command as one `fmt` (an OutputFormat,
+    equal to "table", "csv" or "json"); --columns and --wide only change the table."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, fmt: str, columns: str | None, wide: bool, **kwargs: Any) -> Any:
+        chosen = [name.strip() for name in columns.split(",") if name.strip()] if columns else None
+        return func(*args, fmt=OutputFormat(fmt, chosen, wide), **kwargs)
+
+    decorated: Any = wrapper
+    decorated = click.option("--wide", is_flag=True, help="Table: every column.")(decorated)
+    decorated = click.option("--columns", default=None, metavar="A,B,...",
+                             help="Table: these columns, in this order.")(decorated)
+    decorated = click.option(
         "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-        help="Output format (json = a list of records).",
-    )(func)
+        help="Output format (json = a list of records, csv = every field; table = the main columns).",
+    )(decorated)
+    return decorated  # type: ignore[no-any-return]
 
 
 def model_option(required: bool = False) -> Callable[[F], F]:

@@ -39,6 +39,7 @@ LIVE_GAP = 12 * 3600  # the history ends this long before now; the rest is fed l
 # windows of their age usually do, so they show as provisional, then turn mature.
 BACKLOG = 2 * 86400
 BACKLOG_RELEASE = 20 * 60
+SERVER_LOG = "server.log"  # the dashboard's output (its access log), beside demo.db
 
 
 def demo_scenario(days: int, now: int) -> Scenario:
@@ -113,6 +114,23 @@ def _feeder(directory: Path, stop: threading.Event) -> None:
             log.exception("demo feeder failed")
 
 
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> bool:
+    """Whether `url` answers before `timeout` seconds (False at once when `process` ends)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own local server
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answers, even if not with 200
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
 def run_demo(directory: Path, *, port: int = 8050, days: int = 60, serve: bool = True) -> None:
     """Prepare the workspace, ingest the history, then run scheduler + dashboard until Ctrl-C."""
     from rich.console import Console
@@ -133,10 +151,13 @@ def run_demo(directory: Path, *, port: int = 8050, days: int = 60, serve: bool =
     if not serve:
         return
     base = [sys.executable, "-m", "monitor.cli", "--config", str(config_path)]
-    processes = [
-        subprocess.Popen([*base, "run"]),
-        subprocess.Popen([*base, "serve", "--host", "127.0.0.1", "--port", str(port)]),
-    ]
+    server_log = directory / SERVER_LOG  # the access log would drown the console
+    with server_log.open("ab") as log_file:
+        processes = [
+            subprocess.Popen([*base, "run"]),
+            subprocess.Popen([*base, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                             stdout=log_file, stderr=subprocess.STDOUT),
+        ]
     stop = threading.Event()
 
     def _terminate(_signum: int, _frame: object) -> None:
@@ -145,9 +166,16 @@ def run_demo(directory: Path, *, port: int = 8050, days: int = 60, serve: bool =
     signal.signal(signal.SIGTERM, _terminate)
     feeder = threading.Thread(target=_feeder, args=(directory, stop), daemon=True)
     feeder.start()
-    print(f"\nclassifier-monitor demo: open http://127.0.0.1:{port}/  (Ctrl-C to stop)", flush=True)
-    print(f"workspace: {directory} (config {config_path})", flush=True)
+    url = f"http://127.0.0.1:{port}/"
     try:
+        with console.status(f"starting the dashboard on port {port} ..."):
+            ready = wait_until_serving(url, processes[1])
+        if ready:
+            print(f"\nclassifier-monitor demo: open {url}  (Ctrl-C to stop)", flush=True)
+        else:
+            console.print(f"the dashboard did not answer at {url}: see {server_log} "
+                          "(another program on that port? try --port)")
+        print(f"workspace: {directory} (config {config_path}; web server log {server_log})", flush=True)
         while all(p.poll() is None for p in processes):
             time.sleep(1)
     except KeyboardInterrupt:

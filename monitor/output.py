@@ -1,16 +1,69 @@
-"""Printing records for the CLI: `--format table|csv|json` (json = a list of records)."""
+"""Printing records for the CLI: `--format table|csv|json` (json = a list of records).
+
+json and csv always carry every field of the record (docs/contract.md). Only the table is
+for a human at a terminal: it shows a short default set of columns per record (`VIEWS`),
+the ones chosen with `--columns a,b,c`, or all with `--wide`; it fits the terminal's width,
+long text (messages, reasons) is cut with an ellipsis, and midnight times print as dates.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
 
 FORMATS = ("table", "csv", "json")
+
+# The columns a table shows by default, per record (docs/contract.md §3). `model` is added in
+# front when the records hold more than one model; `slice` is segment=segment_value.
+VIEWS: dict[str, tuple[str, ...]] = {
+    "metrics": ("end", "class", "slice", "support", "recall", "recall_low", "recall_high",
+                "precision", "provisional"),
+    "drift": ("end", "feature", "slice", "method", "value", "threshold", "drifted"),
+    "fairness": ("end", "class", "attribute", "group", "metric", "value", "low", "high",
+                 "support", "reference_group", "ratio", "flagged"),
+    "fairness_gaps": ("end", "class", "attribute", "metric", "group_max", "value_max",
+                      "group_min", "value_min", "ratio", "ratio_low", "ratio_high", "flagged"),
+    "alerts": ("id", "state", "severity", "class", "slice", "started_at", "value",
+               "reference_value", "support", "message"),
+    "alert_series": ("rule", "class", "slice", "status", "streak", "last_end", "last_value",
+                     "last_support", "alert_id"),
+    "backtest_timeline": ("id", "state", "severity", "class", "slice", "started_at", "fired_at",
+                          "resolved_at", "value"),
+    "silences": ("id", "rule", "class", "segment", "segment_value", "ends_at", "created_by",
+                 "comment"),
+    "rejects": ("kind", "source", "row", "field", "reason"),
+    "files": ("kind", "path", "status", "rows_read", "rows_accepted", "rows_rejected",
+              "rows_waiting", "error"),
+}
+# Free text: cut to one line with an ellipsis instead of wrapping the whole table.
+TEXT_COLUMNS = frozenset({"message", "reason", "error", "comment", "raw", "fingerprint", "source", "path"})
+MIDNIGHT = "T00:00:00Z"
+GAP = 2  # characters between two columns of a table
+
+
+class OutputFormat(str):
+    """The `--format` value (compares equal to "table", "csv", "json") with the table's
+    column choice: `columns` (names, in order) or `wide` (every column)."""
+
+    columns: tuple[str, ...] | None
+    wide: bool
+
+    def __new__(cls, kind: str, columns: Sequence[str] | None = None, wide: bool = False) -> OutputFormat:
+        value = super().__new__(cls, kind)
+        value.columns = tuple(columns) if columns else None
+        value.wide = wide
+        return value
+
+
+class ColumnError(ValueError):
+    """--columns names a column the records do not have (a usage error)."""
 
 
 def _clean(value: Any) -> Any:
@@ -38,8 +91,10 @@ def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def emit(frame: pd.DataFrame, fmt: str, *, stream: TextIO | None = None, title: str | None = None) -> None:
-    """Write `frame` to stdout in the chosen format."""
+def emit(frame: pd.DataFrame, fmt: str, *, stream: TextIO | None = None, title: str | None = None,
+         view: str | None = None) -> None:
+    """Write `frame` to stdout in the chosen format; `view` names the record (VIEWS) whose
+    default columns a table shows."""
     stream = stream or sys.stdout
     if fmt == "json":
         json.dump(to_records(frame), stream, indent=None)
@@ -47,27 +102,109 @@ def emit(frame: pd.DataFrame, fmt: str, *, stream: TextIO | None = None, title: 
     elif fmt == "csv":
         frame.to_csv(stream, index=False, lineterminator="\n")
     elif fmt == "table":
-        from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
-
-        console = Console(file=stream, width=max(120, 14 * len(frame.columns)))
-        if frame.empty:
-            console.print(Text(f"no records{f' ({title})' if title else ''}"))
-            return
-        table = Table(title=title, show_lines=False)
-        for column in frame.columns:
-            table.add_column(str(column), overflow="fold")
-        for record in to_records(frame):
-            table.add_row(*[Text(_format_cell(v)) for v in record.values()])  # no markup from data
-        console.print(table)
+        frame = with_slice(frame)
+        columns = table_columns(frame, view, getattr(fmt, "columns", None), getattr(fmt, "wide", False))
+        wide = getattr(fmt, "wide", False)  # --wide: every column in full (for `less -S`)
+        print_table(frame[columns], stream=stream, title=title, fit=not wide)
     else:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
-def _format_cell(value: Any) -> str:
+def with_slice(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table's `slice` column, `segment=segment_value` (`*` overall), in one column
+    instead of two; shown by default, never written to json or csv, left out by --wide."""
+    if not {"segment", "segment_value"} <= set(frame.columns) or "slice" in frame.columns:
+        return frame
+    segment, value = frame["segment"].astype(str), frame["segment_value"].astype(str)
+    return frame.assign(slice=(segment + "=" + value).where(segment != "*", "*"))
+
+
+def table_columns(frame: pd.DataFrame, view: str | None, chosen: Sequence[str] | None = None,
+                  wide: bool = False) -> list[str]:
+    """The columns a table shows. ValueError names an unknown chosen column and the known ones."""
+    available = [str(column) for column in frame.columns]
+    if chosen:
+        unknown = [name for name in chosen if name not in available]
+        if unknown:
+            raise ColumnError(f"unknown column(s) {', '.join(unknown)} for --columns: choose from "
+                             f"{', '.join(available)}")
+        return list(dict.fromkeys(chosen))
+    if wide or view not in VIEWS:
+        return [name for name in available if name != "slice"]
+    columns = [name for name in VIEWS[view] if name in available]
+    if "model" in available and frame["model"].nunique() > 1:
+        columns.insert(0, "model")
+    return columns or available
+
+
+def print_table(frame: pd.DataFrame, *, stream: TextIO, title: str | None = None, fit: bool = True) -> None:
+    """A rich table as wide as the terminal (`$COLUMNS`, else the terminal, else 100), or
+    as wide as its cells when not `fit`."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    width = max(shutil.get_terminal_size((100, 24)).columns, 40)
+    console = Console(file=stream, width=width, highlight=False)
+    if frame.empty:
+        console.print(Text(f"no records{f' ({title})' if title else ''}"))
+        return
+    headers = [str(column) for column in frame.columns]
+    rows = [[format_cell(value) for value in record.values()] for record in to_records(frame)]
+    widths = fit_widths(headers, rows, width - GAP * (len(headers) - 1) if fit else 10**6)
+    console.width = max(width, sum(widths) + GAP * len(widths))
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
+                  pad_edge=False, show_edge=False)
+    for header, column_width in zip(headers, widths):
+        # a header wider than its column breaks at "_" (segment_value over two lines)
+        label = header.replace("_", "_\n") if len(header) > column_width else header
+        table.add_column(Text(label), width=column_width, no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*[Text(cell) for cell in row])  # Text: no markup from data
+    console.print(table)
+
+
+def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], room: int) -> list[int]:
+    """Column widths that fit `room` characters. Each column starts as wide as its widest
+    cell and its header; when that is too wide, headers break at "_", then free text is cut
+    (to 16), then names and labels (to 6), then anything (to 4); numbers and times last."""
+    cells = [[row[i] for row in rows] for i in range(len(headers))]
+    widths = [max(len(header), *map(len, column)) for header, column in zip(headers, cells)]
+    if sum(widths) <= room:
+        return widths
+    widths = [max(min(max(map(len, header.split("_"))), 8), *map(len, column), 1)
+              for header, column in zip(headers, cells)]
+    rank = [0 if header in TEXT_COLUMNS else 2 if all(map(_is_number_or_time, column)) else 1
+            for header, column in zip(headers, cells)]
+    for floors in ((16, 99, 99), (16, 6, 99), (16, 6, 4), (4, 4, 4)):
+        while sum(widths) > room:
+            candidates = [i for i, w in enumerate(widths) if w > floors[rank[i]]]
+            if not candidates:
+                break
+            widest = max(candidates, key=lambda i: widths[i])
+            floor = floors[rank[widest]]
+            widths[widest] -= max(1, min(sum(widths) - room, widths[widest] - floor) // 2)
+    return widths
+
+
+def _is_number_or_time(cell: str) -> bool:
+    if cell == "-" or cell[:4].isdigit() and cell[4:5] == "-":
+        return True
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def format_cell(value: Any) -> str:
+    """A value as a table shows it: floats to 3 significant digits, whole floats (ids read
+    as floats beside missing values) as integers, midnight times as dates."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.3g}"
+    if isinstance(value, str) and len(value) == 20 and value.endswith("Z") and value[10] == "T":
+        return value[:10] if value.endswith(MIDNIGHT) else f"{value[:10]} {value[11:16]}"
+    return str(value).replace("\n", " ")

@@ -203,8 +203,9 @@ def _advance_series(conn: Connection, ctx: ModelContext, rule: AlertRule, key: s
     if last_end is None:
         return
     values = dict(status=state.status, streak=state.streak, last_end=last_end,
-                  last_value=_clean(last.get("value")), last_support=_clean(last.get("support")),
                   alert_id=alert_id, updated_at=now)
+    if last:  # a tick with no new window end keeps the last observation's value and support
+        values.update(last_value=_clean(last.get("value")), last_support=_clean(last.get("support")))
     if series is None:
         first = group.iloc[0]
         conn.execute(insert(AlertSeries).values(

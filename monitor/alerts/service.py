@@ -109,7 +109,25 @@ def series_frame(conn: Connection, *, model: str | None = None) -> pd.DataFrame:
                                   "alert_id", "fingerprint"])
     if len(frame):
         _iso(frame, ["last_end"])
+        _fill_from_alerts(conn, frame)
+    for column in ("last_support", "alert_id"):  # whole numbers, also beside nulls (int?)
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     return frame
+
+
+def _fill_from_alerts(conn: Connection, frame: pd.DataFrame) -> None:
+    """Series written before the engine kept their last observation have no value: an open
+    alert's value and support are that observation's."""
+    missing = frame["last_value"].isna() & frame["alert_id"].notna()
+    if not missing.any():
+        return
+    ids = [int(i) for i in frame.loc[missing, "alert_id"]]
+    rows = {r.id: r for r in conn.execute(select(Alert.id, Alert.value, Alert.support)
+                                          .where(Alert.id.in_(ids))).all()}
+    for index, alert_id in zip(frame.index[missing], ids):
+        row = rows.get(alert_id)
+        if row is not None:
+            frame.at[index, "last_value"], frame.at[index, "last_support"] = row.value, row.support
 
 
 def acknowledge(conn: Connection, alert_id: int, *, by: str, comment: str | None = None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 
 import click
+from sqlalchemy.engine import Connection
 
 from monitor.cli_common import (
     State,
@@ -16,8 +17,9 @@ from monitor.cli_common import (
     pass_state,
     time_callback,
 )
+from monitor.config import MonitorConfig
 from monitor.output import emit
-from monitor.timeutil import now_epoch, parse_duration, parse_time
+from monitor.timeutil import format_duration, now_epoch, parse_duration, parse_time, to_iso
 
 
 @click.command("alerts")
@@ -39,7 +41,40 @@ def alerts_command(state: State, model: str | None, state_filter: str, limit: in
     with state.engine().begin() as conn:
         frame = alerts.alert_series(conn, model=model) if series else alerts.alerts(
             conn, model=model, state=state_filter, limit=limit)
-    emit(frame, fmt)
+        hints = [] if len(frame) else backfill_hints(conn, state.config, model)
+    for hint in hints:  # stderr: json and csv on stdout stay clean
+        click.echo(hint, err=True)
+    emit(frame, fmt, view="alert_series" if series else "alerts")
+
+
+def backfill_hints(conn: Connection, config: MonitorConfig, model: str | None,
+                   now: int | None = None) -> list[str]:
+    """Why a model has no alerts when its newest data is older than the rules look back
+    (a backfill of old logs): the rules only evaluate window ends from `now - lookback`."""
+    from monitor.read.context import stored_context
+    from monitor.read.windows import data_span
+
+    now = now if now is not None else now_epoch()
+    hints = []
+    for model_config in [config.model(model)] if model else config.models:
+        ctx = stored_context(conn, model_config)
+        found = data_span(conn, ctx) if ctx is not None else None
+        # a model without [[models.alerts]] has the default rule, which looks back label_horizon
+        rules = [rule for rule in model_config.alerts if rule.enabled] if model_config.alerts else [None]
+        if ctx is None or found is None or not rules:
+            continue
+        lookback = max(parse_duration((rule.lookback if rule else None) or config.retention.label_horizon)
+                       for rule in rules)
+        newest = found[1] + ctx.bucket
+        if newest >= now - lookback:
+            continue
+        first, last = to_iso(found[0]), to_iso(newest)
+        hints.append(
+            f"{model_config.name}: no alerts: its newest data ({last}) is older than the alert rules "
+            f"look back ({format_duration(lookback)} before now), so no window of it was evaluated. "
+            f"Replay the period with `monitor backtest --model {model_config.name} --from {first} "
+            f"--to {last}`, or evaluate at the data's end with `monitor ingest --as-of {last}`.")
+    return hints
 
 
 @click.command("backtest")
@@ -67,7 +102,7 @@ def backtest_command(state: State, model: str, start: int, end: int, step: int, 
     click.echo(f"backtest of {model}: replaying into {url}", err=True)
     result = run_backtest(config, model=model, start=start, end=end, step=step, database_url=url)
     click.echo(f"{result.ticks} ticks, {len(result.timeline)} alerts", err=True)
-    emit(result.timeline, fmt)
+    emit(result.timeline, fmt, view="backtest_timeline")
 
 
 @click.command("ack")
@@ -134,7 +169,7 @@ def silences_command(state: State, model: str | None, include_expired: bool, fmt
     from monitor.read.alerts import silences
 
     with state.engine().begin() as conn:
-        emit(silences(conn, model, include_expired=include_expired), fmt)
+        emit(silences(conn, model, include_expired=include_expired), fmt, view="silences")
 
 
 @click.command("unsilence")

@@ -38,4 +38,4 @@ def drift_command(state, model, window, step, start, end, segment, features, dri
             raise click.UsageError(str(error)) from None
     if drifted_only:
         frame = frame[frame["drifted"]].reset_index(drop=True)
-    emit(frame, fmt)
+    emit(frame, fmt, view="drift")

@@ -47,4 +47,4 @@ def fairness_command(state: State, model: str | None, window: int, step: int, st
             raise click.UsageError(str(error)) from None
     if flagged_only:
         frame = frame.loc[frame["flagged"].astype(bool)]
-    emit(frame, fmt)
+    emit(frame, fmt, view="fairness_gaps" if largest else "fairness")
