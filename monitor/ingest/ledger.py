@@ -4,10 +4,11 @@ A file is read when it is new, when its content changed (size, mtime or fingerpr
 sha256), or when rows in it were not yet visible at the previous read (`--as-of` moved on),
 or when its unterminated last line was held back (it may have been half written): that line
 is read once the file has stopped changing (unchanged since the last read, or untouched for
-SETTLE_SECONDS). Each file is read
-in one transaction together with its ledger row and its rejects, so a crash mid-file leaves
-nothing of it behind and the next tick reads it again. A file that cannot be parsed is marked
-failed with its error (in its own transaction) and skipped until it changes.
+SETTLE_SECONDS). Files are read in batches of
+about BATCH_ROWS rows: one transaction holds the batch's files, their ledger rows and rejects,
+and the batch's counts and hooks (aggregated once per batch), so a crash mid-batch leaves
+nothing of it behind and the next tick reads its files again. A file that cannot be parsed is
+marked failed with its error (its savepoint rolled back) and skipped until it changes.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Row, Table, delete, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.context import ModelContext
-from monitor.ingest.pipeline import IngestResult, load_labels, load_predictions
+from monitor.ingest.pipeline import IngestResult, Pending, load_labels, load_predictions
 from monitor.ingest.readers import ReadState, UnreadableFile, is_supported, read_chunks
 from monitor.ingest.rejects import store_rejects
 from monitor.locking import ingest_lock
@@ -114,26 +116,80 @@ def _settled(row: Row[Any] | None, stat: os.stat_result, print_: str) -> bool:
     return unchanged or time.time() - stat.st_mtime > SETTLE_SECONDS
 
 
-def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_of: int | None,
-                on_rows: Callable[[int], None] | None = None) -> FileOutcome:
-    """Read one file if it needs reading; everything it changes commits at once."""
-    stat = path.stat()
-    with engine.begin() as conn:
-        row = conn.execute(select(FILES).where(FILES.c.model_id == ctx.model_id, FILES.c.kind == kind,
-                                                FILES.c.path == str(path))).first()
-        wanted, digest, print_ = _needs_read(row, stat, path, as_of)
-        if not wanted:
-            if digest is not None and row is not None:  # touched but identical: remember the new mtime
-                conn.execute(update(FILES).where(FILES.c.id == row.id).values(
-                    mtime=stat.st_mtime, fingerprint=print_))
-            return FileOutcome(str(path), kind, "unchanged", IngestResult())
-    digest = digest or sha256_of(path)
+BATCH_ROWS = 200_000  # rows loaded before a batch's counts and hooks run and it commits
+
+
+def batch_rows() -> int:
+    """Rows per batch of files; `MONITOR_INGEST_BATCH_ROWS` overrides it (1: a file per batch)."""
+    return max(int(os.environ.get("MONITOR_INGEST_BATCH_ROWS", BATCH_ROWS)), 1)
+
+
+class BatchFailed(Exception):
+    """A batch of files could not be committed (raised from the cause): `consumed` files of
+    the list were in it, `path` is the file being read (or the first one)."""
+
+    def __init__(self, consumed: int, path: Path) -> None:
+        super().__init__(str(path))
+        self.consumed, self.path = consumed, path
+
+
+def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path], *, as_of: int | None,
+                 max_rows: int | None = None,
+                 on_file: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
+    """Read files from the front of `paths` in one transaction until `max_rows` rows are
+    loaded (at least one file); return their outcomes, in order.
+
+    Each file is read under a savepoint, so a file that fails leaves nothing behind while the
+    others of the batch go in; its ledger row, rejects and stored rows commit together with
+    the batch's counts and hooks (`Pending.flush`), so a crash loses the whole batch and the
+    next tick reads its files again. Raises BatchFailed when the batch cannot commit."""
+    limit = max_rows if max_rows is not None else batch_rows()
+    outcomes: list[FileOutcome] = []
+    current = paths[0] if paths else Path()
     try:
         with engine.begin() as conn:
             ingest_lock(conn, ctx.model_id)  # queue behind concurrent writers of this model (API)
+            pending = Pending()
+            for path in paths:
+                if pending.rows >= limit:
+                    break
+                current = path
+                outcome = _ingest_one(conn, ctx, kind, path, as_of, pending)
+                outcomes.append(outcome)
+            pending.flush(conn, ctx)
+    except Exception as error:
+        raise BatchFailed(max(len(outcomes), 1), current) from error
+    if on_file is not None:
+        for outcome in outcomes:
+            on_file(outcome)
+    return outcomes
+
+
+def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_of: int | None) -> FileOutcome:
+    """Read one file if it needs reading, in a transaction of its own."""
+    try:
+        return ingest_files(engine, ctx, kind, [path], as_of=as_of)[0]
+    except BatchFailed as failed:
+        raise failed.__cause__ or failed from None
+
+
+def _ingest_one(conn: Connection, ctx: ModelContext, kind: str, path: Path, as_of: int | None,
+                pending: Pending) -> FileOutcome:
+    stat = path.stat()
+    row = conn.execute(select(FILES).where(FILES.c.model_id == ctx.model_id, FILES.c.kind == kind,
+                                            FILES.c.path == str(path))).first()
+    wanted, digest, print_ = _needs_read(row, stat, path, as_of)
+    if not wanted:
+        if digest is not None and row is not None:  # touched but identical: remember the new mtime
+            conn.execute(update(FILES).where(FILES.c.id == row.id).values(mtime=stat.st_mtime, fingerprint=print_))
+        return FileOutcome(str(path), kind, "unchanged", IngestResult())
+    digest = digest or sha256_of(path)
+    mine = Pending()
+    try:
+        with conn.begin_nested():
             file_id = _ledger_row(conn, ctx, kind, path, row)
             reading = ReadState()
-            result = _read_into(conn, ctx, kind, path, file_id, as_of, on_rows,
+            result = _read_into(conn, ctx, kind, path, file_id, as_of, mine,
                                 complete_only=not _settled(row, stat, print_), state=reading)
             if reading.tail_held:  # the unterminated last line: read when the file settles
                 result.waiting += 1
@@ -147,16 +203,24 @@ def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_
                 rows_rejected=result.rejected, rows_waiting=result.waiting,
                 visible_until=None if reading.tail_held else result.next_visible,
                 ingested_at=utcnow()))
-        return FileOutcome(str(path), kind, status, result)
     except UnreadableFile as error:
         log.warning("%s", error)
-        with engine.begin() as conn:
-            file_id = _ledger_row(conn, ctx, kind, path, row)
-            conn.execute(update(FILES).where(FILES.c.id == file_id).values(
-                size=stat.st_size, mtime=stat.st_mtime, sha256=digest, fingerprint=print_, status="failed",
-                error=str(error),
-                rows_read=0, rows_accepted=0, rows_rejected=0, rows_waiting=0, ingested_at=utcnow()))
+        file_id = _ledger_row(conn, ctx, kind, path, row)
+        conn.execute(update(FILES).where(FILES.c.id == file_id).values(
+            size=stat.st_size, mtime=stat.st_mtime, sha256=digest, fingerprint=print_, status="failed",
+            error=str(error),
+            rows_read=0, rows_accepted=0, rows_rejected=0, rows_waiting=0, ingested_at=utcnow()))
         return FileOutcome(str(path), kind, "failed", IngestResult(), error=str(error))
+    except DBAPIError as error:
+        if isinstance(error, OperationalError) or error.connection_invalidated:
+            raise  # the database is gone: the batch cannot commit
+        log.error("ingesting %s failed: %s", path, str(error).strip().splitlines()[0] if str(error).strip() else error)
+        return FileOutcome(str(path), kind, "failed", IngestResult(), error=f"{path}: {type(error).__name__}")
+    except Exception as error:  # noqa: BLE001 - one bad file never stops the others
+        log.exception("ingesting %s failed", path)
+        return FileOutcome(str(path), kind, "failed", IngestResult(), error=f"{path}: {type(error).__name__}: {error}")
+    pending.extend(mine)  # the file went in: its rows are aggregated with the batch
+    return FileOutcome(str(path), kind, status, result)
 
 
 def _accepted_total(row: Row[Any] | None, result: IngestResult, digest: str) -> int:
@@ -173,18 +237,15 @@ def _ledger_row(conn: Connection, ctx: ModelContext, kind: str, path: Path, row:
 
 
 def _read_into(conn: Connection, ctx: ModelContext, kind: str, path: Path, file_id: int,
-               as_of: int | None, on_rows: Callable[[int], None] | None, *, complete_only: bool,
-               state: ReadState) -> IngestResult:
+               as_of: int | None, pending: Pending, *, complete_only: bool, state: ReadState) -> IngestResult:
     strings, keep = input_columns(ctx, kind)
     loader = load_predictions if kind == "predictions" else load_labels
     total = IngestResult()
     for chunk in read_chunks(path, strings, keep=keep, limits=ctx.config.limits,
                              complete_only=complete_only, state=state):
-        total.add(loader(conn, ctx, chunk.frame, as_of=as_of, file_id=file_id))
+        total.add(loader(conn, ctx, chunk.frame, as_of=as_of, file_id=file_id, pending=pending))
         if len(chunk.rejects):  # rows the reader could not parse
             total.add(IngestResult(read=len(chunk.rejects), rejected=len(chunk.rejects), rejects=chunk.rejects))
-        if on_rows is not None:
-            on_rows(len(chunk.frame) + len(chunk.rejects))
     return total
 
 

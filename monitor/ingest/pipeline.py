@@ -170,9 +170,64 @@ def _content_hash(rows: pd.DataFrame, ctx: ModelContext) -> pd.Series:
     return pd.Series(hashed.to_numpy(dtype=np.uint64).view(np.int64), index=rows.index)
 
 
+@dataclass
+class Pending:
+    """Aggregation deferred to the end of a batch of files (one transaction): the accepted
+    predictions and the labels applied on the spot, summed in one pass per batch instead of
+    one groupby per file and table (pandas' fixed cost per operation dominated small files).
+
+    Frames are grouped by their columns and dtypes: a file without a feature or score column
+    must reach the hooks without it (a column filled with NaN would count as missing values)."""
+
+    predictions: dict[tuple, list[pd.DataFrame]] = field(default_factory=dict)
+    direct: list[pd.DataFrame] = field(default_factory=list)
+    labels: bool = False  # a label file was loaded: waiting labels are applied at the flush
+    rows: int = 0
+
+    def add_predictions(self, rows: pd.DataFrame) -> None:
+        key = tuple(zip(rows.columns, map(str, rows.dtypes), strict=True))
+        self.predictions.setdefault(key, []).append(rows)
+        self.rows += len(rows)
+
+    def add_direct(self, direct: pd.DataFrame) -> None:
+        self.labels = True
+        if len(direct):
+            self.direct.append(direct)
+            self.rows += len(direct)
+
+    def extend(self, other: Pending) -> None:
+        for key, frames in other.predictions.items():
+            self.predictions.setdefault(key, []).extend(frames)
+        self.direct.extend(other.direct)
+        self.labels = self.labels or other.labels
+        self.rows += other.rows
+
+    def flush(self, conn: Connection, ctx: ModelContext) -> None:
+        """Counts and hooks of everything pending, in the caller's transaction."""
+        for frames in self.predictions.values():
+            _count_predictions(conn, ctx, frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True))
+        if self.labels:
+            direct = (pd.concat(self.direct, ignore_index=True) if len(self.direct) > 1
+                      else self.direct[0] if self.direct else None)
+            _apply_labels(conn, ctx, direct)
+        self.predictions, self.direct, self.labels, self.rows = {}, [], False, 0
+
+
+def _count_predictions(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> None:
+    """Prediction counts and the prediction hooks of accepted rows."""
+    counts = rows.groupby(["bucket_start", "slice_id", "predicted"], as_index=False).size()
+    add_counts(conn, PREDICTION_COUNTS, pd.DataFrame({
+        "model_id": ctx.model_id, "bucket_start": counts["bucket_start"], "slice_id": counts["slice_id"],
+        "pred_class": counts["predicted"], "n": counts["size"],
+    }), key_columns=["model_id", "bucket_start", "slice_id", "pred_class"])
+    for hook in hooks.prediction_hooks():
+        hook(conn, ctx, rows)
+
+
 def load_predictions(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_of: int | None,
-                     file_id: int | None = None) -> IngestResult:
-    """Validate and store a batch of raw prediction records; update counts; run hooks."""
+                     file_id: int | None = None, pending: Pending | None = None) -> IngestResult:
+    """Validate and store a batch of raw prediction records; update counts; run hooks
+    (or leave counts and hooks to `pending.flush`, for a batch of files)."""
     result = IngestResult(read=len(frame))
     if frame.empty:
         return result
@@ -212,20 +267,19 @@ def load_predictions(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *
         "model_version": rows["model_version"].astype(object), "content_hash": rows["content_hash"],
         "labeled_at": None, "file_id": file_id,
     }))
-    counts = rows.groupby(["bucket_start", "slice_id", "predicted"], as_index=False).size()
-    add_counts(conn, PREDICTION_COUNTS, pd.DataFrame({
-        "model_id": ctx.model_id, "bucket_start": counts["bucket_start"], "slice_id": counts["slice_id"],
-        "pred_class": counts["predicted"], "n": counts["size"],
-    }), key_columns=["model_id", "bucket_start", "slice_id", "pred_class"])
-    for hook in hooks.prediction_hooks():
-        hook(conn, ctx, rows.drop(columns=["_row", "content_hash"]))
+    accepted = rows.drop(columns=["_row", "content_hash"])
+    if pending is not None:
+        pending.add_predictions(accepted)
+    else:
+        _count_predictions(conn, ctx, accepted)
     result.accepted = len(rows)
     return result
 
 
 def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_of: int | None,
-                file_id: int | None = None) -> IngestResult:
-    """Validate and store a batch of labels (newest label per id wins); apply what can be."""
+                file_id: int | None = None, pending: Pending | None = None) -> IngestResult:
+    """Validate and store a batch of labels (newest label per id wins); apply what can be
+    (or leave that to `pending.flush`, for a batch of files)."""
     result = IngestResult(read=len(frame))
     if frame.empty:
         return result
@@ -272,7 +326,10 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
              zip(corrections["prediction_id"], corrections["label"], corrections["label_ts"])],
         )
     result.accepted = len(fresh) + len(corrections)
-    _apply_labels(conn, ctx, direct)
+    if pending is not None:
+        pending.add_direct(direct)
+    else:
+        _apply_labels(conn, ctx, direct)
     return result
 
 
@@ -346,7 +403,14 @@ def _apply_labels(conn: Connection, ctx: ModelContext, direct: pd.DataFrame | No
         "model_id": ctx.model_id, "bucket_start": deltas["bucket_start"], "slice_id": deltas["slice_id"],
         "true_class": deltas["label"], "pred_class": deltas["predicted"], "n": deltas["n"],
     }), key_columns=["model_id", "bucket_start", "slice_id", "true_class", "pred_class"])
-    first = todo.loc[todo["labeled_at"].isna()]
+    is_first = todo["labeled_at"].isna().to_numpy().copy()
+    if has_direct and pending is not None:
+        # a label applied on the spot and corrected later in the same batch of files (its
+        # prediction's labeled_at is set below): the arrival is the first label's, in `direct`
+        assert direct is not None
+        from_pending = np.arange(len(todo)) < len(pending)
+        is_first &= ~(from_pending & todo["prediction_id"].isin(direct["prediction_id"]).to_numpy())
+    first = todo.loc[is_first]
     if len(first):
         bins = _delay_bins((first["label_ts"] - first["ts"]).to_numpy(dtype=np.float64))
         arrivals = pd.DataFrame({"model_id": ctx.model_id, "bucket_start": first["bucket_start"].to_numpy(),

@@ -24,8 +24,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.config import MonitorConfig
 from monitor.context import ModelContext, load_context
-from monitor.ingest.ledger import FileOutcome, discover, ingest_file
-from monitor.ingest.pipeline import apply_labels
+from monitor.ingest.ledger import BatchFailed, FileOutcome, discover, ingest_files
+from monitor.ingest.pipeline import IngestResult, apply_labels
 from monitor.ingest.reference import UnusableReference, prepare_reference
 from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
@@ -116,22 +116,35 @@ def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_o
                   summary: ModelSummary, progress: Progress | None) -> None:
     for kind in ("predictions", "labels"):
         paths = discover(ctx, kind, config.base_dir)
-        task = progress.add_task(f"{ctx.name} {kind}", total=len(paths)) if progress else None
-        for path in paths:
+        task = progress.add_task(f"{ctx.name} {kind}", total=len(paths), rows=0) if progress else None
+        done = 0
+        while done < len(paths):
             try:
-                summary.add(ingest_file(engine, ctx, kind, path, as_of=as_of))
-            except DBAPIError as error:  # database trouble: one line, the next tick retries
-                log.error("ingesting %s failed: %s", path, _first_line(error))
-                summary.files_failed += 1
-                summary.errors.append(f"{path}: {type(error).__name__}")
-                if _database_gone(error):  # every other file would fail the same way
-                    raise
-            except Exception as error:  # noqa: BLE001 - one bad file never stops the tick
-                log.exception("ingesting %s failed", path)
-                summary.files_failed += 1
-                summary.errors.append(f"{path}: {type(error).__name__}: {error}")
+                outcomes = ingest_files(engine, ctx, kind, paths[done:], as_of=as_of)
+            except BatchFailed as failed:
+                _batch_failed(failed, summary)
+                outcomes = [FileOutcome(str(failed.path), kind, "unchanged", IngestResult())] * failed.consumed
+            for outcome in outcomes:
+                summary.add(outcome)
+            done += len(outcomes)
             if progress is not None and task is not None:
-                progress.advance(task)
+                rows = sum(o.result.read for o in outcomes)
+                progress.update(task, advance=len(outcomes), rows=progress.tasks[task].fields["rows"] + rows)
+
+
+def _batch_failed(failed: BatchFailed, summary: ModelSummary) -> None:
+    """A batch that could not commit: its files are read again on the next tick."""
+    error = failed.__cause__ or failed
+    if isinstance(error, DBAPIError):  # database trouble: one line, the next tick retries
+        log.error("ingesting %s failed: %s", failed.path, _first_line(error))
+        summary.files_failed += 1
+        summary.errors.append(f"{failed.path}: {type(error).__name__}")
+        if _database_gone(error):  # every other file would fail the same way
+            raise error
+        return
+    log.error("ingesting %s failed", failed.path, exc_info=error)
+    summary.files_failed += 1
+    summary.errors.append(f"{failed.path}: {type(error).__name__}: {error}")
 
 
 def sweep(engine: Engine, config: MonitorConfig, *, model: str | None = None, as_of: int | None = None,
@@ -205,7 +218,23 @@ def _database_gone(error: DBAPIError) -> bool:
 
 
 def _progress() -> Progress:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Files, rows and rows/s per model and kind. `monitor ingest` asks for it only when
+    stderr is a terminal (and not with --no-progress), so a piped ingest stays quiet."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=True)
+    class RowsColumn(ProgressColumn):
+        def render(self, task):  # type: ignore[no-untyped-def]
+            rows, elapsed = task.fields.get("rows", 0), task.elapsed or 0.0
+            rate = f", {rows / elapsed:,.0f} rows/s" if elapsed > 0 else ""
+            return Text(f"{rows:,} rows{rate}")
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RowsColumn(),
+                    TimeElapsedColumn(), transient=True)
