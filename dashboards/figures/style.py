@@ -14,6 +14,7 @@ before plotly sees them; only the figure's own templates carry markup.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -164,7 +165,8 @@ def _name_traces(data: list[dict[str, Any]]) -> None:
             continue
         key = "|".join(str(trace.get(k, "")) for k in ("type", "xaxis", "yaxis", "legendgroup", "name"))
         seen[key] = seen.get(key, -1) + 1
-        trace["uid"] = f"{key}|{seen[key]}"
+        # plotly puts the uid in CSS selectors and class names: a digest, never the data's text
+        trace["uid"] = "t" + hashlib.blake2s(f"{key}|{seen[key]}".encode(), digest_size=8).hexdigest()
 
 
 def array(values: Any) -> Any:
