@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from dashboards.data import alerts as alert_data
 from dashboards.data import core
@@ -27,12 +26,7 @@ from monitor.store.windows import WindowSpec
 from monitor.timeutil import now_epoch, parse_time
 from tests.dashboards.helpers import page, running_app, text_of
 from tests.dashboards.seeding import Seeded
-from tests.triage.workspaces import DAY, backfilled_year, up_to_now
-
-
-@pytest.fixture(scope="module")
-def backfill(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return backfilled_year(tmp_path_factory.mktemp("backfill"))
+from tests.triage.workspaces import DAY, up_to_now
 
 
 def test_overview_names_the_faulty_slice_first_with_links_to_its_evidence(seeded_sqlite: Seeded) -> None:
