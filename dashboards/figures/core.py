@@ -172,7 +172,7 @@ def classes_over_time(frame: pd.DataFrame, *, metric: str = "recall", window: st
     layout = _with_support(title, 520, rate_title=f"{label} (0-1)")
     # supports differ by orders of magnitude between classes: on a linear axis the minority
     # class's bars (tens) vanish under the majority's (thousands)
-    layout["yaxis2"].update(type="log", title={"text": "labelled positives (log)"})
+    layout["yaxis2"].update(type="log", dtick=1, title={"text": "labelled positives (log)"})
     classes = sorted(frame["class"].unique(), key=lambda c: (c not in minority, str(c)))
     columns = _columns(frame, [metric, *BANDS.get(metric, ()), "support", "label_coverage", "recall_estimated"])
     data: list[dict] = []
@@ -416,7 +416,7 @@ def label_arrival(frame: pd.DataFrame) -> go.Figure:
             "line": {"color": color(0), "shape": "hv"}, "mode": "lines+markers", "name": "label coverage",
             "x": array(frame["delay_hours"].clip(lower=0.5)), "y": array(frame["coverage"]), "type": "scatter"}
     layout = layout_spec(title=title, height=340)
-    layout["xaxis"] = axis_spec(title={"text": "age of the prediction (hours, log scale)"}, type="log")
+    layout["xaxis"] = axis_spec(title={"text": "age of the prediction (hours, log scale)"}, type="log", dtick=1)
     layout["yaxis"] = axis_spec(title={"text": "share labelled (0-1)"}, range=[0, 1.02])
     return make_figure([line], layout)
 

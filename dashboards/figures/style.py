@@ -90,21 +90,25 @@ def rgba(hex_color: str, alpha: float) -> str:
 
 
 def layout_spec(*, title: str, height: int = 360, uirevision: str | None = "keep") -> dict[str, Any]:
-    """The common layout as a plain dict (for `make_figure`): title, font, margins, legend on
-    top, colours; `uirevision` keeps zoom on refresh. Axes get `axis_spec()`.
+    """The common layout as a plain dict (for `make_figure`): title, font, margins, legend at
+    the foot, colours; `uirevision` keeps zoom on refresh. Axes get `axis_spec()`.
 
     `uirevision` is the same for every redraw of a figure, so the live refresh (a new figure
     every time new data arrives) keeps the user's zoom, pan and legend choices; traces are
     matched by the uids `make_figure` gives them. Empty figures pass None (nothing to keep)."""
     # No named template: resolving one costs ~40-130 ms per figure; the look is set here.
     spec: dict[str, Any] = {
-        "title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+        # the title on top of the figure, the legend at its foot: a legend that wraps to
+        # several rows on a narrow screen pushes the bottom margin instead of covering the title
+        "title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}, "yref": "container",
+                  "y": 1, "yanchor": "top", "pad": {"t": 10}, "automargin": True},
         "font": {"family": FONT, "size": 12, "color": "#2a3f5f"},
         "plot_bgcolor": "white",
         "paper_bgcolor": "white",
         "height": height,
-        "margin": {"l": 60, "r": 20, "t": 70, "b": 50},
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+        "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+        "legend": {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0, "xanchor": "left",
+                   "x": 0},
         "colorway": list(PALETTE),
     }
     if uirevision is not None:
