@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -103,6 +105,9 @@ def handle_errors(func: F) -> F:
             raise ConfigProblem(str(error)) from None
         except DatabaseError as error:
             raise RunError(str(error)) from None
+        except BrokenPipeError:  # `monitor metrics | head`: the reader left; say nothing more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
         except ColumnError as error:  # --columns names a column the records lack
             raise click.UsageError(str(error)) from None
         except WindowLimitError as error:  # a window, step or range no read may ask for

@@ -20,18 +20,20 @@ import pandas as pd
 
 FORMATS = ("table", "csv", "json")
 
-# The columns a table shows by default, per record (docs/contract.md §3). `model` is added in
-# front when the records hold more than one model; `slice` is segment=segment_value.
+# The columns a table shows by default, per record (docs/contract.md §3), most telling first:
+# a terminal too narrow for all of them loses the last ones (a caption says so) rather than
+# cutting numbers. `model` is added in front when the records hold more than one model;
+# `slice` is segment=segment_value.
 VIEWS: dict[str, tuple[str, ...]] = {
-    "metrics": ("end", "class", "slice", "support", "recall", "recall_low", "recall_high",
-                "precision", "provisional"),
+    "metrics": ("end", "class", "slice", "recall", "recall_low", "recall_high", "support",
+                "provisional", "precision"),
     "drift": ("end", "feature", "slice", "method", "value", "threshold", "drifted"),
-    "fairness": ("end", "class", "attribute", "group", "metric", "value", "low", "high",
-                 "support", "reference_group", "ratio", "flagged"),
-    "fairness_gaps": ("end", "class", "attribute", "metric", "group_max", "value_max",
-                      "group_min", "value_min", "ratio", "ratio_low", "ratio_high", "flagged"),
-    "alerts": ("id", "state", "severity", "class", "slice", "started_at", "value",
-               "reference_value", "support", "message"),
+    "fairness": ("end", "class", "attribute", "group", "metric", "flagged", "value", "low", "high",
+                 "ratio", "support"),
+    "fairness_gaps": ("end", "class", "attribute", "metric", "flagged", "ratio", "ratio_low",
+                      "ratio_high", "group_min", "value_min", "group_max", "value_max"),
+    "alerts": ("id", "state", "severity", "class", "slice", "value", "reference_value",
+               "started_at", "support", "message"),
     "alert_series": ("rule", "class", "slice", "status", "streak", "last_end", "last_value",
                      "last_support", "alert_id"),
     "backtest_timeline": ("id", "state", "severity", "class", "slice", "started_at", "fired_at",
@@ -105,7 +107,8 @@ def emit(frame: pd.DataFrame, fmt: str, *, stream: TextIO | None = None, title: 
         frame = with_slice(frame)
         columns = table_columns(frame, view, getattr(fmt, "columns", None), getattr(fmt, "wide", False))
         wide = getattr(fmt, "wide", False)  # --wide: every column in full (for `less -S`)
-        print_table(frame[columns], stream=stream, title=title, fit=not wide)
+        default = not wide and not getattr(fmt, "columns", None)
+        print_table(frame[columns], stream=stream, title=title, fit=not wide, drop=default)
     else:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
 
@@ -137,9 +140,11 @@ def table_columns(frame: pd.DataFrame, view: str | None, chosen: Sequence[str] |
     return columns or available
 
 
-def print_table(frame: pd.DataFrame, *, stream: TextIO, title: str | None = None, fit: bool = True) -> None:
+def print_table(frame: pd.DataFrame, *, stream: TextIO, title: str | None = None, fit: bool = True,
+                drop: bool = False) -> None:
     """A rich table as wide as the terminal (`$COLUMNS`, else the terminal, else 100), or
-    as wide as its cells when not `fit`."""
+    as wide as its cells when not `fit`; with `drop`, the last columns are left out when the
+    others would not fit without cutting numbers."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -152,13 +157,20 @@ def print_table(frame: pd.DataFrame, *, stream: TextIO, title: str | None = None
         return
     headers = [str(column) for column in frame.columns]
     rows = [[format_cell(value) for value in record.values()] for record in to_records(frame)]
+    hidden = 0
+    while drop and fit and len(headers) > 2 and \
+            sum(narrowest_widths(headers, rows)) + GAP * (len(headers) - 1) > width:
+        headers, rows, hidden = headers[:-1], [row[:-1] for row in rows], hidden + 1
+    if hidden:
+        more = ", ".join(str(column) for column in frame.columns[len(headers):])
+        title = f"{title + ' - ' if title else ''}not shown: {more} (--wide, or --columns to choose)"
     widths = fit_widths(headers, rows, width - GAP * (len(headers) - 1) if fit else 10**6)
     console.width = max(width, sum(widths) + GAP * len(widths))
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
+    table = Table(caption=title if hidden else None, title=None if hidden else title,
+                  caption_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
                   pad_edge=False, show_edge=False)
     for header, column_width in zip(headers, widths):
-        # a header wider than its column breaks at "_" (segment_value over two lines)
-        label = header.replace("_", "_\n") if len(header) > column_width else header
+        label = header if len(header) <= column_width else _broken(header, column_width)
         table.add_column(Text(label), width=column_width, no_wrap=True, overflow="ellipsis")
     for row in rows:
         table.add_row(*[Text(cell) for cell in row])  # Text: no markup from data
@@ -185,7 +197,34 @@ def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], room: int)
             widest = max(candidates, key=lambda i: widths[i])
             floor = floors[rank[widest]]
             widths[widest] -= max(1, min(sum(widths) - room, widths[widest] - floor) // 2)
+    for i in sorted(range(len(headers)), key=lambda i: len(headers[i]) - widths[i]):
+        need = len(headers[i]) - widths[i]  # room left over: whole headers again, shortest first
+        if 0 < need <= room - sum(widths):
+            widths[i] += need
     return widths
+
+
+def narrowest_widths(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
+    """The narrowest each column gets before numbers and times are cut: text 16, labels 6."""
+    widths = []
+    for i, header in enumerate(headers):
+        column = [row[i] for row in rows]
+        natural = max(map(len, column), default=1)
+        if header in TEXT_COLUMNS:
+            widths.append(min(natural, 16))
+        elif all(map(_is_number_or_time, column)):
+            widths.append(max(natural, 4))
+        else:
+            widths.append(min(natural, 6))
+    return widths
+
+
+def _broken(header: str, width: int) -> str:
+    """A header wider than its column, one line per "_"-part (segment_ / value), the "_"
+    kept where it fits."""
+    parts = header.split("_")
+    lines = [part + "_" if len(part) < width else part for part in parts[:-1]]
+    return "\n".join([*lines, parts[-1]])
 
 
 def _is_number_or_time(cell: str) -> bool:

@@ -93,3 +93,16 @@ def test_cells_ids_and_widths() -> None:
     frame = with_slice(pd.DataFrame([ALERT, {**ALERT, "id": 13, "model": "other"}]))
     assert table_columns(frame, "alerts")[:2] == ["model", "id"]  # several models: model shown
     assert "slice" not in table_columns(frame, "alerts", wide=True)
+
+
+def test_a_narrow_terminal_loses_the_last_columns_with_a_caption_not_cut_numbers(monkeypatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setenv("COLUMNS", "60")
+    emit(pd.DataFrame([ALERT]), OutputFormat("table"), stream=stream, view="alerts")
+    text = stream.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 60
+    assert "0.672" in text and "not shown:" in text and "--wide" in text
+    stream = io.StringIO()  # columns asked for by name are all shown, cut if they must be
+    emit(pd.DataFrame([ALERT]), OutputFormat("table", ["id", "message", "fingerprint"]), stream=stream,
+         view="alerts")
+    assert "not shown" not in stream.getvalue() and "fingerprint" in stream.getvalue()
