@@ -18,11 +18,24 @@ Per class (one vs rest), group and window:
 other three metrics, so every value equals fairlearn's on the same labelled rows.
 
 A rate whose denominator is 0 is NaN (null), never 0: a group without positives has no
-true-positive rate. Intervals are Wilson 95% intervals. The ratio to the reference group has a
-Katz log interval (statsmodels' `confint_proportions_2indep(compare="ratio", method="log")`),
-with 0.5 added to counts and totals (`method="log-adjusted"`) when either count is 0, so the
-interval stays finite. A group is `flagged` when its ratio interval lies entirely outside the
-tolerance band and both it and the reference group reach `min_support`.
+true-positive rate. Intervals are Wilson 95% intervals.
+
+**Who a group is compared with** (`choose_references`, `compare_to_reference`): one reference
+group per (attribute, class, metric), fixed across windows: the configured one, else the group
+with the largest support of the metric in the reference data (else over the whole range read).
+A group is compared with the rest (every other group of the attribute together, Aequitas
+style; `reference_group` = "(rest)") when it IS the reference group, when the reference group
+has fewer than `min_support` cases in the window or is absent, and always with
+`reference = "rest"`. So no group is ever its own reference, and a broken largest group or a
+thin reference cannot hide a gap.
+
+**Ratio interval**: the Miettinen-Nurminen score interval (`monitor.fairness.intervals`),
+finite and sensible at zero counts. **`flagged`** follows that interval, never the support
+alone: the ratio's interval lies entirely outside the tolerance band at 97.5% confidence when
+both the group and its comparison reach `min_support`, at 99.99% when either does not
+(smaller samples must prove more; equal groups are then flagged no more often than with the
+old Katz interval and support gate, measured across supports 5..500 in
+tests/judgments/test_fairness_judgments.py).
 """
 
 from __future__ import annotations
@@ -34,35 +47,23 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.stats import norm
 
+from monitor.fairness.intervals import Z95, ratio_interval
 from monitor.metrics.rates import wilson_interval
 
 METRICS: tuple[str, ...] = ("tpr", "fpr", "precision", "selection_rate")
 DEFAULT_TOLERANCE: tuple[float, float] = (0.8, 1.25)
-Z95 = float(norm.isf(0.025))
+REST = "(rest)"  # reference_group of a comparison with every other group together
+# flag confidence: 97.5% when both sides reach min_support, 99.99% when either does not (the
+# score interval is narrower than the old Katz one at small counts: these keep false flags on
+# equal groups at or below the old rule's at every support, tests/judgments)
+Z_FLAG = float(norm.isf(0.0125))
+Z_FLAG_SMALL = float(norm.isf(0.00005))
 
-__all__ = ["METRICS", "wilson_interval", "ratio_interval", "one_vs_rest", "group_metrics",
-           "reference_groups", "compare_to_reference", "between_groups"]
+__all__ = ["METRICS", "REST", "Z95", "wilson_interval", "ratio_interval", "one_vs_rest",
+           "group_metrics", "choose_references", "compare_to_reference", "between_groups",
+           "flag_level"]
 
 _GROUP_KEYS = ["end", "attribute", "group"]
-
-
-def ratio_interval(
-    x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike, z: float = Z95
-) -> tuple[np.ndarray, np.ndarray]:
-    """Katz log interval for (x1/n1) / (x2/n2) of two independent proportions, elementwise.
-
-    When x1 or x2 is 0 the log-adjusted variant (0.5 added to counts and totals) keeps the
-    interval finite. NaN where n1 or n2 is 0, or where both counts are 0 (0/0 has no ratio).
-    """
-    c1, t1, c2, t2 = (np.asarray(a, dtype=np.float64) for a in (x1, n1, x2, n2))
-    adjust = np.where((c1 == 0) | (c2 == 0), 0.5, 0.0)
-    a1, m1, a2, m2 = c1 + adjust, t1 + adjust, c2 + adjust, t2 + adjust
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_ratio = np.log((a1 / m1) / (a2 / m2))
-        spread = z * np.sqrt(np.maximum(1.0 / a1 - 1.0 / m1 + 1.0 / a2 - 1.0 / m2, 0.0))
-        low, high = np.exp(log_ratio - spread), np.exp(log_ratio + spread)
-    undefined = (t1 <= 0) | (t2 <= 0) | ((c1 == 0) & (c2 == 0))
-    return np.where(undefined, np.nan, low), np.where(undefined, np.nan, high)
 
 
 def one_vs_rest(counts: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
@@ -137,22 +138,52 @@ def group_metrics(confusion: pd.DataFrame, metrics: Sequence[str] = METRICS) -> 
     return pd.concat(parts, ignore_index=True)
 
 
-def reference_groups(
-    confusion: pd.DataFrame, configured: Mapping[str, str] | None = None
+def choose_references(
+    confusion: pd.DataFrame, metrics: Sequence[str] = METRICS,
+    configured: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """The reference group per (end, attribute): the configured one when the attribute has
-    one (even when absent from a window: its values are then null), else the group with the
-    most labelled rows in that window (ties: the first name in sort order)."""
-    groups = confusion[[*_GROUP_KEYS, "n_labeled"]].drop_duplicates(_GROUP_KEYS)
-    groups = groups.sort_values(
-        ["end", "attribute", "n_labeled", "group"], ascending=[True, True, False, True]
-    )
-    largest = groups.drop_duplicates(["end", "attribute"])[["end", "attribute", "group"]]
-    largest = largest.rename(columns={"group": "reference_group"}).reset_index(drop=True)
+    """One reference group per (attribute, class, metric), fixed across windows.
+
+    `confusion` is `one_vs_rest`-shaped counts (attribute, group, class, tp, fp, fn, tn; any
+    `end` is summed over): the reference data's, else the whole range's. The configured group
+    of the attribute when there is one, else the group with the largest support of the metric
+    (ties: the first name in sort order)."""
+    columns = ["attribute", "class", "metric", "reference_group"]
+    if confusion.empty:
+        return pd.DataFrame(columns=columns)
+    summed = confusion.groupby(["attribute", "group", "class"], as_index=False, sort=True)[
+        ["tp", "fp", "fn", "tn"]].sum()
+    parts = []
+    for metric in metrics:
+        _, support = _successes_and_support(summed, metric)
+        part = summed[["attribute", "group", "class"]].assign(metric=metric, _support=support)
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    frame = frame.sort_values(["attribute", "class", "metric", "_support", "group"],
+                              ascending=[True, True, True, False, True], kind="stable")
+    chosen = frame.drop_duplicates(["attribute", "class", "metric"])
+    chosen = chosen.rename(columns={"group": "reference_group"})[columns].reset_index(drop=True)
     if configured:
-        chosen = largest["attribute"].map(dict(configured))
-        largest["reference_group"] = chosen.fillna(largest["reference_group"])
-    return largest
+        named = chosen["attribute"].map(dict(configured))
+        chosen["reference_group"] = named.fillna(chosen["reference_group"])
+    return chosen
+
+
+def flag_level(support: ArrayLike, reference_support: ArrayLike, min_support: int) -> np.ndarray:
+    """The z of the interval a flag needs: 97.5% when both supports reach min_support, else
+    99.99% (a small sample is judged, but must prove more)."""
+    both = (np.asarray(support, dtype=np.float64) >= min_support) & (
+        np.asarray(reference_support, dtype=np.float64) >= min_support)
+    return np.where(both, Z_FLAG, Z_FLAG_SMALL)
+
+
+def _outside(x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike, *, min_support: int,
+             tolerance: tuple[float, float], below_only: bool = False) -> np.ndarray:
+    """Does the ratio's interval at the flag level lie wholly outside the tolerance band?"""
+    low, high = ratio_interval(x1, n1, x2, n2, z=flag_level(n1, n2, min_support))
+    if below_only:
+        return np.asarray(high < tolerance[0])
+    return np.asarray((high < tolerance[0]) | (low > tolerance[1]))
 
 
 def compare_to_reference(
@@ -161,39 +192,46 @@ def compare_to_reference(
     *,
     tolerance: tuple[float, float] = DEFAULT_TOLERANCE,
     min_support: int = 30,
+    rest: bool = False,
 ) -> pd.DataFrame:
-    """Add reference_group, reference_value, difference, ratio, ratio_low, ratio_high and
-    flagged to the output of `group_metrics`.
+    """Add reference_group, reference_value, reference_support, difference, ratio, ratio_low,
+    ratio_high and flagged to the output of `group_metrics`.
 
-    `flagged`: not the reference group, both supports >= min_support, and the ratio interval
-    entirely below tolerance[0] or entirely above tolerance[1]. Null ratios never flag.
+    `references`: `choose_references` output. Each group is compared with the reference group,
+    or with the rest of its attribute (`REST`) when it is the reference group, when the
+    reference has fewer than `min_support` cases in the window (or none), or when `rest`.
+    `flagged`: the ratio's interval at `flag_level` lies outside the tolerance band. Null
+    ratios never flag.
     """
-    frame = values.merge(references, on=["end", "attribute"], how="left")
-    ref_keys = ["end", "attribute", "class", "metric"]
-    ref = values[[*ref_keys, "group", "value", "successes", "support"]].rename(
-        columns={"group": "reference_group", "value": "reference_value",
-                 "successes": "reference_successes", "support": "reference_support"}
-    )
-    frame = frame.merge(ref, on=[*ref_keys, "reference_group"], how="left")
+    keys = ["end", "attribute", "class", "metric"]
+    frame = values.merge(references, on=["attribute", "class", "metric"], how="left")
+    named = values[[*keys, "group", "value", "successes", "support"]].rename(columns={
+        "group": "reference_group", "value": "_named_value", "successes": "_named_successes",
+        "support": "_named_support"})
+    frame = frame.merge(named, on=[*keys, "reference_group"], how="left")
+    totals = values.groupby(keys)[["successes", "support"]].transform("sum")
+    rest_successes = (totals["successes"] - values["successes"]).to_numpy(dtype=np.float64)
+    rest_support = (totals["support"] - values["support"]).to_numpy(dtype=np.float64)
+    named_support = frame["_named_support"].to_numpy(dtype=np.float64)
+    use_rest = (rest | (frame["group"] == frame["reference_group"]).to_numpy()
+                | ~(named_support >= min_support))
+    ref_successes = np.where(use_rest, rest_successes, frame["_named_successes"].to_numpy(dtype=np.float64))
+    ref_support = np.where(use_rest, rest_support, named_support)
     value = frame["value"].to_numpy(dtype=np.float64)
-    reference_value = frame["reference_value"].to_numpy(dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
+        reference_value = np.where(ref_support > 0, ref_successes / ref_support, np.nan)
         ratio = np.where(reference_value > 0, value / reference_value, np.nan)
-    ratio_low, ratio_high = ratio_interval(
-        frame["successes"], frame["support"],
-        frame["reference_successes"].fillna(0), frame["reference_support"].fillna(0),
-    )
-    is_reference = (frame["group"] == frame["reference_group"]).to_numpy()
-    # The reference compared with itself is exactly 1, not an estimate.
-    ratio_low = np.where(is_reference & ~np.isnan(ratio), 1.0, ratio_low)
-    ratio_high = np.where(is_reference & ~np.isnan(ratio), 1.0, ratio_high)
-    enough = (frame["support"] >= min_support) & (frame["reference_support"].fillna(0) >= min_support)
-    outside = (ratio_high < tolerance[0]) | (ratio_low > tolerance[1])
+    successes, support = frame["successes"], frame["support"]
+    frame["reference_group"] = np.where(use_rest, REST, frame["reference_group"].astype(object))
+    frame["reference_value"] = reference_value
+    frame["reference_support"] = ref_support
     frame["difference"] = value - reference_value
     frame["ratio"] = ratio
-    frame["ratio_low"], frame["ratio_high"] = ratio_low, ratio_high
-    frame["flagged"] = (enough.to_numpy() & outside & ~is_reference).astype(bool)
-    return frame.drop(columns=["reference_successes"])
+    frame["ratio_low"], frame["ratio_high"] = ratio_interval(successes, support, ref_successes, ref_support)
+    outside = _outside(successes, support, ref_successes, ref_support, min_support=min_support,
+                       tolerance=tolerance)
+    frame["flagged"] = (outside & ~np.isnan(ratio)).astype(bool)
+    return frame.drop(columns=["_named_value", "_named_successes", "_named_support"])
 
 
 def between_groups(
@@ -201,8 +239,8 @@ def between_groups(
 ) -> pd.DataFrame:
     """The largest gap per (end, class, attribute, metric), as fairlearn's
     `MetricFrame.difference(method="between_groups")` (max - min) and `.ratio()` (min / max)
-    over the groups with a value, plus the Katz interval of min / max and `flagged` (that
-    interval entirely below tolerance[0], both groups with min_support). `groups_flagged`
+    over the groups with a value, plus the score interval of min / max and `flagged` (that
+    interval, at `flag_level`, entirely below tolerance[0]). `groups_flagged`
     counts the groups flagged against the reference. Input: `compare_to_reference` output.
     """
     keys = ["end", "class", "attribute", "metric"]
@@ -226,8 +264,9 @@ def between_groups(
     out["ratio_low"] = np.where(same & out["ratio"].notna(), 1.0, low)
     out["ratio_high"] = np.where(same & out["ratio"].notna(), 1.0, high)
     out["support_max"], out["support_min"] = highest["support"], lowest["support"]
-    enough = (out["support_max"] >= min_support) & (out["support_min"] >= min_support)
-    out["flagged"] = enough & (out["ratio_high"] < tolerance[0])
+    below = _outside(lowest["successes"], lowest["support"], highest["successes"], highest["support"],
+                     min_support=min_support, tolerance=tolerance, below_only=True)
+    out["flagged"] = below & ~same & out["ratio"].notna().to_numpy()
     flagged_groups = frame.groupby(keys)["flagged"].sum()
     out["groups_flagged"] = flagged_groups.reindex(out.index).fillna(0).astype(np.int64)
     return out.reset_index()[columns]

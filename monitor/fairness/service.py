@@ -131,10 +131,34 @@ def group_table(
         return pd.DataFrame()
     settings = ctx.config.fairness
     values = gaps.group_metrics(confusion, metric_names)
-    references = gaps.reference_groups(confusion, settings.reference_groups)
+    references = reference_table(conn, ctx, sets, class_names, metric_names, confusion)
     return gaps.compare_to_reference(
-        values, references, tolerance=(settings.tolerance[0], settings.tolerance[1]), min_support=settings.min_support
+        values, references, tolerance=(settings.tolerance[0], settings.tolerance[1]),
+        min_support=settings.min_support, rest=settings.reference == "rest",
     )
+
+
+def reference_table(conn: Connection, ctx: ModelContext, sets: Sequence[tuple[str, ...]],
+                    classes: Sequence[str], metrics: Sequence[str], confusion: pd.DataFrame) -> pd.DataFrame:
+    """The reference group per (attribute, class, metric), the same for every window: the
+    configured one, else the group with the largest support of the metric in the reference
+    data (`reference_metrics`), else over the whole range read (`confusion`)."""
+    from monitor.metrics.service import reference_metrics
+
+    reference = reference_metrics(conn, ctx, list(sets))
+    reference = reference[reference["segment"] != "*"] if len(reference) else reference
+    if len(reference):
+        counts = reference.rename(columns={"segment": "attribute", "segment_value": "group"})
+        counts = counts[counts["class"].isin(list(classes))][["attribute", "group", "class", "tp", "fp", "fn", "tn"]]
+    else:
+        counts = confusion
+    chosen = gaps.choose_references(counts, metrics, ctx.config.fairness.reference_groups)
+    if counts is not confusion:
+        # an attribute or class the reference data lacks falls back to the range read
+        fallback = gaps.choose_references(confusion, metrics, ctx.config.fairness.reference_groups)
+        keys = ["attribute", "class", "metric"]
+        chosen = pd.concat([chosen, fallback], ignore_index=True).drop_duplicates(keys)
+    return chosen
 
 
 def format_records(frame: pd.DataFrame, ctx: ModelContext, spec: WindowSpec, columns: list[str],
@@ -165,9 +189,10 @@ def fairness_frame(
     One row per window end, class (one vs rest), attribute (or `a&b` intersection), group
     with labelled rows in that window, and metric. `value`, `low`, `high` are the group's rate
     and Wilson 95% interval, `support` its denominator; `difference`/`ratio` compare with
-    `reference_group` (configured in `[models.fairness] reference_groups`, else the group
-    with the most labelled rows in the window). Null where a denominator is 0. Raises
-    ValueError for an unknown class, attribute or metric.
+    `reference_group` (`reference_table`: fixed across windows), or with "(rest)", every other
+    group together, when the group is the reference, the reference is thin in that window, or
+    `[models.fairness] reference = "rest"` (`gaps.compare_to_reference`). Null where a
+    denominator is 0. Raises ValueError for an unknown class, attribute or metric.
     """
     table = group_table(conn, ctx, spec, classes=classes, attribute=attribute, metric=metric,
                         ends=ends)
@@ -197,8 +222,8 @@ def largest_gaps(
 ) -> pd.DataFrame:
     """The largest gap per (end, class, attribute, metric): `difference` = max - min and
     `ratio` = min / max over the groups with a value (fairlearn's `between_groups`), the
-    Katz interval of that ratio, `flagged` when it lies below the tolerance band with both
-    groups supported, and `groups_flagged` (groups flagged against the reference)."""
+    score interval of that ratio, `flagged` when it lies below the tolerance band (at
+    `gaps.flag_level`), and `groups_flagged` (groups flagged against their reference)."""
     table = group_table(conn, ctx, spec, classes=classes, attribute=attribute, metric=metric)
     return gaps_from_table(table, ctx, spec)
 

@@ -112,3 +112,20 @@ def largest_group(rows: pd.DataFrame, attribute: str) -> str:
     counts = rows[attribute].value_counts()
     best = counts.max()
     return sorted(counts.index[counts == best])[0]
+
+
+REST = "(rest)"
+
+
+def comparison_value(rows: pd.DataFrame, cls: str, attribute: str, group: str, reference: str,
+                     by_group: pd.DataFrame, metric: str) -> float:
+    """The value a group is compared with, by sklearn/fairlearn on raw rows: the named
+    reference group's, or the metric on every row outside the group ("(rest)")."""
+    if reference != REST:
+        return float(by_group.loc[reference, metric])
+    outside = rows[rows[attribute] != group]
+    if outside.empty:
+        return np.nan
+    y_true = (outside["label"] == cls).astype(int).to_numpy()
+    y_pred = (outside["prediction"] == cls).astype(int).to_numpy()
+    return float(NULL_AWARE_METRICS[metric](y_true, y_pred))
