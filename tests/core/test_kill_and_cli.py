@@ -205,6 +205,8 @@ def test_bad_usage_and_config_exit_2_with_the_problem_named(tmp_path):
     result = _cli("--config", str(bad), "metrics")
     assert result.returncode == 2
     assert "bukcet" in result.stderr and "Traceback" not in result.stderr
+    assert "did you mean 'bucket'?" in result.stderr and 'name="m"' in result.stderr
+    assert "Usage:" not in result.stderr  # the command line was fine: no usage banner
     bad.write_text('[[models]]\nname = "m"\nbucket = "an hour"\n')
     result = _cli("--config", str(bad), "ingest")
     assert result.returncode == 2 and "bucket" in result.stderr
