@@ -1,9 +1,10 @@
 """Pure figure functions for the Fairness page (plotly only; data in, figure out).
 
-- `gap_over_time`: the largest gap per attribute (ratio min / max of the groups, 1 = parity)
-  per window end, its 95% interval as a band, the tolerance band, flagged windows marked.
+- `gap_over_time`: per attribute and window end, the gap the ratio interval supports (the
+  bound nearest parity of the group furthest from it; 1 = parity), the tolerance band,
+  flagged windows marked; the group, its ratio, interval and support in the hover.
 - `group_bars`: one window's groups: rate with its 95% interval, the reference group's value
-  and the tolerance band around it, flagged groups in the alarm colour.
+  and the tolerance band around it, flagged groups in the alarm colour, tiny groups grey.
 Okabe-Ito colours (`dashboards.figures.style`); an empty input gives `empty_figure` saying why.
 """
 
@@ -32,6 +33,7 @@ from dashboards.figures.style import (
     plain_frame,
     rgba,
 )
+from monitor.fairness.gaps import REST
 
 METRIC_NAMES = {"tpr": "true positive rate", "fpr": "false positive rate",
                 "precision": "precision", "selection_rate": "selection rate"}
@@ -44,14 +46,16 @@ def _metric_name(metric: str) -> str:
 def gap_over_time(gaps: pd.DataFrame, *, tolerance: Sequence[float] = (0.8, 1.25),
                   metric: str = "tpr", cls: str = "", window: str = "",
                   attributes: Sequence[str] | None = None) -> go.Figure:
-    """Ratio min / max of the groups per attribute over window ends, with its interval."""
+    """Per attribute over window ends, the ratio the interval supports (`supported`, from
+    `dashboards.data.fairness.supported_gaps`): a line at 1 means no group's interval
+    excludes parity; below the tolerance line, a gap the data prove."""
     gaps, metric, cls, window = plain_frame(gaps), plain(metric), plain(cls), plain(window)
     attributes = None if attributes is None else [plain(a) for a in attributes]
-    title = (f"Largest {_metric_name(metric)} gap between groups, class '{cls}' "
-             f"({window} windows)")
+    title = (f"Largest {_metric_name(metric)} gap between groups that the 95% interval supports, "
+             f"class '{cls}' ({window} windows)")
     if attributes is not None:
         gaps = gaps[gaps["attribute"].isin(list(attributes))]
-    gaps = gaps[gaps["ratio"].notna()] if not gaps.empty else gaps
+    gaps = gaps[gaps["supported"].notna()] if "supported" in gaps and not gaps.empty else gaps.iloc[0:0]
     if gaps.empty:
         return empty_figure("No gap to show in this range", title=title,
                             hint="Groups need labelled predictions (and positives for tpr) "
@@ -63,31 +67,29 @@ def gap_over_time(gaps: pd.DataFrame, *, tolerance: Sequence[float] = (0.8, 1.25
     layout["shapes"] = [hrect_spec(low_band, 1.0, fillcolor=rgba(GOOD, 0.10)), line]
     layout["annotations"] = annotations
     layout["xaxis"] = axis_spec(title={"text": "window end (UTC)"})
-    layout["yaxis"] = axis_spec(title={"text": "ratio lowest / highest group (1 = parity)"}, range=[0, 1.05],
-                                tickformat=".1f")
+    layout["yaxis"] = axis_spec(title={"text": "ratio supported by the interval (1 = parity)"},
+                                range=[0, 1.05], tickformat=".1f")
     data: list[dict] = []
     for index, (key, part) in enumerate(gaps.groupby("attribute", sort=True)):
         attribute = str(key)  # attribute names are text; pandas types a group key as any scalar
         part = part.sort_values("end")
-        line_color = color(index)
-        x = list(part["end"])
-        data.append({"fill": "toself", "fillcolor": rgba(line_color, 0.15), "hoverinfo": "skip",
-                     "line": {"width": 0}, "name": f"{attribute} 95% interval", "showlegend": False,
-                     "x": x + x[::-1], "y": list(part["ratio_high"]) + list(part["ratio_low"])[::-1],
-                     "type": "scatter"})
-        custom = np.stack([part["group_min"].astype(str), part["group_max"].astype(str),
-                           part["ratio_low"], part["ratio_high"]], axis=-1)
+        tiny = np.where(part["tiny"].astype(bool), " (tiny group)", "")
+        custom = np.stack([part["group"].astype(str), part["reference_group"].astype(str),
+                           part["ratio"], part["ratio_low"], part["ratio_high"],
+                           part["support"].astype(int), tiny], axis=-1)
         data.append({"customdata": array(custom),
-                     "hovertemplate": ("%{x|%Y-%m-%d %H:%M}<br>" + attribute + ": %{customdata[0]} / "
-                                       "%{customdata[1]} = %{y:.2f}<br>95% interval [%{customdata[2]:.2f}, "
-                                       "%{customdata[3]:.2f}]<extra></extra>"),
-                     "line": {"color": line_color, "width": 2}, "mode": "lines+markers", "name": attribute,
-                     "x": list(x), "y": array(part["ratio"]), "type": "scatter"})
+                     "hovertemplate": ("%{x|%Y-%m-%d %H:%M}<br>" + attribute + " %{customdata[0]} vs "
+                                       "%{customdata[1]}: ratio %{customdata[2]:.2f}, 95% interval "
+                                       "[%{customdata[3]:.2f}, %{customdata[4]:.2f}], support "
+                                       "%{customdata[5]}%{customdata[6]}<br>supported: %{y:.2f}"
+                                       "<extra></extra>"),
+                     "line": {"color": color(index), "width": 2}, "mode": "lines+markers", "name": attribute,
+                     "x": list(part["end"]), "y": array(part["supported"]), "type": "scatter"})
         flagged = part[part["flagged"].astype(bool)]
         if not flagged.empty:
             data.append({"hoverinfo": "skip", "marker": {"color": BAD, "line": {"width": 1}, "size": 11, "symbol": "x"},
                          "mode": "markers", "name": f"{attribute} flagged", "x": array(flagged["end"]),
-                         "y": array(flagged["ratio"]), "type": "scatter"})
+                         "y": array(flagged["supported"]), "type": "scatter"})
     return make_figure(data, layout)
 
 
@@ -103,8 +105,11 @@ def group_bars(frame: pd.DataFrame, *, attribute: str, metric: str = "tpr", cls:
         return empty_figure(f"No groups of '{attribute}' in this window", title=title,
                             hint="Choose another window end or segment, or wait for labels.")
     part = part.sort_values("group")
-    reference = part["reference_group"].iloc[0]
-    reference_value = part["reference_value"].iloc[0]
+    # the named reference group (others are compared with it; it with the rest), if any
+    named = part.loc[part["reference_group"] != REST, "reference_group"]
+    reference = str(named.mode().iloc[0]) if not named.empty else None
+    own = part.loc[part["group"] == reference, "value"]
+    reference_value = float(own.iloc[0]) if reference is not None and not own.empty else None
     colors = [BAD if flagged else NEUTRAL if group == reference or support < min_support
               else PALETTE[0]
               for group, flagged, support in zip(part["group"], part["flagged"].astype(bool),
@@ -118,20 +123,23 @@ def group_bars(frame: pd.DataFrame, *, attribute: str, metric: str = "tpr", cls:
         "hovertemplate": ("%{x}: %{y:.3f} (%{text})<br>ratio to reference %{customdata[0]:.2f} "
                           "[%{customdata[1]:.2f}, %{customdata[2]:.2f}]<extra></extra>"),
         "insidetextanchor": "start", "marker": {"color": colors}, "name": _metric_name(metric),
-        "text": [f"n={int(s)}" + (" · no data" if np.isnan(v) else "")
+        "text": [f"n={int(s)}" + (" · no data" if np.isnan(v) else " · tiny" if s < min_support else "")
                  for s, v in zip(part["support"], value, strict=True)],
         # support at the foot of each bar; outside when the bar is too short to hold it
         "textposition": ["inside" if v >= 0.1 else "outside" for v in np.nan_to_num(value)],
         "x": array(part["group"].astype(str)), "y": np.nan_to_num(value, nan=0.0), "type": "bar"}
     shapes: list[dict] = []
-    if reference_value is not None and not np.isnan(reference_value):
+    if reference is None:
+        title += "<br><sup>each group compared with all other groups together; orange: flagged</sup>"
+    elif reference_value is not None and not np.isnan(reference_value):
         low, high = reference_value * tolerance[0], min(reference_value * tolerance[1], 1.0)
         shapes = [hrect_spec(low, high, fillcolor=rgba(GOOD, 0.12)),
                   hline_spec(reference_value, line={"color": GOOD, "dash": "dash", "width": 1})[0]]
         # said in a subtitle, not an annotation, so it never covers a bar or its interval
         title += (f"<br><sup>reference {reference} = {reference_value:.2f} (dashed); shaded: "
                   f"x{tolerance[0]:g} to x{tolerance[1]:g} of it; orange: flagged; "
-                  f"grey: reference or support under {min_support}</sup>")
+                  f"grey: reference (itself compared with the rest) or tiny, support under "
+                  f"{min_support}</sup>")
     layout = layout_spec(title=title)
     if shapes:
         layout["shapes"] = shapes

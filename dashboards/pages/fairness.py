@@ -2,7 +2,10 @@
 
 Uses the filter bar (model, window, date range, class, segment); its own controls are the
 metric (`fairness-metric`) and the window end for the bars (`fairness-end`). With segment "*"
-the gap chart shows every attribute and the bars the first one.
+the gap chart shows every attribute and the bars the one with the worst finding (the group
+whose ratio interval lies furthest from parity). Gaps are ranked by what the interval
+supports, so a tiny group with a ratio of 0 and an interval up to 0.9 is shown as tiny, not as
+the headline.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ def layout(**_query: Any) -> html.Div:
         ui.card(ui.graph("fairness-gap")),
         ui.card(ui.graph("fairness-groups")),
         ui.card(html.Div(id="fairness-worst"), title="Worst groups in this window (intersections "
-                "first when configured): ranked by the smallest disparity the interval supports"),
+                "first when configured): ranked by the smallest disparity the interval supports; "
+                "tiny: support under the minimum, judged only when the interval proves it"),
     ])
 
 
@@ -81,9 +85,9 @@ def update_fairness(_version: Any, model: str | None, window: str | None, start:
                               min_support=meta["min_support"])
     worst = meta["worst"]
     if worst.empty:
-        table = ui.empty_state("No group has a ratio with enough support in this window",
-                               f"Groups need at least {meta['min_support']} cases in the metric's "
-                               "denominator, as does the reference group.")
+        table = ui.empty_state("No group has a ratio in this window",
+                               "Groups need cases in the metric's denominator (positives for the "
+                               "true positive rate), as does what they are compared with.")
     else:
         table = ui.table(worst.assign(interval="", ratio_interval=""), list(WORST_HEADERS),
                          headers=WORST_HEADERS, table_id="fairness-worst-table", render={
@@ -92,11 +96,11 @@ def update_fairness(_version: Any, model: str | None, window: str | None, start:
                              "ratio": lambda r: ui.fmt_rate(r["ratio"]),
                              "ratio_interval": lambda r: ui.fmt_interval(r["ratio_low"], r["ratio_high"]),
                              "disparity_at_least": lambda r: f"x{r['disparity_at_least']:.2f}",
-                             "support": lambda r: str(int(r["support"])),
+                             "support": lambda r: str(int(r["support"])) + (" (tiny)" if r["tiny"] else ""),
                              "flagged": lambda r: "yes" if r["flagged"] else ""})
     options = [{"label": f"{e:%Y-%m-%d %H:%M} UTC", "value": e.isoformat()} for e in meta["ends"][::-1]]
     note = None
-    if filters.segment not in meta["attributes"] and filters.segment != "*":
-        note = ui.empty_state(f"Showing '{meta['attribute']}'", "Choose a segment attribute in "
-                              "the filter bar to see another one.")
+    if filters.segment not in meta["attributes"]:
+        note = ui.empty_state(f"Showing '{meta['attribute']}' (its groups hold the worst finding)",
+                              "Choose a segment attribute in the filter bar to see another one.")
     return gap, bars, table, note, options
