@@ -120,8 +120,12 @@ def _frame_differences(got: pd.DataFrame, expected: pd.DataFrame, limit: int = 2
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # ~30 s alone; several times that on a loaded 2-CPU runner (253 s seen)
-def test_killing_an_ingest_midway_and_running_it_again_gives_exactly_the_same_numbers(tmp_path, db_url):
+def test_killing_an_ingest_midway_and_running_it_again_gives_exactly_the_same_numbers(tmp_path, db_url, monkeypatch):
     scenario = small_scenario(days=10, rows_per_day=12000)  # big enough to be killed midway
+    # The killed ingest (a subprocess) commits batches of 3 prediction files (12k rows each)
+    # and then of ~17 label files, so the kill lands inside a batch that spans several files;
+    # the clean ingest runs in this process with the default batch (all 10 prediction files).
+    monkeypatch.setenv("MONITOR_INGEST_BATCH_ROWS", "25000")
     killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
     killed_dir.mkdir()
     clean_dir.mkdir()
@@ -132,13 +136,15 @@ def test_killing_an_ingest_midway_and_running_it_again_gives_exactly_the_same_nu
     from monitor.store.migrate import upgrade
 
     upgrade(make_engine(clean.database_url))
-    run_tick(make_engine(clean.database_url), clean, notify=False)
+    with monkeypatch.context() as default_batch:
+        default_batch.delenv("MONITOR_INGEST_BATCH_ROWS")
+        run_tick(make_engine(clean.database_url), clean, notify=False)
     expected = _frame(clean)
     expected_ledger = _ledger(clean.database_url)
     n_files = len(expected_ledger)
 
     # Kill it as soon as the ledger shows 2 files committed: the ingest is then (almost
-    # surely) inside the transaction of the next one, and far from done (10 prediction files
+    # surely) inside the transaction of the next batch, and far from done (10 prediction files
     # of a good fraction of a second each, then ~70 label files; the poll reads every 20 ms
     # and, through `_reader`, never waits for the ingest's write lock).
     stderr_path = tmp_path / "killed-ingest.stderr"
