@@ -80,12 +80,14 @@ def test_subgroups_rank_the_faulty_slice_worst(seeded: Seeded) -> None:
     assert HOSTILE in set(frame["segment_value"])  # a hostile value is data, kept as text
 
 
-def test_subgroups_with_overall_segment_use_the_first_attribute_and_say_so(seeded: Seeded) -> None:
+def test_subgroups_with_overall_segment_use_the_worst_attribute_and_say_so(seeded: Seeded) -> None:
+    """Issue 14: the default is the attribute with the worst finding (the seeded region fault),
+    not the first configured one (sex)."""
     with running_app(seeded.config_path):
         heatmap, _, _, message = page("subgroups").update_subgroups(
             None, "triage", "7d", None, None, "critical", "*")
-    assert "Showing segment 'sex'" in text_of(message)
-    assert "by sex" in heatmap.layout.title.text
+    assert "Showing segment 'region'" in text_of(message)
+    assert "by region" in heatmap.layout.title.text
 
 
 def test_overview_shows_minority_recall_against_reference_and_firing_alerts(seeded: Seeded) -> None:
