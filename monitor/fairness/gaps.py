@@ -47,7 +47,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.stats import norm
 
-from monitor.fairness.intervals import Z95, ratio_interval
+from monitor.fairness.intervals import Z95, beyond, ratio_interval
 from monitor.metrics.rates import wilson_interval
 
 METRICS: tuple[str, ...] = ("tpr", "fpr", "precision", "selection_rate")
@@ -180,10 +180,11 @@ def flag_level(support: ArrayLike, reference_support: ArrayLike, min_support: in
 def _outside(x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike, *, min_support: int,
              tolerance: tuple[float, float], below_only: bool = False) -> np.ndarray:
     """Does the ratio's interval at the flag level lie wholly outside the tolerance band?"""
-    low, high = ratio_interval(x1, n1, x2, n2, z=flag_level(n1, n2, min_support))
+    z = flag_level(n1, n2, min_support)
+    below = beyond(x1, n1, x2, n2, tolerance[0], z, above=False)
     if below_only:
-        return np.asarray(high < tolerance[0])
-    return np.asarray((high < tolerance[0]) | (low > tolerance[1]))
+        return below
+    return below | beyond(x1, n1, x2, n2, tolerance[1], z, above=True)
 
 
 def compare_to_reference(

@@ -51,6 +51,25 @@ def _bound(target: np.ndarray, x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n
     return np.exp((low + high) / 2.0)
 
 
+def beyond(x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike, ratio: float,
+           z: ArrayLike, *, above: bool) -> np.ndarray:
+    """Does the score interval at `z` lie wholly above `ratio` (above=True) or wholly below it?
+
+    z decreases in the candidate ratio, so the lower bound exceeds r exactly when z(r) > z,
+    and the upper bound is below r exactly when z(r) < -z: one evaluation, no bisection.
+    False where the ratio is undefined."""
+    c1, t1, c2, t2 = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, dtype=np.float64))
+                                          for a in (x1, n1, x2, n2)))
+    level = np.broadcast_to(np.asarray(z, dtype=np.float64), c1.shape)
+    undefined = ~(t1 > 0) | ~(t2 > 0) | ((c1 == 0) & (c2 == 0)) | np.isnan(c1) | np.isnan(c2)
+    c1, c2 = np.where(undefined, 1.0, c1), np.where(undefined, 1.0, c2)
+    t1, t2 = np.where(undefined, 2.0, t1), np.where(undefined, 2.0, t2)
+    with np.errstate(all="ignore"):
+        score = _score_z(np.full(c1.shape, float(ratio)), c1, t1, c2, t2)
+    result = score > level if above else score < -level
+    return np.asarray(result & ~undefined)
+
+
 def ratio_interval(x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike,
                    z: ArrayLike = Z95) -> tuple[np.ndarray, np.ndarray]:
     """Score interval of (x1/n1) / (x2/n2), elementwise; `z` may be one value per element.

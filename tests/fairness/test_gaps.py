@@ -107,3 +107,21 @@ def test_a_group_without_positives_has_null_tpr_and_is_not_flagged():
     assert np.isnan(b.loc["tpr", "value"]) and np.isnan(b.loc["tpr", "ratio"])
     assert b.loc["tpr", "support"] == 0 and not b.loc["tpr", "flagged"]
     assert b.loc["precision", "value"] == 0.0  # 0 of 3 selected were positive: a real 0
+
+
+def test_the_flag_test_at_the_band_edge_agrees_with_the_bisected_interval():
+    """`beyond` evaluates the score once at the band edge; it must say what the interval says."""
+    from monitor.fairness.intervals import beyond
+
+    rng = np.random.default_rng(5)
+    n1, n2 = rng.integers(1, 200, 4000), rng.integers(1, 200, 4000)
+    x1, x2 = rng.integers(0, n1 + 1), rng.integers(0, n2 + 1)
+    z = np.where(rng.random(4000) < 0.5, gaps.Z_FLAG, gaps.Z_FLAG_SMALL)
+    low, high = gaps.ratio_interval(x1, n1, x2, n2, z=z)
+    # away from exact ties with the edge (bisection precision), both must agree
+    clear = (np.abs(high - 0.8) > 1e-9) & (np.abs(low - 1.25) > 1e-9)
+    below = beyond(x1, n1, x2, n2, 0.8, z, above=False)
+    above = beyond(x1, n1, x2, n2, 1.25, z, above=True)
+    np.testing.assert_array_equal(below[clear], (high < 0.8)[clear])
+    np.testing.assert_array_equal(above[clear], (low > 1.25)[clear])
+    assert below.sum() > 100 and above.sum() > 100
