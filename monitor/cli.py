@@ -163,6 +163,23 @@ def rejects_command(state: State, model: str | None, limit: int, fmt: str) -> No
     emit(frame, fmt, view="rejects")
 
 
+@main.command("files")
+@model_option()
+@format_option
+@pass_state
+@handle_errors
+def files_command(state: State, model: str | None, fmt: str) -> None:
+    """The file ledger, newest first: status and row counts of every file read."""
+    from monitor.read import ledger
+
+    names = [model] if model else [m.name for m in state.config.models]
+    if model:
+        state.config.model(model)
+    with state.engine().connect() as conn:
+        frame = ledger.files(conn, names)
+    emit(frame, fmt, view="files")
+
+
 def _register_domain_commands() -> None:
     from monitor.commands.alerts import commands as alert_commands
     from monitor.commands.drift import drift_command

@@ -42,10 +42,11 @@ VIEWS: dict[str, tuple[str, ...]] = {
                  "comment"),
     "rejects": ("kind", "source", "row", "field", "reason"),
     "files": ("kind", "path", "status", "rows_read", "rows_accepted", "rows_rejected",
-              "rows_waiting", "error"),
+              "rows_skipped", "rows_waiting", "ingested_at", "error"),
 }
 # Free text: cut to one line with an ellipsis instead of wrapping the whole table.
 TEXT_COLUMNS = frozenset({"message", "reason", "error", "comment", "raw", "fingerprint", "source", "path"})
+LEFT_CUT = frozenset({"path", "source"})  # a file's name is at its end: cut on the left
 MIDNIGHT = "T00:00:00Z"
 GAP = 2  # characters between two columns of a table
 
@@ -173,14 +174,17 @@ def print_table(frame: pd.DataFrame, *, stream: TextIO, title: str | None = None
         label = header if len(header) <= column_width else _broken(header, column_width)
         table.add_column(Text(label), width=column_width, no_wrap=True, overflow="ellipsis")
     for row in rows:
-        table.add_row(*[Text(cell) for cell in row])  # Text: no markup from data
+        cells = [_left_cut(cell, w) if header in LEFT_CUT else cell
+                 for header, cell, w in zip(headers, row, widths)]
+        table.add_row(*[Text(cell) for cell in cells])  # Text: no markup from data
     console.print(table)
 
 
 def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], room: int) -> list[int]:
     """Column widths that fit `room` characters. Each column starts as wide as its widest
     cell and its header; when that is too wide, headers break at "_", then free text is cut
-    (to 16), then names and labels (to 6), then anything (to 4); numbers and times last."""
+    (to 16), then names and labels (to 6), then headers wider than their numbers or times,
+    and only then anything (to 4)."""
     cells = [[row[i] for row in rows] for i in range(len(headers))]
     widths = [max(len(header), *map(len, column)) for header, column in zip(headers, cells)]
     if sum(widths) <= room:
@@ -189,14 +193,15 @@ def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], room: int)
               for header, column in zip(headers, cells)]
     rank = [0 if header in TEXT_COLUMNS else 2 if all(map(_is_number_or_time, column)) else 1
             for header, column in zip(headers, cells)]
-    for floors in ((16, 99, 99), (16, 6, 99), (16, 6, 4), (4, 4, 4)):
+    whole = [max(max(map(len, column)), 4) for column in cells]  # numbers and times uncut
+    for floors in ((16, 99, 99), (16, 6, 99), (16, 6, 0), (4, 4, 4)):  # 0: the cells' width
+        floor_of = [floors[rank[i]] or whole[i] for i in range(len(headers))]
         while sum(widths) > room:
-            candidates = [i for i, w in enumerate(widths) if w > floors[rank[i]]]
+            candidates = [i for i, w in enumerate(widths) if w > floor_of[i]]
             if not candidates:
                 break
             widest = max(candidates, key=lambda i: widths[i])
-            floor = floors[rank[widest]]
-            widths[widest] -= max(1, min(sum(widths) - room, widths[widest] - floor) // 2)
+            widths[widest] -= max(1, min(sum(widths) - room, widths[widest] - floor_of[widest]) // 2)
     for i in sorted(range(len(headers)), key=lambda i: len(headers[i]) - widths[i]):
         need = len(headers[i]) - widths[i]  # room left over: whole headers again, shortest first
         if 0 < need <= room - sum(widths):
@@ -217,6 +222,10 @@ def narrowest_widths(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> l
         else:
             widths.append(min(natural, 6))
     return widths
+
+
+def _left_cut(cell: str, width: int) -> str:
+    return cell if len(cell) <= width else "…" + cell[len(cell) - width + 1:]
 
 
 def _broken(header: str, width: int) -> str:

@@ -106,3 +106,14 @@ def test_a_narrow_terminal_loses_the_last_columns_with_a_caption_not_cut_numbers
     emit(pd.DataFrame([ALERT]), OutputFormat("table", ["id", "message", "fingerprint"]), stream=stream,
          view="alerts")
     assert "not shown" not in stream.getvalue() and "fingerprint" in stream.getvalue()
+
+
+def test_monitor_files_prints_the_ledger_with_file_names_kept(workspace: Path) -> None:
+    from monitor.ingest.report import FILE_COLUMNS
+
+    code, out, _ = _run(workspace, "files", "--format", "json")
+    records = json.loads(out)
+    assert code == 0 and records and list(records[0]) == FILE_COLUMNS
+    code, out, _ = _run(workspace, "files", columns=70)
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 70
+    assert ".csv" in out  # a long path is cut on the left: the file's name stays
