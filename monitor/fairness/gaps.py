@@ -32,7 +32,7 @@ thin reference cannot hide a gap.
 **Ratio interval**: the Miettinen-Nurminen score interval (`monitor.fairness.intervals`),
 finite and sensible at zero counts. **`flagged`** follows that interval, never the support
 alone: the ratio's interval lies entirely outside the tolerance band at 97.5% confidence when
-both the group and its comparison reach `min_support`, at 99.99% when either does not
+both the group and its comparison reach `min_support`, at 99.999% when either does not
 (smaller samples must prove more; equal groups are then flagged no more often than with the
 old Katz interval and support gate, measured across supports 5..500 in
 tests/judgments/test_fairness_judgments.py).
@@ -53,11 +53,11 @@ from monitor.metrics.rates import wilson_interval
 METRICS: tuple[str, ...] = ("tpr", "fpr", "precision", "selection_rate")
 DEFAULT_TOLERANCE: tuple[float, float] = (0.8, 1.25)
 REST = "(rest)"  # reference_group of a comparison with every other group together
-# flag confidence: 97.5% when both sides reach min_support, 99.99% when either does not (the
+# flag confidence: 97.5% when both sides reach min_support, 99.999% when either does not (the
 # score interval is narrower than the old Katz one at small counts: these keep false flags on
 # equal groups at or below the old rule's at every support, tests/judgments)
 Z_FLAG = float(norm.isf(0.0125))
-Z_FLAG_SMALL = float(norm.isf(0.00005))
+Z_FLAG_SMALL = float(norm.isf(0.000005))
 
 __all__ = ["METRICS", "REST", "Z95", "wilson_interval", "ratio_interval", "one_vs_rest",
            "group_metrics", "choose_references", "compare_to_reference", "between_groups",
@@ -171,7 +171,7 @@ def choose_references(
 
 def flag_level(support: ArrayLike, reference_support: ArrayLike, min_support: int) -> np.ndarray:
     """The z of the interval a flag needs: 97.5% when both supports reach min_support, else
-    99.99% (a small sample is judged, but must prove more)."""
+    99.999% (a small sample is judged, but must prove more)."""
     both = (np.asarray(support, dtype=np.float64) >= min_support) & (
         np.asarray(reference_support, dtype=np.float64) >= min_support)
     return np.where(both, Z_FLAG, Z_FLAG_SMALL)

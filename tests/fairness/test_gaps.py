@@ -67,11 +67,11 @@ def test_equal_small_groups_are_almost_never_flagged(positives):
 
 
 def test_groups_below_min_support_are_flagged_when_the_interval_proves_the_gap():
-    """Issue 14: min_support asks small groups for more proof (99.99%), it does not hide them:
-    0.1 against 0.9 on 20 positives each is flagged in most windows (before: never); 0.6
-    against 0.7 almost never."""
+    """Issue 14: min_support asks small groups for more proof (99.999%), it does not hide them:
+    0.1 against 0.9 on 20 positives each is flagged in about 43% of windows (before: never);
+    0.6 against 0.7 almost never."""
     rng = np.random.default_rng(1)
-    assert _flag_rate(_two_group_confusion(rng, 2_000, 20, 0.9, 0.1)) > 0.7
+    assert _flag_rate(_two_group_confusion(rng, 2_000, 20, 0.9, 0.1)) > 0.35
     assert _flag_rate(_two_group_confusion(rng, 2_000, 20, 0.7, 0.6)) < 0.005
 
 

@@ -46,20 +46,25 @@ def _judge(confusion: pd.DataFrame, references: pd.DataFrame | None = None, **op
     return gaps.compare_to_reference(values, chosen, **options)  # type: ignore[arg-type]
 
 
-def test_false_flags_on_equal_groups_stay_at_or_below_the_old_rule_across_supports() -> None:
+@pytest.mark.parametrize(("rate", "reference_share"), [(0.7, 1), (0.5, 1), (0.3, 1), (0.3, 5)])
+def test_false_flags_on_equal_groups_stay_at_or_below_the_old_rule_across_supports(
+        rate: float, reference_share: int) -> None:
+    """Two groups with the same true rate; the reference has `reference_share` times the
+    support. Per support, the share of windows flagged by the old rule and the new one."""
     seeds = 20_000
     lines = []
     for support in SUPPORTS:
         rng = np.random.default_rng(support)
-        tp_a, tp_b = rng.binomial(support, 0.7, seeds), rng.binomial(support, 0.7, seeds)
-        n = np.full(seeds, support)
-        old = _old_flags(tp_b, n, tp_a, n).mean()
-        judged = _judge(_groups(seeds, [("a", tp_a, n), ("b", tp_b, n)]))
+        n, n_ref = np.full(seeds, support), np.full(seeds, support * reference_share)
+        tp_a, tp_b = rng.binomial(n_ref, rate), rng.binomial(n, rate)
+        old = _old_flags(tp_b, n, tp_a, n_ref).mean()
+        judged = _judge(_groups(seeds, [("a", tp_a, n_ref), ("b", tp_b, n)]))
         new_b = judged.loc[judged["group"] == "b", "flagged"].mean()
         new_any = judged.groupby("end")["flagged"].any().mean()  # a (against the rest) too
         lines.append(f"support {support:>3}: old {old:.4%}  new {new_b:.4%} (either group {new_any:.4%})")
         assert new_b <= old and new_any <= old + 1e-12, lines[-1]
-    print("\nfalse flags on equal groups (tpr 0.7 each, 20,000 windows per support)\n" + "\n".join(lines))
+    print(f"\nfalse flags on equal groups (rate {rate}, reference support x{reference_share}, "
+          f"{seeds:,} windows per support)\n" + "\n".join(lines))
 
 
 @pytest.mark.parametrize("reference_support", SUPPORTS)
