@@ -65,3 +65,21 @@ def test_the_configured_max_window_ends_bounds_every_read_command(tmp_path, sqli
         assert done.returncode == 2, (command, done.stderr)
         assert "limit of 5" in done.stderr and "max_window_ends" in done.stderr, done.stderr
     assert _monitor(config, "metrics", "--model", "m", "--window", "1d", "--step", "1d").returncode == 0
+
+
+def test_table_options_are_checked_and_a_closed_pipe_ends_quietly(tmp_path, sqlite_url):
+    from tests.hostile.workspace import good_rows, tick
+
+    config = workspace(tmp_path, sqlite_url)
+    good_rows(40).to_csv(tmp_path / "predictions" / "p.csv", index=False)
+    tick(config)
+    done = _monitor(config, "metrics", "--model", "m", "--columns", "end,recal")
+    assert done.returncode == 2 and "recall_low" in done.stderr and "Traceback" not in done.stderr
+    reader = subprocess.Popen([sys.executable, "-m", "monitor.cli", "--config", str(config), "metrics",
+                               "--model", "m", "--window", "1h", "--step", "1h", "--wide"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.readline()
+    reader.stdout.close()  # like `| head -1`
+    errors = reader.stderr.read().decode()
+    assert "Traceback" not in errors and "BrokenPipe" not in errors and reader.wait(timeout=120) in (0, 1)
