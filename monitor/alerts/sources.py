@@ -195,6 +195,8 @@ def fairness_observations(conn: Connection, ctx: ModelContext, rule: AlertRule, 
     frame["reference_value"] = frame["value"] - frame["difference"]
     frame["provisional"] = False
     flagged = frame["flagged"].fillna(False).astype(bool)
-    frame["verdict"] = np.where(frame["support"] < rule.min_support, "insufficient",
-                                np.where(flagged, "breach", "clear"))
+    # a flag carries its own proof (a stricter interval under min_support, monitor.fairness):
+    # a small group that is flagged breaches; a small one that is not cannot be judged
+    frame["verdict"] = np.where(flagged, "breach",
+                                np.where(frame["support"] < rule.min_support, "insufficient", "clear"))
     return frame
