@@ -12,11 +12,10 @@ in the error for an unknown name); `[models.drift]` has one threshold key per dr
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -29,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.config_errors import format_validation_error
 from monitor.errors import ConfigError, UnknownName
 from monitor.registry import CHANNELS, DRIFT_METHODS, alert_metrics
 from monitor.secrets import secret
@@ -402,80 +402,12 @@ class MonitorConfig(_Strict):
         return candidate if candidate.is_absolute() else self.base_dir / candidate
 
 
-def _format_error(error: ValidationError, source: str, data: dict[str, Any] | None = None) -> str:
-    """Every problem on its own line, placed as the TOML reads: `[[models]] name="triage"`,
-    `[[models.alerts]] name="r1"`, `[scheduler]`, not `models.0.alerts.0`; an unknown key
-    with the closest known one."""
-    lines = [f"{source}: invalid configuration"]
-    for item in error.errors():
-        loc = tuple(item["loc"])
-        key = loc[-1] if loc and isinstance(loc[-1], str) else None
-        section = _section(loc[:-1] if key is not None else loc, data or {})
-        where = f"{section}: " if section else ""
-        if item["type"] == "extra_forbidden" and key is not None:
-            known = _known_keys(loc[:-1])
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            lines.append(f"  {where}unknown key {key!r}{hint}")
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"  {where}{key}: {message}" if key is not None else f"  {where}{message}")
-    return "\n".join(lines)
-
-
-def _section(loc: tuple[Any, ...], data: Any) -> str:
-    """The TOML header of the table at `loc`, each array entry named by its `name` if any."""
-    parts: list[str] = []
-    path: list[str] = []
-    node = data
-    for index, part in enumerate(loc):
-        if isinstance(part, int):
-            node = node[part] if isinstance(node, list) and part < len(node) else {}
-            name = node.get("name") if isinstance(node, dict) else None
-            label = f'name="{name}"' if isinstance(name, str) else f"entry {part + 1}"
-            parts[-1] = f"[[{'.'.join(path)}]] {label}"
-            continue
-        path.append(str(part))
-        node = node.get(part, {}) if isinstance(node, dict) else {}
-        nxt = loc[index + 1] if index + 1 < len(loc) else None
-        if not isinstance(nxt, int):
-            parts.append(f"[{'.'.join(path)}]")
-        else:
-            parts.append("")
-    return " in ".join(reversed([part for part in parts if part]))
-
-
-def _known_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the table at `loc` accepts (field names and their aliases)."""
-    cls: Any = MonitorConfig
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = cls.model_fields.get(part) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
-        cls = _model_in(field.annotation) if field is not None else None
-        if cls is None:
-            return []
-    keys = [name for name in cls.model_fields if name != "base_dir"]
-    return keys + [f.alias for f in cls.model_fields.values() if f.alias]
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside `list[X]`, `X | None`, `Annotated[X, ...]`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def parse_config(data: dict[str, Any], *, base_dir: Path = Path("."), source: str = "config") -> MonitorConfig:
     """Validate a parsed TOML document. Raises ConfigError with every problem named."""
     try:
         config = MonitorConfig.model_validate({**data, "base_dir": base_dir})
     except ValidationError as error:
-        raise ConfigError(_format_error(error, source, data)) from None
+        raise ConfigError(format_validation_error(error, MonitorConfig, source, data)) from None
     env_url = secret("MONITOR_DATABASE_URL")  # or the file named by $MONITOR_DATABASE_URL_FILE
     if env_url:
         config.database_url = env_url

@@ -75,7 +75,7 @@ def test_config_errors_name_the_toml_section_and_the_closest_key(tmp_path: Path)
     assert "[[models]] name=\"triage\": unknown key 'bukcet' (did you mean 'bucket'?)" in done.stderr
     assert ("[[models.alerts]] name=\"r1\" in [[models]] name=\"triage\": unknown key 'min_dorp' "
             "(did you mean 'min_drop'?)") in done.stderr
-    assert "[scheduler]: unknown key 'intervl' (did you mean 'interval'?)" in done.stderr
+    assert "unknown key 'scheduler.intervl' (did you mean 'scheduler.interval'?)" in done.stderr
     assert "models.0" not in done.stderr
 
 

@@ -67,20 +67,23 @@ def test_unknown_names_in_the_config_list_the_registered_ones() -> None:
         "models": [{"name": "m", "alerts": [{"name": "a", "metric": "recal"},
                                             {"name": "b", "metric": "drift", "method": "kl"}]}],
     })
-    assert "channels.0.type: unknown channel type 'pager' (registered: webhook, slack, email, log)" in message
-    assert ("models.0.alerts.0.metric: unknown alert metric 'recal' (registered: "
-            f"{', '.join(alert_metrics())})") in message
-    assert "models.0.alerts.1.method: unknown drift method 'kl' (registered: psi, js, ks, wasserstein, chi2)" in message
+    assert ("[[channels]] entry 1: type: unknown channel type 'pager' (registered: webhook, slack, email, "
+            "log)") in message
+    assert ('[[models.alerts]] name="a" in [[models]] name="m": metric: unknown alert metric \'recal\' '
+            f"(registered: {', '.join(alert_metrics())})") in message
+    assert ('[[models.alerts]] name="b" in [[models]] name="m": method: unknown drift method \'kl\' '
+            "(registered: psi, js, ks, wasserstein, chi2)") in message
     assert "f1" not in alert_metrics()  # not a proportion: no drop test, so no alert rule
 
 
 def test_registered_requirements_and_thresholds_reach_the_config() -> None:
     message = _config_error({"channels": [{"type": "email"}, {"type": "webhook"}]})
-    assert "channels.0: an email channel needs smtp_host, email_from and email_to" in message
-    assert "channels.1: a webhook channel needs url" in message
+    assert "[[channels]] entry 1: an email channel needs smtp_host, email_from and email_to" in message
+    assert "[[channels]] entry 2: a webhook channel needs url" in message
     drift = parse_config({"models": [{"name": "m", "drift": {"psi": 0.3}}]}).models[0].drift
     assert (drift.psi, drift.js, drift.chi2) == (0.3, 0.1, 0.01)  # type: ignore[attr-defined]
-    assert "unknown key 'models.0.drift.kl'" in _config_error({"models": [{"name": "m", "drift": {"kl": 1}}]})
+    assert ('[[models]] name="m": unknown key \'drift.kl\'' in
+            _config_error({"models": [{"name": "m", "drift": {"kl": 1}}]}))
     schema = MonitorConfig.model_json_schema()["$defs"]
     assert schema["Channel"]["properties"]["type"]["enum"] == list(CHANNELS.names())
     assert schema["AlertRule"]["properties"]["metric"]["enum"] == list(alert_metrics())
