@@ -117,6 +117,7 @@ def _settled(row: Row[Any] | None, stat: os.stat_result, print_: str) -> bool:
 
 
 BATCH_ROWS = 200_000  # rows loaded before a batch's counts and hooks run and it commits
+BIG_FILE_BYTES = 4 << 20  # a file this big is aggregated on its own (earlier files flushed first)
 
 
 def batch_rows() -> int:
@@ -154,7 +155,7 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path]
                 if pending.rows >= limit:
                     break
                 current = path
-                outcome = _ingest_one(conn, ctx, kind, path, as_of, pending)
+                outcome = _ingest_one(conn, ctx, kind, path, as_of, pending, limit)
                 outcomes.append(outcome)
             pending.flush(conn, ctx)
     except Exception as error:
@@ -174,7 +175,7 @@ def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_
 
 
 def _ingest_one(conn: Connection, ctx: ModelContext, kind: str, path: Path, as_of: int | None,
-                pending: Pending) -> FileOutcome:
+                pending: Pending, limit: int) -> FileOutcome:
     stat = path.stat()
     row = conn.execute(select(FILES).where(FILES.c.model_id == ctx.model_id, FILES.c.kind == kind,
                                             FILES.c.path == str(path))).first()
@@ -184,12 +185,15 @@ def _ingest_one(conn: Connection, ctx: ModelContext, kind: str, path: Path, as_o
             conn.execute(update(FILES).where(FILES.c.id == row.id).values(mtime=stat.st_mtime, fingerprint=print_))
         return FileOutcome(str(path), kind, "unchanged", IngestResult())
     digest = digest or sha256_of(path)
+    if stat.st_size > BIG_FILE_BYTES and (pending.rows or pending.labels):
+        pending.flush(conn, ctx)  # a big file aggregates on its own, bounded by `limit` (below)
     mine = Pending()
     try:
         with conn.begin_nested():
             file_id = _ledger_row(conn, ctx, kind, path, row)
             reading = ReadState()
             result = _read_into(conn, ctx, kind, path, file_id, as_of, mine,
+                                flush_at=None if pending.rows or pending.labels else limit,
                                 complete_only=not _settled(row, stat, print_), state=reading)
             if reading.tail_held:  # the unterminated last line: read when the file settles
                 result.waiting += 1
@@ -237,7 +241,11 @@ def _ledger_row(conn: Connection, ctx: ModelContext, kind: str, path: Path, row:
 
 
 def _read_into(conn: Connection, ctx: ModelContext, kind: str, path: Path, file_id: int,
-               as_of: int | None, pending: Pending, *, complete_only: bool, state: ReadState) -> IngestResult:
+               as_of: int | None, pending: Pending, *, flush_at: int | None, complete_only: bool,
+               state: ReadState) -> IngestResult:
+    """Load the file's chunks; their counts wait in `pending`, flushed (inside the file's
+    savepoint) once `flush_at` rows wait, so memory stays bounded however big the file. Only
+    when nothing of earlier files waits: their aggregation must not be undone with this file."""
     strings, keep = input_columns(ctx, kind)
     loader = load_predictions if kind == "predictions" else load_labels
     total = IngestResult()
@@ -246,6 +254,8 @@ def _read_into(conn: Connection, ctx: ModelContext, kind: str, path: Path, file_
         total.add(loader(conn, ctx, chunk.frame, as_of=as_of, file_id=file_id, pending=pending))
         if len(chunk.rejects):  # rows the reader could not parse
             total.add(IngestResult(read=len(chunk.rejects), rejected=len(chunk.rejects), rejects=chunk.rejects))
+        if flush_at is not None and pending.rows >= flush_at:
+            pending.flush(conn, ctx)
     return total
 
 

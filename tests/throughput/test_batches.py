@@ -63,9 +63,16 @@ def _ingest(config, as_of: int):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_batched_ingest_stores_exactly_what_one_file_at_a_time_stores(tmp_path, db_url, request, monkeypatch):
+@pytest.mark.parametrize("big_files", [False, True], ids=["small-files", "big-files"])
+def test_batched_ingest_stores_exactly_what_one_file_at_a_time_stores(tmp_path, db_url, request, monkeypatch,
+                                                                       big_files):
     config, scenario = _workspace(tmp_path, db_url)
     as_of = scenario.start_epoch + 6 * 86_400
+    if big_files:  # every file counts as big: the earlier files of its batch are flushed first
+        import monitor.ingest.ledger as ledger
+
+        monkeypatch.setattr(ledger, "BIG_FILE_BYTES", 0)
+        monkeypatch.setenv("MONITOR_INGEST_BATCH_ROWS", "400")  # batches of ~3 files
     batched = _ingest(config, as_of)  # one batch per kind: the files are small
     assert not batched.errors and batched.files_read > 40
     backend = "postgresql" if db_url.startswith("postgresql") else "sqlite"
