@@ -129,7 +129,9 @@ def test_acknowledging_an_alert_survives_a_reload(browser: Any, serve_dashboard:
                                                   writable_seeded: Any) -> None:
     live = serve_dashboard(writable_seeded.config_path)
     open_page(browser, live, "/alerts", READY["/alerts"])
-    browser.find_element(By.ID, "alerts-choice").click()
+    choice = browser.find_element(By.ID, "alerts-choice")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", choice)  # under a long table
+    choice.click()
     option = wait_until(lambda: browser.find_element(
         By.XPATH, f"{OPTION}[.//span[contains(text(), 'firing')]]"),
         message="a firing alert to choose")

@@ -52,7 +52,7 @@ def test_a_zoom_and_a_hidden_legend_entry_survive_the_live_refresh(browser: Any,
     browser.set_window_size(1400, 1000)
     open_page(browser, live, "/classes", READY["/classes"])
     drag = browser.find_element(By.CSS_SELECTOR, "#classes-over-time .nsewdrag")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", drag)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", drag)
     box = browser.execute_script("const r = arguments[0].getBoundingClientRect();"
                                  "return [r.left, r.top, r.width, r.height]", drag)
     before = x_range(browser)
