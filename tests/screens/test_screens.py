@@ -31,6 +31,24 @@ def test_each_page_declares_the_filters_its_callbacks_read(seeded_sqlite: Seeded
     assert all(set(names) <= set(FILTERS) for names in used.values())
 
 
+def test_the_filters_shown_are_exactly_the_filters_the_callbacks_read() -> None:
+    """Checked against the callbacks themselves, so a page that starts (or stops) reading a
+    filter fails here until its `filters=` says so."""
+    with running_app(_config_without_database()) as app:
+        app._setup_server()  # moves the pages' callbacks into the app's callback map
+        shown = page_filters()
+        read: dict[str, set[str]] = {}
+        for callback in app.callback_map.values():
+            module = getattr(callback.get("callback"), "__module__", None) or ""
+            names = {str(i["id"]).removeprefix("filter-") for i in callback["inputs"]
+                     if str(i["id"]).startswith("filter-")}
+            if module.startswith("dashboards.pages."):
+                read.setdefault(module, set()).update(names)
+        paths = {str(p["module"]): str(p["path"]) for p in dash.page_registry.values()}
+    assert {paths[module]: names for module, names in read.items() if names} == \
+        {path: set(names) for path, names in shown.items()}
+
+
 def test_unknown_pages_answer_404_and_pages_200(seeded_sqlite: Seeded) -> None:
     with running_app(seeded_sqlite.config_path) as app:
         client = app.server.test_client()
