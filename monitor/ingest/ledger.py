@@ -157,12 +157,11 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path]
                 current = path
                 outcome = _ingest_one(conn, ctx, kind, path, as_of, pending, limit)
                 outcomes.append(outcome)
+                if on_file is not None:  # progress: read, to be committed with the batch
+                    on_file(outcome)
             pending.flush(conn, ctx)
     except Exception as error:
         raise BatchFailed(max(len(outcomes), 1), current) from error
-    if on_file is not None:
-        for outcome in outcomes:
-            on_file(outcome)
     return outcomes
 
 

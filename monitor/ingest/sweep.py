@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine, insert, update
@@ -35,7 +36,7 @@ from monitor.store.models import IngestRun
 from monitor.timeutil import now_epoch, to_iso
 
 if TYPE_CHECKING:  # rich is imported only when a progress bar is shown
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
 # (connection, config, model, clock) -> counts for the model's summary, e.g. alerts fired
 class Evaluate(Protocol):
@@ -117,19 +118,22 @@ def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_o
     for kind in ("predictions", "labels"):
         paths = discover(ctx, kind, config.base_dir)
         task = progress.add_task(f"{ctx.name} {kind}", total=len(paths), rows=0) if progress else None
+        advance = partial(_advance, progress, task) if progress is not None and task is not None else None
         done = 0
         while done < len(paths):
             try:
-                outcomes = ingest_files(engine, ctx, kind, paths[done:], as_of=as_of)
+                outcomes = ingest_files(engine, ctx, kind, paths[done:], as_of=as_of, on_file=advance)
             except BatchFailed as failed:
                 _batch_failed(failed, summary)
                 outcomes = [FileOutcome(str(failed.path), kind, "unchanged", IngestResult())] * failed.consumed
             for outcome in outcomes:
                 summary.add(outcome)
             done += len(outcomes)
-            if progress is not None and task is not None:
-                rows = sum(o.result.read for o in outcomes)
-                progress.update(task, advance=len(outcomes), rows=progress.tasks[task].fields["rows"] + rows)
+
+
+def _advance(progress: Progress, task: TaskID, outcome: FileOutcome) -> None:
+    """One more file read (shown as it is read; it commits with its batch)."""
+    progress.update(task, advance=1, rows=progress.tasks[task].fields["rows"] + outcome.result.read)
 
 
 def _batch_failed(failed: BatchFailed, summary: ModelSummary) -> None:
