@@ -9,8 +9,10 @@ aggregate ahead of another.
   slice_id, score_<class> (floats, absent when the log has no scores), the segment columns
   (strings, "(missing)" for missing) and the feature columns under their own names. A hook
   must first delete what it stored for an earlier reference of the same model.
-- `on_predictions(conn, ctx, rows)`: every batch of newly accepted, visible predictions.
-  Columns as above plus bucket_start, without label.
+- `on_predictions(conn, ctx, rows)`: every batch of newly accepted, visible predictions: one
+  POST body, or the accepted rows of a batch of files (up to ~200k rows, many small files at
+  once; `monitor.ingest.ledger.ingest_files`). Columns as above plus bucket_start, without
+  label. A hook must be additive: the same rows in other batches give the same sums.
 """
 
 from __future__ import annotations
