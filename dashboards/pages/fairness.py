@@ -20,6 +20,7 @@ from dashboards.data import fairness as data
 from dashboards.figures import fairness as figures
 from dashboards.figures.style import empty_figure
 from dashboards.filters import from_inputs
+from dashboards.layout import keep_in_url, query_choice
 
 dash.register_page(__name__, path="/fairness", name="Fairness", order=4,
                    title="Fairness - classifier-monitor")
@@ -31,20 +32,25 @@ WORST_HEADERS = {"attribute": "attribute", "group": "group", "value": "rate",
                  "disparity_at_least": "disparity at least", "flagged": "flagged"}
 
 
-def layout(**_query: Any) -> html.Div:
+URL_STORE = keep_in_url("fairness-url", {"metric": "fairness-metric", "ending": "fairness-end"})
+
+
+def layout(metric: Any = None, ending: Any = None, **_query: Any) -> html.Div:
     metric_options = [{"label": label, "value": value} for value, label in data.METRIC_LABELS.items()]
     controls = html.Div([
         html.Label("Metric", htmlFor="fairness-metric", className="form-label me-2"),
-        dcc.Dropdown(id="fairness-metric", options=metric_options, value="tpr", clearable=False,
+        dcc.Dropdown(id="fairness-metric", options=metric_options, clearable=False,
+                     value=query_choice(metric, list(data.METRIC_LABELS), "tpr"),
                      style={"minWidth": "340px"}),
         html.Label("Window ending", htmlFor="fairness-end", className="form-label ms-3 me-2"),
-        dcc.Dropdown(id="fairness-end", options=[], value=None, clearable=True,
+        dcc.Dropdown(id="fairness-end", options=[], value=query_choice(ending, None, None), clearable=True,
                      placeholder="newest", style={"minWidth": "220px"}),
     ], className="d-flex align-items-center flex-wrap mb-3")
     return html.Div([
         ui.page_header("Fairness", "Does the model catch the rare class equally well for every "
                        "group? Per-group rates with 95% intervals, ratios to a reference group, "
                        "and flags only where the whole interval lies outside the tolerance band."),
+        URL_STORE,
         controls,
         html.Div(id="fairness-message"),
         ui.card(ui.graph("fairness-gap")),

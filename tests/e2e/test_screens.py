@@ -151,3 +151,15 @@ def test_a_narrow_screen_collapses_the_navbar_and_keeps_legends_off_titles(
         assert_clean(browser, live, "narrow screen")
     finally:
         browser.set_window_size(1400, 1000)
+
+
+def test_the_fairness_metric_is_kept_in_the_url(browser: Any, serve_dashboard: Any, seeded_sqlite: Any) -> None:
+    live = serve_dashboard(seeded_sqlite.config_path)
+    browser.set_window_size(1400, 1000)
+    open_page(browser, live, "/fairness?metric=fpr", "#fairness-gap .main-svg")
+    wait_until(lambda: "false positive rate" in browser.find_element(By.CSS_SELECTOR, "#fairness-gap .gtitle").text,
+               message="fpr from the URL")
+    choose(browser, "fairness-metric", "precision: predictive parity")
+    wait_until(lambda: "metric=precision" in browser.current_url, message="the metric in the URL")
+    assert "model=triage" in browser.current_url
+    assert_clean(browser, live, "/fairness with its metric in the URL")
