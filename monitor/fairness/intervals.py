@@ -51,6 +51,19 @@ def _bound(target: np.ndarray, x1: np.ndarray, n1: np.ndarray, x2: np.ndarray, n
     return np.exp((low + high) / 2.0)
 
 
+def _prepared(x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike, z: ArrayLike
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Counts and totals as broadcast float arrays, `z` per element, and where the ratio is
+    undefined (a total of 0, both counts 0, NaN); there the counts hold quiet placeholders."""
+    c1, t1, c2, t2 = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, dtype=np.float64))
+                                          for a in (x1, n1, x2, n2)))
+    level = np.broadcast_to(np.asarray(z, dtype=np.float64), c1.shape)
+    undefined = ~(t1 > 0) | ~(t2 > 0) | ((c1 == 0) & (c2 == 0)) | np.isnan(c1) | np.isnan(c2)
+    c1, c2 = np.where(undefined, 1.0, c1), np.where(undefined, 1.0, c2)
+    t1, t2 = np.where(undefined, 2.0, t1), np.where(undefined, 2.0, t2)
+    return c1, t1, c2, t2, level, undefined
+
+
 def beyond(x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike, ratio: float,
            z: ArrayLike, *, above: bool) -> np.ndarray:
     """Does the score interval at `z` lie wholly above `ratio` (above=True) or wholly below it?
@@ -58,12 +71,7 @@ def beyond(x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike, ratio: fl
     z decreases in the candidate ratio, so the lower bound exceeds r exactly when z(r) > z,
     and the upper bound is below r exactly when z(r) < -z: one evaluation, no bisection.
     False where the ratio is undefined."""
-    c1, t1, c2, t2 = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, dtype=np.float64))
-                                          for a in (x1, n1, x2, n2)))
-    level = np.broadcast_to(np.asarray(z, dtype=np.float64), c1.shape)
-    undefined = ~(t1 > 0) | ~(t2 > 0) | ((c1 == 0) & (c2 == 0)) | np.isnan(c1) | np.isnan(c2)
-    c1, c2 = np.where(undefined, 1.0, c1), np.where(undefined, 1.0, c2)
-    t1, t2 = np.where(undefined, 2.0, t1), np.where(undefined, 2.0, t2)
+    c1, t1, c2, t2, level, undefined = _prepared(x1, n1, x2, n2, z)
     with np.errstate(all="ignore"):
         score = _score_z(np.full(c1.shape, float(ratio)), c1, t1, c2, t2)
     result = score > level if above else score < -level
@@ -75,13 +83,7 @@ def ratio_interval(x1: ArrayLike, n1: ArrayLike, x2: ArrayLike, n2: ArrayLike,
     """Score interval of (x1/n1) / (x2/n2), elementwise; `z` may be one value per element.
 
     NaN where n1 or n2 is 0, or where both counts are 0 (0/0 has no ratio)."""
-    c1, t1, c2, t2 = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, dtype=np.float64))
-                                          for a in (x1, n1, x2, n2)))
-    level = np.broadcast_to(np.asarray(z, dtype=np.float64), c1.shape)
-    undefined = ~(t1 > 0) | ~(t2 > 0) | ((c1 == 0) & (c2 == 0)) | np.isnan(c1) | np.isnan(c2)
-    # placeholders where undefined, so the arithmetic stays quiet
-    c1, c2 = np.where(undefined, 1.0, c1), np.where(undefined, 1.0, c2)
-    t1, t2 = np.where(undefined, 2.0, t1), np.where(undefined, 2.0, t2)
+    c1, t1, c2, t2, level, undefined = _prepared(x1, n1, x2, n2, z)
     low = np.where(c1 == 0, 0.0, _bound(level, c1, t1, c2, t2))
     high = np.where(c2 == 0, np.inf, _bound(-level, c1, t1, c2, t2))
     return np.where(undefined, np.nan, low), np.where(undefined, np.nan, high)
