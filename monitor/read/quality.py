@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from monitor.context import ModelContext
 from monitor.drift import service as drift_service
 from monitor.fairness import service as fairness_service
+from monitor.incidents.slices import SLICE_COLUMNS, slices_frame
 from monitor.metrics import maturity
 from monitor.metrics import service as metrics_service
 from monitor.store.windows import WindowSpec
@@ -81,6 +82,16 @@ def largest_gaps(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, class
                  attribute: Names = None, metric: Names = None) -> pd.DataFrame:
     """The largest gap per (window end, class, attribute, metric)."""
     return fairness_service.largest_gaps(conn, ctx, spec, classes=classes, attribute=attribute, metric=metric)
+
+
+def slices(conn: Connection, ctx: ModelContext, *, cls: str, end: int | None, window: int, depth: int = 2,
+           limit: int | None = None) -> pd.DataFrame:
+    """`slices` records: the worst slices of `cls`'s recall over attribute combinations up
+    to `depth` in the window ending at `end`, the overall row first (docs/incidents.md);
+    empty, with the columns, when `end` is None (no data)."""
+    if end is None:
+        return pd.DataFrame(columns=SLICE_COLUMNS)
+    return slices_frame(conn, ctx, cls=cls, end=end, window=window, depth=depth, limit=limit)
 
 
 def fairness_with_gaps(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, classes: Names = None,

@@ -29,6 +29,7 @@ from monitor.context import load_context
 from monitor.drift.service import distribution_frame, drift_frame
 from monitor.estimation.service import calibration_report
 from monitor.fairness.service import fairness_frame, largest_gaps
+from monitor.incidents.slices import slices_frame
 from monitor.ingest.report import files_frame, rejects_frame
 from monitor.metrics.maturity import coverage_by_age
 from monitor.metrics.service import confusion_matrix, metrics_frame, reference_metrics
@@ -119,6 +120,7 @@ def _frames(conn: Any, config: MonitorConfig, alert_id: int) -> dict[str, pd.Dat
                                          for f in ("num_0", "cat_0")], ignore_index=True),
         "fairness": fairness_frame(conn, ctx, SPEC),
         "fairness_gaps": largest_gaps(conn, ctx, SPEC),
+        "slices": slices_frame(conn, ctx, cls="critical", end=AS_OF, window=7 * DAY),
         "alerts": alert_frame,
         "alert_series": alerts.series_frame(conn),
         # run_backtest returns the alerts of its replay database in these columns
@@ -140,6 +142,7 @@ def _empty_frames(conn: Any, config: MonitorConfig) -> dict[str, pd.DataFrame]:
         "drift": drift_frame(conn, ctx, FUTURE),
         "fairness": fairness_frame(conn, ctx, FUTURE),
         "fairness_gaps": largest_gaps(conn, ctx, FUTURE),
+        "slices": slices_frame(conn, ctx, cls="critical", end=AS_OF + 400 * DAY, window=7 * DAY),
         "alerts": alerts.alerts_frame(conn, model="no-such-model"),
         "alert_series": alerts.series_frame(conn, model="no-such-model"),
         "alert_events": alerts.events_frame(conn, -1),
@@ -151,7 +154,7 @@ def _empty_frames(conn: Any, config: MonitorConfig) -> dict[str, pd.DataFrame]:
 
 
 SERVICE_RECORDS = ["metrics", "reference_metrics", "confusion", "label_arrival", "calibration", "drift",
-                   "drift_distribution", "fairness", "fairness_gaps", "alerts", "alert_series",
+                   "drift_distribution", "fairness", "fairness_gaps", "slices", "alerts", "alert_series",
                    "backtest_timeline", "alert_events", "silences", "deliveries", "files", "rejects"]
 HTTP_ONLY = ["models", "ingest_answer"]
 # records whose empty read lists the doc's fields in another order (none since reference_metrics
@@ -171,7 +174,7 @@ def test_service_frames_match_the_doc(seeded: Seeded, contract: Contract, record
 
 
 @pytest.mark.parametrize("record", ["metrics", "reference_metrics", "confusion", "drift", "fairness",
-                                    "fairness_gaps", "alerts", "alert_series", "alert_events", "silences",
+                                    "fairness_gaps", "slices", "alerts", "alert_series", "alert_events", "silences",
                                     "deliveries", "files", "rejects"])
 def test_reads_that_find_nothing_keep_the_fields(seeded: Seeded, contract: Contract, record: str) -> None:
     frame = seeded.empty[record]
@@ -189,6 +192,8 @@ def test_seeded_values_cover_the_nullable_fields(seeded: Seeded) -> None:
     assert frames["rejects"]["row"].isna().any() and frames["rejects"]["row"].notna().any()
     assert frames["alert_events"]["processed_at"].notna().all()
     assert frames["metrics"]["recall_estimated"].notna().any()
+    # the collapse in region=south is the cause the slice search names first
+    assert frames["slices"][["segment", "segment_value", "status"]].iloc[1].tolist() == ["region", "south", "cause"]
 
 
 CLI_READS: list[tuple[str, list[str]]] = [
@@ -196,6 +201,7 @@ CLI_READS: list[tuple[str, list[str]]] = [
     ("drift", ["drift", "--segment", "*", "--from", "2024-01-08", "--to", "2024-01-10"]),
     ("fairness", ["fairness", "--attribute", "region"]),
     ("fairness_gaps", ["fairness", "--largest"]),
+    ("slices", ["slices", "--class", "critical", "--to", "2024-01-11"]),
     ("alerts", ["alerts"]),
     ("alert_series", ["alerts", "--series"]),
     ("silences", ["silences", "--all"]),

@@ -1,0 +1,1 @@
+"""Incidents: root-cause localisation of recall drops on the count cube (docs/incidents.md)."""

@@ -1,0 +1,274 @@
+"""Root-cause localisation on the count cube: the worst slices of one class's recall in one
+window, ranked by attributed drop (docs/incidents.md).
+
+Confusion counts are kept per finest slice (one combination of every segment value), so a
+slice over any attribute combination is a SUM of finest slices: one read of the window's
+counts per slice id, then pandas group sums per attribute combination. Each slice is scored
+by its excess false negatives against the reference recall, `reference_recall x support -
+tp` (its attributed drop), its share of the overall excess (explanatory power, Adtributor)
+and that share over its share of the positives (`lift`, our form of Adtributor's surprise: in
+a global drop every slice carries the drop in proportion to its size, lift ~1). Slices with
+fewer than `min_support` labelled positives are neither reported nor expanded (SliceLine's
+support pruning), so the search stays small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from typing import cast
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Table, select
+from sqlalchemy.engine import Connection
+
+from monitor.alerts.stats import benjamini_hochberg, exact_below
+from monitor.context import ModelContext
+from monitor.rates import wilson_interval
+from monitor.store.models import ConfusionCount, ReferenceCount, Slice, SliceValue
+from monitor.store.slices import OVERALL, SEPARATOR, series_sums
+from monitor.store.windows import WindowSpec, windowed_counts
+from monitor.timeutil import format_duration, parse_time, to_iso
+
+CONFUSION = cast(Table, ConfusionCount.__table__)
+REFERENCE_COUNTS = cast(Table, ReferenceCount.__table__)
+KEYS = ["slice_id", "true_class", "pred_class"]
+SLICE_COLUMNS = ["model", "window", "end", "class", "rank", "segment", "segment_value", "depth", "status",
+                 "support", "tp", "recall", "recall_low", "recall_high", "reference_recall", "excess_fn",
+                 "share", "lift", "explained_by"]
+MIN_SUPPORT = 10  # labelled positives below which a slice is not scored nor expanded
+EXPLAINS = 0.8  # a child carrying this share of its parent's excess explains the parent
+CHILD_LIFT = 1.25  # ... when it also carries more than its share of the parent's positives
+CAUSE_LIFT = 1.5  # a cause carries clearly more of the overall drop than of the positives
+MAX_CAUSES = 3  # "a small set": at most this many disjoint causes explain the overall drop
+MAX_DEPTH = 3
+FDR = 0.05  # false discovery rate over the slices searched (Benjamini-Hochberg)
+PRIOR = 20  # pseudo-positives at the overall reference recall added to each slice's reference
+Key = tuple[tuple[str, str], ...]  # ((attribute, value), ...) in segment order; () = overall
+
+
+def slices_frame(conn: Connection, ctx: ModelContext, *, cls: str, end: int, window: int, depth: int = 2,
+                 min_support: int = MIN_SUPPORT, limit: int | None = None) -> pd.DataFrame:
+    """`slices` records (docs/contract.md): the overall row first (its `status` says whether
+    the drop is `explained` by a few slices, `global` or `no_drop`), then the slices with an
+    excess of false negatives, causes first, by excess. Empty without counts or reference."""
+    if not 1 <= depth <= MAX_DEPTH:
+        raise ValueError(f"depth must be 1 to {MAX_DEPTH}, got {depth}")
+    if ctx.classes and cls not in ctx.classes:
+        raise ValueError(f"unknown class {cls!r} (known: {', '.join(ctx.classes)})")
+    cube = _cube(conn, ctx, cls, end, window)
+    if cube.empty or not cube["support"].sum():
+        return pd.DataFrame(columns=SLICE_COLUMNS)
+    keys, member = _enumerate(cube, list(ctx.segments), depth, min_support)
+    return _records(_search(keys, member, cube, min_support), ctx, cls, end, window, limit)
+
+
+def _cube(conn: Connection, ctx: ModelContext, cls: str, end: int, window: int) -> pd.DataFrame:
+    """Per finest slice with labelled positives of `cls` in [end - window, end): `support`,
+    `tp`, `expected` (true positives at the slice's reference recall) and one column per
+    segment attribute. Empty without a reference (nothing to compare with)."""
+    current = _positives(windowed_counts(
+        conn, CONFUSION, model_id=ctx.model_id, spec=WindowSpec(window=window, step=window), segment_sets=[()],
+        key_columns=KEYS, ends=np.array([end]), bucket=ctx.bucket), cls)
+    reference = _positives(_reference_cells(conn, ctx), cls)
+    if current.empty or reference.empty or not reference["support"].sum():
+        return pd.DataFrame()
+    overall = reference["tp"].sum() / reference["support"].sum()
+    reference = reference.set_index("slice_id").reindex(current["slice_id"], fill_value=0)
+    # the slice's own reference recall, shrunk toward the overall one (PRIOR pseudo-positives):
+    # a slice the reference barely saw is judged against the model's recall, not its noise
+    recall = (reference["tp"].to_numpy() + PRIOR * overall) / (reference["support"].to_numpy() + PRIOR)
+    current["expected"] = current["support"].to_numpy() * recall
+    return current.merge(_slice_values(conn, ctx), on="slice_id", how="left").fillna(
+        {s: "(missing)" for s in ctx.segments})
+
+
+def _reference_cells(conn: Connection, ctx: ModelContext) -> pd.DataFrame:
+    """Reference confusion counts per slice: the reference file's, or with
+    `reference_period` the production counts of that period (as `reference_metrics`)."""
+    if ctx.config.reference_period:
+        start, end = (parse_time(v) for v in ctx.config.reference_period)
+        return windowed_counts(conn, CONFUSION, model_id=ctx.model_id, spec=WindowSpec(end - start, end - start),
+                               segment_sets=[()], key_columns=KEYS, ends=np.array([end]))
+    return series_sums(conn, REFERENCE_COUNTS, model_id=ctx.model_id, attributes=(), key_columns=KEYS)
+
+
+def _positives(cells: pd.DataFrame, cls: str) -> pd.DataFrame:
+    """Labelled positives (`support`) and true positives of `cls` per slice id."""
+    cells = cells[cells["true_class"] == cls] if len(cells) else cells
+    if cells.empty:
+        return pd.DataFrame(columns=["slice_id", "support", "tp"])
+    n = cells["n"].to_numpy(dtype=np.int64)
+    frame = pd.DataFrame({"slice_id": cells["slice_id"].to_numpy(dtype=np.int64), "support": n,
+                          "tp": np.where(cells["pred_class"].to_numpy() == cls, n, 0)})
+    return frame.groupby("slice_id", as_index=False).sum()
+
+
+def _slice_values(conn: Connection, ctx: ModelContext) -> pd.DataFrame:
+    rows = conn.execute(select(SliceValue.slice_id, SliceValue.attribute, SliceValue.value)
+                        .join(Slice, Slice.id == SliceValue.slice_id)
+                        .where(Slice.model_id == ctx.model_id)).all()
+    frame = pd.DataFrame(rows, columns=["slice_id", "attribute", "value"])
+    wide = frame.pivot(index="slice_id", columns="attribute", values="value") if len(frame) else pd.DataFrame()
+    wide = wide.reindex(columns=list(ctx.segments))
+    wide.index = wide.index.astype(np.int64) if len(wide) else wide.index
+    return wide.rename_axis(None, axis=1).reset_index(names="slice_id")
+
+
+def _enumerate(cube: pd.DataFrame, attributes: Sequence[str], depth: int,
+               min_support: int) -> tuple[list[Key], np.ndarray]:
+    """(keys, membership: slices x finest slices) of every slice with >= min_support
+    positives, overall first (key ()). A slice of depth k is kept only when all its depth
+    k-1 parents were (support pruning: a slice has at most its parents' positives)."""
+    support = cube["support"].to_numpy(dtype=np.int64)
+    keys: list[Key] = [()]
+    rows: list[np.ndarray] = [np.ones(len(cube), dtype=bool)]
+    kept: set[Key] = {()}
+    for level in range(1, min(depth, len(attributes)) + 1):
+        found = set()
+        for combo in combinations(attributes, level):
+            codes, uniques = pd.MultiIndex.from_frame(cube[list(combo)].astype(str)).factorize()
+            sums = np.bincount(codes, weights=support, minlength=len(uniques))
+            for code, values in enumerate(uniques):
+                key = tuple(zip(combo, values, strict=True))
+                if sums[code] < min_support or not all(parent in kept for parent in _parents(key)):
+                    continue
+                found.add(key)
+                keys.append(key)
+                rows.append(codes == code)
+        kept |= found
+    return keys, np.vstack(rows)
+
+
+def _parents(key: Key) -> list[Key]:
+    return [key[:i] + key[i + 1:] for i in range(len(key))]
+
+
+class _Search:
+    """Counts of every slice over the finest slices still `active` (those no cause took)."""
+
+    def __init__(self, keys: list[Key], member: np.ndarray, cube: pd.DataFrame, min_support: int) -> None:
+        self.keys, self.member, self.min_support = keys, member.astype(np.float64), min_support
+        self.cells = cube[["support", "tp", "expected"]].to_numpy(dtype=np.float64)
+        index = {key: i for i, key in enumerate(keys)}
+        self.children: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            for parent in _parents(key):
+                self.children.setdefault(index[parent], []).append(i)
+
+    def counts(self, active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(support, tp, expected tp) of every slice, summed over the active finest slices."""
+        sums = self.member @ (self.cells * active[:, None])
+        return sums[:, 0], sums[:, 1], sums[:, 2]
+
+    def significant(self, support: np.ndarray, tp: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        """Recall significantly below the reference recall: the exact one-sided binomial
+        p-value, BH-adjusted over the slices with enough positives, at most FDR."""
+        tested = support >= self.min_support
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p_values = np.where(tested, exact_below(tp, support, expected / support), np.nan)
+        q_values = benjamini_hochberg(p_values)
+        return tested & (np.nan_to_num(q_values, nan=1.0) <= FDR)
+
+    def next_cause(self, active: np.ndarray) -> int | None:
+        """The slice with the largest score among those that carry clearly more of the
+        remaining drop than of the positives (lift) and are significantly worse than the rest
+        of the data (surprise), then its most specific child that explains it; None when the
+        remaining data has no significant drop or no slice stands out."""
+        support, tp, expected = self.counts(active)
+        excess = expected - tp
+        significant = self.significant(support, tp, expected)
+        if not significant[0]:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lift = (excess / excess[0]) / (support / support[0])
+            # surprise: worse than the rest of the data, at the rest's recall relative to its
+            # reference applied to the slice's reference (exact one-sided test, BH)
+            rest_ratio = np.clip((tp[0] - tp) / (expected[0] - expected), 0.0, None)
+            level = np.where(expected[0] - expected > 0, rest_ratio * expected / support, np.nan)
+            p_values = np.where(support >= self.min_support, exact_below(tp, support, np.clip(level, 0, 1)), np.nan)
+            # score: the Pearson chi-square term of the deviation (a large drop in few rows
+            # beats the same excess diluted in many)
+            score = excess * excess / expected
+        surprise = np.nan_to_num(benjamini_hochberg(p_values), nan=1.0) <= FDR
+        candidate = significant & (lift >= CAUSE_LIFT) & surprise & (excess > 0)
+        candidate[0] = False
+        if not candidate.any():
+            return None
+        best = int(np.argmax(np.where(candidate, score, -np.inf)))
+        while True:  # prefer the most specific slice that explains its parent
+            better = [child for child in self.children.get(best, [])
+                      if candidate[child] and excess[child] >= EXPLAINS * excess[best]
+                      and (excess[child] / excess[best]) / (support[child] / support[best]) >= CHILD_LIFT]
+            if not better:
+                return best
+            best = max(better, key=lambda child: excess[child])
+
+
+def _search(keys: list[Key], member: np.ndarray, cube: pd.DataFrame, min_support: int) -> pd.DataFrame:
+    """Greedy residual search (HotSpot/Squeeze): take the best cause, remove its rows, look
+    again on the rest, up to MAX_CAUSES. A slice whose drop is gone once the causes are
+    removed is `explained` by the causes it overlaps; one still below the reference is a
+    `drop`; `weak` when the drop is not significant (BH over the slices). The overall row says whether
+    the causes explain the drop (`explained`), not (`global`), or there is none (`no_drop`)."""
+    search = _Search(keys, member, cube, min_support)
+    active = np.ones(len(cube), dtype=bool)
+    causes: list[int] = []
+    while len(causes) < MAX_CAUSES and (cause := search.next_cause(active)) is not None:
+        causes.append(cause)
+        active &= ~member[cause]
+    support, tp, expected = search.counts(np.ones(len(cube), dtype=bool))
+    before = search.significant(support, tp, expected)
+    after = search.significant(*search.counts(active))
+    low, high = wilson_interval(tp, support)
+    excess = expected - tp
+    names = [_name(key) for key in keys]
+    status = np.where(before & after, "drop", np.where(before, "explained", "weak")).astype(object)
+    explained_by: list[str | None] = [None] * len(keys)
+    for i in np.flatnonzero(before & ~after):
+        explained_by[i] = "; ".join(names[c] for c in causes if (member[i] & member[c]).any()) or None
+    for c in causes:
+        status[c], explained_by[c] = "cause", None
+    status[0] = "no_drop" if not before[0] else "explained" if causes and not after[0] else "global"
+    explained_by[0] = "; ".join(names[c] for c in causes) if status[0] == "explained" else None
+    share = excess / excess[0] if excess[0] > 0 else np.full(len(keys), np.nan)
+    order = np.full(len(keys), len(causes), dtype=np.int64)
+    order[causes] = np.arange(len(causes))
+    return pd.DataFrame({
+        "key": keys, "depth": [len(key) for key in keys], "support": support.astype(np.int64),
+        "tp": tp.astype(np.int64), "recall": tp / support, "recall_low": low, "recall_high": high,
+        "reference_recall": expected / support, "excess_fn": excess, "share": share,
+        "lift": share / (support / support[0]), "status": status, "explained_by": explained_by,
+        "cause_order": order})
+
+
+def _name(key: Key) -> str:
+    return "*" if not key else f"{_segment(key)}={_value(key)}"
+
+
+def _segment(key: Key) -> str:
+    return SEPARATOR.join(a for a, _ in key) if key else OVERALL
+
+
+def _value(key: Key) -> str:
+    return SEPARATOR.join(v for _, v in key) if key else OVERALL
+
+
+def _records(scored: pd.DataFrame, ctx: ModelContext, cls: str, end: int, window: int,
+             limit: int | None) -> pd.DataFrame:
+    """Overall first, then slices with an excess: causes, then by excess (most specific first
+    on ties), explained parents after the slices that explain them."""
+    rest = scored.iloc[1:]
+    rest = rest[rest["excess_fn"] > 0]
+    order = np.lexsort((-rest["depth"].to_numpy(), -rest["excess_fn"].to_numpy(),
+                        rest["cause_order"].to_numpy()))
+    rest = rest.iloc[order]
+    if limit is not None:
+        rest = rest.iloc[:limit]
+    frame = pd.concat([scored.iloc[:1], rest], ignore_index=True)
+    frame["segment"] = [_segment(key) for key in frame["key"]]
+    frame["segment_value"] = [_value(key) for key in frame["key"]]
+    frame = frame.assign(model=ctx.name, window=format_duration(window), end=to_iso(end), **{"class": cls},
+                         rank=np.arange(len(frame), dtype=np.int64))
+    return frame[SLICE_COLUMNS].reset_index(drop=True)
