@@ -15,23 +15,25 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from monitor.config_errors import format_validation_error
-from monitor.errors import ConfigError, UnknownName
-from monitor.registry import CHANNELS, DRIFT_METHODS, alert_metrics
+from monitor.errors import ConfigError
+from monitor.registry import DRIFT_METHODS
 from monitor.secrets import secret
+from monitor.settings.base import Duration, Strict, check_duration
+from monitor.settings.delivery import (
+    SEVERITIES,
+    Channel,
+    NotificationSettings,
+    RetentionSettings,
+    SchedulerSettings,
+    Severity,
+)
+from monitor.settings.limits import Limits
+from monitor.settings.rules import AlertRule
 from monitor.timeutil import parse_duration, parse_time
 
 if sys.version_info >= (3, 11):
@@ -40,37 +42,13 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-__all__ = ["ConfigError"]  # defined in monitor.errors; imported from here by most callers
+# ConfigError is defined in monitor.errors and the tables in monitor.settings; most callers
+# import them from here
+__all__ = ["SEVERITIES", "AlertRule", "Channel", "ConfigError", "Duration", "Limits", "NotificationSettings",
+           "RetentionSettings", "SchedulerSettings", "Severity"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
-
-
-Duration = Annotated[str, Field(description="a duration such as '1h' or '7d'")]
-
-
-def _check_duration(value: str | int) -> str:
-    parse_duration(value)
-    return str(value)
-
-
-def _check_alert_metric(name: str) -> str:
-    if name not in alert_metrics():
-        raise UnknownName("alert metric", name, alert_metrics())
-    return name
-
-
-# names checked against the registries; the schema lists the names registered at import
-AlertMetric = Annotated[str, AfterValidator(_check_alert_metric),
-                        WithJsonSchema({"type": "string", "enum": list(alert_metrics())})]
-DriftMethod = Annotated[str, AfterValidator(DRIFT_METHODS.check),
-                        WithJsonSchema({"type": "string", "enum": list(DRIFT_METHODS.names())})]
-ChannelType = Annotated[str, AfterValidator(CHANNELS.check),
-                        WithJsonSchema({"type": "string", "enum": list(CHANNELS.names())})]
-
-
-class PredictionSource(_Strict):
+class PredictionSource(Strict):
     """Where prediction logs come from and how their columns are named."""
 
     path: str | None = None
@@ -81,53 +59,14 @@ class PredictionSource(_Strict):
     model_version: str = "model_version"
 
 
-class LabelSource(_Strict):
+class LabelSource(Strict):
     path: str | None = None
     id: str = "prediction_id"
     label: str = "label"
     timestamp: str = "label_timestamp"
 
 
-class AlertRule(_Strict):
-    """One alert rule (`[[models.alerts]]`). See docs/alerts.md for the semantics."""
-
-    name: str
-    metric: AlertMetric = "recall"  # monitor.registry.METRICS (those with an alert source)
-    classes: Literal["minority", "all"] | list[str] = "minority"
-    segments: list[str] | Literal["all"] = "all"
-    window: str = "7d"
-    step: str = "1d"
-    min_support: int = Field(default=30, ge=1)
-    min_drop: float = Field(default=0.10, ge=0.0, le=1.0)
-    floor: float | None = Field(default=None, ge=0.0, le=1.0)
-    fdr: float = Field(default=0.02, gt=0.0, lt=1.0)
-    test_margin: float = Field(default=0.0, ge=0.0, le=1.0)  # drop tested against this share of min_drop
-    pending_evaluations: int = Field(default=1, ge=1)
-    resolve_evaluations: int = Field(default=2, ge=1)
-    resolve_margin: float = Field(default=0.05, ge=0.0, le=1.0)
-    repeat_interval: str = "1d"
-    critical_drop: float = Field(default=0.30, ge=0.0, le=1.0)
-    critical_fires_at_once: bool = True  # a sure collapse skips the pending period
-    # share of the eventual label coverage a window needs before it may fire a warning or
-    # resolve (early labels are few and noisy; a sure collapse may fire before)
-    settled_coverage: float = Field(default=0.9, ge=0.0, le=1.0)
-    lookback: str | None = None  # first evaluation reaches this far back (default: label_horizon)
-    enabled: bool = True
-    # drift rules
-    features: list[str] | Literal["all"] = "all"
-    method: DriftMethod | None = None  # default js
-    # fairness rules
-    fairness_metric: str = "tpr"
-
-    _check_window = field_validator("window", "step", "repeat_interval")(_check_duration)
-
-    @field_validator("lookback")
-    @classmethod
-    def _check_lookback(cls, value: str | None) -> str | None:
-        return None if value is None else _check_duration(value)
-
-
-class DriftSettings(_Strict):
+class DriftSettings(Strict):
     """`[models.drift]`: thresholds and binning for drift (docs/drift.md)."""
 
     thresholds: Literal["fixed", "reference"] = "fixed"
@@ -146,10 +85,10 @@ class DriftSettings(_Strict):
     reference_chunks: int = Field(default=10, ge=3, le=1000)
     reference_sigmas: float = Field(default=3.0, gt=0.0)
 
-    _check_bucket = field_validator("bucket")(_check_duration)
+    _check_bucket = field_validator("bucket")(check_duration)
 
 
-class FairnessSettings(_Strict):
+class FairnessSettings(Strict):
     """`[models.fairness]`: reference groups and tolerance band (docs/fairness.md)."""
 
     reference_groups: dict[str, str] = Field(default_factory=dict)  # attribute (or "a&b") -> group
@@ -167,7 +106,7 @@ class FairnessSettings(_Strict):
         return value
 
 
-class EstimationSettings(_Strict):
+class EstimationSettings(Strict):
     """`[models.estimation]`: label-free performance estimation (docs/estimation.md)."""
 
     enabled: bool = True
@@ -176,45 +115,7 @@ class EstimationSettings(_Strict):
     max_ece: float = Field(default=0.05, gt=0.0, lt=1.0)
 
 
-class Limits(_Strict):
-    """`[limits]` (every model) and `[models.limits]` (one model, overriding the global one key
-    by key): what one row, request or value may be, so that no input can blind the monitor.
-    docs/deployment.md ("Limits and hostile input") lists each with its reason."""
-
-    # timestamps outside [earliest_timestamp, clock + max_future] are rejected row by row
-    earliest_timestamp: str = "2000-01-01T00:00:00Z"
-    max_future: str = "1d"
-    # "auto": a number of 1e11 or more is epoch milliseconds (1e11 s is the year 5138);
-    # "seconds": numbers are always epoch seconds (so milliseconds fall out of range)
-    epoch_units: Literal["auto", "seconds"] = "auto"
-    # ids, classes and versions are stored in 200-character columns: at most 200
-    max_id_length: int = Field(default=200, ge=1, le=200)
-    max_value_length: int = Field(default=200, ge=1, le=200)  # classes, segments, version
-    max_fields: int = Field(default=1000, ge=1, le=1_000_000)  # fields (keys) of one record
-    max_record_bytes: int = Field(default=1_000_000, ge=1_000, le=1_000_000_000)
-    max_segment_values: int = Field(default=500, ge=1, le=1_000_000)  # per attribute
-    # read side: what one request may ask for (see monitor.store.windows)
-    max_window_ends: int = Field(default=20_000, ge=1)
-    max_metrics_series: int = Field(default=10_000, ge=1)
-
-    _check_future = field_validator("max_future")(_check_duration)
-
-    @field_validator("earliest_timestamp")
-    @classmethod
-    def _check_earliest(cls, value: str) -> str:
-        parse_time(value)
-        return value
-
-    @property
-    def earliest_epoch(self) -> int:
-        return parse_time(self.earliest_timestamp)
-
-    @property
-    def max_future_seconds(self) -> int:
-        return parse_duration(self.max_future)
-
-
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     name: str = Field(min_length=1)
     classes: list[str] | None = None
     minority_classes: list[str] | None = None
@@ -233,7 +134,7 @@ class ModelConfig(_Strict):
     estimation: EstimationSettings = Field(default_factory=EstimationSettings)
     limits: Limits = Field(default_factory=Limits)
 
-    _check_bucket = field_validator("bucket")(_check_duration)
+    _check_bucket = field_validator("bucket")(check_duration)
 
     @field_validator("reference_period")
     @classmethod
@@ -284,83 +185,7 @@ class ModelConfig(_Strict):
         return sets
 
 
-Severity = Literal["warning", "critical"]
-SEVERITIES: tuple[Severity, ...] = ("warning", "critical")
-
-
-class Channel(_Strict):
-    """`[[channels]]`: where alert notifications go."""
-
-    type: ChannelType  # monitor.registry.CHANNELS
-    name: str | None = None
-    url: str | None = None
-    severity: list[Severity] = Field(default_factory=lambda: list(SEVERITIES))
-    models: list[str] | None = None
-    timeout: float = Field(default=10.0, gt=0)
-    headers: dict[str, str] = Field(default_factory=dict)
-    # email
-    smtp_host: str | None = None
-    smtp_port: int = 25
-    smtp_starttls: bool = False
-    smtp_ssl: bool = False
-    smtp_username: str | None = None
-    smtp_password: str | None = None
-    email_from: str | None = None
-    email_to: list[str] = Field(default_factory=list)
-    # log
-    path: str | None = None
-
-    @model_validator(mode="after")
-    def _check_channel(self) -> Channel:
-        required = CHANNELS.entry(self.type).options.get("requires", ())
-        if not all(getattr(self, key) for key in required):
-            keys = ", ".join(required[:-1]) + " and " * (len(required) > 1) + required[-1]
-            article = "an" if self.type[0] in "aeiou" else "a"
-            raise ValueError(f"{article} {self.type} channel needs {keys}")
-        return self
-
-    @property
-    def label(self) -> str:
-        return self.name or f"{self.type}:{self.url or self.smtp_host or self.path or 'stderr'}"
-
-
-class SchedulerSettings(_Strict):
-    interval: str = "60s"
-    misfire_grace_time: str = "5m"
-    notify_interval: str = "15s"
-
-    _check = field_validator("interval", "misfire_grace_time", "notify_interval")(_check_duration)
-
-
-class NotificationSettings(_Strict):
-    """`[notifications]`: how hard the outbox tries (docs/alerts.md, at-least-once delivery)."""
-
-    max_attempts: int = Field(default=12, ge=1, le=1000)  # per event and channel, timeouts count
-    max_age: str = "1d"  # no retry after a failure once an event is this old
-    send_budget: str = "15s"  # no send starts later than this in one pass
-    per_channel: int = Field(default=4, ge=1, le=64)  # concurrent sends per channel
-    lease: str = "5m"  # a claim not settled by then is taken again (> budget + 2 timeouts)
-    limit: int = Field(default=100, ge=1, le=100_000)  # events claimed per pass
-
-    _check = field_validator("max_age", "send_budget", "lease")(_check_duration)
-
-
-class RetentionSettings(_Strict):
-    """`[retention]`: raw predictions and labels older than both ages are deleted (aggregates
-    are kept). Off while `raw_predictions` is unset. See docs/deployment.md."""
-
-    raw_predictions: str | None = None  # e.g. "90d": raw rows older than this are deleted
-    label_horizon: str = "60d"  # labels are not expected after this age
-
-    _check = field_validator("label_horizon")(_check_duration)
-
-    @field_validator("raw_predictions")
-    @classmethod
-    def _check_raw(cls, value: str | None) -> str | None:
-        return None if value is None else _check_duration(value)
-
-
-class MonitorConfig(_Strict):
+class MonitorConfig(Strict):
     database_url: str = "sqlite:///monitor.db"
     dashboard_url: str = "http://127.0.0.1:8050"
     models: list[ModelConfig] = Field(default_factory=list)

@@ -1,4 +1,5 @@
-"""Data access for the Overview, Classes, Subgroups and Data pages.
+"""Data access for the Overview, Classes and Subgroups pages (the Data page's is in
+`dashboards.data.ledger`), and the model context, window and cache they all share.
 
 Callbacks call these functions with a `Filters` value and get DataFrames (or small
 dataclasses of DataFrames) back; they never see a connection or SQL. Everything is read
@@ -297,60 +298,6 @@ def _recall_rule(ctx: ModelContext, key: str, default: float) -> float:
 def _min_support(ctx: ModelContext) -> int:
     rules = [rule for rule in ctx.config.alerts if rule.metric == "recall"]
     return rules[0].min_support if rules else 30
-
-
-# --- Data page ------------------------------------------------------------------------------
-
-@cached
-def files(filters: Filters) -> Result:
-    """The file ledger of the chosen model (all models when none is chosen)."""
-    names = [filters.model] if filters.model else model_names()
-    with common.read() as conn:
-        frame = ledger.files(conn, names)
-    result = Result(_relative_paths(frame, "path"))
-    if frame.empty:
-        result.message, result.hint = "No files ingested yet", NO_DATA_HINT
-    return result
-
-
-@cached
-def rejects(filters: Filters, *, limit: int = 200) -> Result:
-    """Rejected rows and failed files with their reasons (newest first, at most `limit`)."""
-    names = [filters.model] if filters.model else model_names()
-    with common.read() as conn:
-        frame = ledger.rejects(conn, names, limit=limit)
-    result = Result(_relative_paths(frame, "source"))
-    if frame.empty:
-        result.message, result.hint = "No rejected rows", "Every row read so far was accepted."
-    return result
-
-
-def _relative_paths(frame: pd.DataFrame, column: str) -> pd.DataFrame:
-    """File paths relative to the config's folder when they are inside it (shorter, and no
-    need to show where the deployment lives)."""
-    if frame.empty or column not in frame.columns:
-        return frame
-    base = str(common.config().base_dir.resolve()).rstrip("/") + "/"
-    frame = frame.copy()
-    frame[column] = [p[len(base):] if isinstance(p, str) and p.startswith(base) else p
-                     for p in frame[column]]
-    return frame
-
-
-@cached
-def label_arrival(filters: Filters) -> Result:
-    """Label coverage by age of the predictions (how fast the truth arrives): columns
-    `delay_hours` and `coverage` (`figures.core.label_arrival`)."""
-    config = common.config()
-    with common.read() as conn:
-        ctx = context(conn, config, filters.model)
-        if ctx is None:
-            return no_data(filters.model)
-        frame = quality.label_arrival(conn, ctx, now_epoch())
-    result = Result(frame)
-    if frame.empty:
-        result.message, result.hint = "No labels yet", NO_LABELS_HINT
-    return result
 
 
 def data_version() -> str:

@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, html
 
 from dashboards import components as ui
-from dashboards.data import core, segments
+from dashboards.data import core, ledger, segments
 from dashboards.figures import core as figures
 from dashboards.filters import from_inputs
 
@@ -47,9 +47,9 @@ def layout(**_query: Any) -> html.Div:
 )
 def update_data(_version: Any, model: str | None) -> tuple[Any, ...]:
     filters = from_inputs(model, None, None, None, None, None)
-    arrival = core.label_arrival(filters)
-    files = core.files(filters)
-    rejects = core.rejects(filters, limit=200)
+    arrival = ledger.label_arrival(filters)
+    files = ledger.files(filters)
+    rejects = ledger.rejects(filters, limit=200)
     return (figures.label_arrival(arrival.frame),
             _table_or_empty(files, FILE_COLUMNS, "data-files-table", FILE_HEADERS),
             _table_or_empty(rejects, REJECT_COLUMNS, "data-rejects-table"),

@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection
 from monitor.context import ModelContext, store_learned_classes
 from monitor.ingest import hooks
 from monitor.ingest.ledger import sha256_of
-from monitor.ingest.pipeline import slice_ids
 from monitor.ingest.readers import UnreadableFile, read_all
+from monitor.ingest.slices import slice_ids
 from monitor.ingest.validate import validate_labels, validate_predictions
 from monitor.store.base import utcnow
 from monitor.store.bulk import add_counts

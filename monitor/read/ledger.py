@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy.engine import Connection
 
 from monitor.ingest import report
-from monitor.ingest.pipeline import OTHER_SEGMENT
+from monitor.ingest.slices import OTHER_SEGMENT
 from monitor.store.db import is_migrated
 
 __all__ = ["OTHER_SEGMENT", "files", "is_migrated", "last_ok_ingest", "ledger_summary", "ledger_version", "overflowed_attributes",

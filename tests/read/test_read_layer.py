@@ -114,7 +114,7 @@ def test_the_default_window_is_the_last_span_of_data_and_latest_is_its_newest_en
 def test_the_data_pages_label_arrival_is_coverage_by_age(seeded: Seeded) -> None:
     """The Data page once looked `coverage_by_age` up in the wrong module and drew its own
     fallback, whose columns (`age_hours`) the real function does not have."""
-    from dashboards.data import core
+    from dashboards.data import ledger
     from dashboards.figures import core as figures
     from dashboards.filters import Filters
     from monitor.config import load_config
@@ -122,7 +122,7 @@ def test_the_data_pages_label_arrival_is_coverage_by_age(seeded: Seeded) -> None
     from tests.dashboards.helpers import running_app
 
     with running_app(seeded.config_path):
-        arrival = core.label_arrival(Filters(model="triage"))
+        arrival = ledger.label_arrival(Filters(model="triage"))
     config = load_config(seeded.config_path)
     engine = make_engine(config.database_url)
     with engine.connect() as conn:
