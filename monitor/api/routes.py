@@ -4,7 +4,7 @@ model never ingested reads as empty, nothing is written), writes through
 
 Reads: `GET /models`, `GET /models/<m>/metrics|drift|fairness` (query parameters as the CLI
 options: window, step, from, to, class, segment; drift also feature, fairness also attribute
-and metric), `GET /alerts?model=&state=`. Every answer is a JSON list of records.
+and metric), `GET /models/<m>/slices?class=&depth=&window=&to=`, `GET /alerts?model=&state=`. Every answer is a JSON list of records.
 Writes: `POST /models/<m>/predictions|labels` with Content-Type application/json (a JSON
 array of objects, or one object) or JSON lines (application/x-ndjson, application/jsonl, ...);
 any other type is 415. The answer is
@@ -203,6 +203,26 @@ def fairness(model: str) -> Response:
     attribute = _list("attribute") or _list("segment")
     return _read(model, lambda conn, ctx, spec: quality.fairness(conn, ctx, spec, classes=classes,
                                                                  attribute=attribute, metric=metric))
+
+
+@blueprint.get("/models/<model>/slices")
+def slices(model: str) -> Response:
+    """`slices` records of one window: `to` (default: the newest complete window, on a UTC
+    day), `window`, `class` (required), `depth` (1..3, default 2)."""
+    from monitor.read.windows import default_spec
+
+    cls, depth = request.args.get("class"), request.args.get("depth", "2")
+    if not cls:
+        raise ApiError(400, "class: required (the class whose recall is searched)")
+    if depth not in ("1", "2", "3"):
+        raise ApiError(400, f"depth: must be 1, 2 or 3, got {depth[:20]!r}")
+
+    def compute(conn: Connection, ctx: ModelContext, spec: WindowSpec) -> pd.DataFrame:
+        found = default_spec(conn, ctx, window=spec.window, step=86400, span_days=0, end=spec.end)
+        return quality.slices(conn, ctx, cls=cls, end=found.end if found else None, window=spec.window,
+                              depth=int(depth))
+
+    return _read(model, compute)
 
 
 @blueprint.get("/alerts")

@@ -174,15 +174,15 @@ class _Search:
     def next_cause(self, active: np.ndarray) -> int | None:
         """The slice with the largest score among those that carry clearly more of the
         remaining drop than of the positives (lift) and are significantly worse than the rest
-        of the data (surprise), then its most specific child that explains it; None when the
-        remaining data has no significant drop or no slice stands out."""
+        of the data (surprise), then its most specific child that explains it; None when no
+        slice stands out."""
         support, tp, expected = self.counts(active)
         excess = expected - tp
         significant = self.significant(support, tp, expected)
-        if not significant[0]:
-            return None
         with np.errstate(divide="ignore", invalid="ignore"):
-            lift = (excess / excess[0]) / (support / support[0])
+            # without an overall excess a significant, surprising slice is a cause on its own
+            # (a failing intersection that leaves the overall recall inside its interval)
+            lift = (excess / excess[0]) / (support / support[0]) if excess[0] > 0 else np.full(len(excess), np.inf)
             # surprise: worse than the rest of the data, at the rest's recall relative to its
             # reference applied to the slice's reference (exact one-sided test, BH)
             rest_ratio = np.clip((tp[0] - tp) / (expected[0] - expected), 0.0, None)

@@ -243,6 +243,7 @@ HTTP_READS = [
     ("metrics", f"/api/v1/models/{MODEL}/metrics?segment=region&class=critical"),
     ("drift", f"/api/v1/models/{MODEL}/drift?segment=*&from=2024-01-08&to=2024-01-10"),
     ("fairness", f"/api/v1/models/{MODEL}/fairness?attribute=region"),
+    ("slices", f"/api/v1/models/{MODEL}/slices?class=critical&to=2024-01-11"),
     ("alerts", f"/api/v1/alerts?model={MODEL}&state=all"),
 ]
 
