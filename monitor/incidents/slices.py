@@ -3,13 +3,15 @@ window, ranked by attributed drop (docs/incidents.md).
 
 Confusion counts are kept per finest slice (one combination of every segment value), so a
 slice over any attribute combination is a SUM of finest slices: one read of the window's
-counts per slice id, then pandas group sums per attribute combination. Each slice is scored
-by its excess false negatives against the reference recall, `reference_recall x support -
-tp` (its attributed drop), its share of the overall excess (explanatory power, Adtributor)
-and that share over its share of the positives (`lift`, our form of Adtributor's surprise: in
-a global drop every slice carries the drop in proportion to its size, lift ~1). Slices with
-fewer than `min_support` labelled positives are neither reported nor expanded (SliceLine's
-support pruning), so the search stays small.
+counts per slice id, then a membership matrix (slices x finest slices) and matrix products.
+A slice's expected true positives sum its finest slices' reference recall (shrunk toward the
+overall one) times their current positives; its attributed drop is the excess of false
+negatives, `expected - tp`. The search (HotSpot/Squeeze style, greedy on the residual) takes
+the slice with the strongest significant drop that carries more of the drop than of the
+positives (`lift`, our form of Adtributor's surprise) and is worse than the rest, prefers a
+child that explains it, removes its rows and looks again. Slices with fewer than
+`min_support` labelled positives are neither reported nor expanded (SliceLine's support
+pruning), so the search stays small.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ MIN_SUPPORT = 10  # labelled positives below which a slice is not scored nor exp
 EXPLAINS = 0.8  # a child carrying this share of its parent's excess explains the parent
 CHILD_LIFT = 1.25  # ... when it also carries more than its share of the parent's positives
 CAUSE_LIFT = 1.5  # a cause carries clearly more of the overall drop than of the positives
-MAX_CAUSES = 3  # "a small set": at most this many disjoint causes explain the overall drop
+MAX_CAUSES = 3  # "a small set": at most this many causes explain the overall drop
 MAX_DEPTH = 3
 FDR = 0.05  # false discovery rate over the slices searched (Benjamini-Hochberg)
 PRIOR = 20  # pseudo-positives at the overall reference recall added to each slice's reference
