@@ -25,6 +25,8 @@ FORMATS = ("table", "csv", "json")
 # cutting numbers. `model` is added in front when the records hold more than one model;
 # `slice` is segment=segment_value.
 VIEWS: dict[str, tuple[str, ...]] = {
+    "slices": ("rank", "slice", "depth", "status", "support", "recall", "recall_low", "recall_high",
+               "reference_recall", "excess_fn", "share", "explained_by"),
     "metrics": ("end", "class", "slice", "recall", "recall_low", "recall_high", "support",
                 "provisional", "precision"),
     "drift": ("end", "feature", "slice", "method", "value", "threshold", "drifted"),
