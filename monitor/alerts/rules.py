@@ -38,9 +38,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from monitor.alerts.stats import benjamini_hochberg, drop_p_value, exact_below, wilson_interval
 from monitor.config import AlertRule, ModelConfig
 from monitor.registry import tested_metrics
+from monitor.stats import benjamini_hochberg, drop_p_value, exact_below, wilson_interval
 
 DEFAULT_RULE_NAME = "minority-recall"
 LABELLED_METRICS = tested_metrics()  # rates whose drops are tested (monitor.registry.METRICS)

@@ -25,9 +25,9 @@ import pandas as pd
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
-from monitor.alerts.stats import benjamini_hochberg, exact_below
 from monitor.context import ModelContext
 from monitor.rates import wilson_interval
+from monitor.stats import benjamini_hochberg, exact_below
 from monitor.store.models import ConfusionCount, ReferenceCount, Slice, SliceValue
 from monitor.store.slices import OVERALL, SEPARATOR, series_sums
 from monitor.store.windows import WindowSpec, windowed_counts
