@@ -8,6 +8,7 @@ none of them, so this aggregation cannot live there.
 from monitor.alerts import models as alerts_models  # noqa: F401
 from monitor.drift import models as drift_models  # noqa: F401
 from monitor.estimation import models as estimation_models  # noqa: F401
+from monitor.incidents import models as incidents_models  # noqa: F401
 from monitor.store import models as core_models  # noqa: F401
 from monitor.store.base import Base
 

@@ -11,6 +11,8 @@
 - `alert_deliveries`: every attempt to send an event to one channel (healthchecks'
   Notification), with its error. A (event, channel) with a `sent` row is never sent again.
 - `alert_silences`: time-bound mutes; None in a matcher column matches anything.
+- `alerts.incident_id`, `alert_events.incident_id` (migration 0007): the incident an alert
+  belongs to (`monitor.incidents.models`), and the incident an event notifies about.
 
 Data time (window ends) and clock time are integer epoch seconds (UTC), like the rest of the
 engine, so that lease and backoff arithmetic is the same SQL on every backend.
@@ -51,7 +53,8 @@ class AlertSeries(Base):
 class Alert(Base):
     __tablename__ = "alerts"
     __table_args__ = (Index("ix_alerts_model_state", "model_id", "state"),
-                      Index("ix_alerts_fingerprint", "fingerprint"))
+                      Index("ix_alerts_fingerprint", "fingerprint"),
+                      Index("ix_alerts_incident", "incident_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("monitored_models.id", ondelete="CASCADE"))
@@ -80,6 +83,7 @@ class Alert(Base):
     acknowledged_at: Mapped[int | None] = mapped_column(BigInteger)
     ack_comment: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+    incident_id: Mapped[int | None] = mapped_column(Integer)  # its incident (migration 0007)
 
 
 class AlertEvent(Base):
@@ -100,7 +104,9 @@ class AlertEvent(Base):
     claimed_at: Mapped[int | None] = mapped_column(BigInteger)
     claim_token: Mapped[str | None] = mapped_column(String(64))
     processed_at: Mapped[int | None] = mapped_column(BigInteger)
-    outcome: Mapped[str | None] = mapped_column(String(20))  # sent | failed | given_up | silenced | no_channel
+    outcome: Mapped[str | None] = mapped_column(String(20))  # sent | failed | given_up | silenced | no_channel | inhibited
+    # an incident's notification (migration 0007): `alert_id` is then its first member alert
+    incident_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class AlertDelivery(Base):
