@@ -10,6 +10,8 @@
    in data-time order, and persist: series state, alert rows, and an outbox event for every
    change that should notify (firing, escalated, reminder, resolved). Nothing is sent here;
    `monitor.alerts.outbox.deliver_pending` does that after the transaction commits.
+4. Group the firing recall alerts into incidents (`monitor.alerts.grouping`): one per cause,
+   which notifies instead of its member alerts.
 
 started_at / fired_at / resolved_at are window ends (data time); `fired_as_of` is the clock at
 which the alert fired (with delayed labels it lags fired_at by the label maturity time).
@@ -87,7 +89,25 @@ def evaluate(conn: Connection, config: MonitorConfig, ctx: ModelContext, as_of: 
         frame = classify(pd.concat(parts, ignore_index=True), rules)
         counts.update(apply_observations(conn, config, ctx, rules, frame, as_of, now=now))
     counts.update(_open_counts(conn, ctx.model_id))
+    counts.update(_group(conn, config, ctx, as_of, now, errors))
     return dict(counts)
+
+
+def _group(conn: Connection, config: MonitorConfig, ctx: ModelContext, as_of: int, now: int | None,
+           errors: list[str] | None) -> Counter[str]:
+    """Group the firing alerts into incidents (`monitor.alerts.grouping`). In a tick a failure
+    is reported like a broken rule, and the alerts then notify on their own (nothing inhibited)."""
+    from monitor.alerts.grouping import group_incidents
+
+    if errors is None:
+        return group_incidents(conn, config, ctx, int(as_of), now=now)
+    try:
+        with conn.begin_nested():
+            return group_incidents(conn, config, ctx, int(as_of), now=now)
+    except Exception as error:  # noqa: BLE001 - reported as the tick's failure; alerts still notify
+        log.exception("grouping the alerts of model %s into incidents failed", ctx.name)
+        errors.append(f"incidents: {type(error).__name__}: {error}")
+        return Counter()
 
 
 def _last_ends(conn: Connection, model_id: int) -> dict[str, int]:

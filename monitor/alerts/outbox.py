@@ -28,7 +28,10 @@ is final, and a transient failure then records `given_up` (with its error) and t
 is never sent the event again. A permanent failure (HTTP 4xx but 408/425/429, SMTP 5xx) gives
 up at once. A claim that is never completed expires after `lease` seconds and the event is
 claimed again: nothing is lost, and channels with a recorded outcome are not sent again.
-Silenced alerts are marked processed with outcome `silenced` and a delivery row per channel.
+Silenced alerts are marked processed with outcome `silenced` and a delivery row per channel;
+so are the events of a silenced incident (`monitor.alerts.incidents.silence_incident`). The
+events of an incident's member alerts never reach a sender: the grouping step settles them as
+`inhibited` in the tick's transaction (`monitor.alerts.grouping`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from sqlalchemy import Engine, and_, insert, or_, select, update
 
 from monitor.alerts.channels import TransportError, send
 from monitor.alerts.channels.dispatch import IN_FLIGHT, SKIPPED, Delivery, Result, dispatch
+from monitor.alerts.incidents import silenced_incidents
 from monitor.alerts.models import AlertDelivery, AlertEvent
 from monitor.alerts.service import active_silences, silence_matches
 from monitor.config import Channel, MonitorConfig
@@ -236,6 +240,7 @@ def deliver_pending(engine: Engine, config: MonitorConfig, now: int | None = Non
     totals["events"] = len(events)
     with engine.begin() as conn:
         silences = active_silences(conn, now).to_dict("records")
+        muted = silenced_incidents(conn, now)
     histories = _histories(engine, [int(e["id"]) for e in events])
     deliveries: list[Delivery] = []
     waiting: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
@@ -247,7 +252,7 @@ def deliver_pending(engine: Engine, config: MonitorConfig, now: int | None = Non
         unfinished_claims = int(event["attempts"]) - 1 - max(history.attempts.values(), default=0)
         if not channels:
             _settle(engine, event, token, {"processed_at": now, "outcome": "no_channel"})
-        elif any(silence_matches(s, event["payload"]) for s in silences):
+        elif event.get("incident_id") in muted or any(silence_matches(s, event["payload"]) for s in silences):
             for channel in channels:
                 _record(engine, event["id"], channel.label, int(event["attempts"]), "silenced", None,
                         time.monotonic(), now)

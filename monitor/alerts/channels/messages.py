@@ -31,8 +31,13 @@ def _num(value: Any, digits: int = 2) -> str:
 
 def where(record: dict[str, Any]) -> str:
     if record.get("segment") in (None, OVERALL):
-        return "overall"
+        return "global" if is_incident(record) else "overall"
     return f"{record['segment']}={record['segment_value']}"
+
+
+def is_incident(record: dict[str, Any]) -> bool:
+    """An incident's payload (`monitor.alerts.incidents.incident_snapshot`), not an alert's."""
+    return record.get("incident_id") is not None
 
 
 def describe(record: dict[str, Any]) -> str:
@@ -90,6 +95,9 @@ def title(event: dict[str, Any]) -> str:
     record = event["payload"]
     status = "RESOLVED" if event["kind"] == "resolved" else event["severity"].upper()
     prefix = {"reminder": "still firing: ", "escalated": "escalated: "}.get(event["kind"], "")
+    if is_incident(record):
+        return (f"[{status}] {prefix}{record['model']}: incident {record['incident_id']}, {record['metric']} of "
+                f"{record['class']}, cause {where(record)} ({len(record.get('explains') or [])} series)")
     return (f"[{status}] {prefix}{record['model']}: {record['metric']} of {record['class']} "
             f"{where(record)}")
 
@@ -124,6 +132,10 @@ def webhook_payload(event: dict[str, Any], dashboard_url: str) -> dict[str, Any]
         "generatorURL": link["evidence"],
         "fingerprint": record["fingerprint"],
     }
+    if is_incident(record):  # the cause, the member series it explains, the evidence
+        labels["incident_id"] = str(record["incident_id"])
+        alert["annotations"].update(explains=", ".join(record.get("explains") or []),
+                                    evidence="; ".join(record.get("evidence") or []))
     return {
         "version": "4",
         "groupKey": f"{record['model']}/{record['rule']}/{record['fingerprint']}",
@@ -162,6 +174,10 @@ def email_bodies(event: dict[str, Any], dashboard_url: str) -> tuple[str, str, s
         ("Fired (data time)", to_iso(record.get("fired_at")) or "-"),
         ("Resolved (data time)", to_iso(record.get("resolved_at")) or "-"),
     ]
+    if is_incident(record):
+        facts[1:2] = [("Incident", str(record["incident_id"])), ("Cause", where(record))]
+        facts += [("Explains", ", ".join(record.get("explains") or [])),
+                  ("Evidence", "; ".join(record.get("evidence") or []) or "-")]
     plain = "\n".join([record["message"], "", *(f"{k}: {v}" for k, v in facts), "",
                        f"Evidence: {link['evidence']}", f"All alerts: {link['alerts']}", ""])
     rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
