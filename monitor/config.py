@@ -34,6 +34,7 @@ from monitor.settings.delivery import (
 )
 from monitor.settings.limits import Limits
 from monitor.settings.rules import AlertRule
+from monitor.settings.stream import StreamSettings
 from monitor.timeutil import parse_duration, parse_time
 
 if sys.version_info >= (3, 11):
@@ -45,7 +46,7 @@ else:  # pragma: no cover
 # ConfigError is defined in monitor.errors and the tables in monitor.settings; most callers
 # import them from here
 __all__ = ["SEVERITIES", "AlertRule", "Channel", "ConfigError", "Duration", "Limits", "NotificationSettings",
-           "RetentionSettings", "SchedulerSettings", "Severity"]
+           "RetentionSettings", "SchedulerSettings", "Severity", "StreamSettings"]
 
 
 class PredictionSource(Strict):
@@ -141,6 +142,7 @@ class ModelConfig(Strict):
     def _check_period(cls, value: tuple[str, str] | None) -> tuple[str, str] | None:
         if value is not None:
             start, end = (parse_time(v) for v in value)
+    stream: StreamSettings | None = None  # [models.stream]: `monitor consume` reads it
             if end <= start:
                 raise ValueError("reference_period must be [start, end] with start < end")
         return value
