@@ -17,6 +17,9 @@ the first boundary after the newest data):
   timestamp_seconds`: end of the last successful tick; `classifier_monitor_collect_errors`
   {model, part}: 1 when a part could not be computed (the rest of the scrape still answers).
 - `classifier_monitor_series_dropped`: samples left out by the series cap (below).
+- `classifier_monitor_stream_pending`, `_stream_ack_pending`, `_stream_lag_seconds`,
+  `_stream_last_batch_timestamp_seconds`, `_stream_messages`, `_stream_records` {model,
+  stream, consumer (, outcome)}: the stream consumers of `monitor consume` (issue 17).
 Null rates (a zero denominator, insufficient data) are left out rather than reported as 0.
 
 One scrape exports at most `[limits] max_metrics_series` samples (default MAX_SERIES), so that
@@ -71,6 +74,13 @@ SERIES_GAUGES = [  # (name, documentation, column) of one row per series
     ("labeled", "Labelled predictions in the window.", "n_labeled"),
 ]
 FIRING_LABELS = ["model", "rule", "class", "segment", "segment_value"]
+STREAM_GAUGES = [  # (name, documentation, column) of one stream_consumers row
+    ("stream_pending", "Messages of the stream not yet delivered to any consumer process.", "pending"),
+    ("stream_ack_pending", "Messages delivered to a consumer process and not yet acknowledged.", "ack_pending"),
+    ("stream_lag_seconds", "Commit time minus publish time of the oldest message of the last batch.", "lag_seconds"),
+    ("stream_last_batch_timestamp_seconds", "When the consumer last committed a batch (Unix time).", "last_batch_at"),
+    ("stream_messages", "Messages the consumer committed (redeliveries count again).", "messages"),
+]
 OVERALL_FIRST, FIRING, SEGMENT_CLASSES, SEGMENT_SERIES = range(4)  # export order under the cap
 
 
@@ -136,6 +146,7 @@ class MonitorCollector(Collector):
         now = self.clock()
         with self.engine().connect() as conn:
             self._last_ingest(conn, families)
+            self._streams(conn, families)
             for model in self.config.models:
                 self._model(conn, model, families, now)
             conn.rollback()
@@ -149,6 +160,22 @@ class MonitorCollector(Collector):
         if finished is not None:
             families.add("last_ingest_timestamp_seconds", "End of the last successful ingest tick (Unix time).",
                          [], [], finished)
+
+    def _streams(self, conn: Connection, families: _Families) -> None:
+        """The stream consumers (`monitor consume`) of the configured models: backlog and counts."""
+        models = [m.name for m in self.config.models if getattr(m, "stream", None) is not None]
+        if not models:
+            return
+        from monitor.stream.status import consumers
+
+        labels = ["model", "stream", "consumer"]
+        for row in consumers(conn, models).to_dict("records"):
+            values = [row["model"], row["stream"], row["consumer"]]
+            for name, documentation, column in STREAM_GAUGES:
+                families.add(name, documentation, labels, values, row[column])
+            for outcome in ("predictions", "labels", "skipped", "rejected"):
+                families.add("stream_records", "Records the consumer committed, by outcome (predictions and "
+                             "labels: accepted).", [*labels, "outcome"], [*values, outcome], row[outcome])
 
     def _model(self, conn: Connection, model: Any, families: _Families, now: int) -> None:
         ctx = model_context(conn, model)
