@@ -134,6 +134,7 @@ class ModelConfig(Strict):
     fairness: FairnessSettings = Field(default_factory=FairnessSettings)
     estimation: EstimationSettings = Field(default_factory=EstimationSettings)
     limits: Limits = Field(default_factory=Limits)
+    stream: StreamSettings | None = None  # [models.stream]: `monitor consume` reads it
 
     _check_bucket = field_validator("bucket")(check_duration)
 
@@ -142,7 +143,6 @@ class ModelConfig(Strict):
     def _check_period(cls, value: tuple[str, str] | None) -> tuple[str, str] | None:
         if value is not None:
             start, end = (parse_time(v) for v in value)
-    stream: StreamSettings | None = None  # [models.stream]: `monitor consume` reads it
             if end <= start:
                 raise ValueError("reference_period must be [start, end] with start < end")
         return value
