@@ -11,5 +11,6 @@ from monitor.estimation import models as estimation_models  # noqa: F401
 from monitor.incidents import models as incidents_models  # noqa: F401
 from monitor.store import models as core_models  # noqa: F401
 from monitor.store.base import Base
+from monitor.stream import models as stream_models  # noqa: F401  (issue 17: stream consumers, 0010)
 
 metadata = Base.metadata
