@@ -146,6 +146,9 @@ class EvaluateTimer:
                 self.seconds += time.perf_counter() - started
 
         alerts_engine.evaluate = timed
+        import monitor.tick as tick  # run_tick holds its own reference, bound at import
+
+        tick.evaluate = timed  # type: ignore[assignment]
 
     def take(self) -> float:
         seconds, self.seconds = self.seconds, 0.0
