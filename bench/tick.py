@@ -30,7 +30,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import DAY, HOUR, Databases, EvaluateTimer, load, subset, warm_imports, workspace, write_hour  # noqa: E402
+from ingest import (  # noqa: E402
+    DAY,
+    HOUR,
+    Databases,
+    EvaluateTimer,
+    load,
+    subset,
+    warm_imports,
+    workspace,
+    write_hour,
+)
 
 from monitor.simulate import Scenario, simulate  # noqa: E402
 from monitor.store.db import make_engine  # noqa: E402
