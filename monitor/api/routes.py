@@ -4,7 +4,7 @@ model never ingested reads as empty, nothing is written), writes through
 
 Reads: `GET /models`, `GET /models/<m>/metrics|drift|fairness` (query parameters as the CLI
 options: window, step, from, to, class, segment; drift also feature, fairness also attribute
-and metric), `GET /models/<m>/slices?class=&depth=&window=&to=`, `GET /alerts?model=&state=`. Every answer is a JSON list of records.
+and metric), `GET /models/<m>/slices?class=&depth=&window=&to=`, `GET /alerts?model=&state=`, `GET /incidents?model=&state=`. Every answer is a JSON list of records.
 Writes: `POST /models/<m>/predictions|labels` with Content-Type application/json (a JSON
 array of objects, or one object) or JSON lines (application/x-ndjson, application/jsonl, ...);
 any other type is 415. The answer is
@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +48,8 @@ from monitor.api.health import database_failure
 from monitor.api.security import json_error
 from monitor.config import ConfigError, ModelConfig, MonitorConfig
 from monitor.context import ModelContext, load_context
+from monitor.ingest.inbox import Drainer
+from monitor.ingest.pipeline import IngestResult
 from monitor.locking import ingest_lock
 from monitor.output import to_records
 from monitor.read import alerts as alert_reads
@@ -54,13 +57,14 @@ from monitor.read import quality
 from monitor.read.context import model_context
 from monitor.read.windows import query_spec
 from monitor.store.windows import WindowSpec
-from monitor.timeutil import parse_duration, parse_time
+from monitor.timeutil import parse_duration, parse_time, to_iso
 
 log = logging.getLogger("monitor.api")
 blueprint = Blueprint("monitor_api", __name__, url_prefix="/api/v1")
 MAX_REJECTS_SHOWN = 1000  # the answer stays small; every reject is stored for `monitor rejects`
 WRITE_ATTEMPTS = 5
 ALERT_STATES = ("pending", "firing", "resolved", "all")
+_DRAINER_LOCK = threading.Lock()
 
 
 @blueprint.errorhandler(ApiError)
@@ -240,6 +244,24 @@ def alerts() -> Response:
     return _records(frame)
 
 
+@blueprint.get("/incidents")
+def incidents() -> Response:
+    """Incident records, newest first (`model`, `state` open | resolved | all)."""
+    from monitor.read import incidents as incident_reads
+
+    config, engine = state()
+    model = request.args.get("model") or None
+    if model is not None:
+        _model_config(config, model)
+    incident_state = request.args.get("state", "all")
+    if incident_state not in incident_reads.STATES:
+        raise ApiError(400, f"state must be one of {', '.join(incident_reads.STATES)}")
+    with engine.connect() as conn:
+        frame = incident_reads.incidents(conn, model=model, state=incident_state)
+        conn.rollback()
+    return _records(frame)
+
+
 # Write bodies: one hostile record is rejected by itself with a reason; only a body that is
 # not JSON at all (or is too large) is refused whole. Records are parsed with Python's json, and
 # the fields the monitor reads become plain values before any DataFrame exists, so an id such
@@ -291,7 +313,59 @@ def _content_type() -> str:
     return mimetype
 
 
+def _wait() -> bool:
+    """`?wait=true`: aggregate before answering (the counts of a direct write)."""
+    raw = request.args.get("wait", "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ApiError(400, f"wait: must be true or false, got {raw[:20]!r}")
+
+
+def drainer(app: Any = None) -> Drainer:
+    """This app's inbox drainer (one per app and process; its thread starts on the first nudge)."""
+    from monitor.api.engines import engine_for
+
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    state_ = app.extensions["monitor_api"]
+    with _DRAINER_LOCK:
+        if state_.get("drainer") is None:
+            state_["drainer"] = Drainer(lambda: engine_for(app, write=True), state_["config"])
+    return state_["drainer"]  # type: ignore[no-any-return]
+
+
+def stop_background(app: Any) -> None:
+    """Stop the app's inbox drainer thread (tests, shutdown); queued rows stay queued."""
+    found = app.extensions.get("monitor_api", {}).get("drainer")
+    if found is not None:
+        found.stop()
+
+
+def _validated(ctx: ModelContext, kind: str, frame: pd.DataFrame, received: int) -> tuple[IngestResult, pd.DataFrame]:
+    """Validate a body for the inbox: (the result with the rejects, the good rows to queue).
+    Labels are queued as validated, their `label_timestamp` defaulting to the receive time."""
+    from monitor.ingest.validate import validate_labels, validate_predictions
+
+    if frame.empty:
+        return IngestResult(), frame
+    if kind == "predictions":
+        checked = validate_predictions(frame, ctx)
+        good = frame.loc[frame["_row"].isin(checked.rows["_row"])]
+    else:
+        checked = validate_labels(frame, ctx, received // 1_000_000)
+        names = ctx.config.labels
+        good = pd.DataFrame({names.id: checked.rows["prediction_id"], names.label: checked.rows["label"],
+                             names.timestamp: checked.rows["label_ts"], "_row": checked.rows["_row"]})
+    result = IngestResult(read=len(frame), accepted=len(good), rejected=len(checked.rejects), rejects=checked.rejects)
+    return result, good
+
+
 def _write(model: str, kind: str) -> Response:
+    """A POST body: parsed and validated here; the good rows are queued in the inbox (one
+    statement) and aggregated by the drainer within about a second, or, with `?wait=true`,
+    aggregated here under the model's lock after the rows queued before them."""
+    from monitor.ingest.inbox import drain_locked, enqueue, now_micros, status
     from monitor.ingest.ledger import store_rejects
     from monitor.ingest.pipeline import ingest_frame
     from monitor.ingest.validate import REJECT_COLUMNS
@@ -300,30 +374,59 @@ def _write(model: str, kind: str) -> Response:
     engine = write_engine()
     model_config = _model_config(config, model)
     mimetype = _content_type()
+    wait = _wait()
     max_fields = _limit(config, model_config, "max_fields", MAX_FIELDS)
     records, unparsed = parse_body(_read_body(), mimetype, max_fields=max_fields)
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
+            received = now_micros()
             with engine.begin() as conn:
                 ctx = load_context(conn, model_config)
                 frame, refused = records_frame(records, ctx, kind, max_fields=max_fields)
                 early = pd.DataFrame(sorted(unparsed + refused), columns=REJECT_COLUMNS)
-                ingest_lock(conn, ctx.model_id)  # writers of one model queue, never deadlock
-                result = ingest_frame(conn, ctx, kind, frame, source="api")
+                if wait:
+                    ingest_lock(conn, ctx.model_id)  # writers of one model queue, never deadlock
+                    drain_locked(conn, ctx)  # rows sent before these go first
+                    result, queued = ingest_frame(conn, ctx, kind, frame, source="api"), 0
+                else:
+                    result, good = _validated(ctx, kind, frame, received)
+                    queued = enqueue(conn, ctx, kind, good, received_at=received)
+                    store_rejects(conn, ctx, kind, "api", None, result.rejects)
                 store_rejects(conn, ctx, kind, "api", None, early)
+                progress = status(conn, ctx.model_id)
             break
         except Exception as error:
             if attempt == WRITE_ATTEMPTS or not _retryable(error):
                 raise
             log.info("retrying a %s POST after %s", kind, type(getattr(error, "orig", error)).__name__)
             time.sleep(random.uniform(0.05, 0.2) * attempt)  # jitter: retries do not collide again
+    if queued:
+        drainer().nudge()
     reasons = sorted([{"row": int(row), "field": field, "reason": reason} for row, field, reason, _ in early.itertuples(index=False)]
                      + result.reasons, key=lambda r: r["row"])
     return json_response({
         "accepted": int(result.accepted), "rejected": int(result.rejected) + len(early),
         "skipped": int(result.skipped), "waiting": int(result.waiting),
         "rejects": reasons[:MAX_REJECTS_SHOWN], "rejects_truncated": len(reasons) > MAX_REJECTS_SHOWN,
+        "queued": int(queued), "aggregated_through": to_iso(progress.aggregated_through),
     })
+
+
+@blueprint.get("/models/<model>/ingest")
+def ingest_status(model: str) -> Response:
+    """How far the aggregation of HTTP writes has got (`ingest_status`, one object)."""
+    from monitor.ingest.inbox import status
+
+    config, engine = state()
+    model_config = _model_config(config, model)
+    with engine.connect() as conn:
+        ctx = model_context(conn, model_config)
+        found = status(conn, ctx.model_id)
+        conn.rollback()
+    oldest = None if found.oldest_received_at is None else to_iso(found.oldest_received_at // 1_000_000)
+    return json_response({"model": model, "queued_predictions": found.queued_predictions,
+                          "queued_labels": found.queued_labels, "oldest_queued_at": oldest,
+                          "aggregated_through": to_iso(found.aggregated_through)})
 
 
 @blueprint.post("/models/<model>/predictions")

@@ -47,6 +47,19 @@ def make_records(n: int, *, seed: int = 7, classes: list[str] = CLASSES, groups:
     return predictions, labels
 
 
+def flush_inbox(config: MonitorConfig) -> int:
+    """Aggregate every row the API queued (waiting for a drainer busy with a model), so that
+    a test reads what it posted; returns the rows aggregated here."""
+    from monitor.ingest.inbox import drain
+    from monitor.store.db import make_engine
+
+    engine = make_engine(config.database_url)
+    try:
+        return drain(engine, config, wait=True)
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def running(app: Flask) -> Iterator[str]:
     """Serve `app` on 127.0.0.1 on a free port; yields the base URL."""
@@ -73,8 +86,11 @@ def serve() -> Iterator[Callable[[MonitorConfig], str]]:
         return context.__enter__()
 
     yield start
+    from monitor.api.routes import stop_background
+
     for context, app in reversed(stack):
         context.__exit__(None, None, None)
+        stop_background(app)  # the inbox drainer thread of this app, if a write started it
         state = app.extensions.get("monitor_api", {})
         if state.get("engine") is not None:
             state["engine"].dispose()

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from monitor.store.db import make_engine
 from monitor.store.models import Label, Prediction
-from tests.api.conftest import CLASSES, make_config, make_records
+from tests.api.conftest import CLASSES, flush_inbox, make_config, make_records
 
 WINDOW_END = "2024-01-06T00:00:00Z"  # one 7d window holds all five days
 
@@ -27,7 +27,8 @@ def _count(db_url: str, table: type) -> int:
 
 
 def test_posted_records_are_counted_exactly_and_metrics_match_sklearn(db_url: str, tmp_path: Path, serve) -> None:
-    base = serve(make_config(db_url, tmp_path))
+    config = make_config(db_url, tmp_path)
+    base = serve(config)
     predictions, labels = make_records(300)
     bad = [{"prediction_id": "x1", "timestamp": "yesterday", "prediction": "ok"},
            {"prediction_id": "x2", "timestamp": START_ISO, "prediction": "unknown-class"}]
@@ -43,6 +44,7 @@ def test_posted_records_are_counted_exactly_and_metrics_match_sklearn(db_url: st
                            headers={"Content-Type": "application/x-ndjson"}, timeout=30)
     assert answer.status_code == 200, answer.text
     assert answer.json()["accepted"] == 300
+    flush_inbox(config)  # writes are aggregated from the inbox within about a second
     assert _count(db_url, Prediction) == 300
     assert _count(db_url, Label) == 300
 
@@ -68,8 +70,11 @@ START_ISO = "2024-01-01T00:00:00Z"
 def test_posting_the_same_records_again_never_double_counts(db_url: str, tmp_path: Path, serve) -> None:
     base = serve(make_config(db_url, tmp_path))
     predictions, _ = make_records(50)
-    first = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions, timeout=30).json()
-    again = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions, timeout=30).json()
+    # ?wait=true: aggregated before the answer, so it can count the skipped rows
+    first = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions, params={"wait": "true"},
+                          timeout=30).json()
+    again = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions, params={"wait": "true"},
+                          timeout=30).json()
     assert first["accepted"] == 50
     assert again["accepted"] == 0 and again["skipped"] == 50
     assert _count(db_url, Prediction) == 50
@@ -120,10 +125,12 @@ def test_healthz_answers_ok_and_503_when_the_database_is_gone(db_url: str, tmp_p
 
 
 def test_prometheus_metrics_parse_and_agree_with_the_api(db_url: str, tmp_path: Path, serve) -> None:
-    base = serve(make_config(db_url, tmp_path))
+    config = make_config(db_url, tmp_path)
+    base = serve(config)
     predictions, labels = make_records(200)
     requests.post(f"{base}/api/v1/models/m/predictions", json=predictions, timeout=30).raise_for_status()
     requests.post(f"{base}/api/v1/models/m/labels", json=labels, timeout=30).raise_for_status()
+    flush_inbox(config)
     answer = requests.get(f"{base}/metrics", timeout=30)
     assert answer.status_code == 200
     assert answer.headers["Content-Type"].startswith("text/plain")
@@ -179,7 +186,8 @@ def test_prometheus_reports_drift_and_alerts_of_an_ingested_model(sqlite_url: st
 def test_concurrent_posts_are_each_counted_once(db_url: str, tmp_path: Path, serve) -> None:
     import threading
 
-    base = serve(make_config(db_url, tmp_path))
+    config = make_config(db_url, tmp_path)
+    base = serve(config)
     failures: list[str] = []
 
     def client(number: int) -> None:
@@ -196,6 +204,7 @@ def test_concurrent_posts_are_each_counted_once(db_url: str, tmp_path: Path, ser
     for thread in threads:
         thread.join(timeout=300)
     assert failures == []
+    flush_inbox(config)
     assert _count(db_url, Prediction) == _count(db_url, Label) == 360
     engine = make_engine(db_url)
     with engine.connect() as conn:

@@ -13,7 +13,7 @@ from sqlalchemy import func, inspect, select
 from monitor.cli import serve_command
 from monitor.store.db import make_engine
 from monitor.store.models import Prediction, RejectedRow
-from tests.api.conftest import make_config, make_records
+from tests.api.conftest import flush_inbox, make_config, make_records
 
 TOKEN = "t0ken-with-enough-entropy"
 
@@ -112,7 +112,8 @@ HOSTILE_GROUPS = ['"><img src=x onerror=alert(2)>', "Robert'); DROP TABLE labels
 
 
 def test_hostile_class_names_and_segment_values_stay_data(db_url: str, tmp_path: Path, serve) -> None:
-    base = serve(make_config(db_url, tmp_path, classes=HOSTILE_CLASSES))
+    config = make_config(db_url, tmp_path, classes=HOSTILE_CLASSES)
+    base = serve(config)
     predictions, labels = make_records(120, classes=HOSTILE_CLASSES, groups=HOSTILE_GROUPS)
     hostile_reject = {"prediction_id": "<script>x</script>", "timestamp": "'; DROP TABLE slices; --",
                       "prediction": HOSTILE_CLASSES[0]}
@@ -120,6 +121,7 @@ def test_hostile_class_names_and_segment_values_stay_data(db_url: str, tmp_path:
     assert answer.status_code == 200, answer.text
     assert (answer.json()["accepted"], answer.json()["rejected"]) == (120, 1)
     requests.post(f"{base}/api/v1/models/m/labels", json=labels, timeout=30).raise_for_status()
+    flush_inbox(config)  # the hostile text went through the inbox's JSON and back
 
     engine = make_engine(db_url)
     with engine.connect() as conn:

@@ -39,7 +39,7 @@ def month(db_url: str, tmp_path: Path, serve) -> str:  # noqa: F811 - the import
     base = serve(make_config(db_url, tmp_path))
     predictions, labels = month_of_predictions()
     for kind, records in (("predictions", predictions), ("labels", labels)):
-        answer = requests.post(f"{base}/api/v1/models/m/{kind}", json=records, timeout=60)
+        answer = requests.post(f"{base}/api/v1/models/m/{kind}", json=records, params={"wait": "true"}, timeout=60)
         assert answer.status_code == 200 and answer.json()["accepted"] == len(records), answer.text
     return base
 
@@ -214,9 +214,12 @@ GOOD = {"timestamp": START + 3600, "prediction": "ok", "region": "north"}
 
 
 def _post(base: str, body: str | bytes, content_type: str | None = "application/json",
-          kind: str = "predictions") -> requests.Response:
+          kind: str = "predictions", *, wait: bool = False) -> requests.Response:
+    """POST a body; `wait`: aggregated before the answer (?wait=true), so that a test can read
+    the stored rows at once (without it they are queued in the inbox)."""
     headers = {"Content-Type": content_type} if content_type else {}
-    return requests.post(f"{base}/api/v1/models/m/{kind}", data=body, headers=headers, timeout=60)
+    params = {"wait": "true"} if wait else {}
+    return requests.post(f"{base}/api/v1/models/m/{kind}", data=body, headers=headers, params=params, timeout=60)
 
 
 def _stored_ids(db_url: str) -> list[str]:
@@ -262,11 +265,11 @@ def test_it_keeps_ids_above_two_to_the_53_exact(db_url: str, tmp_path: Path, ser
     ids = [2**60 + 1, 12345678901234567891, 2**64 + 3, 9007199254740993]
     body = "[" + ",".join(f'{{"prediction_id": {i}, "timestamp": {START}, "prediction": "ok", "region": {i}}}'
                           for i in ids) + "]"
-    answer = _post(base, body)
+    answer = _post(base, body, wait=True)
     assert answer.status_code == 200 and answer.json()["accepted"] == 4, answer.text
     assert _stored_ids(db_url) == sorted(str(i) for i in ids)
     labels = "\n".join(f'{{"prediction_id": {i}, "label": "ok", "label_timestamp": {START + 60}}}' for i in ids)
-    answer = _post(base, labels, "application/x-ndjson", kind="labels")
+    answer = _post(base, labels, "application/x-ndjson", kind="labels", wait=True)
     assert answer.status_code == 200 and answer.json()["accepted"] == 4, answer.text  # joined exactly
     segments = requests.get(f"{base}/api/v1/models/m/metrics", timeout=30,
                             params={"segment": "region", "class": "ok"}).json()
@@ -278,7 +281,7 @@ def test_it_rejects_one_bad_json_line_by_itself_with_its_line_number(db_url: str
     base = serve(make_config(db_url, tmp_path))
     lines = [json.dumps({"prediction_id": "l1", **GOOD}), '{"prediction_id": "l2", "timest', "",
              "[" * 100_000, "7", json.dumps({"prediction_id": "l6", **GOOD})]
-    answer = _post(base, "\n".join(lines), "application/x-ndjson")
+    answer = _post(base, "\n".join(lines), "application/x-ndjson", wait=True)
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert (body["accepted"], body["rejected"]) == (2, 3) and _adds_up(body, 5)
@@ -364,8 +367,10 @@ def test_it_answers_400_to_a_body_without_any_json_object(sqlite_url: str, tmp_p
     answer = _post(base, body, content_type)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]
-    assert _post(base, "[]").json() == {"accepted": 0, "rejected": 0, "skipped": 0, "waiting": 0,
-                                        "rejects": [], "rejects_truncated": False}
+    empty = _post(base, "[]").json()
+    assert empty.pop("aggregated_through")  # a time: how far the model's inbox is aggregated
+    assert empty == {"accepted": 0, "rejected": 0, "skipped": 0, "waiting": 0, "rejects": [],
+                     "rejects_truncated": False, "queued": 0}
 
 
 # -- 4. /metrics bounded -------------------------------------------------------------------------

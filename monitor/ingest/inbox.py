@@ -1,0 +1,361 @@
+"""The write inbox: HTTP writes are validated and stored raw, then aggregated in micro-batches.
+
+A POST validates its records (rejects are answered and stored at once, as before), stores the
+good ones as raw JSON rows in `inbox` with one statement (`enqueue`: COPY on PostgreSQL,
+executemany on SQLite) and answers. `drain_model` aggregates a model's inbox in arrival order,
+up to `BATCH_ROWS` rows per transaction, through the same pipeline as files and the old direct
+path (`load_predictions`, `load_labels`: exactly once by prediction id, conflicts rejected,
+corrections applied) and deletes the rows it aggregated in that same transaction, so a crash
+at any point either leaves a row in the inbox or has aggregated it, never both or neither.
+
+Several processes may drain at once (gunicorn workers, the scheduler): a model's batch is
+taken under the model's ingest lock (`monitor.locking.ingest_lock`'s key; PostgreSQL
+`pg_try_advisory_xact_lock`, so a drainer skips a model another one is busy with; SQLite
+write transactions are exclusive anyway). `Drainer` is the background thread that drains
+every second, or soon after a nudge from a write.
+
+How far aggregation has got (`aggregated_through`): every record received before that second
+is aggregated. It is the receive time of a model's oldest row still in the inbox, or now when
+the inbox holds none of the model's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from monitor.config import ModelConfig, MonitorConfig
+from monitor.context import ModelContext, load_context
+from monitor.ingest.pipeline import IngestResult, apply_labels, load_labels, load_predictions
+from monitor.ingest.rejects import store_rejects
+from monitor.locking import INGEST_LOCK_SPACE, ingest_lock
+from monitor.store.base import Base
+from monitor.store.bulk import insert_frame
+from monitor.store.models import MonitoredModel
+
+log = logging.getLogger("monitor.inbox")
+BATCH_ROWS = 20_000  # rows aggregated per transaction (bounded memory, short locks)
+DELETE_CHUNK = 2_000
+KINDS = ("predictions", "labels")
+
+
+class InboxRecord(Base):
+    """One accepted raw record waiting for aggregation (migration 0009)."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_model_id", "model_id", "id"),)
+
+    # 64-bit on PostgreSQL (the sequence turns over quickly); SQLite's rowid alias is INTEGER
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("monitored_models.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[int] = mapped_column(BigInteger)  # epoch microseconds of the POST
+    row_number: Mapped[int] = mapped_column(Integer)  # the record's row in its body, from 1
+    record: Mapped[str] = mapped_column(Text)  # the kept fields as JSON (missing ones left out)
+
+
+INBOX = cast(Table, InboxRecord.__table__)
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+# -- writing ----------------------------------------------------------------------------------
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def enqueue(conn: Connection, ctx: ModelContext, kind: str, frame: pd.DataFrame, *, received_at: int) -> int:
+    """Store the raw records of `frame` (valid ones, with `_row`) in the inbox, in one
+    statement of the caller's transaction. Returns the number of rows queued."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}: use predictions or labels")
+    if frame.empty:
+        return 0
+    columns = [c for c in frame.columns if c != "_row"]
+    records = []
+    for values in zip(*(frame[c].tolist() for c in columns), strict=True):
+        kept = {c: _json_value(v) for c, v in zip(columns, values, strict=True)}
+        records.append(json.dumps({c: v for c, v in kept.items() if v is not None}, ensure_ascii=False,
+                                  separators=(",", ":")))
+    return insert_frame(conn, INBOX, pd.DataFrame({
+        "model_id": ctx.model_id, "kind": kind, "received_at": received_at,
+        "row_number": frame["_row"].to_numpy(dtype=np.int64), "record": records}))
+
+
+# -- how far aggregation has got -----------------------------------------------------------------
+@dataclass
+class InboxStatus:
+    queued_predictions: int
+    queued_labels: int
+    oldest_received_at: int | None  # epoch microseconds of the oldest queued row
+    aggregated_through: int  # epoch seconds: every record received before it is aggregated
+
+
+def status(conn: Connection, model_id: int, *, now: int | None = None) -> InboxStatus:
+    """The model's queue: rows per kind, the oldest one's receive time, `aggregated_through`."""
+    counts: dict[str, int] = {kind: n for kind, n in conn.execute(
+        select(INBOX.c.kind, func.count()).where(INBOX.c.model_id == model_id).group_by(INBOX.c.kind))}
+    oldest = conn.execute(select(INBOX.c.received_at).where(INBOX.c.model_id == model_id)
+                          .order_by(INBOX.c.id).limit(1)).scalar()
+    through = oldest // 1_000_000 if oldest is not None else (now if now is not None else now_micros() // 1_000_000)
+    return InboxStatus(int(counts.get("predictions", 0)), int(counts.get("labels", 0)),
+                       None if oldest is None else int(oldest), int(through))
+
+
+def queue_depths(conn: Connection) -> dict[tuple[str, str], tuple[int, int]]:
+    """(model name, kind) -> (rows queued, oldest receive time in epoch microseconds)."""
+    rows = conn.execute(
+        select(MonitoredModel.name, INBOX.c.kind, func.count(), func.min(INBOX.c.received_at))
+        .join(MonitoredModel, MonitoredModel.id == INBOX.c.model_id)
+        .group_by(MonitoredModel.name, INBOX.c.kind)).all()
+    return {(name, kind): (int(n), int(oldest)) for name, kind, n, oldest in rows}
+
+
+# -- aggregating ---------------------------------------------------------------------------------
+@dataclass
+class Drained:
+    """What one drain of a model did."""
+
+    rows: int = 0
+    predictions: IngestResult | None = None
+    labels: IngestResult | None = None
+    latency: list[float] | None = None  # seconds from receive to commit, one per row (bench)
+
+
+def try_model_lock(conn: Connection, model_id: int) -> bool:
+    """The model's ingest lock if free, until the end of the transaction (PostgreSQL); SQLite
+    write transactions are exclusive already."""
+    if conn.dialect.name != "postgresql":
+        return True
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:space, :model)"),
+                             {"space": INGEST_LOCK_SPACE, "model": int(model_id)}).scalar_one())
+
+
+def _frame(rows: list[tuple]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows (id, kind, received_at, row_number, record) -> the raw frame with `_row` in arrival
+    order (so "the later row wins" ties follow arrival), and each row's body row number."""
+    frame = pd.DataFrame.from_records([json.loads(row[4]) for row in rows])
+    frame["_row"] = np.arange(1, len(rows) + 1, dtype=np.int64)
+    return frame, np.asarray([row[3] for row in rows], dtype=np.int64)
+
+
+def _body_rows(rejects: pd.DataFrame, body_rows: np.ndarray) -> pd.DataFrame:
+    if rejects.empty:
+        return rejects
+    positions = rejects["row_number"].to_numpy(dtype=np.int64) - 1
+    return rejects.assign(row_number=body_rows[positions])
+
+
+def aggregate_rows(conn: Connection, ctx: ModelContext, rows: list[tuple]) -> Drained:
+    """Aggregate inbox rows (predictions first, then labels, each in arrival order) and delete
+    them, in the caller's transaction (which holds the model's lock)."""
+    drained = Drained(rows=len(rows))
+    accepted_predictions = 0
+    for kind in KINDS:
+        picked = [row for row in rows if row[1] == kind]
+        if not picked:
+            continue
+        frame, body_rows = _frame(picked)
+        load = load_predictions if kind == "predictions" else load_labels
+        result = load(conn, ctx, frame, as_of=None)
+        store_rejects(conn, ctx, kind, "api", None, _body_rows(result.rejects, body_rows))
+        setattr(drained, kind, result)
+        if kind == "predictions":
+            accepted_predictions = result.accepted
+    if accepted_predictions:
+        apply_labels(conn, ctx)  # labels that came before their predictions, in earlier batches
+    ids = [int(row[0]) for row in rows]
+    for start in range(0, len(ids), DELETE_CHUNK):
+        conn.execute(delete(INBOX).where(INBOX.c.id.in_(ids[start:start + DELETE_CHUNK])))
+    return drained
+
+
+def _claim(conn: Connection, model_id: int, limit: int) -> list[tuple]:
+    return [tuple(row) for row in conn.execute(
+        select(INBOX.c.id, INBOX.c.kind, INBOX.c.received_at, INBOX.c.row_number, INBOX.c.record)
+        .where(INBOX.c.model_id == model_id).order_by(INBOX.c.id).limit(limit)).all()]
+
+
+def drain_locked(conn: Connection, ctx: ModelContext, *, limit: int | None = None) -> int:
+    """Aggregate every queued row of the model in the caller's transaction, which must hold
+    the model's lock (`ingest_lock`): the `?wait=true` write runs it before its own rows, so
+    that it never overtakes records sent before it. Returns the rows aggregated."""
+    total = 0
+    while True:
+        rows = _claim(conn, ctx.model_id, limit or BATCH_ROWS)
+        if not rows:
+            return total
+        aggregate_rows(conn, ctx, rows)
+        total += len(rows)
+
+
+def drain_model(engine: Engine, model: ModelConfig, *, limit: int = BATCH_ROWS, wait: bool = False,
+                measure: bool = False) -> Drained | None:
+    """One batch of the model's inbox in its own transaction; None when nothing is queued or
+    another process holds the model's lock (with `wait`, queue for the lock instead)."""
+    with engine.begin() as conn:
+        ctx = load_context(conn, model)
+        if wait:
+            ingest_lock(conn, ctx.model_id)
+        elif not try_model_lock(conn, ctx.model_id):
+            return None
+        rows = _claim(conn, ctx.model_id, limit)
+        if not rows:
+            return None
+        try:
+            with conn.begin_nested():
+                drained = aggregate_rows(conn, ctx, rows)
+        except DBAPIError:
+            raise  # the database's trouble (or a serialization failure): the rows stay, retried later
+        except Exception:  # noqa: BLE001 - a row the pipeline cannot take must not block the queue
+            log.exception("inbox of model %s: a batch of %d rows failed; aggregating it by request",
+                          model.name, len(rows))
+            drained = _by_request(conn, ctx, rows)
+    if measure:
+        done = now_micros()
+        drained.latency = [(done - int(row[2])) / 1e6 for row in rows]
+    return drained
+
+
+def _by_request(conn: Connection, ctx: ModelContext, rows: list[tuple]) -> Drained:
+    """The slow path after a failed batch: each request (kind, receive time) on its own; a
+    request that still fails is stored as rejects with the error and leaves the inbox."""
+    groups: dict[tuple[str, int], list[tuple]] = {}
+    for row in rows:
+        groups.setdefault((row[1], int(row[2])), []).append(row)
+    for (kind, _), group in groups.items():
+        try:
+            with conn.begin_nested():
+                aggregate_rows(conn, ctx, group)
+        except DBAPIError:
+            raise
+        except Exception as error:  # noqa: BLE001 - recorded as rejects, with the error
+            reason = f"could not be aggregated ({type(error).__name__}: {str(error)[:200]})"
+            store_rejects(conn, ctx, kind, "api", None, pd.DataFrame({
+                "row_number": [row[3] for row in group], "field": "", "reason": reason,
+                "raw": [row[4][:2000] for row in group]}))
+            ids = [int(row[0]) for row in group]
+            for start in range(0, len(ids), DELETE_CHUNK):
+                conn.execute(delete(INBOX).where(INBOX.c.id.in_(ids[start:start + DELETE_CHUNK])))
+    return Drained(rows=len(rows))
+
+
+def queued_models(engine: Engine) -> list[str]:
+    """Names of the models with rows in the inbox."""
+    with engine.connect() as conn:
+        names = conn.execute(select(MonitoredModel.name).where(
+            MonitoredModel.id.in_(select(INBOX.c.model_id).distinct()))).scalars().all()
+        conn.rollback()
+    return list(names)
+
+
+def drain(engine: Engine, config: MonitorConfig, *, wait: bool = False,
+          on_batch: Callable[[Drained], None] | None = None) -> int:
+    """Aggregate the inbox of every configured model until empty (or, without `wait`, until
+    another process is busy with it). Returns the rows aggregated here."""
+    total = 0
+    configured = {model.name: model for model in config.models}
+    for name in queued_models(engine):
+        model = configured.get(name)
+        if model is None:
+            continue  # not in this process's config: left for one that knows the model
+        while (drained := drain_model(engine, model, wait=wait, measure=on_batch is not None)) is not None:
+            total += drained.rows
+            if on_batch is not None:
+                on_batch(drained)
+    return total
+
+
+class Drainer:
+    """A background thread that drains the inbox every `interval` seconds, and soon after
+    `nudge()` (at most every `gap` seconds). Started by the first nudge in a process (so it
+    survives a fork: gunicorn workers each start their own); it ends after `idle_exit` seconds
+    with an empty inbox and starts again at the next nudge."""
+
+    def __init__(self, engine: Callable[[], Engine], config: MonitorConfig, *, interval: float = 1.0,
+                 gap: float = 0.2, idle_exit: float = 30.0) -> None:
+        self.engine, self.config = engine, config
+        self.interval, self.gap, self.idle_exit = interval, gap, idle_exit
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def nudge(self) -> None:
+        """Rows were queued: drain soon (starting the thread if it is not running)."""
+        if self._pid != os.getpid():
+            self._reset()  # a forked child: the parent's thread does not exist here
+        with self._lock:
+            self._wake.set()
+            if self._stop.is_set():
+                return
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="monitor-inbox", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                drained = drain(self.engine(), self.config)
+                queued = bool(queued_models(self.engine()))
+            except Exception:  # noqa: BLE001 - the database may be down: keep trying
+                log.exception("draining the inbox failed; retrying")
+                drained, queued = 0, True
+            if drained or queued:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > self.idle_exit:
+                with self._lock:
+                    if not self._wake.is_set():
+                        self._thread = None
+                        return
+            self._stop.wait(self.gap)
