@@ -114,6 +114,14 @@ class EstimationSettings(Strict):
     calibration: Literal["auto", "isotonic", "none"] = "auto"
     # raw scores whose held-out ECE on the reference exceeds this are flagged badly calibrated
     max_ece: float = Field(default=0.05, gt=0.0, lt=1.0)
+    # rolling recalibration on matured labels (issue 18; docs/estimation.md)
+    recalibrate: bool = True
+    recalibration_span: Duration = "28d"  # span of mature labelled predictions fitted on
+    recalibration_every: Duration = "1d"  # a new calibration at most this often
+    recalibration_min_positives: int = Field(default=50, ge=1)  # per class, else the reference
+    maturity: float = Field(default=0.95, gt=0.0, le=1.0)  # share of the usual label coverage
+
+    _check_spans = field_validator("recalibration_span", "recalibration_every")(check_duration)
 
 
 class ModelConfig(Strict):

@@ -27,6 +27,7 @@ from sqlalchemy import Table, delete, select
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
+from monitor.estimation import recalibrate as recalibration
 from monitor.estimation.calibration import ClassCalibration, calibrate_matrix, fit_class
 from monitor.estimation.models import EstimationCalibrator, ExpectedCount
 from monitor.store.bulk import add_counts
@@ -71,7 +72,7 @@ def on_reference(conn: Connection, ctx: ModelContext, reference: pd.DataFrame) -
         return
     scores, labels = scores[usable], labels[usable]
     settings = ctx.config.estimation
-    rows = []
+    rows, fitted_classes = [], []
     for column, class_name in enumerate(ctx.classes):
         fitted = fit_class(
             class_name,
@@ -80,6 +81,7 @@ def on_reference(conn: Connection, ctx: ModelContext, reference: pd.DataFrame) -
             mode=settings.calibration,
             max_ece=settings.max_ece,
         )
+        fitted_classes.append(fitted)
         rows.append(
             {
                 "model_id": ctx.model_id,
@@ -95,6 +97,7 @@ def on_reference(conn: Connection, ctx: ModelContext, reference: pd.DataFrame) -
             }
         )
     conn.execute(CALIBRATORS.insert(), rows)
+    recalibration.record_reference(conn, ctx, fitted_classes, reference[usable], int(usable.sum()))
 
 
 def load_calibrations(conn: Connection, ctx: ModelContext) -> list[ClassCalibration | None]:
@@ -164,7 +167,24 @@ def on_predictions(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> N
     """
     if rows.empty or not _enabled(ctx) or not _has_scores(ctx, rows):
         return
-    counts = expected_counts(ctx, rows, load_calibrations(conn, ctx))
+    scores, complete = _score_matrix(ctx, rows)
+    if not complete.any():
+        return
+    rows = rows.loc[complete]
+    recalibration.store_scores(conn, ctx, rows, scores[complete])
+    reference, rolling = recalibration.usable(conn, ctx)
+    chosen = recalibration.choose(rows["ts"].to_numpy(), rolling)
+    parts = []
+    for index in np.unique(chosen):  # one group per calibration in use (usually one)
+        mine = chosen == index
+        calibrations = rolling[index].classes if index >= 0 else load_calibrations(conn, ctx)
+        parts.append(expected_counts(ctx, rows.loc[mine], calibrations))
+    used = np.array([rolling[i].id if i >= 0 else (reference.id if reference else recalibration.NO_CALIBRATION)
+                     for i in range(-1, len(rolling))], dtype=np.int64)[chosen + 1]
+    recalibration.record_usage(conn, ctx, rows["bucket_start"].to_numpy(), used)
+    counts = pd.concat(parts, ignore_index=True)
+    if len(parts) > 1:
+        counts = counts.groupby(["bucket_start", "slice_id", "class_name"], as_index=False, sort=False).sum()
     if counts.empty:
         return
     counts.insert(0, "model_id", ctx.model_id)

@@ -8,6 +8,15 @@
   time, slice, class), computed from calibrated scores without labels, kept additively like
   the realized `confusion_counts`. `var_tp` / `var_fn` are sums of p(1 - p): the variances of
   the Poisson-binomial tp and fn counts, which the read path turns into intervals.
+- `estimation_calibrations` (issue 18): every calibration the estimates were made with, the
+  reference one and each rolling refit on matured labels, with its fit span (prediction
+  times), number of labels and positives and the per-class maps, so that a past estimate can
+  be traced and reproduced.
+- `estimation_scores`: the logged scores of recent predictions (float32 bytes, classes in the
+  model's order), what a rolling calibration is fitted on once their labels are in; rows
+  older than any future fit span are pruned at each refit.
+- `calibration_usage`: scored predictions per (bucket, calibration used): additive, so a
+  window's calibrations are a SUM, like the counts.
 """
 
 from __future__ import annotations
@@ -15,7 +24,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from monitor.store.base import Base, UTCDateTime, utcnow
@@ -74,3 +93,49 @@ class ExpectedCountDaily(ExpectedCountColumns, Base):
 
 # bulk writes to expected_counts keep this twin, and whole-day windows read it
 register_daily(ExpectedCount, ExpectedCountDaily)
+
+
+class EstimationCalibration(Base):
+    """One calibration of a model: `kind` reference (fitted on the reference) or rolling
+    (fitted on the mature labelled predictions with fit_start <= ts < fit_end). `maps` holds
+    per class {"x": [...], "y": [...]} (null: raw scores); a rolling calibration is used for
+    predictions at or after its fit_end."""
+
+    __tablename__ = "estimation_calibrations"
+    __table_args__ = (Index("ix_estimation_calibrations_model_end", "model_id", "fit_end"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("monitored_models.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # reference | rolling
+    fit_start: Mapped[int | None] = mapped_column(BigInteger)  # epoch s, prediction times
+    fit_end: Mapped[int | None] = mapped_column(BigInteger)
+    as_of: Mapped[int | None] = mapped_column(BigInteger)  # the clock when it was fitted
+    n_labels: Mapped[int] = mapped_column(BigInteger)
+    n_positive: Mapped[dict[str, Any]] = mapped_column(JSON)  # class -> labelled positives
+    maps: Mapped[dict[str, Any]] = mapped_column(JSON)  # class -> {"x", "y"} or null
+    fitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EstimationScore(Base):
+    """Logged scores of one recent prediction (kept for rolling recalibration)."""
+
+    __tablename__ = "estimation_scores"
+    __table_args__ = (Index("ix_estimation_scores_model_ts", "model_id", "ts"),)
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("monitored_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    prediction_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    scores: Mapped[bytes] = mapped_column(LargeBinary)  # float32, classes in model order
+
+
+class CalibrationUsage(Base):
+    """Scored predictions per (model, bucket, calibration): which calibration a window used."""
+
+    __tablename__ = "calibration_usage"
+
+    model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    calibration_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n_scored: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
+from monitor.estimation import checks
 from monitor.estimation.aggregate import CALIBRATORS, EXPECTED_COUNTS, VALUE_COLUMNS
 from monitor.rates import safe_divide, wilson_interval
 from monitor.store.windows import WindowSpec, windowed_counts
@@ -33,7 +34,7 @@ ESTIMATE_COLUMNS = [
     "end", "segment", "segment_value", "class", "recall_estimated", "recall_estimated_low",
     "recall_estimated_high", "precision_estimated", "precision_estimated_low",
     "precision_estimated_high", "f1_estimated", "support_estimated", "n_scored",
-    "estimation_warning",
+    "estimation_warning", *checks.TRACE_COLUMNS, *checks.CHECK_COLUMNS,
 ]
 
 REPORT_COLUMNS = [
@@ -62,8 +63,9 @@ def ratio_interval(
     return low, high
 
 
-def _recall_arrays(counts: pd.DataFrame) -> dict[str, np.ndarray]:
-    """recall_estimated and its interval (from exp_tp, exp_fn, var_tp, var_fn only)."""
+def _recall_arrays(counts: pd.DataFrame, extra_variance: np.ndarray | float = 0.0) -> dict[str, np.ndarray]:
+    """recall_estimated and its interval (from exp_tp, exp_fn, var_tp, var_fn only);
+    `extra_variance` (the calibration's, `checks`) is added to the sampling variance."""
     tp = counts["exp_tp"].to_numpy(dtype=np.float64)
     fn = counts["exp_fn"].to_numpy(dtype=np.float64)
     var_tp = counts["var_tp"].to_numpy(dtype=np.float64)
@@ -72,11 +74,11 @@ def _recall_arrays(counts: pd.DataFrame) -> dict[str, np.ndarray]:
     recall = safe_divide(tp, positives)
     # delta method for tp / (tp + fn) with independent tp and fn
     recall_variance = safe_divide(fn * fn * var_tp + tp * tp * var_fn, positives**4)
-    recall_low, recall_high = ratio_interval(recall, recall_variance)
+    recall_low, recall_high = ratio_interval(recall, recall_variance + extra_variance)
     return {"recall_estimated": recall, "recall_estimated_low": recall_low, "recall_estimated_high": recall_high}
 
 
-def _rate_arrays(counts: pd.DataFrame) -> dict[str, np.ndarray]:
+def _rate_arrays(counts: pd.DataFrame, extra_variance: np.ndarray | float = 0.0) -> dict[str, np.ndarray]:
     """The columns of `estimate_rates` as arrays, in its order."""
     tp = counts["exp_tp"].to_numpy(dtype=np.float64)
     fn = counts["exp_fn"].to_numpy(dtype=np.float64)
@@ -85,7 +87,7 @@ def _rate_arrays(counts: pd.DataFrame) -> dict[str, np.ndarray]:
     precision = safe_divide(tp, n_predicted)
     precision_low, precision_high = ratio_interval(precision, safe_divide(var_tp, n_predicted**2))
     return {
-        **_recall_arrays(counts),
+        **_recall_arrays(counts, extra_variance),
         "precision_estimated": precision,
         "precision_estimated_low": precision_low,
         "precision_estimated_high": precision_high,
@@ -115,6 +117,9 @@ class WindowEstimates:
     rates: dict[str, np.ndarray]
     n_scored: np.ndarray
     warnings: np.ndarray
+    calibration_error: np.ndarray | None = None  # tau (recall scale) added to the interval
+    interval_coverage: np.ndarray | None = None  # measured on mature days (NaN: not measured)
+    coverage_days: np.ndarray | None = None
 
 
 # what the recall estimate needs of VALUE_COLUMNS (n_scored: whether anything was scored)
@@ -141,18 +146,32 @@ def window_estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,
     if counts.empty:
         return None
     counts = counts.reset_index(drop=True)
-    rates = _recall_arrays(counts) if recall_only else _rate_arrays(counts)
+    classes = counts["class_name"].astype(str)
+    ends_of_rows = counts["end"].to_numpy(np.int64)
+    tau2 = np.zeros(len(counts))
+    coverage = np.full(len(counts), np.nan)
+    days = np.zeros(len(counts), dtype=np.int64)
+    clock = checks.maturity_clock(conn, ctx)
+    if clock is not None and len(counts):
+        as_of, age = clock
+        per_class = checks.daily_checks(conn, ctx, int(ends_of_rows.min()), as_of, age)
+        tau2, coverage, days = checks.window_checks(per_class, classes, ends_of_rows, age)
+    rates = _recall_arrays(counts, tau2) if recall_only else _rate_arrays(counts, tau2)
     n_scored = counts["n_scored"].astype(np.int64).to_numpy()
     empty = n_scored == 0  # no scored prediction in the window: nothing to estimate
     if empty.any():
         for name in BLANKED_COLUMNS:
             if name in rates:
                 rates[name] = np.where(empty, np.nan, rates[name])
-    classes = counts["class_name"].astype(str)
     codes, names = pd.factorize(classes)
     found = class_warnings(conn, ctx)
     by_class = np.array([None, *(found.get(name) for name in names)], dtype=object)
-    return WindowEstimates(counts, classes, rates, n_scored, by_class[codes + 1])
+    warnings = by_class[codes + 1]
+    failing = np.flatnonzero(np.isfinite(coverage) & (coverage < checks.MIN_COVERAGE) & ~empty)
+    for row in failing:  # few rows: the windows whose interval has been failing
+        text = checks.coverage_warning(float(coverage[row]), int(days[row]))
+        warnings[row] = text if warnings[row] is None else f"{warnings[row]}; {text}"
+    return WindowEstimates(counts, classes, rates, n_scored, warnings, np.sqrt(tau2), coverage, days)
 
 
 def estimated_frame(
@@ -183,8 +202,14 @@ def estimated_frame(
         **found.rates,
         "n_scored": found.n_scored,
         "estimation_warning": pd.Series(found.warnings, dtype=object),  # not inferred as str
+        "calibration_error": found.calibration_error,
+        "interval_coverage": found.interval_coverage,
+        "coverage_days": found.coverage_days,
     }
-    return pd.DataFrame(columns)[ESTIMATE_COLUMNS]
+    frame = pd.DataFrame(columns)
+    trace = checks.calibration_trace(conn, ctx, np.unique(frame["end"].to_numpy(np.int64)), spec.window)
+    frame = frame.merge(trace, on="end", how="left")
+    return frame[ESTIMATE_COLUMNS]
 
 
 def _warning(record: Mapping[str, Any] | pd.Series) -> str | None:

@@ -13,6 +13,8 @@ aggregate ahead of another.
   POST body, or the accepted rows of a batch of files (up to ~200k rows, many small files at
   once; `monitor.ingest.ledger.ingest_files`). Columns as above plus bucket_start, without
   label. A hook must be additive: the same rows in other batches give the same sums.
+- `on_tick(conn, ctx, as_of)`: once per model and tick, after the labels are applied (the
+  estimation's rolling recalibration on matured labels).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy.engine import Connection
 from monitor.context import ModelContext
 
 Hook = Callable[[Connection, ModelContext, pd.DataFrame], None]
+TickHook = Callable[[Connection, ModelContext, int], None]
 
 
 def reference_hooks() -> list[Hook]:
@@ -39,3 +42,14 @@ def prediction_hooks() -> list[Hook]:
     from monitor.estimation import aggregate as estimation
 
     return [drift.on_predictions, estimation.on_predictions]
+
+
+def tick_hooks() -> list[TickHook]:
+    from monitor.estimation import recalibrate as estimation
+    from monitor.metrics.maturity import coverage_curve
+
+    def recalibrate(conn: Connection, ctx: ModelContext, as_of: int) -> None:
+        if ctx.config.estimation.enabled and ctx.config.estimation.recalibrate:
+            estimation.on_tick(conn, ctx, as_of, coverage_curve(conn, ctx, as_of))
+
+    return [recalibrate]

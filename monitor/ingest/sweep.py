@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.config import MonitorConfig
 from monitor.context import ModelContext, load_context
+from monitor.ingest.hooks import tick_hooks
 from monitor.ingest.ledger import BatchFailed, FileOutcome, discover, ingest_files
 from monitor.ingest.pipeline import IngestResult, apply_labels
 from monitor.ingest.reference import UnusableReference, prepare_reference
@@ -177,6 +178,8 @@ def sweep(engine: Engine, config: MonitorConfig, *, model: str | None = None, as
                 with engine.begin() as conn:
                     ingest_lock(conn, ctx.model_id)
                     apply_labels(conn, ctx)  # labels that waited for predictions of other files
+                    for tick_hook in tick_hooks():  # e.g. recalibration on matured labels
+                        tick_hook(conn, ctx, clock)
                 if evaluate is not None:
                     with engine.begin() as conn:
                         rule_errors: list[str] = []

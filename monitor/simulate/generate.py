@@ -24,9 +24,11 @@ from monitor.simulate.world import (
     draw_classes,
     draw_index,
     draw_world_rows,
+    feature_logits,
     logged_scores,
     predict,
     probabilities,
+    softmax,
 )
 from monitor.timeutil import parse_time
 
@@ -154,6 +156,31 @@ def _apply_faults(
     return masks
 
 
+def _gradual(
+    scenario: Scenario, world: World, inputs: Inputs, epochs: np.ndarray, probs: np.ndarray
+) -> np.ndarray:
+    """The true class probabilities under the `gradual` faults (`probs` itself without any):
+    the input effects on `cls`'s logit scaled by 1 - flatten x ramp(time) around the level
+    where its cases begin (the prior's upper quantile), so the class mix moves little while
+    low-scored rows become more often positive and high-scored ones less."""
+    faults = [f for f in scenario.faults if f.kind == "gradual"]
+    if not faults:
+        return probs
+    base = feature_logits(world, inputs)
+    logits = base + world.intercepts
+    days = (epochs - scenario.start_epoch) / DAY
+    for fault in faults:
+        end = fault.end_day if fault.end_day is not None else scenario.days
+        ramp = np.clip((days - fault.start_day) / max(end - fault.start_day, 1e-9), 0.0, 1.0)
+        if fault.segment is not None:
+            index = scenario.segment_values(fault.segment).index(fault.value)
+            ramp = np.where(inputs.segments[fault.segment] == index, ramp, 0.0)
+        c = scenario.classes.index(fault.cls)
+        pivot = np.quantile(base[:, c], 1.0 - scenario.priors[c])  # where the class's cases begin
+        logits[:, c] -= fault.flatten * ramp * (base[:, c] - pivot)
+    return softmax(logits)
+
+
 def _draw(
     scenario: Scenario, n: int, epochs: np.ndarray, rng: np.random.Generator, with_faults: bool
 ) -> tuple[Inputs, np.ndarray, np.ndarray, np.ndarray]:
@@ -165,7 +192,8 @@ def _draw(
         day = (epochs - scenario.start_epoch) // DAY
         masks = _apply_faults(scenario, world, inputs, day, rng)
     probs = probabilities(world, inputs)
-    truth = draw_classes(rng, probs)
+    drifted = _gradual(scenario, world, inputs, epochs, probs) if with_faults else probs
+    truth = draw_classes(rng, drifted)
     scores = logged_scores(scenario, probs)
     for fault, mask in zip(scenario.faults if with_faults else [], masks, strict=True):
         if fault.kind != "concept":

@@ -40,6 +40,10 @@ class Fault:
     - `kind="covariate"`: in those rows `drift_feature` (default: the first numeric feature)
       shifts by `shift` reference standard deviations; p(y | x) is unchanged, so the class
       mix may move but the scores stay calibrated.
+    - `kind="gradual"`: concept drift that builds up: in those rows the effect of the inputs
+      on the true log-odds of `cls` fades linearly from nothing at `start_day` to `flatten`
+      (a share) at `end_day` (default: the last day) and stays there; the logged scores and
+      predictions do not change, so P(cls | score) moves away from the reference over months.
     Any fault with `drift_feature` set also shifts it. For a categorical feature, `shift`
     moves a fraction min(1, shift / 3) of the rows to levels drawn from the reversed level
     distribution (rare levels become common). `end_day` (exclusive) ends the fault.
@@ -49,15 +53,18 @@ class Fault:
     segment: str | None = "region"
     value: str | None = "south"
     cls: str = "critical"
-    kind: Literal["concept", "covariate"] = "concept"
+    kind: Literal["concept", "covariate", "gradual"] = "concept"
     recall_factor: float = 0.1
     drift_feature: str | None = None
     shift: float = 1.0
     end_day: int | None = None
+    flatten: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.kind not in ("concept", "covariate"):
-            raise ValueError(f"Fault.kind must be 'concept' or 'covariate', got {self.kind!r}")
+        if self.kind not in ("concept", "covariate", "gradual"):
+            raise ValueError(f"Fault.kind must be 'concept', 'covariate' or 'gradual', got {self.kind!r}")
+        if not 0.0 <= self.flatten <= 1.0:
+            raise ValueError("Fault.flatten must be in [0, 1]")
         if not 0.0 <= self.recall_factor <= 1.0:
             raise ValueError("Fault.recall_factor must be in [0, 1]")
         if self.segment is not None and self.value is None:

@@ -1,0 +1,205 @@
+"""Rolling recalibration on matured labels (issue 18).
+
+The reference calibration holds only while P(class | score) stays as on the reference; in
+most deployments it drifts slowly. Labels keep arriving, only late, so once a span of
+predictions has its labels in (their coverage has reached `maturity` of the usual final
+coverage, from the label arrival curve of `monitor.metrics.maturity`), the per-class maps are
+refitted on that span's (score, label) pairs and stored as a new calibration.
+
+- `store_scores` (in the prediction hook): keeps the logged scores of new predictions in
+  `estimation_scores`, what a refit needs (the counts tables keep no scores).
+- `recalibrate` (once per tick, after labels are applied): every `recalibration_every`, fits a
+  calibration on the mature predictions with `fit_end - recalibration_span <= ts < fit_end`,
+  `fit_end` the maturity frontier, when every class has `recalibration_min_positives`
+  labelled positives and negatives there; otherwise nothing is stored and the newest earlier
+  calibration (the reference one when there is none) stays in use. Scores older than any
+  future fit span are then deleted.
+- `choose` (in the prediction hook): the calibration each prediction is estimated with: the
+  rolling one with the latest `fit_end <= ts` (fitted strictly before the prediction: it
+  never sees the labels it estimates), else the reference one. `calibration_usage` counts the
+  predictions per (bucket, calibration), so every estimate can be traced to what it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy.engine import Connection
+
+from monitor.context import ModelContext
+from monitor.estimation.calibration import ClassCalibration, fit_class
+from monitor.estimation.models import CalibrationUsage, EstimationCalibration, EstimationScore
+from monitor.store.bulk import add_counts, insert_frame
+from monitor.store.models import Label
+from monitor.timeutil import parse_duration
+
+CALIBRATIONS = cast(Table, EstimationCalibration.__table__)
+SCORES = cast(Table, EstimationScore.__table__)
+USAGE = cast(Table, CalibrationUsage.__table__)
+LABELS = cast(Table, Label.__table__)
+NO_CALIBRATION = 0  # calibration_usage id of predictions estimated from raw scores
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A stored calibration: its id, kind, fit span and per-class maps (ctx.classes order)."""
+
+    id: int
+    kind: str
+    fit_start: int | None
+    fit_end: int | None
+    n_labels: int
+    classes: list[ClassCalibration | None]
+
+
+def _class_maps(ctx: ModelContext, maps: dict[str, Any], n_labels: int,
+                n_positive: dict[str, Any]) -> list[ClassCalibration | None]:
+    out: list[ClassCalibration | None] = []
+    for name in ctx.classes:
+        found = maps.get(name)
+        out.append(ClassCalibration(
+            class_name=name, applied=found is not None, x=(found or {}).get("x"), y=(found or {}).get("y"),
+            ece_before=None, ece_after=None, badly_calibrated=False, n_reference=n_labels,
+            n_positive=int(n_positive.get(name, 0)),
+        ))
+    return out
+
+
+def record_reference(conn: Connection, ctx: ModelContext, fitted: list[ClassCalibration],
+                     reference: pd.DataFrame, n_labels: int) -> None:
+    """Store the reference calibration as a traceable row (fit span: the reference's times)."""
+    ts = pd.to_numeric(reference["ts"], errors="coerce") if "ts" in reference.columns else pd.Series(dtype=float)
+    start = None if ts.dropna().empty else int(ts.min())
+    end = None if ts.dropna().empty else int(ts.max()) + 1
+    conn.execute(insert(CALIBRATIONS).values(
+        model_id=ctx.model_id, kind="reference", fit_start=start, fit_end=end, as_of=None, n_labels=n_labels,
+        n_positive={c.class_name: c.n_positive for c in fitted},
+        maps={c.class_name: ({"x": c.x, "y": c.y} if c.applied else None) for c in fitted},
+    ))
+
+
+def usable(conn: Connection, ctx: ModelContext) -> tuple[Calibration | None, list[Calibration]]:
+    """(the current reference calibration, the rolling ones fitted after it by fit_end)."""
+    table = CALIBRATIONS
+    rows = conn.execute(select(table).where(table.c.model_id == ctx.model_id).order_by(table.c.id)).mappings().all()
+    reference: Calibration | None = None
+    rolling: list[Calibration] = []
+    for row in rows:
+        found = Calibration(int(row["id"]), row["kind"], row["fit_start"], row["fit_end"], int(row["n_labels"]),
+                            _class_maps(ctx, row["maps"] or {}, int(row["n_labels"]), row["n_positive"] or {}))
+        if row["kind"] == "reference":
+            reference, rolling = found, []
+        else:
+            rolling.append(found)
+    rolling.sort(key=lambda c: (c.fit_end or 0, c.id))
+    return reference, rolling
+
+
+def choose(ts: np.ndarray, rolling: list[Calibration]) -> np.ndarray:
+    """Index into `rolling` of the calibration for each time (latest fit_end <= ts), -1: none."""
+    ends = np.array([c.fit_end for c in rolling], dtype=np.int64)
+    return np.searchsorted(ends, np.asarray(ts, dtype=np.int64), side="right") - 1
+
+
+def record_usage(conn: Connection, ctx: ModelContext, buckets: np.ndarray, ids: np.ndarray) -> None:
+    """Add scored predictions per (bucket, calibration id) to `calibration_usage`."""
+    if len(buckets) == 0:
+        return
+    frame = pd.DataFrame({"bucket_start": buckets.astype(np.int64), "calibration_id": ids.astype(np.int64), "n_scored": 1})
+    frame = frame.groupby(["bucket_start", "calibration_id"], as_index=False).sum()
+    frame.insert(0, "model_id", ctx.model_id)
+    add_counts(conn, USAGE, frame, key_columns=["model_id", "bucket_start", "calibration_id"], value_columns=["n_scored"])
+
+
+def store_scores(conn: Connection, ctx: ModelContext, rows: pd.DataFrame, scores: np.ndarray) -> None:
+    """Keep the (complete) scores of new predictions for later refits."""
+    if not ctx.config.estimation.recalibrate or len(rows) == 0:
+        return
+    packed = np.ascontiguousarray(scores, dtype=np.float32)
+    insert_frame(conn, SCORES, pd.DataFrame({
+        "model_id": ctx.model_id, "prediction_id": rows["prediction_id"].astype(str).to_numpy(),
+        "ts": rows["ts"].astype(np.int64).to_numpy(), "scores": [row.tobytes() for row in packed],
+    }))
+
+
+def maturity_age(ctx: ModelContext, bins: np.ndarray, shares: np.ndarray) -> int | None:
+    """Seconds after which a prediction's labels have usually reached `maturity` of their
+    final coverage, from the label arrival curve (delay bins in hours, share labelled within
+    each: `monitor.metrics.maturity.coverage_curve`); None while no label has arrived."""
+    if len(shares) == 0 or shares[-1] <= 0:
+        return None
+    reached = np.flatnonzero(shares >= ctx.config.estimation.maturity * shares[-1])
+    return int(bins[reached[0]] * 3600) if len(reached) else int(bins[-1] * 3600)
+
+
+def _latest_as_of(conn: Connection, ctx: ModelContext) -> int | None:
+    table = CALIBRATIONS
+    return cast(int | None, conn.execute(select(func.max(table.c.as_of)).where(
+        table.c.model_id == ctx.model_id, table.c.kind == "rolling")).scalar())
+
+
+def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (rows, classes), label strings) of stored predictions in [start, end) with a label."""
+    query = (select(SCORES.c.scores, LABELS.c.label)
+             .join(LABELS, (LABELS.c.model_id == SCORES.c.model_id) & (LABELS.c.prediction_id == SCORES.c.prediction_id))
+             .where(SCORES.c.model_id == ctx.model_id, SCORES.c.ts >= start, SCORES.c.ts < end))
+    found = conn.execute(query).all()
+    k = len(ctx.classes)
+    if not found:
+        return np.empty((0, k)), np.empty(0, dtype=object)
+    scores = np.frombuffer(b"".join(bytes(r[0]) for r in found), dtype=np.float32).reshape(-1, k)
+    return scores.astype(np.float64), np.array([r[1] for r in found], dtype=object)
+
+
+def fit_rolling(ctx: ModelContext, scores: np.ndarray, labels: np.ndarray
+                ) -> tuple[dict[str, Any], dict[str, int]] | None:
+    """Per-class maps (class -> {"x", "y"} or None) and positives; None when a class has
+    fewer than `recalibration_min_positives` labelled positives or negatives."""
+    settings = ctx.config.estimation
+    positives: dict[str, int] = {}
+    maps: dict[str, Any] = {}
+    for column, name in enumerate(ctx.classes):
+        truth = (labels == name).astype(np.int8)
+        positives[name] = int(truth.sum())
+        if min(positives[name], len(truth) - positives[name]) < settings.recalibration_min_positives:
+            return None
+        fitted = fit_class(name, scores[:, column], truth, mode=settings.calibration, max_ece=settings.max_ece)
+        maps[name] = {"x": fitted.x, "y": fitted.y} if fitted.applied else None
+    return maps, positives
+
+
+def recalibrate(conn: Connection, ctx: ModelContext, as_of: int, age: int | None) -> int | None:
+    """Fit and store a rolling calibration when one is due; its id, else None (see module).
+    `age`: `maturity_age` at `as_of` (None: no label yet, nothing to fit)."""
+    settings = ctx.config.estimation
+    if not (settings.enabled and settings.recalibrate) or settings.calibration == "none" or len(ctx.classes) < 2:
+        return None
+    latest = _latest_as_of(conn, ctx)
+    if latest is not None and as_of - latest < parse_duration(settings.recalibration_every):
+        return None
+    if age is None:
+        return None
+    span = parse_duration(settings.recalibration_span)
+    fit_end = as_of - age
+    fit_end -= fit_end % ctx.bucket
+    scores, labels = mature_pairs(conn, ctx, fit_end - span, fit_end)
+    fitted = fit_rolling(ctx, scores, labels) if len(labels) else None
+    if fitted is None:
+        return None
+    maps, positives = fitted
+    new_id = conn.execute(insert(CALIBRATIONS).values(
+        model_id=ctx.model_id, kind="rolling", fit_start=fit_end - span, fit_end=fit_end, as_of=as_of,
+        n_labels=len(labels), n_positive=positives, maps=maps,
+    )).inserted_primary_key
+    conn.execute(delete(SCORES).where(SCORES.c.model_id == ctx.model_id, SCORES.c.ts < fit_end - 2 * span))
+    return int(new_id[0]) if new_id else None
+
+
+def on_tick(conn: Connection, ctx: ModelContext, as_of: int, curve: tuple[np.ndarray, np.ndarray]) -> None:
+    """The tick hook (`monitor.ingest.hooks.tick_hooks`, which passes the label arrival
+    curve at `as_of`): recalibrate when due."""
+    recalibrate(conn, ctx, as_of, maturity_age(ctx, *curve))
