@@ -191,6 +191,7 @@ def _register_domain_commands() -> None:
         main.add_command(command)
     from monitor.retention import retention_command; main.add_command(retention_command)  # noqa: E702, I001
     from monitor.commands.slices import slices_command; main.add_command(slices_command)  # noqa: E702, I001
+    from monitor.commands.incidents import incidents_command; main.add_command(incidents_command)  # noqa: E702, I001
     from monitor.commands.consume import consume_command; main.add_command(consume_command)  # noqa: E702, I001
 
 

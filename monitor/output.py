@@ -40,6 +40,8 @@ VIEWS: dict[str, tuple[str, ...]] = {
                      "last_support", "alert_id"),
     "backtest_timeline": ("id", "state", "severity", "class", "slice", "started_at", "fired_at",
                           "resolved_at", "value"),
+    "incidents": ("id", "state", "severity", "class", "slice", "n_alerts", "fired_at", "resolved_at", "value",
+                  "support", "message"),
     "silences": ("id", "rule", "class", "segment", "segment_value", "ends_at", "created_by",
                  "comment"),
     "rejects": ("kind", "source", "row", "field", "reason"),

@@ -6,7 +6,8 @@ become visible at their `timestamp`, labels at their `label_timestamp`, exactly 
 scheduler would have seen them. The sweep is called directly, not through `monitor.tick`,
 which sits above the alerts package. The result is the alert timeline: when each alert started and fired in data time
 (window ends) and at which clock it fired (`fired_as_of`, later than `fired_at` by however
-long the labels took to mature). A user tunes rules on history before trusting them.
+long the labels took to mature), the incident each alert was grouped into (`incident_id`) and
+the incidents themselves. A user tunes rules on history before trusting them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from monitor.alerts.engine import evaluate
+from monitor.alerts.incidents import INCIDENT_COLUMNS, incidents_frame
 from monitor.alerts.service import alerts_frame
 from monitor.config import MonitorConfig
 from monitor.ingest.sweep import sweep
@@ -29,7 +31,7 @@ from monitor.timeutil import floor_to
 TIMELINE_COLUMNS = [
     "id", "model", "rule", "metric", "class", "segment", "segment_value", "severity", "state",
     "started_at", "fired_at", "fired_as_of", "resolved_at", "value", "reference_value", "low",
-    "high", "support", "message",
+    "high", "support", "message", "incident_id",
 ]
 
 
@@ -38,6 +40,7 @@ class BacktestResult:
     database_url: str
     ticks: int
     timeline: pd.DataFrame
+    incidents: pd.DataFrame  # incident records of the replay, oldest first
 
 
 def default_database_url() -> str:
@@ -69,10 +72,13 @@ def run_backtest(config: MonitorConfig, *, model: str, start: int, end: int, ste
             clock += step
         with engine.begin() as conn:
             frame = alerts_frame(conn, model=model)
+            incidents = incidents_frame(conn, model=model)
     finally:
         engine.dispose()
     timeline = frame.sort_values(["started_at", "id"], kind="stable") if len(frame) else frame
-    return BacktestResult(url, ticks, timeline[TIMELINE_COLUMNS].reset_index(drop=True))
+    incidents = incidents.sort_values(["fired_at", "id"], kind="stable") if len(incidents) else incidents
+    return BacktestResult(url, ticks, timeline[TIMELINE_COLUMNS].reset_index(drop=True),
+                          incidents[INCIDENT_COLUMNS].reset_index(drop=True))
 
 
 def clock_range(start: int, end: int, step: int) -> list[int]:

@@ -1,7 +1,8 @@
 """Reads and user actions on alerts (CLI, HTTP API, dashboard). The caller owns the transaction.
 
 - `alerts_frame`: docs/contract.md `alerts` records, newest first, then extra columns (severity,
-  fingerprint, fired_as_of, p_value, acknowledged_by, acknowledged_at, silenced_until).
+  fingerprint, fired_as_of, p_value, acknowledged_by, acknowledged_at, silenced_until,
+  incident_id: the incident the alert belongs to, `monitor.alerts.grouping`).
 - `series_frame`: the current state of every series (ok, insufficient_data, pending, firing).
 - `acknowledge`: stops reminders for an alert (resolve notifications still go out).
 - `silence` / `unsilence` / `silences_frame`: time-bound mutes matched at delivery time;
@@ -28,7 +29,7 @@ ALERT_COLUMNS = [
     "fired_at", "resolved_at", "value", "reference_value", "low", "high", "support", "message",
 ]
 EXTRA_COLUMNS = ["severity", "fingerprint", "fired_as_of", "p_value", "acknowledged_by",
-                 "acknowledged_at", "silenced_until"]
+                 "acknowledged_at", "silenced_until", "incident_id"]
 STATES = ("pending", "firing", "resolved", "all")
 
 
@@ -65,6 +66,7 @@ def alerts_frame(conn: Connection, *, model: str | None = None, state: str = "al
     _iso(frame, ["started_at", "fired_at", "resolved_at", "fired_as_of", "acknowledged_at",
                  "silenced_until"])
     frame["support"] = frame["support"].astype("Int64")
+    frame["incident_id"] = pd.to_numeric(frame["incident_id"]).astype("Int64")
     return frame[ALERT_COLUMNS + EXTRA_COLUMNS].reset_index(drop=True)
 
 

@@ -4,7 +4,7 @@ model never ingested reads as empty, nothing is written), writes through
 
 Reads: `GET /models`, `GET /models/<m>/metrics|drift|fairness` (query parameters as the CLI
 options: window, step, from, to, class, segment; drift also feature, fairness also attribute
-and metric), `GET /models/<m>/slices?class=&depth=&window=&to=`, `GET /alerts?model=&state=`. Every answer is a JSON list of records.
+and metric), `GET /models/<m>/slices?class=&depth=&window=&to=`, `GET /alerts?model=&state=`, `GET /incidents?model=&state=`. Every answer is a JSON list of records.
 Writes: `POST /models/<m>/predictions|labels` with Content-Type application/json (a JSON
 array of objects, or one object) or JSON lines (application/x-ndjson, application/jsonl, ...);
 any other type is 415. The answer is
@@ -240,6 +240,24 @@ def alerts() -> Response:
         raise ApiError(400, f"state must be one of {', '.join(ALERT_STATES)}")
     with engine.connect() as conn:
         frame = alert_reads.alerts(conn, model=model, state=alert_state)
+        conn.rollback()
+    return _records(frame)
+
+
+@blueprint.get("/incidents")
+def incidents() -> Response:
+    """Incident records, newest first (`model`, `state` open | resolved | all)."""
+    from monitor.read import incidents as incident_reads
+
+    config, engine = state()
+    model = request.args.get("model") or None
+    if model is not None:
+        _model_config(config, model)
+    incident_state = request.args.get("state", "all")
+    if incident_state not in incident_reads.STATES:
+        raise ApiError(400, f"state must be one of {', '.join(incident_reads.STATES)}")
+    with engine.connect() as conn:
+        frame = incident_reads.incidents(conn, model=model, state=incident_state)
         conn.rollback()
     return _records(frame)
 

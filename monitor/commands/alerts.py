@@ -83,12 +83,15 @@ def backfill_hints(conn: Connection, config: MonitorConfig, model: str | None,
 @click.option("--to", "end", required=True, callback=time_callback, help="Last clock value.")
 @click.option("--step", default="1d", show_default=True, callback=duration_callback, help="Clock step between ticks.")
 @click.option("--db", "db_url", default=None, help="Database for the replay (default: a new SQLite file in a temp folder).")
+@click.option("--incidents", "show_incidents", is_flag=True,
+              help="Print the incident records of the replay instead of its alerts.")
 @format_option
 @pass_state
 @handle_errors
 def backtest_command(state: State, model: str, start: int, end: int, step: int, db_url: str | None,
-                     fmt: str) -> None:
-    """Replay history in time order into a separate database and print the alert timeline."""
+                     show_incidents: bool, fmt: str) -> None:
+    """Replay history in time order into a separate database and print the alert timeline
+    (or, with --incidents, the incidents the alerts were grouped into)."""
     from monitor.alerts.backtest import default_database_url, run_backtest
 
     config = state.config
@@ -101,8 +104,11 @@ def backtest_command(state: State, model: str, start: int, end: int, step: int, 
     url = db_url or default_database_url()
     click.echo(f"backtest of {model}: replaying into {url}", err=True)
     result = run_backtest(config, model=model, start=start, end=end, step=step, database_url=url)
-    click.echo(f"{result.ticks} ticks, {len(result.timeline)} alerts", err=True)
-    emit(result.timeline, fmt, view="backtest_timeline")
+    click.echo(f"{result.ticks} ticks, {len(result.timeline)} alerts, {len(result.incidents)} incidents", err=True)
+    if show_incidents:
+        emit(result.incidents, fmt, view="incidents")
+    else:
+        emit(result.timeline, fmt, view="backtest_timeline")
 
 
 @click.command("ack")

@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.alerts import service as alerts
+from monitor.alerts.incidents import incidents_frame
 from monitor.alerts.backtest import TIMELINE_COLUMNS
 from monitor.alerts.outbox import deliver_pending
 from monitor.config import MonitorConfig, load_config
@@ -126,6 +127,7 @@ def _frames(conn: Any, config: MonitorConfig, alert_id: int) -> dict[str, pd.Dat
         # run_backtest returns the alerts of its replay database in these columns
         "backtest_timeline": alert_frame[TIMELINE_COLUMNS],
         "alert_events": alerts.events_frame(conn, alert_id),
+        "incidents": incidents_frame(conn),
         "silences": alerts.silences_frame(conn, include_expired=True),
         "deliveries": alerts.deliveries_frame(conn),
         "files": files_frame(conn, [MODEL]),
@@ -146,6 +148,7 @@ def _empty_frames(conn: Any, config: MonitorConfig) -> dict[str, pd.DataFrame]:
         "alerts": alerts.alerts_frame(conn, model="no-such-model"),
         "alert_series": alerts.series_frame(conn, model="no-such-model"),
         "alert_events": alerts.events_frame(conn, -1),
+        "incidents": incidents_frame(conn, model="no-such-model"),
         "silences": alerts.silences_frame(conn, model="no-such-model"),
         "deliveries": alerts.deliveries_frame(conn, model="no-such-model"),
         "files": files_frame(conn, ["no-such-model"]),
@@ -155,7 +158,7 @@ def _empty_frames(conn: Any, config: MonitorConfig) -> dict[str, pd.DataFrame]:
 
 SERVICE_RECORDS = ["metrics", "reference_metrics", "confusion", "label_arrival", "calibration", "drift",
                    "drift_distribution", "fairness", "fairness_gaps", "slices", "alerts", "alert_series",
-                   "backtest_timeline", "alert_events", "silences", "deliveries", "files", "rejects"]
+                   "backtest_timeline", "alert_events", "incidents", "silences", "deliveries", "files", "rejects"]
 HTTP_ONLY = ["models", "ingest_answer"]
 # records whose empty read lists the doc's fields in another order (none since reference_metrics
 # took the metrics record's count order, tp, fp, fn, tn, support, in both cases)
@@ -174,7 +177,8 @@ def test_service_frames_match_the_doc(seeded: Seeded, contract: Contract, record
 
 
 @pytest.mark.parametrize("record", ["metrics", "reference_metrics", "confusion", "drift", "fairness",
-                                    "fairness_gaps", "slices", "alerts", "alert_series", "alert_events", "silences",
+                                    "fairness_gaps", "slices", "alerts", "alert_series", "alert_events", "incidents",
+                                    "silences",
                                     "deliveries", "files", "rejects"])
 def test_reads_that_find_nothing_keep_the_fields(seeded: Seeded, contract: Contract, record: str) -> None:
     frame = seeded.empty[record]
@@ -204,6 +208,7 @@ CLI_READS: list[tuple[str, list[str]]] = [
     ("slices", ["slices", "--class", "critical", "--to", "2024-01-11"]),
     ("alerts", ["alerts"]),
     ("alert_series", ["alerts", "--series"]),
+    ("incidents", ["incidents"]),
     ("silences", ["silences", "--all"]),
     ("rejects", ["rejects"]),
 ]
@@ -245,6 +250,7 @@ HTTP_READS = [
     ("fairness", f"/api/v1/models/{MODEL}/fairness?attribute=region"),
     ("slices", f"/api/v1/models/{MODEL}/slices?class=critical&to=2024-01-11"),
     ("alerts", f"/api/v1/alerts?model={MODEL}&state=all"),
+    ("incidents", f"/api/v1/incidents?model={MODEL}&state=all"),
 ]
 
 
