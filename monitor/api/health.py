@@ -5,16 +5,21 @@ Open even when basic auth is on (container health checks and load balancers). Th
 names the failure class only: no URL, host or credentials leak to an unauthenticated caller.
 `database_failure` classifies an exception the same way for `/metrics` and the API, so that a
 database that is down or unmigrated is a JSON 503 everywhere, never a 500 page.
+
+The check never waits on a write: it has its own small engine per process (on SQLite a
+deferred BEGIN, which in WAL mode never waits for the writers' lock; on PostgreSQL its own
+pool, so writers queued on a model's lock cannot hold every connection), and it takes no lock.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from monitor.api.engines import engine_for
 from monitor.store.db import NOT_MIGRATED, DatabaseError, is_migrated, is_missing_table
 
 log = logging.getLogger("monitor.api")
@@ -22,6 +27,21 @@ blueprint = Blueprint("monitor_health", __name__)
 
 # A table every migrated database has (the first migration creates it).
 REQUIRED_TABLE = "monitored_models"
+_LOCK = threading.Lock()
+
+
+def health_engine(app: Flask) -> Engine:
+    """This process's engine for /healthz (made on first use, after any fork)."""
+    state = app.extensions["monitor_api"]
+    if state.get("health_engine") is None:
+        with _LOCK:
+            if state.get("health_engine") is None:
+                from monitor.store.db import make_engine, make_read_engine
+
+                url = state["config"].database_url
+                state["health_engine"] = (make_read_engine(url) if url.startswith("sqlite")
+                                          else make_engine(url, pool_size=1, max_overflow=4, pool_timeout=5))
+    return state["health_engine"]  # type: ignore[no-any-return]
 
 
 def _missing_table(error: BaseException) -> bool:
@@ -60,7 +80,7 @@ def unavailable(error: BaseException) -> Response:
 @blueprint.get("/healthz")
 def healthz() -> Response:
     try:
-        with engine_for(current_app).connect() as conn:
+        with health_engine(current_app).connect() as conn:  # type: ignore[arg-type]
             migrated = is_migrated(conn, REQUIRED_TABLE)
             conn.rollback()
     except Exception as error:  # noqa: BLE001 - any failure means "not healthy"

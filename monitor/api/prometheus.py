@@ -17,6 +17,8 @@ the first boundary after the newest data):
   timestamp_seconds`: end of the last successful tick; `classifier_monitor_collect_errors`
   {model, part}: 1 when a part could not be computed (the rest of the scrape still answers).
 - `classifier_monitor_series_dropped`: samples left out by the series cap (below).
+- `classifier_monitor_inbox_rows` {model, kind}, `_inbox_oldest_age_seconds` {model},
+  `_aggregated_through_timestamp_seconds` {model}: HTTP writes waiting for aggregation.
 - `classifier_monitor_stream_pending`, `_stream_ack_pending`, `_stream_lag_seconds`,
   `_stream_last_batch_timestamp_seconds`, `_stream_messages`, `_stream_records` {model,
   stream, consumer (, outcome)}: the stream consumers of `monitor consume` (issue 17).
@@ -147,6 +149,7 @@ class MonitorCollector(Collector):
         with self.engine().connect() as conn:
             self._last_ingest(conn, families)
             self._streams(conn, families)
+            _inbox(conn, self.config, families, now)  # issue 15
             for model in self.config.models:
                 self._model(conn, model, families, now)
             conn.rollback()
@@ -239,6 +242,30 @@ class MonitorCollector(Collector):
         firing = frame.loc[frame["state"] == "firing", ["rule", "class", "segment", "segment_value"]]
         families.defer(FIRING, firing.assign(model=ctx.name, firing=1), FIRING_LABELS,
                        [("alert_firing", "1 for each firing alert.", "firing")])
+
+
+# -- issue 15: the write inbox (monitor.ingest.inbox) --
+def _inbox(conn: Connection, config: MonitorConfig, families: _Families, now: int) -> None:
+    """`inbox_rows` {model, kind}, `inbox_oldest_age_seconds` {model} and
+    `aggregated_through_timestamp_seconds` {model} (every record received before it is
+    aggregated; now when nothing is queued)."""
+    from monitor.ingest.inbox import queue_depths
+
+    depths = queue_depths(conn)
+    for model in config.models:
+        oldest = None
+        for kind in ("predictions", "labels"):
+            rows, received = depths.get((model.name, kind), (0, None))
+            families.add("inbox_rows", "Rows of HTTP writes waiting in the inbox for aggregation.",
+                         ["model", "kind"], [model.name, kind], rows)
+            if received is not None:
+                oldest = received if oldest is None else min(oldest, received)
+        age = 0.0 if oldest is None else max(now - oldest / 1e6, 0.0)
+        families.add("inbox_oldest_age_seconds", "Age of the oldest row waiting in the inbox (0 when empty).",
+                     ["model"], [model.name], age)
+        families.add("aggregated_through_timestamp_seconds",
+                     "Every record received before this time is aggregated (Unix time).",
+                     ["model"], [model.name], now if oldest is None else oldest // 1_000_000)
 
 
 def _label_value(value: Any) -> str:

@@ -1,0 +1,211 @@
+"""HTTP writes through the inbox (issue 15): queued at once, aggregated exactly once in
+micro-batches, nothing lost when aggregation dies half-way; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.metrics import confusion_matrix
+from sqlalchemy import func, select, text
+
+from monitor.api import register
+from monitor.api.routes import drainer, stop_background
+from monitor.context import load_context
+from monitor.ingest.inbox import INBOX, aggregate_rows, drain, enqueue
+from monitor.locking import INGEST_LOCK_SPACE
+from monitor.store.db import make_engine
+from monitor.store.models import ConfusionCount, Label, Prediction, PredictionCount
+from tests.api.conftest import CLASSES, flush_inbox, make_config, make_records, running
+
+
+def _totals(db_url: str) -> dict[str, int]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return {
+                "predictions": conn.execute(select(func.count()).select_from(Prediction)).scalar_one(),
+                "labels": conn.execute(select(func.count()).select_from(Label)).scalar_one(),
+                "prediction_counts": conn.execute(select(func.coalesce(func.sum(PredictionCount.n), 0))).scalar_one(),
+                "confusion_counts": conn.execute(select(func.coalesce(func.sum(ConfusionCount.n), 0))).scalar_one(),
+                "inbox": conn.execute(select(func.count()).select_from(INBOX)).scalar_one(),
+            }
+    finally:
+        engine.dispose()
+
+
+def _confusion(db_url: str) -> dict[tuple[str, str], int]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(ConfusionCount.true_class, ConfusionCount.pred_class, func.sum(ConfusionCount.n))
+                                .group_by(ConfusionCount.true_class, ConfusionCount.pred_class)).all()
+    finally:
+        engine.dispose()
+    return {(t, p): int(n) for t, p, n in rows if n}
+
+
+def _oracle(predictions: list[dict], labels: list[dict]) -> dict[tuple[str, str], int]:
+    """Confusion counts of the records themselves, by sklearn."""
+    truth = {r["prediction_id"]: r["label"] for r in labels}
+    pairs = [(truth[r["prediction_id"]], r["prediction"]) for r in predictions if r["prediction_id"] in truth]
+    matrix = confusion_matrix([t for t, _ in pairs], [p for _, p in pairs], labels=CLASSES)
+    return {(t, p): int(matrix[i, j]) for i, t in enumerate(CLASSES) for j, p in enumerate(CLASSES) if matrix[i, j]}
+
+
+def test_many_concurrent_posts_are_aggregated_exactly_once(db_url: str, tmp_path: Path, serve) -> None:
+    config = make_config(db_url, tmp_path)
+    base = serve(config)
+    failures: list[str] = []
+    sent: dict[str, list[dict]] = {"predictions": [], "labels": []}
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        for round_ in range(3):
+            predictions, labels = make_records(25, seed=number * 10 + round_, prefix=f"c{number}-{round_}-")
+            # odd clients send the labels before their predictions; everyone re-sends a body
+            order = [("labels", labels), ("predictions", predictions)] if number % 2 else \
+                [("predictions", predictions), ("labels", labels)]
+            for kind, body in [*order, ("predictions", predictions), ("labels", labels)]:
+                answer = requests.post(f"{base}/api/v1/models/m/{kind}", json=body, timeout=120)
+                if answer.status_code != 200 or answer.json()["accepted"] != len(body):
+                    failures.append(f"{kind}: {answer.status_code} {answer.text[:200]}")
+            with lock:
+                sent["predictions"] += predictions
+                sent["labels"] += labels
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert failures == []
+    flush_inbox(config)
+    n = 8 * 3 * 25
+    assert _totals(db_url) == {"predictions": n, "labels": n, "prediction_counts": n, "confusion_counts": n,
+                               "inbox": 0}
+    assert _confusion(db_url) == _oracle(sent["predictions"], sent["labels"])
+    progress = requests.get(f"{base}/api/v1/models/m/ingest", timeout=30).json()
+    assert (progress["queued_predictions"], progress["queued_labels"], progress["oldest_queued_at"]) == (0, 0, None)
+
+
+def test_an_aborted_aggregation_loses_nothing_and_a_rerun_counts_once(db_url: str, tmp_path: Path) -> None:
+    config = make_config(db_url, tmp_path)
+    predictions, labels = make_records(120, seed=3)
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            ctx = load_context(conn, config.models[0])
+            # labels first, aggregated in a batch of their own: they wait for their predictions
+            enqueue(conn, ctx, "labels", pd.DataFrame(labels).assign(_row=range(1, 121)), received_at=1)
+        assert drain(engine, config, wait=True) == 120
+        with engine.begin() as conn:
+            enqueue(conn, ctx, "predictions", pd.DataFrame(predictions).assign(_row=range(1, 121)), received_at=2)
+        # a crash half-way: the batch is aggregated, then its transaction dies before commit
+        with pytest.raises(RuntimeError), engine.begin() as conn:
+            rows = [tuple(r) for r in conn.execute(select(INBOX.c.id, INBOX.c.kind, INBOX.c.received_at,
+                                                          INBOX.c.row_number, INBOX.c.record)).all()]
+            aggregate_rows(conn, ctx, rows)
+            raise RuntimeError("killed mid-batch")
+        assert _totals(db_url) == {"predictions": 0, "labels": 120, "prediction_counts": 0, "confusion_counts": 0,
+                                   "inbox": 120}
+        assert drain(engine, config, wait=True) == 120
+        assert drain(engine, config, wait=True) == 0
+    finally:
+        engine.dispose()
+    assert _totals(db_url) == {"predictions": 120, "labels": 120, "prediction_counts": 120,
+                               "confusion_counts": 120, "inbox": 0}
+    assert _confusion(db_url) == _oracle(predictions, labels)
+
+
+def test_wait_true_answers_the_counts_of_a_direct_write(db_url: str, tmp_path: Path, serve) -> None:
+    base = serve(make_config(db_url, tmp_path))
+    url = f"{base}/api/v1/models/m/predictions"
+    predictions, labels = make_records(40, seed=5)
+    queued = requests.post(url, json=predictions[:20], timeout=30).json()  # queued, aggregated later
+    assert (queued["accepted"], queued["queued"], queued["skipped"]) == (20, 20, 0)
+    conflict = {**predictions[0], "prediction": "rare" if predictions[0]["prediction"] == "ok" else "ok"}
+    answer = requests.post(url, json=[*predictions, conflict], params={"wait": "true"}, timeout=30).json()
+    # the queued rows went first: 20 of these are skipped, the changed copy is a conflict
+    assert (answer["accepted"], answer["skipped"], answer["rejected"], answer["queued"]) == (20, 20, 1, 0)
+    assert answer["rejects"][0]["row"] == 41 and "conflicting duplicate" in answer["rejects"][0]["reason"]
+    label_answer = requests.post(f"{base}/api/v1/models/m/labels", json=labels, params={"wait": "1"}, timeout=30)
+    assert label_answer.json()["accepted"] == 40
+    assert _totals(db_url)["confusion_counts"] == 40
+    assert requests.post(url, json=[], params={"wait": "maybe"}, timeout=30).status_code == 400
+
+
+def _app_with_stopped_drainer(config) -> Flask:  # type: ignore[no-untyped-def]
+    app = Flask("test-inbox")
+    register(app, config)
+    drainer(app).stop()  # rows stay queued until the test drains them
+    return app
+
+
+def test_queued_rows_show_in_the_answer_the_ingest_route_and_metrics(db_url: str, tmp_path: Path) -> None:
+    config = make_config(db_url, tmp_path)
+    app = _app_with_stopped_drainer(config)
+    predictions, labels = make_records(30, seed=9)
+    try:
+        with running(app) as base:
+            answer = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions, timeout=30).json()
+            ndjson = "\n".join(json.dumps(r) for r in labels[:10])
+            requests.post(f"{base}/api/v1/models/m/labels", data=ndjson, timeout=30,
+                          headers={"Content-Type": "application/x-ndjson"}).raise_for_status()
+            progress = requests.get(f"{base}/api/v1/models/m/ingest", timeout=30).json()
+            families = {f.name: f for f in text_string_to_metric_families(requests.get(f"{base}/metrics", timeout=30).text)}
+            assert _totals(db_url)["predictions"] == 0
+            flush_inbox(config)
+            after = requests.get(f"{base}/api/v1/models/m/ingest", timeout=30).json()
+    finally:
+        stop_background(app)
+        if app.extensions["monitor_api"].get("engine") is not None:
+            app.extensions["monitor_api"]["engine"].dispose()
+    assert (answer["accepted"], answer["queued"], answer["skipped"], answer["waiting"]) == (30, 30, 0, 0)
+    assert answer["aggregated_through"] <= progress["oldest_queued_at"] == progress["aggregated_through"]
+    assert (progress["queued_predictions"], progress["queued_labels"]) == (30, 10)
+    depth = {s.labels["kind"]: s.value for s in families["classifier_monitor_inbox_rows"].samples}
+    assert depth == {"predictions": 30.0, "labels": 10.0}
+    assert families["classifier_monitor_inbox_oldest_age_seconds"].samples[0].value >= 0
+    assert (after["queued_predictions"], after["queued_labels"], after["oldest_queued_at"]) == (0, 0, None)
+    assert after["aggregated_through"] >= progress["aggregated_through"]
+    assert _totals(db_url)["confusion_counts"] == 10
+
+
+def test_healthz_and_queued_writes_answer_while_a_writer_holds_the_models_lock(db_url: str, tmp_path: Path,
+                                                                              serve) -> None:
+    config = make_config(db_url, tmp_path)
+    base = serve(config)
+    predictions, _ = make_records(20, seed=11)
+    requests.post(f"{base}/api/v1/models/m/predictions", json=predictions[:5], params={"wait": "true"},
+                  timeout=30).raise_for_status()  # the model exists
+    engine = make_engine(db_url)
+    blocked: list[requests.Response] = []
+    try:
+        with engine.begin() as conn:  # a writer of the model, holding its lock (SQLite: the write lock)
+            if conn.dialect.name == "postgresql":
+                model_id = conn.execute(text("SELECT id FROM monitored_models WHERE name = 'm'")).scalar_one()
+                conn.execute(text("SELECT pg_advisory_xact_lock(:s, :m)"), {"s": INGEST_LOCK_SPACE, "m": model_id})
+            else:
+                conn.execute(text("UPDATE monitored_models SET name = name"))
+            waiting = threading.Thread(target=lambda: blocked.append(requests.post(
+                f"{base}/api/v1/models/m/predictions", json=predictions[5:10], params={"wait": "true"}, timeout=120)))
+            waiting.start()
+            health = requests.get(f"{base}/healthz", timeout=30)
+            assert (health.status_code, health.json()) == (200, {"status": "ok"})
+            if conn.dialect.name == "postgresql":  # the inbox write takes no model lock
+                queued = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions[10:], timeout=30)
+                assert queued.json()["queued"] == 10
+            assert not blocked  # the waiting write is still queued behind the lock
+        waiting.join(timeout=120)
+    finally:
+        engine.dispose()
+    assert blocked[0].status_code == 200 and blocked[0].json()["accepted"] == 5
+    flush_inbox(config)
+    assert _totals(db_url)["predictions"] == (20 if db_url.startswith("postgresql") else 10)
