@@ -336,10 +336,13 @@ def drainer(app: Any = None) -> Drainer:
 
 
 def stop_background(app: Any) -> None:
-    """Stop the app's inbox drainer thread (tests, shutdown); queued rows stay queued."""
-    found = app.extensions.get("monitor_api", {}).get("drainer")
-    if found is not None:
-        found.stop()
+    """Stop the app's inbox drainer thread (tests, shutdown; queued rows stay queued) and
+    close the health check's engine."""
+    state_ = app.extensions.get("monitor_api", {})
+    if state_.get("drainer") is not None:
+        state_["drainer"].stop()
+    if state_.get("health_engine") is not None:
+        state_["health_engine"].dispose()
 
 
 def _validated(ctx: ModelContext, kind: str, frame: pd.DataFrame, received: int) -> tuple[IngestResult, pd.DataFrame]:
