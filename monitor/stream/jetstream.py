@@ -29,6 +29,7 @@ from monitor.stream.source import Delivery, Lag, StreamError
 log = logging.getLogger("monitor.stream")
 T = TypeVar("T")
 KEEP_SECONDS = 7 * 86400  # max_age of a stream created here
+CONNECT_TRIES = 3  # per server, at start
 MIN_FETCH_WAIT = 0.05  # seconds: shorter pull requests expire before the server answers
 
 
@@ -64,10 +65,12 @@ class JetStreamSource:
 
         servers = [server.strip() for server in self.settings.url.split(",")]
         try:
-            self._nc = await nats.connect(servers=servers, connect_timeout=3, max_reconnect_attempts=-1,
+            # a few tries at start (then a clear error), reconnecting for ever once connected
+            self._nc = await nats.connect(servers=servers, connect_timeout=3, max_reconnect_attempts=CONNECT_TRIES,
                                           reconnect_time_wait=1, error_cb=on_error, name=f"monitor consume {self.model}")
         except (NoServersError, OSError, asyncio.TimeoutError) as error:
             raise StreamError(f"cannot reach NATS at {self.settings.url}: {error or type(error).__name__}") from None
+        self._nc.options["max_reconnect_attempts"] = -1
         self._js = self._nc.jetstream(timeout=10)
         await self._ensure_stream()
         await self._ensure_consumer()
