@@ -20,7 +20,15 @@ import pytest
 from monitor.store.db import make_engine
 from monitor.stream.status import consumers
 from tests.conftest import fresh_database_url
-from tests.stream.conftest import StreamNames, as_messages, expected_counts, make_records, publish, snapshot, write_config
+from tests.stream.conftest import (
+    StreamNames,
+    as_messages,
+    expected_counts,
+    make_records,
+    publish,
+    snapshot,
+    write_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 180  # seconds any wait may take before the test fails (a loaded machine, not a goal)
