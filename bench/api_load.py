@@ -1,17 +1,24 @@
-"""Load test of the HTTP API: gunicorn (4 workers) on PostgreSQL, 50 concurrent clients, 30 s.
+"""Load test of the HTTP API: gunicorn (4 workers) on PostgreSQL, 50 concurrent clients.
 
-    python bench/api_load.py [--clients 50] [--duration 30] [--workers 4] [--threads 4] [--batch 50]
-                             [--admin-url postgresql://postgres@127.0.0.1:5432/test]
+    python bench/api_load.py [--clients 50] [--duration 15] [--workers 4] [--threads 4] [--batch 50]
+                             [--modes inbox,direct] [--admin-url postgresql://postgres@127.0.0.1:5432/test]
 
-Everything runs on 127.0.0.1 and stops by itself: a fresh database is created on the server
-of --admin-url (default $MONITOR_TEST_POSTGRES_URL) and dropped at the end; gunicorn serves
-`monitor.api.wsgi:app` (or the dashboard's `dashboards.wsgi:server` with --app dashboard) on
-a free port with MONITOR_API_TOKEN set. Each client loops until the deadline over: POST a
-batch of new predictions, POST their labels, re-POST an earlier batch (must be skipped, not
-doubled), and GETs of /api/v1/models/<m>/metrics, /api/v1/models, /api/v1/alerts, /metrics
-and /healthz. It prints throughput, p50/p95/p99 latency per request kind and errors, then
-counts rows in the database: predictions and labels must equal what the API accepted, and
-the aggregate counts must equal the rows (no lost or doubled records). Exit code 1 if not.
+Runs each mode for --duration seconds, in one run, side by side: `inbox` (the default write: a
+POST validates, queues its rows in the inbox and answers; drainer threads aggregate them in
+micro-batches) and `direct`, the baseline (every POST with `?wait=true`: aggregated inside the
+request under the model's lock, as every write was before the inbox).
+
+Everything runs on 127.0.0.1 and stops by itself: per mode a fresh database is created on the
+server of --admin-url (default $MONITOR_TEST_POSTGRES_URL) and dropped at the end; gunicorn
+serves `monitor.api.wsgi:app` (or `dashboards.wsgi:server` with --app dashboard) on a free
+port with MONITOR_API_TOKEN set. Each client loops until the deadline over: POST a batch of
+new predictions, POST their labels, re-POST an earlier batch (must not be doubled), and a GET
+of the metrics, models, alerts or /metrics; a probe GETs /healthz every 100 ms, as a load
+balancer would, and another polls the inbox's oldest row to time each queued POST from its
+answer to its rows aggregated. It prints p50/p95/p99 latency per request kind, records/s and
+the accepted-to-aggregated times, then counts rows in the database once the inbox is drained:
+predictions and labels must equal the new records accepted, the aggregate counts must equal
+the rows, no reject (no re-sent record doubled or refused). Exit code 1 if not.
 """
 
 from __future__ import annotations
@@ -72,9 +79,11 @@ class Stats:
         self.latency: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, int] = defaultdict(int)
         self.error_samples: list[str] = []
-        self.accepted = {"predictions": 0, "labels": 0}
+        self.new = {"predictions": 0, "labels": 0}  # records sent for the first time, answered 200
         self.skipped = 0
         self.resent = 0
+        self.answered: list[float] = []  # wall-clock time of each queued POST's answer (inbox mode)
+        self.aggregated: list[float] = []  # seconds from a POST's answer to its rows aggregated
 
     def record(self, kind: str, seconds: float, ok: bool, detail: str = "") -> None:
         with self.lock:
@@ -85,10 +94,11 @@ class Stats:
                     self.error_samples.append(f"{kind}: {detail[:200]}")
 
 
-def client_loop(client: int, base: str, deadline: float, batch: int, stats: Stats) -> None:
+def client_loop(client: int, base: str, deadline: float, batch: int, stats: Stats, wait: bool) -> None:
     rng = random.Random(client)
     session = requests.Session()
     auth = {"Authorization": f"Bearer {TOKEN}"}
+    params = {"wait": "true"} if wait else {}
     sent: list[list[dict]] = []
     seq = 0
 
@@ -98,7 +108,11 @@ def client_loop(client: int, base: str, deadline: float, batch: int, stats: Stat
             response = session.request(method, url, timeout=300, **kwargs)  # queueing is latency, not loss
             ok = response.status_code == 200
             stats.record(kind, time.perf_counter() - started, ok, f"{response.status_code} {response.text}")
-            return response.json() if ok and "json" in response.headers.get("Content-Type", "") else None
+            answer = response.json() if ok and "json" in response.headers.get("Content-Type", "") else None
+            if isinstance(answer, dict) and answer.get("queued"):
+                with stats.lock:
+                    stats.answered.append(time.time())
+            return answer
         except requests.RequestException as error:
             stats.record(kind, time.perf_counter() - started, False, repr(error))
             return None
@@ -106,48 +120,75 @@ def client_loop(client: int, base: str, deadline: float, batch: int, stats: Stat
     while time.monotonic() < deadline:
         predictions, labels = make_batch(client, seq, batch, rng)
         seq += 1
-        answer = call("POST predictions", "POST", f"{base}/api/v1/models/triage/predictions", json=predictions, headers=auth)
+        answer = call("POST predictions", "POST", f"{base}/api/v1/models/triage/predictions", json=predictions,
+                      headers=auth, params=params)
         if answer is not None:
             with stats.lock:
-                stats.accepted["predictions"] += answer["accepted"]
+                stats.new["predictions"] += answer["accepted"]
             sent.append(predictions)
         ndjson = "\n".join(json.dumps(label) for label in labels)
-        answer = call("POST labels", "POST", f"{base}/api/v1/models/triage/labels", data=ndjson,
+        answer = call("POST labels", "POST", f"{base}/api/v1/models/triage/labels", data=ndjson, params=params,
                       headers={**auth, "Content-Type": "application/x-ndjson"})
         if answer is not None:
             with stats.lock:
-                stats.accepted["labels"] += answer["accepted"]
-        if seq % 2 == 0 and sent:  # a client retrying an old batch: must be skipped
+                stats.new["labels"] += answer["accepted"]
+        if seq % 2 == 0 and sent:  # a client retrying an old batch: must not be doubled
             answer = call("POST resend", "POST", f"{base}/api/v1/models/triage/predictions",
-                          json=rng.choice(sent), headers=auth)
+                          json=rng.choice(sent), headers=auth, params=params)
             if answer is not None:
                 with stats.lock:
                     stats.resent += batch
                     stats.skipped += answer["skipped"]
-                    stats.accepted["predictions"] += answer["accepted"]
-        read = rng.choice(["metrics", "models", "alerts", "prometheus", "healthz"])
+        read = rng.choice(["metrics", "models", "alerts", "prometheus"])
         url = {"metrics": f"{base}/api/v1/models/triage/metrics?window=7d&step=1d&segment=*",
                "models": f"{base}/api/v1/models", "alerts": f"{base}/api/v1/alerts?model=triage",
-               "prometheus": f"{base}/metrics", "healthz": f"{base}/healthz"}[read]
+               "prometheus": f"{base}/metrics"}[read]
         call(f"GET {read}", "GET", url)
+
+
+def health_probe(base: str, deadline: float, stats: Stats) -> None:
+    """A load balancer's check: GET /healthz every 100 ms."""
+    session = requests.Session()
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            ok = session.get(f"{base}/healthz", timeout=60).status_code == 200
+        except requests.RequestException:
+            ok = False
+        stats.record("GET healthz", time.perf_counter() - started, ok, "healthz")
+        time.sleep(0.1)
+
+
+def aggregation_probe(engine, stop: threading.Event, stats: Stats) -> None:  # type: ignore[no-untyped-def]
+    """Every 50 ms, the receive time of the oldest row still in the inbox: a POST answered
+    before it has all its rows aggregated (an upper bound, within one poll)."""
+    from monitor.ingest.inbox import INBOX
+
+    done = 0
+    with engine.connect() as conn:
+        while True:
+            oldest = conn.execute(select(func.min(INBOX.c.received_at))).scalar()
+            conn.rollback()
+            now = time.time()
+            with stats.lock:
+                pending = sorted(stats.answered[done:])
+                stats.answered[done:] = pending
+                while done < len(stats.answered) and (oldest is None or stats.answered[done] < oldest / 1e6):
+                    stats.aggregated.append(now - stats.answered[done])
+                    done += 1
+                finished = done == len(stats.answered)
+            if stop.is_set() and finished:
+                return
+            time.sleep(0.05)
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) * 1000 if values else float("nan")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=30.0)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (as docker/)")
-    parser.add_argument("--batch", type=int, default=50, help="records per POST")
-    parser.add_argument("--app", choices=["api", "dashboard"], default="api")
-    parser.add_argument("--admin-url", default=os.environ.get("MONITOR_TEST_POSTGRES_URL",
-                                                               "postgresql://postgres@127.0.0.1:5432/test"))
-    args = parser.parse_args()
-
+def run_mode(args: argparse.Namespace, mode: str) -> dict:
+    """One load run against a fresh database and gunicorn; `mode` "inbox" (the default write)
+    or "direct" (every POST with ?wait=true: aggregated inside the request, as before the inbox)."""
     admin_url = args.admin_url.replace("postgresql://", "postgresql+psycopg://", 1)
     name = f"monitor_load_{uuid.uuid4().hex[:8]}"
     database_url = f"{args.admin_url.rpartition('/')[0]}/{name}"
@@ -182,8 +223,7 @@ def main() -> int:
             except requests.RequestException:
                 pass
             if time.monotonic() > ready_by or server.poll() is not None:
-                print("gunicorn did not become healthy", file=sys.stderr)
-                return 1
+                raise RuntimeError("gunicorn did not become healthy")
             time.sleep(0.2)
 
         # warm-up (not measured): every worker reads once, so first-request costs stay out
@@ -195,15 +235,24 @@ def main() -> int:
             thread.join()
 
         stats = Stats()
+        stop_probe = threading.Event()
+        probe = threading.Thread(target=aggregation_probe, args=(engine, stop_probe, stats), daemon=True)
+        probe.start()
         started = time.monotonic()
         deadline = started + args.duration
-        threads = [threading.Thread(target=client_loop, args=(c, base, deadline, args.batch, stats), daemon=True)
-                   for c in range(args.clients)]
+        threads = [threading.Thread(target=client_loop, args=(c, base, deadline, args.batch, stats, mode == "direct"),
+                                    daemon=True) for c in range(args.clients)]
+        threads.append(threading.Thread(target=health_probe, args=(base, deadline, stats), daemon=True))
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=args.duration + 120)
         elapsed = time.monotonic() - started
+        stop_probe.set()
+        probe.join(timeout=120)  # until the inbox is drained
+
+        from monitor.ingest.inbox import INBOX
+        from monitor.store.models import RejectedRow
 
         with engine.connect() as conn:
             stored = {
@@ -211,38 +260,11 @@ def main() -> int:
                 "labels": conn.execute(select(func.count()).select_from(Label)).scalar_one(),
                 "prediction_counts": conn.execute(select(func.coalesce(func.sum(PredictionCount.n), 0))).scalar_one(),
                 "confusion_counts": conn.execute(select(func.coalesce(func.sum(ConfusionCount.n), 0))).scalar_one(),
+                "inbox": conn.execute(select(func.count()).select_from(INBOX)).scalar_one(),
+                "rejects": conn.execute(select(func.count()).select_from(RejectedRow)).scalar_one(),
             }
         engine.dispose()
-
-        total = sum(len(v) for v in stats.latency.values())
-        print(f"gunicorn {args.workers} workers x {args.threads} threads ({target}) on PostgreSQL, "
-              f"{args.clients} clients, {elapsed:.1f} s, {args.batch} records per POST")
-        print(f"{'request':<20}{'count':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
-        for kind in sorted(stats.latency):
-            values = stats.latency[kind]
-            print(f"{kind:<20}{len(values):>8}{len(values) / elapsed:>9.1f}{percentile(values, 50):>9.1f}"
-                  f"{percentile(values, 95):>9.1f}{percentile(values, 99):>9.1f}{stats.errors.get(kind, 0):>8}")
-        all_values = [v for values in stats.latency.values() for v in values]
-        errors = sum(stats.errors.values())
-        print(f"{'all':<20}{total:>8}{total / elapsed:>9.1f}{percentile(all_values, 50):>9.1f}"
-              f"{percentile(all_values, 95):>9.1f}{percentile(all_values, 99):>9.1f}{errors:>8}")
-        print(f"records accepted: {stats.accepted['predictions']} predictions "
-              f"({stats.accepted['predictions'] / elapsed:.0f}/s), {stats.accepted['labels']} labels; "
-              f"re-sent {stats.resent}, skipped {stats.skipped}")
-        print("stored: " + ", ".join(f"{k} {v}" for k, v in stored.items()))
-        checks = {
-            "no errors": errors == 0,
-            "predictions stored == accepted": stored["predictions"] == stats.accepted["predictions"],
-            "labels stored == accepted": stored["labels"] == stats.accepted["labels"],
-            "prediction_counts == predictions": stored["prediction_counts"] == stored["predictions"],
-            "confusion_counts == labels": stored["confusion_counts"] == stored["labels"],
-            "every re-sent record skipped": stats.skipped == stats.resent,
-        }
-        for label, ok in checks.items():
-            print(f"  [{'ok' if ok else 'FAIL'}] {label}")
-        for sample in stats.error_samples:
-            print(f"  error: {sample}")
-        return 0 if all(checks.values()) else 1
+        return {"mode": mode, "stats": stats, "elapsed": elapsed, "stored": stored}
     finally:
         if server is not None and server.poll() is None:
             server.terminate()
@@ -253,6 +275,79 @@ def main() -> int:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def report(run: dict) -> tuple[dict[str, float], bool]:
+    """Print one run's table and checks; return its headline figures and whether it passed."""
+    stats, elapsed, stored, mode = run["stats"], run["elapsed"], run["stored"], run["mode"]
+    print(f"\n== {mode} ({'POST answers after queueing' if mode == 'inbox' else 'POST ?wait=true: aggregated in the request'})")
+    print(f"{'request':<20}{'count':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for kind in sorted(stats.latency):
+        values = stats.latency[kind]
+        print(f"{kind:<20}{len(values):>8}{len(values) / elapsed:>9.1f}{percentile(values, 50):>9.1f}"
+              f"{percentile(values, 95):>9.1f}{percentile(values, 99):>9.1f}{stats.errors.get(kind, 0):>8}")
+    posts = [v for kind, values in stats.latency.items() if kind.startswith("POST") for v in values]
+    errors = sum(stats.errors.values())
+    print(f"records: {stats.new['predictions']} new predictions ({stats.new['predictions'] / elapsed:.0f}/s), "
+          f"{stats.new['labels']} labels ({stats.new['labels'] / elapsed:.0f}/s); re-sent {stats.resent}"
+          + (f", answered as skipped {stats.skipped}" if mode == "direct" else ""))
+    if stats.aggregated:
+        print(f"accepted -> aggregated: p50 {percentile(stats.aggregated, 50):.0f} ms, "
+              f"p99 {percentile(stats.aggregated, 99):.0f} ms, max {max(stats.aggregated) * 1000:.0f} ms "
+              f"({len(stats.aggregated)} queued POSTs)")
+    print("stored: " + ", ".join(f"{k} {v}" for k, v in stored.items()))
+    checks = {
+        "no errors": errors == 0,
+        "predictions stored == new predictions accepted": stored["predictions"] == stats.new["predictions"],
+        "labels stored == labels accepted": stored["labels"] == stats.new["labels"],
+        "prediction_counts == predictions": stored["prediction_counts"] == stored["predictions"],
+        "confusion_counts == labels": stored["confusion_counts"] == stored["labels"],
+        "no re-sent record doubled or rejected": stored["rejects"] == 0,
+        "inbox drained": stored["inbox"] == 0,
+    }
+    if mode == "direct":
+        checks["every re-sent record answered as skipped"] = stats.skipped == stats.resent
+    for label, ok in checks.items():
+        print(f"  [{'ok' if ok else 'FAIL'}] {label}")
+    for sample in stats.error_samples:
+        print(f"  error: {sample}")
+    figures = {"post_p99": percentile(posts, 99), "healthz_p99": percentile(stats.latency["GET healthz"], 99),
+               "predictions_s": stats.new["predictions"] / elapsed, "labels_s": stats.new["labels"] / elapsed,
+               "aggregated_p99": percentile(stats.aggregated, 99) if stats.aggregated else float("nan")}
+    return figures, all(checks.values())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per mode")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (as docker/)")
+    parser.add_argument("--batch", type=int, default=50, help="records per POST")
+    parser.add_argument("--app", choices=["api", "dashboard"], default="api")
+    parser.add_argument("--modes", default="inbox,direct", help="inbox, direct (the baseline) or both")
+    parser.add_argument("--admin-url", default=os.environ.get("MONITOR_TEST_POSTGRES_URL",
+                                                               "postgresql://postgres@127.0.0.1:5432/test"))
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    print(f"gunicorn {args.workers} workers x {args.threads} threads on PostgreSQL, {args.clients} clients, "
+          f"{args.duration:.0f} s per mode, {args.batch} records per POST (figures are indicative: shared CPU)")
+    results = {}
+    passed = True
+    for mode in modes:
+        figures, ok = report(run_mode(args, mode))
+        results[mode] = figures
+        passed = passed and ok
+    names = {"post_p99": "POST p99 ms", "healthz_p99": "healthz p99 ms", "predictions_s": "predictions/s",
+             "labels_s": "labels/s", "aggregated_p99": "accepted->aggregated p99 ms"}
+    print(f"\n{'':<30}" + "".join(f"{m:>12}" for m in modes) + ("        ratio" if len(modes) == 2 else ""))
+    for key, label in names.items():
+        values = [results[m][key] for m in modes]
+        ratio = ""
+        if len(values) == 2 and values[1] and values[1] == values[1] and values[0] == values[0]:
+            ratio = f"{values[0] / values[1]:>12.2f}x"
+        print(f"{label:<30}" + "".join(f"{v:>12.1f}" for v in values) + ratio)
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

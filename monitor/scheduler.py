@@ -8,6 +8,11 @@ and take over when the holder dies. SIGTERM and SIGINT stop it cleanly after the
 
 Jobs receive the config path (a string, picklable) and load the config afresh: an edited
 monitor.toml takes effect at the next tick.
+
+While it holds the lock, the scheduler also drains the HTTP write inbox every second
+(`monitor.ingest.inbox.Drainer`, a thread beside the jobs rather than a job, so that a
+one-second interval writes nothing to the job store): rows queued by an API process that
+died before aggregating them are aggregated here.
 """
 
 from __future__ import annotations
@@ -144,16 +149,21 @@ def run_scheduler(config: MonitorConfig, *, config_path: str | None = None) -> N
     lock = scheduler_lock(engine, wait=True, poll_interval=5.0, stop=stop)
     if not lock.acquire():
         return  # stopped while waiting
+    from monitor.ingest.inbox import Drainer
+
+    drainer = Drainer(lambda: engine, config, idle_exit=float("inf"))
     try:
         log.info("scheduler lock held: starting jobs (tick every %s)", config.scheduler.interval)
         scheduler = build_scheduler(config, config_path, blocking=False)
         scheduler.start()
+        drainer.nudge()  # starts the inbox thread
         while not stop.wait(1.0):
             if not lock.verify():
                 log.error("scheduler lock lost (database connection broke): stopping")
                 break
         scheduler.shutdown(wait=True)
     finally:
+        drainer.stop()
         lock.release()
         engine.dispose()
     log.info("scheduler stopped")

@@ -396,7 +396,7 @@ def _write(model: str, kind: str) -> Response:
                     queued = enqueue(conn, ctx, kind, good, received_at=received)
                     store_rejects(conn, ctx, kind, "api", None, result.rejects)
                 store_rejects(conn, ctx, kind, "api", None, early)
-                progress = status(conn, ctx.model_id)
+                progress = status(conn, ctx.model_id, counts=False)
             break
         except Exception as error:
             if attempt == WRITE_ATTEMPTS or not _retryable(error):

@@ -57,7 +57,7 @@ from monitor.ingest.pipeline import IngestResult, apply_labels, load_labels, loa
 from monitor.ingest.rejects import store_rejects
 from monitor.locking import INGEST_LOCK_SPACE, ingest_lock
 from monitor.store.base import Base
-from monitor.store.bulk import insert_frame
+from monitor.store.bulk import driver_errors
 from monitor.store.models import MonitoredModel
 
 log = logging.getLogger("monitor.inbox")
@@ -100,20 +100,29 @@ def _json_value(value: Any) -> Any:
 
 def enqueue(conn: Connection, ctx: ModelContext, kind: str, frame: pd.DataFrame, *, received_at: int) -> int:
     """Store the raw records of `frame` (valid ones, with `_row`) in the inbox, in one
-    statement of the caller's transaction. Returns the number of rows queued."""
+    statement of the caller's transaction (COPY on PostgreSQL, executemany elsewhere).
+    Returns the number of rows queued."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}: use predictions or labels")
     if frame.empty:
         return 0
     columns = [c for c in frame.columns if c != "_row"]
-    records = []
-    for values in zip(*(frame[c].tolist() for c in columns), strict=True):
-        kept = {c: _json_value(v) for c, v in zip(columns, values, strict=True)}
-        records.append(json.dumps({c: v for c, v in kept.items() if v is not None}, ensure_ascii=False,
-                                  separators=(",", ":")))
-    return insert_frame(conn, INBOX, pd.DataFrame({
-        "model_id": ctx.model_id, "kind": kind, "received_at": received_at,
-        "row_number": frame["_row"].to_numpy(dtype=np.int64), "record": records}))
+    rows = []
+    for number, *values in zip(frame["_row"].tolist(), *(frame[c].tolist() for c in columns), strict=True):
+        kept = {c: v for c, v in zip(columns, map(_json_value, values), strict=True) if v is not None}
+        rows.append((ctx.model_id, kind, received_at, int(number),
+                     json.dumps(kept, ensure_ascii=False, separators=(",", ":"))))
+    names = ("model_id", "kind", "received_at", "row_number", "record")
+    if conn.dialect.name == "postgresql":
+        statement = f"COPY inbox ({', '.join(names)}) FROM STDIN"
+        driver = conn.connection.driver_connection  # the session's psycopg connection, same transaction
+        assert driver is not None
+        with driver_errors(conn, statement), driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        conn.execute(INBOX.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+    return len(rows)
 
 
 # -- how far aggregation has got -----------------------------------------------------------------
@@ -125,14 +134,17 @@ class InboxStatus:
     aggregated_through: int  # epoch seconds: every record received before it is aggregated
 
 
-def status(conn: Connection, model_id: int, *, now: int | None = None) -> InboxStatus:
-    """The model's queue: rows per kind, the oldest one's receive time, `aggregated_through`."""
-    counts: dict[str, int] = {kind: n for kind, n in conn.execute(
-        select(INBOX.c.kind, func.count()).where(INBOX.c.model_id == model_id).group_by(INBOX.c.kind))}
+def status(conn: Connection, model_id: int, *, now: int | None = None, counts: bool = True) -> InboxStatus:
+    """The model's queue: rows per kind (unless `counts` is False: 0), the oldest one's receive
+    time, `aggregated_through`."""
+    per_kind: dict[str, int] = {}
+    if counts:
+        per_kind = {kind: n for kind, n in conn.execute(
+            select(INBOX.c.kind, func.count()).where(INBOX.c.model_id == model_id).group_by(INBOX.c.kind))}
     oldest = conn.execute(select(INBOX.c.received_at).where(INBOX.c.model_id == model_id)
                           .order_by(INBOX.c.id).limit(1)).scalar()
     through = oldest // 1_000_000 if oldest is not None else (now if now is not None else now_micros() // 1_000_000)
-    return InboxStatus(int(counts.get("predictions", 0)), int(counts.get("labels", 0)),
+    return InboxStatus(int(per_kind.get("predictions", 0)), int(per_kind.get("labels", 0)),
                        None if oldest is None else int(oldest), int(through))
 
 
@@ -272,6 +284,14 @@ def _by_request(conn: Connection, ctx: ModelContext, rows: list[tuple]) -> Drain
             for start in range(0, len(ids), DELETE_CHUNK):
                 conn.execute(delete(INBOX).where(INBOX.c.id.in_(ids[start:start + DELETE_CHUNK])))
     return Drained(rows=len(rows))
+
+
+def drain_one(engine: Engine, model: ModelConfig, *, wait: bool = False) -> int:
+    """Aggregate one model's inbox until empty (the tick, before it evaluates the model)."""
+    total = 0
+    while (drained := drain_model(engine, model, wait=wait)) is not None:
+        total += drained.rows
+    return total
 
 
 def queued_models(engine: Engine) -> list[str]:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from monitor.config import MonitorConfig
 from monitor.context import ModelContext, load_context
 from monitor.ingest.hooks import tick_hooks
+from monitor.ingest.inbox import drain_one
 from monitor.ingest.ledger import BatchFailed, FileOutcome, discover, ingest_files
 from monitor.ingest.pipeline import IngestResult, apply_labels
 from monitor.ingest.reference import UnusableReference, prepare_reference
@@ -175,6 +176,8 @@ def sweep(engine: Engine, config: MonitorConfig, *, model: str | None = None, as
                     ctx = load_context(conn, model_config)
                     prepare_reference(conn, ctx, config.base_dir)
                 _ingest_model(engine, config, ctx, as_of, model_summary, bar)
+                if as_of is None:  # live: HTTP writes still in the inbox (issue 15) go in first
+                    drain_one(engine, model_config, wait=True)
                 with engine.begin() as conn:
                     ingest_lock(conn, ctx.model_id)
                     apply_labels(conn, ctx)  # labels that waited for predictions of other files
