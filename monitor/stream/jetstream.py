@@ -79,7 +79,7 @@ class JetStreamSource:
     async def _ensure_stream(self) -> None:
         from nats.errors import NoRespondersError
         from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-        from nats.js.errors import NotFoundError, ServiceUnavailableError
+        from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
         subjects = sorted(self.kinds)
         try:
@@ -93,9 +93,13 @@ class JetStreamSource:
             if not self.settings.create_stream:
                 raise StreamError(f"stream {self.name} does not exist on {self.settings.url} "
                                   "(create it, or set [models.stream] create_stream = true)")
-            await self._js.add_stream(StreamConfig(
-                name=self.name, subjects=subjects, retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
-                max_age=KEEP_SECONDS))
+            try:
+                await self._js.add_stream(StreamConfig(
+                    name=self.name, subjects=subjects, retention=RetentionPolicy.LIMITS, storage=StorageType.FILE,
+                    max_age=KEEP_SECONDS))
+            except APIError as error:  # e.g. another stream already holds these subjects
+                raise StreamError(f"cannot create stream {self.name} for {subjects} on {self.settings.url}: "
+                                  f"{error.description}") from None
             log.info("created stream %s for %s", self.name, ", ".join(subjects))
             return
         held = sorted(info.config.subjects or [])

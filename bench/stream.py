@@ -1,0 +1,333 @@
+"""Benchmark: stream ingestion from NATS JetStream on PostgreSQL, 1 then 2 `monitor consume`
+processes, against the database write path alone in the same run.
+
+    python bench/stream.py [--rate 5000] [--seconds 30] [--per-message 10] [--batch-size 2000]
+                           [--db-url postgresql://postgres@127.0.0.1:5432/test] [--nats-url nats://127.0.0.1:4222]
+
+Each phase gets a fresh PostgreSQL database (made on the server of `--db-url`, dropped after)
+and a stream of its own (deleted after). Once the consumers are pulling, a warm-up (the first
+5% of the predictions, at most 2,000: imports, connections, first slices) is ingested
+unmeasured; then a publisher sends `--rate` predictions per second for
+`--seconds` (JSON arrays of `--per-message` records, 3 classes, one segment) and the labels
+of 80% of them about two seconds after their predictions (late labels), while the consumers
+(subprocesses of `monitor consume --until-idle`) ingest. Printed per phase:
+
+- publish rate achieved, and the sustained ingest rates: predictions/s and labels/s committed
+  from the first publish to the last commit (a rate below the publish rate means the
+  consumers fell behind; the lag figures then grow with the run);
+- end-to-end lag p50/p99 of the predictions: from publish to visible in the database. The
+  database is polled every 0.2 s for the number of stored predictions; the k-th prediction
+  counts as visible when that number reaches k (exact for one consumer; with two, batches
+  may commit out of order, an error of at most a batch);
+- exactness: every count in the database equals the counts computed with pandas from the
+  published records (and no record doubled or lost).
+
+Baseline (same run): the same records ingested by `ingest_frame` in batches of the same size
+directly (no broker, no subprocess), the database write path's own rate; the phases print
+their ratio to it. The machine is shared (two cores, other jobs): the figures are indicative;
+the load average is printed next to each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import create_engine, func, select, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitor.config import load_config  # noqa: E402
+from monitor.context import load_context  # noqa: E402
+from monitor.ingest.pipeline import ingest_frame  # noqa: E402
+from monitor.ingest.records import records_frame  # noqa: E402
+from monitor.locking import ingest_lock  # noqa: E402
+from monitor.store.db import make_engine  # noqa: E402
+from monitor.store.migrate import upgrade  # noqa: E402
+from monitor.store.models import ConfusionCount, Label, Prediction, PredictionCount  # noqa: E402
+
+CLASSES = ["ok", "fraud", "review"]
+REGIONS = ["eu", "us", "apac"]
+LABEL_DELAY = 2.0  # seconds between a prediction's publish and its label's
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f}/{five:.1f}"
+
+
+def records(n: int, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    t0 = int(time.time()) - 7 * 86400
+    ts = t0 + np.sort(rng.integers(0, 7 * 86400, n))
+    truth = rng.choice(CLASSES, n, p=[0.8, 0.1, 0.1])
+    predicted = np.where(rng.random(n) < 0.7, truth, rng.choice(CLASSES, n))
+    predictions = pd.DataFrame({"prediction_id": [f"p{i}" for i in range(n)], "timestamp": ts,
+                                "prediction": predicted, "region": rng.choice(REGIONS, n)})
+    labelled = rng.random(n) < 0.8
+    labels = pd.DataFrame({"prediction_id": predictions["prediction_id"][labelled].to_numpy(), "label": truth[labelled],
+                           "label_timestamp": ts[labelled] + 3600})
+    return predictions, labels
+
+
+def expected(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict:
+    buckets = predictions.assign(bucket=predictions["timestamp"] - predictions["timestamp"] % 3600)
+    joined = buckets.merge(labels, on="prediction_id")
+    return {"predictions": len(predictions), "labels": len(labels), "applied": len(joined),
+            "prediction_counts": sorted((int(b), c, int(n)) for (b, c), n in buckets.groupby(["bucket", "prediction"]).size().items()),
+            "confusion_counts": sorted((int(b), t, p, int(n)) for (b, t, p), n in
+                                       joined.groupby(["bucket", "label", "prediction"]).size().items())}
+
+
+def snapshot(engine) -> dict:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        def rows(statement) -> list:  # type: ignore[no-untyped-def]
+            return sorted(tuple(int(v) if not isinstance(v, str) else v for v in r) for r in conn.execute(statement).all())
+
+        return {
+            "predictions": conn.execute(select(func.count()).select_from(Prediction)).scalar_one(),
+            "labels": conn.execute(select(func.count()).select_from(Label)).scalar_one(),
+            "applied": conn.execute(select(func.count()).select_from(Label).where(Label.applied_label.is_not(None))).scalar_one(),
+            "prediction_counts": rows(select(PredictionCount.bucket_start, PredictionCount.pred_class, func.sum(PredictionCount.n))
+                                      .group_by(PredictionCount.bucket_start, PredictionCount.pred_class)),
+            "confusion_counts": rows(select(ConfusionCount.bucket_start, ConfusionCount.true_class, ConfusionCount.pred_class,
+                                            func.sum(ConfusionCount.n))
+                                     .group_by(ConfusionCount.bucket_start, ConfusionCount.true_class, ConfusionCount.pred_class)),
+        }
+
+
+class Database:
+    """A fresh migrated database on the server of `admin_url`, dropped on exit."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+        self.name = f"bench_stream_{uuid.uuid4().hex[:8]}"
+        self.url = f"{admin_url.rpartition('/')[0]}/{self.name}"
+
+    def __enter__(self) -> Database:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+        engine = make_engine(self.url)
+        upgrade(engine)
+        engine.dispose()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+def write_config(directory: Path, url: str, nats_url: str, stream: str, batch_size: int) -> Path:
+    path = directory / "monitor.toml"
+    path.write_text(f'database_url = "{url}"\n\n[[models]]\nname = "bench"\nclasses = {json.dumps(CLASSES)}\n'
+                    f'minority_classes = ["fraud"]\nsegments = ["region"]\n\n[models.stream]\nurl = "{nats_url}"\n'
+                    f'stream = "{stream}"\npredictions_subject = "{stream}.predictions"\n'
+                    f'labels_subject = "{stream}.labels"\nbatch_size = {batch_size}\nmax_wait = 0.5\n', encoding="utf-8")
+    return path
+
+
+def messages(frame: pd.DataFrame, per_message: int) -> list[bytes]:
+    rows = json.loads(frame.to_json(orient="records"))
+    return [json.dumps(rows[i:i + per_message]).encode() for i in range(0, len(rows), per_message)]
+
+
+def schedule(predictions: pd.DataFrame, labels: pd.DataFrame, rate: float, per_message: int
+             ) -> list[tuple[float, str, bytes, int]]:
+    """(seconds after the start, kind, payload, index of its first prediction or -1) of every
+    message: predictions at `rate`, each label LABEL_DELAY after its prediction (a label of a
+    prediction not in `predictions` at the start)."""
+    plan = [(first / rate, "predictions", payload, first)
+            for first, payload in zip(range(0, len(predictions), per_message), messages(predictions, per_message))]
+    position = {pid: i for i, pid in enumerate(predictions["prediction_id"])}
+    ordered = labels.assign(at=labels["prediction_id"].map(position).fillna(0)).sort_values("at", kind="stable")
+    for i in range(0, len(ordered), per_message):
+        chunk = ordered.iloc[i:i + per_message]
+        plan.append((float(chunk["at"].max()) / rate + LABEL_DELAY, "labels",
+                     chunk.drop(columns="at").to_json(orient="records").encode(), -1))
+    return sorted(plan, key=lambda item: item[0])
+
+
+async def publish(nats_url: str, stream: str, plan: list[tuple[float, str, bytes, int]], n: int,
+                  per_message: int) -> tuple[np.ndarray, float]:
+    """Publish on schedule; returns the publish time of each prediction (by index) and the
+    prediction rate achieved."""
+    import nats
+
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    published = np.zeros(n)
+    start = time.time()
+    acks = []
+    for number, (due, kind, payload, first) in enumerate(plan):
+        wait = start + due - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        acks.append(await js.publish_async(f"{stream}.{kind}", payload))
+        if first >= 0:
+            published[first:first + per_message] = time.time()
+        if number % 200 == 0:
+            await asyncio.gather(*acks)
+            acks = []
+    await asyncio.gather(*acks)
+    await nc.close()
+    return published, n / max(float(published.max()) - start, 1e-9)
+
+
+async def consumer_waiting(nats_url: str, stream: str) -> int:
+    """Pull requests waiting on the durable consumer (0 before it exists)."""
+    import nats
+    from nats.js.errors import NotFoundError
+
+    nc = await nats.connect(nats_url)
+    try:
+        return int((await nc.jetstream().consumer_info(stream, "monitor")).num_waiting or 0)
+    except NotFoundError:
+        return 0
+    finally:
+        await nc.close()
+
+
+async def delete_stream(nats_url: str, stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+def phase(consumers: int, args: argparse.Namespace, predictions: pd.DataFrame, labels: pd.DataFrame,
+          oracle: dict, direct: float) -> None:
+    stream = f"BENCH_{uuid.uuid4().hex[:8]}"
+    with Database(args.db_url) as db, tempfile.TemporaryDirectory() as tmp:
+        config = write_config(Path(tmp), db.url, args.nats_url, stream, args.batch_size)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("MONITOR_DATABASE_URL", None)
+        engine = make_engine(db.url)
+        seen: list[tuple[float, int]] = []
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.is_set():
+                seen.append((time.time(), snapshot_count(engine)))
+                time.sleep(0.2)
+
+        # the stream first (the consumers find it), then the consumers, a warm-up (imports, first
+        # slices: not part of the measurement), then the paced traffic
+        asyncio.run(_make_stream(args.nats_url, stream))
+        workers = [subprocess.Popen([sys.executable, "-m", "monitor.cli", "--config", str(config), "consume", "--quiet",
+                                     "--until-idle", str(args.idle)], env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(consumers)]
+        while asyncio.run(consumer_waiting(args.nats_url, stream)) < consumers:
+            time.sleep(0.2)
+        warm = min(len(predictions) // 20, 2000)
+        rest = predictions.iloc[warm:]
+        plan = schedule(rest, labels, args.rate, args.per_message)  # made before: the consumers idle meanwhile
+        asyncio.run(publish(args.nats_url, stream, schedule(predictions.iloc[:warm], labels.iloc[:0], 1e9,
+                                                            args.per_message), warm, args.per_message))
+        while snapshot_count(engine) < warm:
+            time.sleep(0.2)
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        started = time.time()
+        published, achieved = asyncio.run(publish(args.nats_url, stream, plan, len(rest), args.per_message))
+        outputs = [worker.communicate() for worker in workers]
+        done.set()
+        poller.join()
+        failed = [err for worker, (_, err) in zip(workers, outputs) if worker.returncode != 0]
+        if failed:
+            print(f"  a consumer failed: {failed[0][-2000:]}")
+        with engine.connect() as conn:
+            last = conn.execute(text("SELECT max(last_batch_at) FROM stream_consumers")).scalar() or time.time()
+        found = snapshot(engine)
+        engine.dispose()
+        asyncio.run(delete_stream(args.nats_url, stream))
+    span = max(float(last), max(t for t, _ in seen)) - started
+    times = np.array([t for t, _ in seen])
+    counts = np.array([c for _, c in seen])
+    visible = times[np.minimum(np.searchsorted(counts, np.arange(warm + 1, len(predictions) + 1)), len(times) - 1)]
+    lag = visible - published
+    rate = len(rest) / span
+    exact = found == oracle
+    print(f"{consumers} consumer(s): published {achieved:,.0f} predictions/s; ingested {rate:,.0f} predictions/s and "
+          f"{len(labels) / span:,.0f} labels/s sustained over {span:.0f} s ({rate / direct:.2f}x the direct path); "
+          f"lag p50 {np.percentile(lag, 50):.1f} s, p99 {np.percentile(lag, 99):.1f} s; "
+          f"exact: {'yes' if exact else 'NO'}; load {load()}")
+    if not exact:
+        for key in oracle:
+            if found[key] != oracle[key]:
+                print(f"  {key}: database {str(found[key])[:200]} != expected {str(oracle[key])[:200]}")
+
+
+async def _make_stream(nats_url: str, stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(nats_url)
+    await nc.jetstream().add_stream(name=stream, subjects=[f"{stream}.predictions", f"{stream}.labels"])
+    await nc.close()
+
+
+def snapshot_count(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Prediction)).scalar_one())
+
+
+def direct_rate(args: argparse.Namespace, predictions: pd.DataFrame, labels: pd.DataFrame) -> float:
+    """Records/s of the database write path alone: the same batches into `ingest_frame`."""
+    with Database(args.db_url) as db, tempfile.TemporaryDirectory() as tmp:
+        config = load_config(write_config(Path(tmp), db.url, args.nats_url, "UNUSED", args.batch_size))
+        model = config.models[0]
+        engine = make_engine(db.url)
+        size = args.batch_size * args.per_message
+        started = time.time()
+        for kind, frame in (("predictions", predictions), ("labels", labels)):
+            rows = json.loads(frame.to_json(orient="records"))
+            for i in range(0, len(rows), size):
+                with engine.begin() as conn:
+                    ctx = load_context(conn, model)
+                    batch, _ = records_frame(list(enumerate(rows[i:i + size], start=i + 1)), ctx, kind)
+                    ingest_lock(conn, ctx.model_id)
+                    ingest_frame(conn, ctx, kind, batch, source="bench")
+        seconds = time.time() - started
+        engine.dispose()
+    return len(predictions) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=5000, help="predictions published per second")
+    parser.add_argument("--seconds", type=float, default=30, help="seconds of publishing per phase")
+    parser.add_argument("--per-message", type=int, default=10, help="records per message")
+    parser.add_argument("--batch-size", type=int, default=200, help="messages per consumer batch")
+    parser.add_argument("--idle", type=float, default=10, help="a consumer stops after this many idle seconds")
+    parser.add_argument("--db-url", default=os.environ.get("MONITOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    args = parser.parse_args()
+    n = int(args.rate * args.seconds)
+    predictions, labels = records(n)
+    oracle = expected(predictions, labels)
+    print(f"{n:,} predictions and {len(labels):,} labels, {args.per_message} records a message, batches of "
+          f"{args.batch_size} messages; PostgreSQL; load {load()}")
+    direct = direct_rate(args, predictions, labels)
+    print(f"baseline: the database write path alone (ingest_frame, same batches): {direct:,.0f} predictions/s "
+          f"(+ their labels); load {load()}")
+    for consumers in (1, 2):
+        phase(consumers, args, predictions, labels, oracle, direct)
+
+
+if __name__ == "__main__":
+    main()
