@@ -30,6 +30,10 @@ case "$role" in
   retention)
     exec monitor retention "$@"
     ;;
+  consume)
+    # a stream consumer ([models.stream]); any number may run: they share the durable consumer
+    exec monitor consume "$@"
+    ;;
   *)
     exec "$role" "$@"
     ;;

@@ -28,7 +28,8 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_compose_names_the_services_and_their_order() -> None:
     services = _compose()["services"]
-    assert set(services) == {"postgres", "migrate", "scheduler", "dashboard"}
+    assert set(services) == {"postgres", "migrate", "scheduler", "dashboard", "nats", "consumer"}
+    assert services["consumer"]["command"] == ["consume"] and "-js" in services["nats"]["command"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for role in ("scheduler", "dashboard"):
         assert services[role]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -116,7 +117,7 @@ def test_the_entrypoint_knows_every_compose_role() -> None:
     assert "gunicorn" in text and "dashboards.wsgi:server" in text
 
 
-@pytest.mark.parametrize("role", ["migrate", "scheduler", "dashboard", "api", "retention"])
+@pytest.mark.parametrize("role", ["migrate", "scheduler", "dashboard", "api", "retention", "consume"])
 def test_the_entrypoint_runs_the_documented_command(role: str, tmp_path: Path) -> None:
     """Run the entrypoint with stub programs on PATH and record what it execs."""
     for program in ("monitor", "gunicorn"):
@@ -126,6 +127,7 @@ def test_the_entrypoint_runs_the_documented_command(role: str, tmp_path: Path) -
     result = subprocess.run(["sh", str(DOCKER / "entrypoint.sh"), role], capture_output=True, text=True,
                             env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, check=True)
     expected = {"migrate": "monitor db upgrade", "scheduler": "monitor run", "retention": "monitor retention",
+                "consume": "monitor consume",
                 "dashboard": "gunicorn --workers 4 --bind 0.0.0.0:8050", "api": "gunicorn --workers 4"}[role]
     assert result.stdout.startswith(expected)
     if role in ("dashboard", "api"):
