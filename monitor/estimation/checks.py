@@ -8,7 +8,7 @@ rows and the estimate, whose sampling variance v is the estimate's delta-method 
 divided by the day's labelled share. The calibration error variance is estimated by the
 method of moments over the last CHECK_DAYS mature days:
 
-    tau^2 = max(0, mean((r - e)^2 - v))        (bias^2 plus what the calibration adds)
+    tau^2 = max(0, mean((r - e)^2 - v), mean(r - e)^2 - mean(v) / n)
 
 and added to every window's sampling variance. For a window ending at t only days mature at t
 count (ended by t - age), so the interval is the one that could have been shown at t, and
@@ -55,7 +55,8 @@ class ClassCheck:
     """Per mature day of one class: day end, residual statistic and whether it was covered."""
 
     day_end: np.ndarray
-    excess: np.ndarray  # (r - e)^2 - v
+    residual: np.ndarray  # realized - estimated
+    variance: np.ndarray  # sampling variance of the residual
     covered: np.ndarray  # bool: r inside e +- z sqrt(v + tau^2 of its time)
 
 
@@ -71,15 +72,26 @@ def maturity_clock(conn: Connection, ctx: ModelContext) -> tuple[int, int] | Non
     return int(row[0]), int(row[0]) - int(row[1])
 
 
-def _tau2(day_end: np.ndarray, excess: np.ndarray, until: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(tau^2, number of check days) from the last CHECK_DAYS days with day_end <= until."""
-    cumulative = np.concatenate([[0.0], np.cumsum(excess)])
+def _window_sum(values: np.ndarray, begin: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    return cumulative[stop] - cumulative[begin]
+
+
+def _tau2(day_end: np.ndarray, residual: np.ndarray, variance: np.ndarray, until: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """(tau^2, number of check days) from the last CHECK_DAYS days with day_end <= until:
+    the larger of two moment estimates, mean((r - e)^2 - v) (any error of the calibration)
+    and mean(r - e)^2 - mean(v) / n (its bias, which a steady drift makes one-signed and
+    which this one detects with less noise)."""
     stop = np.searchsorted(day_end, until, side="right")
     begin = np.maximum(stop - CHECK_DAYS, 0)
-    count = stop - begin
-    mean = safe_divide(cumulative[stop] - cumulative[begin], count.astype(np.float64))
+    count = (stop - begin).astype(np.float64)
+    mean_variance = safe_divide(_window_sum(variance, begin, stop), count)
+    spread = safe_divide(_window_sum(residual**2, begin, stop), count) - mean_variance
+    bias = safe_divide(_window_sum(residual, begin, stop), count) ** 2 - safe_divide(mean_variance, count)
     enough = count >= MIN_CHECK_DAYS
-    return np.where(enough, np.maximum(np.nan_to_num(mean), 0.0), 0.0), np.where(enough, count, 0)
+    tau2 = np.maximum(np.nan_to_num(np.maximum(spread, bias)), 0.0)
+    return np.where(enough, tau2, 0.0), np.where(enough, stop - begin, 0)
 
 
 def daily_checks(conn: Connection, ctx: ModelContext, first_end: int, clock: int, age: int) -> dict[str, ClassCheck]:
@@ -123,10 +135,9 @@ def daily_checks(conn: Connection, ctx: ModelContext, first_end: int, clock: int
         day_end = ends[keep]
         residual = (observed - estimate)[keep]
         variance = sampling[keep]
-        excess = residual**2 - variance
-        tau2, _ = _tau2(day_end, excess, day_end - age)  # each day's interval as shown in its time
+        tau2, _ = _tau2(day_end, residual, variance, day_end - age)  # each day's interval as shown in its time
         covered = np.abs(residual) <= Z95 * np.sqrt(variance + tau2)
-        out[name] = ClassCheck(day_end, excess, covered)
+        out[name] = ClassCheck(day_end, residual, variance, covered)
     return out
 
 
@@ -142,7 +153,7 @@ def window_checks(checks: dict[str, ClassCheck], classes: pd.Series, ends: np.nd
         if len(rows) == 0 or len(check.day_end) == 0:
             continue
         until = ends[rows] - age
-        tau2[rows], days[rows] = _tau2(check.day_end, check.excess, until)
+        tau2[rows], days[rows] = _tau2(check.day_end, check.residual, check.variance, until)
         covered_sum = np.concatenate([[0.0], np.cumsum(check.covered.astype(np.float64))])
         stop = np.searchsorted(check.day_end, until, side="right")
         begin = np.maximum(stop - CHECK_DAYS, 0)

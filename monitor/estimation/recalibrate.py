@@ -132,8 +132,16 @@ def maturity_age(ctx: ModelContext, bins: np.ndarray, shares: np.ndarray) -> int
     each: `monitor.metrics.maturity.coverage_curve`); None while no label has arrived."""
     if len(shares) == 0 or shares[-1] <= 0:
         return None
-    reached = np.flatnonzero(shares >= ctx.config.estimation.maturity * shares[-1])
-    return int(bins[reached[0]] * 3600) if len(reached) else int(bins[-1] * 3600)
+    target = ctx.config.estimation.maturity * shares[-1]
+    reached = np.flatnonzero(shares >= target)
+    i = int(reached[0]) if len(reached) else len(shares) - 1
+    if i == 0 or shares[i] <= shares[i - 1]:
+        return int(bins[i] * 3600)
+    # the bins double: interpolate within the last one on a log scale (linear from 0)
+    low, high = float(bins[i - 1]), float(bins[i])
+    share = (target - shares[i - 1]) / (shares[i] - shares[i - 1])
+    hours = low + share * (high - low) if low <= 0 else low * (high / low) ** share
+    return int(round(hours * 3600))
 
 
 def _latest_as_of(conn: Connection, ctx: ModelContext) -> int | None:

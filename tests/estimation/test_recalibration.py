@@ -1,0 +1,159 @@
+"""Rolling recalibration on matured labels, on real databases (SQLite and PostgreSQL).
+
+Predictions and labels go through the core ingest (`ingest_frame`), so the labels the refit
+reads are the ones the monitor stored. Oracles: sklearn's IsotonicRegression fitted on the
+raw rows of the fit span, pandas masks for the span and the label counts.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.isotonic import IsotonicRegression
+from sqlalchemy import func, select
+
+from monitor.config import EstimationSettings, ModelConfig
+from monitor.context import load_context
+from monitor.estimation import aggregate, recalibrate, service
+from monitor.estimation.models import EstimationCalibration, EstimationScore
+from monitor.ingest.pipeline import ingest_frame
+from monitor.store.windows import WindowSpec
+from tests.estimation.helpers import CLASSES, canonical, random_calibrated
+
+DAY = 86400
+START = 1_704_067_200  # 2024-01-01
+
+
+def context(conn, **settings):  # type: ignore[no-untyped-def]
+    estimation = {"calibration": "isotonic", "recalibration_span": "4d", "recalibration_min_positives": 20, **settings}
+    config = ModelConfig(name="triage", classes=CLASSES, segments=["sex", "region"], bucket="1h",
+                         estimation=EstimationSettings(**estimation))
+    return load_context(conn, config)
+
+
+def labels_of(frame: pd.DataFrame, delay: int) -> pd.DataFrame:
+    return pd.DataFrame({"prediction_id": frame["prediction_id"], "label": frame["label"],
+                         "label_timestamp": frame["timestamp"] + delay})
+
+
+def stored_precision(frame: pd.DataFrame) -> pd.DataFrame:
+    """Scores as the refit reads them back: kept as float32, used as float64."""
+    return frame.astype({f"score_{c}": np.float32 for c in CLASSES}).astype({f"score_{c}": np.float64 for c in CLASSES})
+
+
+def isotonic_oracle(fit: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """Calibrated, renormalised probabilities of `rows` from maps fitted on `fit` (sklearn)."""
+    out = np.column_stack([
+        IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
+        .fit(fit[f"score_{c}"], fit["label"] == c).predict(rows[f"score_{c}"]) for c in CLASSES
+    ])
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def test_a_rolling_calibration_is_fitted_on_mature_labelled_predictions_only(engine) -> None:  # type: ignore[no-untyped-def]
+    # 10 days of over-confident scores; days 0-7 labelled (one day late), days 8-9 not yet
+    data = random_calibrated(6000, seed=31, days=10, sharpen=2.0)
+    as_of = START + 10 * DAY
+    with engine.begin() as conn:
+        ctx = context(conn)
+        aggregate.on_reference(conn, ctx, canonical(conn, ctx, random_calibrated(3000, seed=32, sharpen=2.0)))
+        ingest_frame(conn, ctx, "predictions", data.drop(columns=["label"]), as_of=as_of)
+        labelled = data[data["timestamp"] < START + 8 * DAY]
+        ingest_frame(conn, ctx, "labels", labels_of(labelled, DAY).iloc[::2], as_of=as_of)  # half of them
+        age = 3 * DAY  # labels usually complete after 3 days
+        new_id = recalibrate.recalibrate(conn, ctx, as_of, age)
+        again = recalibrate.recalibrate(conn, ctx, as_of + 3600, age)  # not due yet (every 1d)
+        table = recalibrate.CALIBRATIONS
+        stored = SimpleNamespace(**conn.execute(select(table).where(table.c.id == new_id)).mappings().one())
+        kinds = conn.execute(select(EstimationCalibration.kind).order_by(EstimationCalibration.id)).scalars().all()
+        kept = conn.execute(select(func.min(EstimationScore.ts))).scalar()
+    assert new_id is not None and again is None
+    assert kinds == ["reference", "rolling"]
+    assert (stored.fit_start, stored.fit_end) == (as_of - 3 * DAY - 4 * DAY, as_of - 3 * DAY)
+    fit = labelled.iloc[::2]
+    fit = fit[(fit["timestamp"] >= stored.fit_start) & (fit["timestamp"] < stored.fit_end)]
+    assert stored.n_labels == len(fit)
+    assert stored.n_positive == {c: int((fit["label"] == c).sum()) for c in CLASSES}
+    # the stored maps are sklearn's isotonic regression on the span's raw (score, label) pairs
+    fresh = np.linspace(0, 1, 201)
+    for c in CLASSES:
+        oracle = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(
+            stored_precision(fit)[f"score_{c}"], fit["label"] == c)
+        np.testing.assert_allclose(np.interp(fresh, stored.maps[c]["x"], stored.maps[c]["y"]), oracle.predict(fresh),
+                                   atol=1e-9)
+    assert kept == data["timestamp"].min()  # nothing older than two spans before the fit to prune yet
+
+
+def test_each_prediction_is_estimated_with_the_calibration_fitted_before_it(engine) -> None:  # type: ignore[no-untyped-def]
+    history = random_calibrated(5000, seed=33, days=8, sharpen=2.0)
+    later = random_calibrated(3000, seed=34, start=START + 4 * DAY, days=8, sharpen=2.0)
+    later["prediction_id"] = "n" + later["prediction_id"]
+    reference = random_calibrated(3000, seed=35, start=START - 10 * DAY, sharpen=2.0)
+    as_of = START + 8 * DAY
+    with engine.begin() as conn:
+        ctx = context(conn)
+        aggregate.on_reference(conn, ctx, canonical(conn, ctx, reference))
+        ingest_frame(conn, ctx, "predictions", history.drop(columns=["label"]), as_of=as_of)
+        ingest_frame(conn, ctx, "labels", labels_of(history, 3600), as_of=as_of)
+        calibration_id = recalibrate.recalibrate(conn, ctx, as_of, 2 * DAY)  # fit on days 2-6
+        fit_end = as_of - 2 * DAY
+        # late predictions of days 4-12: those before the fit's end keep the reference one
+        ingest_frame(conn, ctx, "predictions", later.drop(columns=["label"]), as_of=START + 20 * DAY)
+        frame = service.estimated_frame(conn, ctx, WindowSpec(window=DAY, step=DAY), segment_sets=[()],
+                                        ends=np.arange(START + DAY, START + 13 * DAY, DAY))
+        stored = pd.read_sql(select(service.EXPECTED_COUNTS), conn)
+    fit = history[(history["timestamp"] >= fit_end - 4 * DAY) & (history["timestamp"] < fit_end)]
+    # oracle for the critical class over the later batch, split at fit_end
+    late = later.reset_index(drop=True)
+    after = late["timestamp"].to_numpy() >= fit_end
+    probabilities = np.where(after[:, None], isotonic_oracle(stored_precision(fit), late),
+                             isotonic_oracle(reference, late))
+    day_ends = (late["timestamp"] // DAY + 1) * DAY
+    for end, day in frame[frame["class"] == "critical"].groupby("end"):
+        if end <= START + 8 * DAY:
+            continue  # days 4-7 mix both batches; the later days hold only the late batch
+        mine = (day_ends == end).to_numpy()
+        p = probabilities[mine, 2]
+        predicted = (late.loc[mine, "prediction"] == "critical").to_numpy()
+        assert day["recall_estimated"].iloc[0] == pytest.approx(p[predicted].sum() / p.sum(), rel=1e-5)
+        assert day["calibration"].iloc[0] == "rolling" and day["calibration_id"].iloc[0] == calibration_id
+        assert (day["calibration_fit_start"].iloc[0], day["calibration_fit_end"].iloc[0]) == (fit_end - 4 * DAY, fit_end)
+        assert day["calibration_labels"].iloc[0] == len(fit)
+    early = frame[(frame["class"] == "critical") & (frame["end"] <= START + 2 * DAY)]
+    assert (early["calibration"] == "reference").all()
+    assert stored["n_scored"].sum() == 3 * (len(history) + len(later))
+
+
+def test_too_few_mature_labels_keep_the_reference_calibration(engine) -> None:  # type: ignore[no-untyped-def]
+    data = random_calibrated(2000, seed=36, days=6)
+    as_of = START + 6 * DAY
+    with engine.begin() as conn:
+        ctx = context(conn, recalibration_min_positives=10_000)
+        aggregate.on_reference(conn, ctx, canonical(conn, ctx, random_calibrated(3000, seed=37)))
+        ingest_frame(conn, ctx, "predictions", data.drop(columns=["label"]), as_of=as_of)
+        ingest_frame(conn, ctx, "labels", labels_of(data, 3600), as_of=as_of)
+        assert recalibrate.recalibrate(conn, ctx, as_of, DAY) is None
+        assert recalibrate.recalibrate(conn, ctx, as_of, None) is None  # no label arrival curve yet
+        frame = service.estimated_frame(conn, ctx, WindowSpec(window=2 * DAY, step=DAY), segment_sets=[()])
+        report = recalibrate.usable(conn, ctx)
+    assert report[0] is not None and report[1] == []
+    assert set(frame["calibration"]) == {"reference"}
+    assert frame["calibration_labels"].eq(3000).all()  # the reference's labelled rows
+    assert (frame["calibration_error"] == 0).all() and frame["interval_coverage"].isna().all()
+
+
+def test_switched_off_it_stores_no_scores_and_fits_nothing(sqlite_url) -> None:  # type: ignore[no-untyped-def]
+    from monitor.store.db import make_engine
+
+    data = random_calibrated(1000, seed=38, days=4)
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        ctx = context(conn, recalibrate=False)
+        ingest_frame(conn, ctx, "predictions", data.drop(columns=["label"]), as_of=START + 4 * DAY)
+        ingest_frame(conn, ctx, "labels", labels_of(data, 3600), as_of=START + 4 * DAY)
+        assert recalibrate.recalibrate(conn, ctx, START + 4 * DAY, DAY) is None
+        assert conn.execute(select(func.count()).select_from(EstimationScore)).scalar() == 0
+    engine.dispose()
