@@ -3,6 +3,7 @@
     python bench/estimate.py            # 28 days x 20,000 predictions (560,000 rows)
     python bench/estimate.py --quick    # 14 days x 5,000 predictions
     python bench/estimate.py --nannyml-python /tmp/nmvenv/bin/python
+    python bench/estimate.py --drift    # gradual concept drift: reference-only vs rolling calibration
 
 Data: `monitor.simulate` with scores calibrated by construction (a 20,000-row labelled
 reference, then production predictions without labels). Both sides answer the same
@@ -14,6 +15,15 @@ question: the estimated recall of each class per calendar day (UTC).
 - NannyML: `CBPE(problem_type="classification_multiclass", metrics=["confusion_matrix"],
   normalize_confusion_matrix="true", chunk_period="D")`; the diagonal of the estimated
   row-normalised confusion matrix is the per-class recall. Timed over fit + estimate.
+
+`--drift` (issue 18): 112 days in which P(critical | score) flattens (the simulator's
+`gradual` fault), run as in production, a tick a week (the week's predictions and the labels
+that arrived by then through the core ingest, then the tick hooks), twice: with the reference
+calibration only (`recalibrate = false`, today's CBPE) and with rolling recalibration on
+matured labels and the calibration check. Printed side by side for the critical class over
+7-day windows (overall and per region, at least 10 true positives): mean absolute error of
+the estimate against the realized recall (sklearn on the simulated truth), its bias, and the
+share of windows whose realized recall fell inside the estimate's 95% interval.
 
 NannyML is installed only for this benchmark, in its own virtualenv (it pins older plotly):
 `python -m venv /tmp/nmvenv && /tmp/nmvenv/bin/pip install nannyml statsmodels`. Its half
@@ -147,6 +157,80 @@ def realized(data) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     return pd.DataFrame(out)
 
 
+def drift_run(data, recalibrate: bool, database: Path) -> tuple[pd.DataFrame, float]:  # type: ignore[no-untyped-def]
+    """Weekly ticks through a drifting scenario; (critical-class estimates per window, seconds)."""
+    from monitor.ingest.hooks import tick_hooks
+    from monitor.ingest.pipeline import ingest_frame
+
+    scenario = data.scenario
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine)
+    config = ModelConfig(name="bench", classes=list(scenario.classes), segments=list(scenario.segments), bucket="1h",
+                         estimation=EstimationSettings(recalibrate=recalibrate))
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        ctx = load_context(conn, config)
+        aggregate.on_reference(conn, ctx, canonical(conn, ctx, data.reference))
+    week = 7 * DAY
+    for low in range(scenario.start_epoch, scenario.start_epoch + scenario.days * DAY, week):
+        with engine.begin() as conn:
+            chosen = (data.prediction_epoch >= low) & (data.prediction_epoch < low + week)
+            ingest_frame(conn, ctx, "predictions", data.predictions[chosen], as_of=low + week)
+            arrived = (data.label_epoch >= low) & (data.label_epoch < low + week)
+            ingest_frame(conn, ctx, "labels", data.labels[arrived], as_of=low + week)
+            for hook in tick_hooks():
+                hook(conn, ctx, low + week)
+    with engine.begin() as conn:
+        frame = service.estimated_frame(conn, ctx, WindowSpec(window=week, step=week), segment_sets=[(), ("region",)])
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return frame[frame["class"] == "critical"].reset_index(drop=True), seconds
+
+
+def drift_realized(data, frame: pd.DataFrame) -> pd.Series:  # type: ignore[no-untyped-def]
+    truth = data.predictions[["prediction_id", "prediction", "region"]].merge(data.truth, on="prediction_id")
+    ts, region = data.prediction_epoch, truth["region"].to_numpy()
+    positive, predicted = (truth["label"] == "critical").to_numpy(), (truth["prediction"] == "critical").to_numpy()
+    out = []
+    for record in frame.itertuples(index=False):
+        mask = (ts >= record.end - 7 * DAY) & (ts < record.end)
+        if record.segment == "region":
+            mask &= region == record.segment_value
+        enough = (positive[mask] & predicted[mask]).sum() >= 10
+        out.append(recall_score(positive[mask], predicted[mask]) if enough else np.nan)
+    return pd.Series(out, index=frame.index)
+
+
+def drift_main(args: argparse.Namespace) -> None:
+    from monitor.simulate import Fault
+
+    rows_per_day = args.rows_per_day or (800 if args.quick else 2_000)
+    fault = Fault(start_day=0, kind="gradual", segment=None, value=None, flatten=0.5)
+    scenario = Scenario(days=args.days or 112, rows_per_day=rows_per_day, segments=("sex", "age_band", "region"),
+                        faults=[fault])
+    data = simulate(scenario, seed=args.seed)
+    print(f"drift: {len(data.predictions):,} predictions over {scenario.days} days, P(critical | score) flattening "
+          f"by half; weekly ticks; critical class, 7-day windows, overall and per region")
+    table = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, recalibrate in (("reference-only", False), ("rolling", True)):
+            frame, seconds = drift_run(data, recalibrate, Path(tmp) / f"{name}.db")
+            frame["realized"] = drift_realized(data, frame)
+            frame = frame[frame["realized"].notna()]
+            error = frame["recall_estimated"] - frame["realized"]
+            inside = (frame["realized"] >= frame["recall_estimated_low"]) & (frame["realized"] <= frame["recall_estimated_high"])
+            late = (frame["end"] - scenario.start_epoch) >= 56 * DAY
+            table[name] = {
+                "windows": len(frame), "mean |error|": error.abs().mean(), "bias": error.mean(),
+                "coverage": inside.mean(), "coverage, last 8 weeks": inside[late].mean(),
+                "coverage, overall series": inside[frame["segment"] == "*"].mean(),
+                "mean interval width": (frame["recall_estimated_high"] - frame["recall_estimated_low"]).mean(),
+                "seconds (ingest + estimate)": seconds,
+            }
+    pd.set_option("display.width", 160)
+    print(pd.DataFrame(table).round(3).to_string())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="14 days x 5,000 rows")
@@ -155,7 +239,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--nannyml-python", default=os.environ.get("NANNYML_PYTHON", DEFAULT_NANNYML_PYTHON),
                         help="interpreter with nannyml installed (default: %(default)s)")
+    parser.add_argument("--drift", action="store_true", help="gradual concept drift: reference-only vs rolling")
     args = parser.parse_args()
+    if args.drift:
+        drift_main(args)
+        return
     days = args.days or (14 if args.quick else 28)
     rows_per_day = args.rows_per_day or (5_000 if args.quick else 20_000)
     scenario = Scenario(days=days, rows_per_day=rows_per_day, reference_rows=20_000)
