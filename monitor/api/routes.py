@@ -65,6 +65,13 @@ MAX_REJECTS_SHOWN = 1000  # the answer stays small; every reject is stored for `
 WRITE_ATTEMPTS = 5
 ALERT_STATES = ("pending", "firing", "resolved", "all")
 _DRAINER_LOCK = threading.Lock()
+# API workers aggregate a model's inbox once its oldest row has waited this long (seconds);
+# sooner, it is the scheduler's drainer's (monitor run), which no request threads slow down
+API_DRAIN_AFTER = 1.0
+# backpressure: when a model's inbox holds rows older than this (seconds), a write also
+# aggregates one batch of HELP_ROWS before it answers (if no one else is aggregating it)
+HELP_AFTER = 5.0
+HELP_ROWS = 5_000
 
 
 @blueprint.errorhandler(ApiError)
@@ -331,7 +338,7 @@ def drainer(app: Any = None) -> Drainer:
     state_ = app.extensions["monitor_api"]
     with _DRAINER_LOCK:
         if state_.get("drainer") is None:
-            state_["drainer"] = Drainer(lambda: engine_for(app, write=True), state_["config"])
+            state_["drainer"] = Drainer(lambda: engine_for(app, write=True), state_["config"], min_age=API_DRAIN_AFTER)
     return state_["drainer"]  # type: ignore[no-any-return]
 
 
@@ -405,6 +412,8 @@ def _write(model: str, kind: str) -> Response:
             time.sleep(random.uniform(0.05, 0.2) * attempt)  # jitter: retries do not collide again
     if queued:
         drainer().nudge()
+        if progress.oldest_received_at is not None and received - progress.oldest_received_at > HELP_AFTER * 1e6:
+            _help_drain(engine, model_config)
     reasons = sorted([{"row": int(row), "field": field, "reason": reason} for row, field, reason, _ in early.itertuples(index=False)]
                      + result.reasons, key=lambda r: r["row"])
     return json_response({
@@ -413,6 +422,18 @@ def _write(model: str, kind: str) -> Response:
         "rejects": reasons[:MAX_REJECTS_SHOWN], "rejects_truncated": len(reasons) > MAX_REJECTS_SHOWN,
         "queued": int(queued), "aggregated_through": to_iso(progress.aggregated_through),
     })
+
+
+def _help_drain(engine: Engine, model_config: ModelConfig) -> None:
+    """Aggregate one batch of the model's inbox in this request (aggregation is behind: the
+    drainers' threads lose the CPU to the writes). The write is already stored: a failure here
+    is only logged."""
+    from monitor.ingest.inbox import drain_model
+
+    try:
+        drain_model(engine, model_config, limit=HELP_ROWS)
+    except Exception:  # noqa: BLE001 - the drainers retry these rows
+        log.warning("aggregating the inbox of %s in a request failed", model_config.name, exc_info=True)
 
 
 @blueprint.get("/models/<model>/ingest")

@@ -294,27 +294,31 @@ def drain_one(engine: Engine, model: ModelConfig, *, wait: bool = False) -> int:
     return total
 
 
-def queued_models(engine: Engine) -> list[str]:
-    """Names of the models with rows in the inbox."""
+def queued_models(engine: Engine, *, min_age: float = 0.0) -> list[str]:
+    """Names of the models with rows in the inbox (whose oldest row is `min_age` s old or more)."""
+    before = now_micros() - int(min_age * 1_000_000)
     with engine.connect() as conn:
-        names = conn.execute(select(MonitoredModel.name).where(
-            MonitoredModel.id.in_(select(INBOX.c.model_id).distinct()))).scalars().all()
+        names = conn.execute(
+            select(MonitoredModel.name).join(INBOX, INBOX.c.model_id == MonitoredModel.id)
+            .group_by(MonitoredModel.name).having(func.min(INBOX.c.received_at) <= before)).scalars().all()
         conn.rollback()
     return list(names)
 
 
-def drain(engine: Engine, config: MonitorConfig, *, wait: bool = False,
+def drain(engine: Engine, config: MonitorConfig, *, wait: bool = False, min_age: float = 0.0,
           on_batch: Callable[[Drained], None] | None = None) -> int:
     """Aggregate the inbox of every configured model until empty (or, without `wait`, until
-    another process is busy with it). Returns the rows aggregated here."""
+    another process is busy with it); `min_age`: only models whose oldest row waited that long.
+    Returns the rows aggregated here."""
     total = 0
     configured = {model.name: model for model in config.models}
-    for name in queued_models(engine):
+    for name in queued_models(engine, min_age=min_age):
         model = configured.get(name)
         if model is None:
             continue  # not in this process's config: left for one that knows the model
         while (drained := drain_model(engine, model, wait=wait, measure=on_batch is not None)) is not None:
             total += drained.rows
+            log.debug("inbox of model %s: %d rows aggregated", name, drained.rows)
             if on_batch is not None:
                 on_batch(drained)
     return total
@@ -324,12 +328,15 @@ class Drainer:
     """A background thread that drains the inbox every `interval` seconds, and soon after
     `nudge()` (at most every `gap` seconds). Started by the first nudge in a process (so it
     survives a fork: gunicorn workers each start their own); it ends after `idle_exit` seconds
-    with an empty inbox and starts again at the next nudge."""
+    with an empty inbox and starts again at the next nudge. With `min_age`, it drains only
+    models whose oldest row waited that long: API workers leave the inbox to the scheduler's
+    drainer (its own process, so no request threads share its interpreter lock) and step in
+    when no scheduler keeps up."""
 
     def __init__(self, engine: Callable[[], Engine], config: MonitorConfig, *, interval: float = 1.0,
-                 gap: float = 0.2, idle_exit: float = 30.0) -> None:
+                 gap: float = 0.2, idle_exit: float = 30.0, min_age: float = 0.0) -> None:
         self.engine, self.config = engine, config
-        self.interval, self.gap, self.idle_exit = interval, gap, idle_exit
+        self.interval, self.gap, self.idle_exit, self.min_age = interval, gap, idle_exit, min_age
         self._reset()
 
     def _reset(self) -> None:
@@ -366,7 +373,7 @@ class Drainer:
             if self._stop.is_set():
                 return
             try:
-                drained = drain(self.engine(), self.config)
+                drained = drain(self.engine(), self.config, min_age=self.min_age)
                 queued = bool(queued_models(self.engine()))
             except Exception:  # noqa: BLE001 - the database may be down: keep trying
                 log.exception("draining the inbox failed; retrying")
