@@ -209,3 +209,31 @@ def test_healthz_and_queued_writes_answer_while_a_writer_holds_the_models_lock(d
     assert blocked[0].status_code == 200 and blocked[0].json()["accepted"] == 5
     flush_inbox(config)
     assert _totals(db_url)["predictions"] == (20 if db_url.startswith("postgresql") else 10)
+
+
+def test_a_write_aggregates_a_batch_itself_when_rows_have_waited_too_long(db_url: str, tmp_path: Path) -> None:
+    """Rows left by a process that died long ago (and no drainer running): the next write
+    aggregates them before it answers (backpressure), exactly once."""
+    config = make_config(db_url, tmp_path)
+    predictions, labels = make_records(60, seed=13)
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            ctx = load_context(conn, config.models[0])
+            enqueue(conn, ctx, "predictions", pd.DataFrame(predictions[:50]).assign(_row=range(1, 51)), received_at=1)
+    finally:
+        engine.dispose()
+    app = _app_with_stopped_drainer(config)
+    try:
+        with running(app) as base:
+            answer = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions[40:], timeout=30).json()
+            progress = requests.get(f"{base}/api/v1/models/m/ingest", timeout=30).json()
+    finally:
+        stop_background(app)
+        if app.extensions["monitor_api"].get("engine") is not None:
+            app.extensions["monitor_api"]["engine"].dispose()
+    assert (answer["accepted"], answer["queued"]) == (20, 20)
+    # the old rows and this body's were one batch: 60 predictions, the 10 sent twice counted once
+    assert _totals(db_url) == {"predictions": 60, "labels": 0, "prediction_counts": 60, "confusion_counts": 0,
+                               "inbox": 0}
+    assert progress["queued_predictions"] == 0
