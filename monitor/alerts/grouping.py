@@ -7,13 +7,19 @@ Run by `monitor.alerts.engine.evaluate` after the rules advanced every series (s
    are taken in data-time order of `fired_at`; for each window end and class the slice search
    (`monitor.incidents.slices`) runs on that window and names the causes. A member goes to
    the cause it contains or lies in (`*` contains every cause, `region=south` contains
-   `region=south&sex=F`), else to the cause the search says explains it, else, when its own
-   drop is not significant on its own, to the first cause it overlaps. A member no cause
-   explains is its own cause; the overall series is then `global`, and so is everything when
-   the search calls the drop global and names no cause.
+   `region=south&sex=F`); else, unless its alert is critical (a sure collapse is no ripple of
+   a fault elsewhere), to the cause the search says explains it, or, when its drop is not
+   significant on its own, to the first cause it overlaps. A member no cause explains is its
+   own cause; the overall series is then `global`, and so is everything when the search calls
+   the drop global and names no cause.
 2. **Absorb or open.** An open incident with the cause's fingerprint (model, class, metric,
-   slice) absorbs the members; so does an open incident of the same class opened within
-   `GROUP_WAIT` of data time whose cause is related (one slice inside the other, or global).
+   slice) absorbs the members; so does an open incident of the same class opened within one
+   window length (the grouping window: a fault takes that long to fill the window, and the
+   series it ripples into cross their thresholds meanwhile) whose cause is related (one slice
+   inside the other, or global), or any such incident when none of the members is critical:
+   a warning dip beside an open incident is listed in it rather than paged alone, and only a
+   sure collapse elsewhere opens another incident. Within one window end, sure collapses
+   (critical) open first.
    Otherwise a new incident opens, with the cause's numbers, its evidence
    (`monitor.incidents.evidence`) and an outbox event (`firing`).
 3. **Escalate, resolve.** Severity is the highest member's (an increase notifies,
@@ -57,7 +63,6 @@ from monitor.timeutil import now_epoch, parse_duration
 
 log = logging.getLogger(__name__)
 GROUPED_METRICS = ("recall",)  # the slice search explains drops of recall
-GROUP_WAIT = 2 * 86400  # data time: a related alert firing this soon after joins the incident
 LIVE_SLACK = 3600  # a tick whose as_of is this close to the clock is live (reminders allowed)
 DEPTH = 2
 INHIBITED = "inhibited"
@@ -70,6 +75,7 @@ class Cause:
     segment: str
     segment_value: str
     numbers: dict[str, Any]
+    named: bool = True  # the slice search named it (a cause, or a global verdict)
 
     @property
     def key(self) -> Key:
@@ -141,20 +147,25 @@ def _assign(conn: Connection, ctx: ModelContext, cls: str, end: int, window: int
     grouped: dict[tuple[str, str], tuple[Cause, list[dict[str, Any]]]] = {}
     for member in members:
         row = rows.get((member["segment"], member["segment_value"]))
-        cause = _match(_key(member["segment"], member["segment_value"]), causes, row, status)
+        critical = member["severity"] == "critical"
+        cause = _match(_key(member["segment"], member["segment_value"]), causes, row, status, critical=critical)
         if cause is None:
-            if member["segment"] == GLOBAL or (status == "global" and not causes):
-                cause = _cause_of(records[0]) if records else _own(member, GLOBAL, GLOBAL)
+            if member["segment"] == GLOBAL or (status == "global" and not critical):
+                cause = _cause_of(records[0], named=status == "global") if records else _own(member, GLOBAL, GLOBAL)
             else:
-                cause = _cause_of(row) if row is not None else _own(member, member["segment"],
-                                                                    member["segment_value"])
+                cause = _cause_of(row, named=False) if row is not None else _own(member, member["segment"],
+                                                                                 member["segment_value"])
         grouped.setdefault((cause.segment, cause.segment_value), (cause, []))[1].append(member)
-    return list(grouped.values())
+    # sure collapses open their incidents first, so that the ripples of the batch can join them
+    return sorted(grouped.values(), key=lambda item: -max(SEVERITY_RANK.get(m["severity"], 0) for m in item[1]))
 
 
-def _match(key: Key, causes: list[Cause], row: dict[str, Any] | None, status: str) -> Cause | None:
-    if status == "global":  # the causes do not explain the overall drop: only their own slices
-        return next((c for c in causes if c.key <= key), None)
+def _match(key: Key, causes: list[Cause], row: dict[str, Any] | None, status: str, *,
+           critical: bool) -> Cause | None:
+    if status == "global" or (critical and key):
+        # the causes do not explain the overall drop, or the member is a sure collapse (no
+        # ripple of a cause elsewhere): only a cause inside or around its own slice
+        return next((c for c in causes if c.key <= key or (critical and key <= c.key)), None)
     for cause in causes:
         if _related(key, cause.key):
             return cause
@@ -167,16 +178,16 @@ def _match(key: Key, causes: list[Cause], row: dict[str, Any] | None, status: st
     return None
 
 
-def _cause_of(row: dict[str, Any]) -> Cause:
+def _cause_of(row: dict[str, Any], *, named: bool = True) -> Cause:
     numbers = {"value": row["recall"], "reference_value": row["reference_recall"], "low": row["recall_low"],
                "high": row["recall_high"], "support": row["support"], "excess_fn": row["excess_fn"],
                "share": row["share"]}
-    return Cause(str(row["segment"]), str(row["segment_value"]), {k: _clean(v) for k, v in numbers.items()})
+    return Cause(str(row["segment"]), str(row["segment_value"]), {k: _clean(v) for k, v in numbers.items()}, named)
 
 
 def _own(member: dict[str, Any], segment: str, value: str) -> Cause:
     numbers = {name: _clean(member.get(name)) for name in NUMBERS}
-    return Cause(segment, value, numbers)
+    return Cause(segment, value, numbers, named=False)
 
 
 def _open_incidents(conn: Connection, model_id: int) -> list[dict[str, Any]]:
@@ -191,13 +202,27 @@ def _absorb_or_open(conn: Connection, ctx: ModelContext, cls: str, metric: str, 
                   if i["class_name"] == cls and i["metric"] == metric]
     incident = next((i for i in candidates if i["fingerprint"] == fingerprint), None)
     if incident is None:
-        recent = [i for i in candidates if int(i["fired_at"]) >= end - GROUP_WAIT
-                  and (i["segment"] == GLOBAL or _related(_key(i["segment"], i["segment_value"]), cause.key))]
+        recent = [i for i in candidates if int(i["fired_at"]) >= end - int(i["window"])
+                  and _joins(_key(i["segment"], i["segment_value"]), cause, members)]
         incident = recent[-1] if recent else None
     if incident is not None:
         _absorb(conn, incident, members, now, counts)
         return
     _open(conn, ctx, cls, metric, window, cause, fingerprint, members, end, as_of, now, counts)
+
+
+def _joins(incident: Key, cause: Cause, members: list[dict[str, Any]]) -> bool:
+    """Does a cause found soon after an open incident belong to it? When the cause contains the
+    incident's (global contains all), when it lies inside it (unless the incident is global and
+    a member a sure collapse: a fault of its own), or when the members are warnings: a dip
+    beside an open incident (a ripple, or the tail of the same event) is listed in it rather
+    than paged alone."""
+    critical = any(m["severity"] == "critical" for m in members)
+    if cause.key <= incident or (incident <= cause.key and (incident or not critical)):
+        return True
+    # warnings beside an open incident are listed in it rather than paged alone; only a sure
+    # collapse elsewhere is a fault of its own
+    return not critical
 
 
 def _names(members: list[dict[str, Any]]) -> list[str]:

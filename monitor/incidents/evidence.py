@@ -22,6 +22,7 @@ import math
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
+from monitor.store.slices import SEPARATOR
 from monitor.store.windows import OVERALL, WindowSpec
 
 TOP = 3
@@ -40,9 +41,18 @@ def _option(segment: str) -> str:
 
 def incident_evidence(conn: Connection, ctx: ModelContext, *, cls: str, segment: str, segment_value: str,
                       end: int, window: int) -> list[str]:
-    """Short strings, drift first (largest rise first), then the prediction mix, then the estimate."""
-    return [*_drift(conn, ctx, segment, segment_value, end, window),
-            *_estimate(conn, ctx, cls, segment, segment_value, end, window)]
+    """Short strings, drift first (largest rise first), then the prediction mix, then the
+    estimate. An intersection the services cannot read (not a configured segment set) is
+    described by its single attributes instead (`region=south` for `sex&region=F&south`)."""
+    lines = [*_drift(conn, ctx, segment, segment_value, end, window),
+             *_estimate(conn, ctx, cls, segment, segment_value, end, window)]
+    if lines or SEPARATOR not in segment:
+        return lines
+    for attribute, value in zip(segment.split(SEPARATOR), segment_value.split(SEPARATOR), strict=True):
+        lines += _drift(conn, ctx, attribute, value, end, window)
+    for attribute, value in zip(segment.split(SEPARATOR), segment_value.split(SEPARATOR), strict=True):
+        lines += _estimate(conn, ctx, cls, attribute, value, end, window)
+    return lines
 
 
 def _drift(conn: Connection, ctx: ModelContext, segment: str, segment_value: str, end: int,

@@ -155,9 +155,12 @@ class _Search:
         self.cells = cube[["support", "tp", "expected"]].to_numpy(dtype=np.float64)
         index = {key: i for i, key in enumerate(keys)}
         self.children: dict[int, list[int]] = {}
+        self.parents: dict[int, list[int]] = {}
         for i, key in enumerate(keys):
             for parent in _parents(key):
                 self.children.setdefault(index[parent], []).append(i)
+                if parent:
+                    self.parents.setdefault(i, []).append(index[parent])
 
     def counts(self, active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(support, tp, expected tp) of every slice, summed over the active finest slices."""
@@ -172,6 +175,20 @@ class _Search:
             p_values = np.where(tested, exact_below(tp, support, expected / support), np.nan)
         q_values = benjamini_hochberg(p_values)
         return tested & (np.nan_to_num(q_values, nan=1.0) <= FDR)
+
+    def rest_is_clear(self, parent: int, child: int, support: np.ndarray, tp: np.ndarray,
+                      expected: np.ndarray) -> bool:
+        """The drop is the child's, not the parent's: the child's recall is significantly below
+        what the rest of the parent (its rows outside the child) shows relative to its reference
+        (exact one-sided test at FDR, the surprise test within the parent). A fault covering the
+        whole parent fails it (both parts dip alike), and so does a rest too small to compare."""
+        rest = support[parent] - support[child]
+        rest_expected = expected[parent] - expected[child]
+        if rest < self.min_support or rest_expected <= 0:
+            return False
+        ratio = min(max((tp[parent] - tp[child]) / rest_expected, 0.0), 1.0)
+        level = min(ratio * expected[child] / support[child], 1.0)
+        return bool(exact_below(tp[child], support[child], level)[0] <= FDR)
 
     def next_cause(self, active: np.ndarray) -> int | None:
         """The slice with the largest score among those that carry clearly more of the
@@ -199,10 +216,17 @@ class _Search:
         if not candidate.any():
             return None
         best = int(np.argmax(np.where(candidate, score, -np.inf)))
+        while True:  # a slice whose drop its parent shares (the rest dips alike) gives way to it
+            wider = [parent for parent in self.parents.get(best, [])
+                     if candidate[parent] and not self.rest_is_clear(parent, best, support, tp, expected)]
+            if not wider:
+                break
+            best = max(wider, key=lambda parent: excess[parent])
         while True:  # prefer the most specific slice that explains its parent
             better = [child for child in self.children.get(best, [])
                       if candidate[child] and excess[child] >= EXPLAINS * excess[best]
-                      and (excess[child] / excess[best]) / (support[child] / support[best]) >= CHILD_LIFT]
+                      and (excess[child] / excess[best]) / (support[child] / support[best]) >= CHILD_LIFT
+                      and self.rest_is_clear(best, child, support, tp, expected)]
             if not better:
                 return best
             best = max(better, key=lambda child: excess[child])
