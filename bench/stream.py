@@ -1,31 +1,32 @@
 """Benchmark: stream ingestion from NATS JetStream on PostgreSQL, 1 then 2 `monitor consume`
 processes, against the database write path alone in the same run.
 
-    python bench/stream.py [--rate 5000] [--seconds 30] [--per-message 10] [--batch-size 2000]
+    python bench/stream.py [--rate 5000] [--seconds 6] [--per-message 10] [--batch-size 200]
                            [--db-url postgresql://postgres@127.0.0.1:5432/test] [--nats-url nats://127.0.0.1:4222]
 
-Each phase gets a fresh PostgreSQL database (made on the server of `--db-url`, dropped after)
-and a stream of its own (deleted after). Once the consumers are pulling, a warm-up (the first
-5% of the predictions, at most 2,000: imports, connections, first slices) is ingested
-unmeasured; then a publisher sends `--rate` predictions per second for
-`--seconds` (JSON arrays of `--per-message` records, 3 classes, one segment) and the labels
-of 80% of them about two seconds after their predictions (late labels), while the consumers
-(subprocesses of `monitor consume --until-idle`) ingest. Printed per phase:
+Data: `--rate` x `--seconds` predictions (3 classes, one segment) and labels for 80% of
+them, as JSON arrays of `--per-message` records. Each run gets a fresh PostgreSQL database
+(made on the server of `--db-url`, dropped after) and a stream of its own (deleted after); the
+consumers are subprocesses of `monitor consume --until-idle`. Once they are pulling, a
+warm-up (the first 5% of the predictions, at most 2,000: imports, connections, first slices)
+is ingested unmeasured. Then, for 1 and for 2 consumers:
 
-- publish rate achieved, and the sustained ingest rates: predictions/s and labels/s committed
-  from the first publish to the last commit (a rate below the publish rate means the
-  consumers fell behind; the lag figures then grow with the run);
-- end-to-end lag p50/p99 of the predictions: from publish to visible in the database. The
-  database is polled every 0.2 s for the number of stored predictions; the k-th prediction
-  counts as visible when that number reaches k (exact for one consumer; with two, batches
-  may commit out of order, an error of at most a batch);
-- exactness: every count in the database equals the counts computed with pandas from the
-  published records (and no record doubled or lost).
+- backlog: everything published at once (the predictions, then the labels): the rate at
+  which the consumers drain it, from the first publish to the first moment every prediction
+  and label is stored: their capacity;
+- paced: the predictions at `--rate` per second, each label about two seconds after its
+  prediction: the rates achieved and the end-to-end lag p50/p99 of the predictions, from
+  publish to visible in the database (the database is polled every 0.2 s for the number of
+  stored predictions; the k-th counts as visible when that number reaches k: exact for one
+  consumer; with two, batches may commit out of order, an error of at most a batch). A lag
+  that grows with `--seconds` means the consumers fell behind;
+- exactness, in both: every count in the database equals the counts computed with pandas
+  from the published records (nothing lost, nothing doubled).
 
 Baseline (same run): the same records ingested by `ingest_frame` in batches of the same size
-directly (no broker, no subprocess), the database write path's own rate; the phases print
-their ratio to it. The machine is shared (two cores, other jobs): the figures are indicative;
-the load average is printed next to each phase.
+directly (no broker, no subprocess), the database write path's own rate; each run prints its
+ratio to it. The machine is shared (two cores, other jobs): the figures are indicative; the
+load average is printed with each line.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
@@ -210,7 +212,7 @@ async def delete_stream(nats_url: str, stream: str) -> None:
         await nc.close()
 
 
-def phase(consumers: int, args: argparse.Namespace, predictions: pd.DataFrame, labels: pd.DataFrame,
+def phase(consumers: int, rate: float, args: argparse.Namespace, predictions: pd.DataFrame, labels: pd.DataFrame,
           oracle: dict, direct: float) -> None:
     stream = f"BENCH_{uuid.uuid4().hex[:8]}"
     with Database(args.db_url) as db, tempfile.TemporaryDirectory() as tmp:
@@ -218,55 +220,68 @@ def phase(consumers: int, args: argparse.Namespace, predictions: pd.DataFrame, l
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env.pop("MONITOR_DATABASE_URL", None)
         engine = make_engine(db.url)
-        seen: list[tuple[float, int]] = []
+        seen: list[tuple[float, int, int]] = []  # (time, predictions stored, labels stored)
         done = threading.Event()
 
         def poll() -> None:
             while not done.is_set():
-                seen.append((time.time(), snapshot_count(engine)))
+                seen.append((time.time(), snapshot_count(engine), snapshot_count(engine, Label)))
                 time.sleep(0.2)
 
-        # the stream first (the consumers find it), then the consumers, a warm-up (imports, first
-        # slices: not part of the measurement), then the paced traffic
-        asyncio.run(_make_stream(args.nats_url, stream))
-        workers = [subprocess.Popen([sys.executable, "-m", "monitor.cli", "--config", str(config), "consume", "--quiet",
-                                     "--until-idle", str(args.idle)], env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True) for _ in range(consumers)]
-        while asyncio.run(consumer_waiting(args.nats_url, stream)) < consumers:
-            time.sleep(0.2)
+        # the messages, the stream (the consumers find it), the consumers, a warm-up (imports,
+        # first slices: not part of the measurement), then the paced traffic
         warm = min(len(predictions) // 20, 2000)
         rest = predictions.iloc[warm:]
-        plan = schedule(rest, labels, args.rate, args.per_message)  # made before: the consumers idle meanwhile
-        asyncio.run(publish(args.nats_url, stream, schedule(predictions.iloc[:warm], labels.iloc[:0], 1e9,
-                                                            args.per_message), warm, args.per_message))
-        while snapshot_count(engine) < warm:
+        plan = schedule(rest, labels, rate, args.per_message)
+        warm_plan = schedule(predictions.iloc[:warm], labels.iloc[:0], 1e9, args.per_message)
+        asyncio.run(_make_stream(args.nats_url, stream))
+        logs = [Path(tmp) / f"consumer{i}.log" for i in range(consumers)]
+        workers = [subprocess.Popen([sys.executable, "-m", "monitor.cli", "--config", str(config), "consume", "--quiet",
+                                     "--until-idle", str(args.idle)], env=env, stdout=subprocess.PIPE,
+                                    stderr=log.open("w"), text=True) for log in logs]
+
+        def alive() -> bool:
+            if any(worker.poll() is not None for worker in workers):
+                raise SystemExit(f"a consumer exited early: {' | '.join(log.read_text()[-1500:] for log in logs)}")
+            return True
+
+        while alive() and asyncio.run(consumer_waiting(args.nats_url, stream)) < consumers:
+            time.sleep(0.2)
+        asyncio.run(publish(args.nats_url, stream, warm_plan, warm, args.per_message))
+        while alive() and snapshot_count(engine) < warm:
             time.sleep(0.2)
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
         started = time.time()
         published, achieved = asyncio.run(publish(args.nats_url, stream, plan, len(rest), args.per_message))
-        outputs = [worker.communicate() for worker in workers]
+        for worker in workers:
+            worker.communicate()
         done.set()
         poller.join()
-        failed = [err for worker, (_, err) in zip(workers, outputs) if worker.returncode != 0]
+        failed = [log.read_text()[-2000:] for worker, log in zip(workers, logs) if worker.returncode != 0]
         if failed:
-            print(f"  a consumer failed: {failed[0][-2000:]}")
-        with engine.connect() as conn:
-            last = conn.execute(text("SELECT max(last_batch_at) FROM stream_consumers")).scalar() or time.time()
+            print(f"  a consumer failed: {failed[0]}")
         found = snapshot(engine)
         engine.dispose()
         asyncio.run(delete_stream(args.nats_url, stream))
-    span = max(float(last), max(t for t, _ in seen)) - started
-    times = np.array([t for t, _ in seen])
-    counts = np.array([c for _, c in seen])
+    # from the first publish to the first poll that saw every prediction and label stored
+    finished = [t for t, stored, labelled in seen if stored >= len(predictions) and labelled >= len(labels)]
+    span = (finished[0] if finished else seen[-1][0]) - started
+    times = np.array([t for t, _, _ in seen])
+    counts = np.array([c for _, c, _ in seen])
     visible = times[np.minimum(np.searchsorted(counts, np.arange(warm + 1, len(predictions) + 1)), len(times) - 1)]
     lag = visible - published
-    rate = len(rest) / span
+    ingested = len(rest) / span
     exact = found == oracle
-    print(f"{consumers} consumer(s): published {achieved:,.0f} predictions/s; ingested {rate:,.0f} predictions/s and "
-          f"{len(labels) / span:,.0f} labels/s sustained over {span:.0f} s ({rate / direct:.2f}x the direct path); "
-          f"lag p50 {np.percentile(lag, 50):.1f} s, p99 {np.percentile(lag, 99):.1f} s; "
-          f"exact: {'yes' if exact else 'NO'}; load {load()}")
+    if math.isinf(rate):  # a backlog: the consumers' capacity
+        how = f"backlog of {len(rest):,} predictions and their labels: drained at"
+        lags = ""
+    else:
+        how = f"paced, {achieved:,.0f} predictions/s published: ingested"
+        lags = f"lag p50 {np.percentile(lag, 50):.1f} s, p99 {np.percentile(lag, 99):.1f} s; "
+    print(f"{consumers} consumer(s), {how} {ingested:,.0f} predictions/s and {len(labels) / span:,.0f} labels/s "
+          f"over {span:.0f} s ({ingested / direct:.2f}x the direct path); {lags}exact: {'yes' if exact else 'NO'}; "
+          f"load {load()}")
     if not exact:
         for key in oracle:
             if found[key] != oracle[key]:
@@ -281,9 +296,9 @@ async def _make_stream(nats_url: str, stream: str) -> None:
     await nc.close()
 
 
-def snapshot_count(engine) -> int:  # type: ignore[no-untyped-def]
+def snapshot_count(engine, table=Prediction) -> int:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(Prediction)).scalar_one())
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
 def direct_rate(args: argparse.Namespace, predictions: pd.DataFrame, labels: pd.DataFrame) -> float:
@@ -310,7 +325,7 @@ def direct_rate(args: argparse.Namespace, predictions: pd.DataFrame, labels: pd.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=5000, help="predictions published per second")
-    parser.add_argument("--seconds", type=float, default=30, help="seconds of publishing per phase")
+    parser.add_argument("--seconds", type=float, default=6, help="seconds of paced publishing per phase")
     parser.add_argument("--per-message", type=int, default=10, help="records per message")
     parser.add_argument("--batch-size", type=int, default=200, help="messages per consumer batch")
     parser.add_argument("--idle", type=float, default=10, help="a consumer stops after this many idle seconds")
@@ -326,7 +341,8 @@ def main() -> None:
     print(f"baseline: the database write path alone (ingest_frame, same batches): {direct:,.0f} predictions/s "
           f"(+ their labels); load {load()}")
     for consumers in (1, 2):
-        phase(consumers, args, predictions, labels, oracle, direct)
+        phase(consumers, math.inf, args, predictions, labels, oracle, direct)
+        phase(consumers, args.rate, args, predictions, labels, oracle, direct)
 
 
 if __name__ == "__main__":
