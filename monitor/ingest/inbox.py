@@ -177,12 +177,19 @@ def try_model_lock(conn: Connection, model_id: int) -> bool:
                              {"space": INGEST_LOCK_SPACE, "model": int(model_id)}).scalar_one())
 
 
-def _frame(rows: list[tuple]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Rows (id, kind, received_at, row_number, record) -> the raw frame with `_row` in arrival
-    order (so "the later row wins" ties follow arrival), and each row's body row number."""
-    frame = pd.DataFrame.from_records([json.loads(row[4]) for row in rows])
+def _frame(rows: list[tuple], records: list[dict]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows (id, kind, received_at, row_number, record) and their parsed records -> the raw frame
+    with `_row` in arrival order (so "the later row wins" ties follow arrival), and each row's
+    body row number."""
+    frame = pd.DataFrame.from_records(records)
     frame["_row"] = np.arange(1, len(rows) + 1, dtype=np.int64)
     return frame, np.asarray([row[3] for row in rows], dtype=np.int64)
+
+
+def _score_columns(record: dict, prefix: str) -> tuple[str, ...]:
+    """The score fields a record carries: rows without a score column must reach the hooks
+    without it (as a file without one does), not with NaN scores that count as missing."""
+    return tuple(sorted(key for key in record if key.startswith(prefix)))
 
 
 def _body_rows(rejects: pd.DataFrame, body_rows: np.ndarray) -> pd.DataFrame:
@@ -197,17 +204,26 @@ def aggregate_rows(conn: Connection, ctx: ModelContext, rows: list[tuple]) -> Dr
     them, in the caller's transaction (which holds the model's lock)."""
     drained = Drained(rows=len(rows))
     accepted_predictions = 0
+    prefix = ctx.config.predictions.score_prefix
     for kind in KINDS:
-        picked = [row for row in rows if row[1] == kind]
-        if not picked:
-            continue
-        frame, body_rows = _frame(picked)
-        load = load_predictions if kind == "predictions" else load_labels
-        result = load(conn, ctx, frame, as_of=None)
-        store_rejects(conn, ctx, kind, "api", None, _body_rows(result.rejects, body_rows))
-        setattr(drained, kind, result)
-        if kind == "predictions":
-            accepted_predictions = result.accepted
+        groups: dict[tuple[str, ...], tuple[list[tuple], list[dict]]] = {}
+        for row in rows:
+            if row[1] == kind:
+                record = json.loads(row[4])
+                group = groups.setdefault(_score_columns(record, prefix) if kind == "predictions" else (), ([], []))
+                group[0].append(row)
+                group[1].append(record)
+        for picked, records in groups.values():  # same score columns, in order of first arrival
+            frame, body_rows = _frame(picked, records)
+            load = load_predictions if kind == "predictions" else load_labels
+            result = load(conn, ctx, frame, as_of=None)
+            store_rejects(conn, ctx, kind, "api", None, _body_rows(result.rejects, body_rows))
+            if getattr(drained, kind) is None:
+                setattr(drained, kind, result)
+            else:
+                getattr(drained, kind).add(result)
+            if kind == "predictions":
+                accepted_predictions += result.accepted
     if accepted_predictions:
         apply_labels(conn, ctx)  # labels that came before their predictions, in earlier batches
     ids = [int(row[0]) for row in rows]
