@@ -12,8 +12,8 @@
   reference one and each rolling refit on matured labels, with its fit span (prediction
   times), number of labels and positives and the per-class maps, so that a past estimate can
   be traced and reproduced.
-- `estimation_scores`: the logged scores of recent predictions (float32 bytes, classes in the
-  model's order), what a rolling calibration is fitted on once their labels are in; rows
+- `estimation_scores`: the logged scores of recent predictions (comma-separated text, classes
+  in the model's order, exact round-trip), what a rolling calibration is fitted on once their labels are in; rows
   older than any future fit span are pruned at each refit.
 - `calibration_usage`: scored predictions per (bucket, calibration used): additive, so a
   window's calibrations are a SUM, like the counts.
@@ -32,8 +32,8 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
+    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -127,7 +127,7 @@ class EstimationScore(Base):
     )
     prediction_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     ts: Mapped[int] = mapped_column(BigInteger)
-    scores: Mapped[bytes] = mapped_column(LargeBinary)  # float32, classes in model order
+    scores: Mapped[str] = mapped_column(Text)  # comma-separated floats, classes in model order
 
 
 class CalibrationUsage(Base):

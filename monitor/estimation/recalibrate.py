@@ -115,14 +115,19 @@ def record_usage(conn: Connection, ctx: ModelContext, buckets: np.ndarray, ids: 
     add_counts(conn, USAGE, frame, key_columns=["model_id", "bucket_start", "calibration_id"], value_columns=["n_scored"])
 
 
+def _as_text(scores: np.ndarray) -> list[str]:
+    """One comma-separated line per row; pandas writes floats with round-trip precision."""
+    text = pd.DataFrame(np.asarray(scores, dtype=np.float64)).to_csv(header=False, index=False, lineterminator="\n")
+    return text.splitlines()
+
+
 def store_scores(conn: Connection, ctx: ModelContext, rows: pd.DataFrame, scores: np.ndarray) -> None:
     """Keep the (complete) scores of new predictions for later refits."""
     if not ctx.config.estimation.recalibrate or len(rows) == 0:
         return
-    packed = np.ascontiguousarray(scores, dtype=np.float32)
     insert_frame(conn, SCORES, pd.DataFrame({
         "model_id": ctx.model_id, "prediction_id": rows["prediction_id"].astype(str).to_numpy(),
-        "ts": rows["ts"].astype(np.int64).to_numpy(), "scores": [row.tobytes() for row in packed],
+        "ts": rows["ts"].astype(np.int64).to_numpy(), "scores": _as_text(scores),
     }))
 
 
@@ -159,8 +164,8 @@ def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int) -> t
     k = len(ctx.classes)
     if not found:
         return np.empty((0, k)), np.empty(0, dtype=object)
-    scores = np.frombuffer(b"".join(bytes(r[0]) for r in found), dtype=np.float32).reshape(-1, k)
-    return scores.astype(np.float64), np.array([r[1] for r in found], dtype=object)
+    scores = np.array(",".join(r[0] for r in found).split(","), dtype=np.float64).reshape(-1, k)
+    return scores, np.array([r[1] for r in found], dtype=object)
 
 
 def fit_rolling(ctx: ModelContext, scores: np.ndarray, labels: np.ndarray

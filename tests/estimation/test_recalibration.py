@@ -39,11 +39,6 @@ def labels_of(frame: pd.DataFrame, delay: int) -> pd.DataFrame:
                          "label_timestamp": frame["timestamp"] + delay})
 
 
-def stored_precision(frame: pd.DataFrame) -> pd.DataFrame:
-    """Scores as the refit reads them back: kept as float32, used as float64."""
-    return frame.astype({f"score_{c}": np.float32 for c in CLASSES}).astype({f"score_{c}": np.float64 for c in CLASSES})
-
-
 def isotonic_oracle(fit: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
     """Calibrated, renormalised probabilities of `rows` from maps fitted on `fit` (sklearn)."""
     out = np.column_stack([
@@ -81,7 +76,7 @@ def test_a_rolling_calibration_is_fitted_on_mature_labelled_predictions_only(eng
     fresh = np.linspace(0, 1, 201)
     for c in CLASSES:
         oracle = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(
-            stored_precision(fit)[f"score_{c}"], fit["label"] == c)
+            fit[f"score_{c}"], fit["label"] == c)
         np.testing.assert_allclose(np.interp(fresh, stored.maps[c]["x"], stored.maps[c]["y"]), oracle.predict(fresh),
                                    atol=1e-9)
     assert kept == data["timestamp"].min()  # nothing older than two spans before the fit to prune yet
@@ -109,7 +104,7 @@ def test_each_prediction_is_estimated_with_the_calibration_fitted_before_it(engi
     # oracle for the critical class over the later batch, split at fit_end
     late = later.reset_index(drop=True)
     after = late["timestamp"].to_numpy() >= fit_end
-    probabilities = np.where(after[:, None], isotonic_oracle(stored_precision(fit), late),
+    probabilities = np.where(after[:, None], isotonic_oracle(fit, late),
                              isotonic_oracle(reference, late))
     day_ends = (late["timestamp"] // DAY + 1) * DAY
     for end, day in frame[frame["class"] == "critical"].groupby("end"):

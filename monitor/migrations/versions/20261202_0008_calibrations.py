@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("model_id", sa.Integer(), nullable=False),
         sa.Column("prediction_id", sa.String(length=200), nullable=False),
         sa.Column("ts", sa.BigInteger(), nullable=False),
-        sa.Column("scores", sa.LargeBinary(), nullable=False),
+        sa.Column("scores", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(
             ["model_id"], ["monitored_models.id"],
             name=op.f("fk_estimation_scores_model_id_monitored_models"), ondelete="CASCADE",
