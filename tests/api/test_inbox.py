@@ -237,3 +237,31 @@ def test_a_write_aggregates_a_batch_itself_when_rows_have_waited_too_long(db_url
     assert _totals(db_url) == {"predictions": 60, "labels": 0, "prediction_counts": 60, "confusion_counts": 0,
                                "inbox": 0}
     assert progress["queued_predictions"] == 0
+
+
+def test_the_schedulers_drainer_thread_aggregates_what_a_dead_api_process_queued(db_url: str,
+                                                                                tmp_path: Path) -> None:
+    import time
+
+    from monitor.ingest.inbox import Drainer
+
+    config = make_config(db_url, tmp_path)
+    predictions, labels = make_records(40, seed=17)
+    engine = make_engine(db_url)
+    drainer_thread = Drainer(lambda: engine, config, interval=0.05, gap=0.0, idle_exit=float("inf"))
+    try:
+        with engine.begin() as conn:  # queued by an API process that died before aggregating
+            ctx = load_context(conn, config.models[0])
+            enqueue(conn, ctx, "labels", pd.DataFrame(labels).assign(_row=range(1, 41)), received_at=1)
+            enqueue(conn, ctx, "predictions", pd.DataFrame(predictions).assign(_row=range(1, 41)), received_at=2)
+        drainer_thread.nudge()  # as `monitor run` starts it
+        for _ in range(1200):  # a bound, not a timing: the thread drains within a few polls
+            if _totals(db_url)["inbox"] == 0:
+                break
+            time.sleep(0.05)
+    finally:
+        drainer_thread.stop()
+        engine.dispose()
+    assert _totals(db_url) == {"predictions": 40, "labels": 40, "prediction_counts": 40, "confusion_counts": 40,
+                               "inbox": 0}
+    assert _confusion(db_url) == _oracle(predictions, labels)
