@@ -87,6 +87,12 @@ def test_gunicorn_workers_share_the_database_and_count_every_record_once(postgre
             thread.join(timeout=600)
         assert failures == []
         assert accepted == {"predictions": 800, "labels": 800}
+        # writes are queued in the inbox and aggregated by the workers' drainers within seconds
+        for _ in range(1200):  # a bound, not a timing
+            progress = requests.get(f"{base}/api/v1/models/m/ingest", auth=AUTH, timeout=60).json()
+            if progress["queued_predictions"] == progress["queued_labels"] == 0:
+                break
+            time.sleep(0.1)
         scraped = requests.get(f"{base}/metrics", auth=AUTH, timeout=120).text
         assert 'classifier_monitor_predictions{model="m"' in scraped
     finally:
