@@ -34,6 +34,24 @@ def metrics(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, classes: S
     return metrics_service.metrics_frame(conn, ctx, spec, classes=classes, segment=segment, as_of=as_of)
 
 
+def best_recall(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, segment: str | None = None,
+                classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """The current best recall per window end, class and series: realized counts of the
+    labelled predictions plus the label-free estimate of the others, one interval
+    (`monitor.estimation.blend`; docs/estimation.md), with the realized and estimated
+    values beside it. Empty (with its columns) without scores. ISO `end`."""
+    from monitor.estimation.blend import blended_frame
+    from monitor.store.windows import parse_segment_option
+    from monitor.timeutil import iso_series
+
+    frame = blended_frame(conn, ctx, spec, segment_sets=parse_segment_option(segment, ctx.segment_sets))
+    if classes is not None:
+        frame = frame[frame["class"].isin(list(classes))]
+    frame = frame.reset_index(drop=True)
+    frame["end"] = iso_series(frame["end"])
+    return frame
+
+
 def reference_metrics(conn: Connection, ctx: ModelContext,
                       segment_sets: Sequence[tuple[str, ...]] | None = None) -> pd.DataFrame:
     """Reference one-vs-rest metrics per (segment, segment_value, class)."""
