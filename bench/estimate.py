@@ -23,7 +23,9 @@ calibration only (`recalibrate = false`, today's CBPE) and with rolling recalibr
 matured labels and the calibration check. Printed side by side for the critical class over
 7-day windows (overall and per region, at least 10 true positives): mean absolute error of
 the estimate against the realized recall (sklearn on the simulated truth), its bias, and the
-share of windows whose realized recall fell inside the estimate's 95% interval.
+share of windows whose realized recall fell inside the estimate's 95% interval; and, for the
+newest window at each tick (its labels partly in), the distance to its final realized recall
+of the realized value so far, of the estimate and of the blended value (`recall_best`).
 
 NannyML is installed only for this benchmark, in its own virtualenv (it pins older plotly):
 `python -m venv /tmp/nmvenv && /tmp/nmvenv/bin/pip install nannyml statsmodels`. Its half
@@ -157,8 +159,10 @@ def realized(data) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     return pd.DataFrame(out)
 
 
-def drift_run(data, recalibrate: bool, database: Path) -> tuple[pd.DataFrame, float]:  # type: ignore[no-untyped-def]
-    """Weekly ticks through a drifting scenario; (critical-class estimates per window, seconds)."""
+def drift_run(data, recalibrate: bool, database: Path) -> tuple[pd.DataFrame, pd.DataFrame, float]:  # type: ignore[no-untyped-def]
+    """Weekly ticks through a drifting scenario: (critical-class estimates per window, the
+    blended values of the newest window seen at each tick, seconds)."""
+    from monitor.estimation.blend import blended_frame
     from monitor.ingest.hooks import tick_hooks
     from monitor.ingest.pipeline import ingest_frame
 
@@ -168,6 +172,7 @@ def drift_run(data, recalibrate: bool, database: Path) -> tuple[pd.DataFrame, fl
     config = ModelConfig(name="bench", classes=list(scenario.classes), segments=list(scenario.segments), bucket="1h",
                          estimation=EstimationSettings(recalibrate=recalibrate))
     started = time.perf_counter()
+    blended: list[pd.DataFrame] = []
     with engine.begin() as conn:
         ctx = load_context(conn, config)
         aggregate.on_reference(conn, ctx, canonical(conn, ctx, data.reference))
@@ -180,11 +185,14 @@ def drift_run(data, recalibrate: bool, database: Path) -> tuple[pd.DataFrame, fl
             ingest_frame(conn, ctx, "labels", data.labels[arrived], as_of=low + week)
             for hook in tick_hooks():
                 hook(conn, ctx, low + week)
+            seen = blended_frame(conn, ctx, WindowSpec(window=week, step=week), segment_sets=[(), ("region",)],
+                                 ends=np.array([low + week]))  # the newest window, labels partly in
+            blended.append(seen[seen["class"] == "critical"])
     with engine.begin() as conn:
         frame = service.estimated_frame(conn, ctx, WindowSpec(window=week, step=week), segment_sets=[(), ("region",)])
     seconds = time.perf_counter() - started
     engine.dispose()
-    return frame[frame["class"] == "critical"].reset_index(drop=True), seconds
+    return frame[frame["class"] == "critical"].reset_index(drop=True), pd.concat(blended, ignore_index=True), seconds
 
 
 def drift_realized(data, frame: pd.DataFrame) -> pd.Series:  # type: ignore[no-untyped-def]
@@ -214,8 +222,11 @@ def drift_main(args: argparse.Namespace) -> None:
     table = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, recalibrate in (("reference-only", False), ("rolling", True)):
-            frame, seconds = drift_run(data, recalibrate, Path(tmp) / f"{name}.db")
+            frame, newest, seconds = drift_run(data, recalibrate, Path(tmp) / f"{name}.db")
             frame["realized"] = drift_realized(data, frame)
+            newest["final"] = drift_realized(data, newest)
+            newest = newest[newest["final"].notna()]
+            best_inside = (newest["final"] >= newest["recall_best_low"]) & (newest["final"] <= newest["recall_best_high"])
             frame = frame[frame["realized"].notna()]
             error = frame["recall_estimated"] - frame["realized"]
             inside = (frame["realized"] >= frame["recall_estimated_low"]) & (frame["realized"] <= frame["recall_estimated_high"])
@@ -225,6 +236,12 @@ def drift_main(args: argparse.Namespace) -> None:
                 "coverage": inside.mean(), "coverage, last 8 weeks": inside[late].mean(),
                 "coverage, overall series": inside[frame["segment"] == "*"].mean(),
                 "mean interval width": (frame["recall_estimated_high"] - frame["recall_estimated_low"]).mean(),
+                "newest windows (labels partly in)": len(newest),
+                "  labelled share": newest["labelled_share"].mean(),
+                "  |realized so far - final|": (newest["recall_realized"] - newest["final"]).abs().mean(),
+                "  |estimate - final|": (newest["recall_estimated"] - newest["final"]).abs().mean(),
+                "  |blended - final|": (newest["recall_best"] - newest["final"]).abs().mean(),
+                "  blended interval coverage": best_inside.mean(),
                 "seconds (ingest + estimate)": seconds,
             }
     pd.set_option("display.width", 160)
