@@ -13,7 +13,7 @@ unlabelled), E[fn_U] = E[fn] x (share of its other predictions still unlabelled)
 assumes labels arrive independently of the truth given the prediction (document it where
 that fails: a class whose labels come later than the others'). The variance is the delta
 method's over the unlabelled part (its Poisson-binomial variances in the same proportion)
-plus the calibration error (`checks`, tau) weighted by the unlabelled part's share of the
+plus the calibration error (`checks`, tau^2) times the unlabelled part's share of the
 expected positives; the realized part is known. With every label in, recall_best is the
 realized recall and its interval collapses to it; with none, it is the estimate.
 """
@@ -99,7 +99,9 @@ def blended_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,
     best = safe_divide(tp, tp + fn)
     tau = found.calibration_error if found.calibration_error is not None else np.zeros(len(counts))
     share_estimated = safe_divide(exp_tp + exp_fn, tp + fn)
-    variance = safe_divide(fn * fn * var_tp + tp * tp * var_fn, (tp + fn) ** 4) + np.nan_to_num(share_estimated * tau) ** 2
+    # the calibration error of an estimate over a share s of the positives: between s^2 tau^2
+    # (a bias common to every prediction) and s tau^2 (noise, larger on a smaller part): the latter
+    variance = safe_divide(fn * fn * var_tp + tp * tp * var_fn, (tp + fn) ** 4) + np.nan_to_num(share_estimated * tau**2)
     low, high = ratio_interval(best, variance)
     return pd.DataFrame({
         "end": counts["end"].astype(np.int64), "segment": counts["segment"], "segment_value": counts["segment_value"],

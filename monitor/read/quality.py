@@ -52,6 +52,18 @@ def best_recall(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, segmen
     return frame
 
 
+def label_shift(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, segment: str | None = None) -> pd.DataFrame:
+    """Class prevalence and precision from the predicted-class mix (BBSE, label shift) beside
+    CBPE's, with a warning where they disagree (`monitor.estimation.label_shift`). ISO `end`."""
+    from monitor.estimation.label_shift import label_shift_frame
+    from monitor.store.windows import parse_segment_option
+    from monitor.timeutil import iso_series
+
+    frame = label_shift_frame(conn, ctx, spec, segment_sets=parse_segment_option(segment, ctx.segment_sets))
+    frame["end"] = iso_series(frame["end"]) if len(frame) else frame["end"]
+    return frame
+
+
 def reference_metrics(conn: Connection, ctx: ModelContext,
                       segment_sets: Sequence[tuple[str, ...]] | None = None) -> pd.DataFrame:
     """Reference one-vs-rest metrics per (segment, segment_value, class)."""
