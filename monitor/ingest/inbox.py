@@ -165,7 +165,6 @@ class Drained:
     rows: int = 0
     predictions: IngestResult | None = None
     labels: IngestResult | None = None
-    latency: list[float] | None = None  # seconds from receive to commit, one per row (bench)
 
 
 def try_model_lock(conn: Connection, model_id: int) -> bool:
@@ -232,27 +231,32 @@ def aggregate_rows(conn: Connection, ctx: ModelContext, rows: list[tuple]) -> Dr
     return drained
 
 
-def _claim(conn: Connection, model_id: int, limit: int) -> list[tuple]:
-    return [tuple(row) for row in conn.execute(
-        select(INBOX.c.id, INBOX.c.kind, INBOX.c.received_at, INBOX.c.row_number, INBOX.c.record)
-        .where(INBOX.c.model_id == model_id).order_by(INBOX.c.id).limit(limit)).all()]
+def _claim(conn: Connection, model_id: int, limit: int, upto: int | None = None) -> list[tuple]:
+    query = (select(INBOX.c.id, INBOX.c.kind, INBOX.c.received_at, INBOX.c.row_number, INBOX.c.record)
+             .where(INBOX.c.model_id == model_id).order_by(INBOX.c.id).limit(limit))
+    if upto is not None:
+        query = query.where(INBOX.c.id <= upto)
+    return [tuple(row) for row in conn.execute(query).all()]
 
 
 def drain_locked(conn: Connection, ctx: ModelContext, *, limit: int | None = None) -> int:
     """Aggregate every queued row of the model in the caller's transaction, which must hold
     the model's lock (`ingest_lock`): the `?wait=true` write runs it before its own rows, so
-    that it never overtakes records sent before it. Returns the rows aggregated."""
+    that it never overtakes records sent before it (rows queued after it started are left to
+    the drainers, so a busy inbox cannot keep it waiting). Returns the rows aggregated."""
     total = 0
-    while True:
-        rows = _claim(conn, ctx.model_id, limit or BATCH_ROWS)
+    upto = conn.execute(select(func.max(INBOX.c.id)).where(INBOX.c.model_id == ctx.model_id)).scalar()
+    while upto is not None:
+        rows = _claim(conn, ctx.model_id, limit or BATCH_ROWS, upto)
         if not rows:
             return total
         aggregate_rows(conn, ctx, rows)
         total += len(rows)
+    return total
 
 
-def drain_model(engine: Engine, model: ModelConfig, *, limit: int = BATCH_ROWS, wait: bool = False,
-                measure: bool = False) -> Drained | None:
+def drain_model(engine: Engine, model: ModelConfig, *, limit: int = BATCH_ROWS, wait: bool = False
+                ) -> Drained | None:
     """One batch of the model's inbox in its own transaction; None when nothing is queued or
     another process holds the model's lock (with `wait`, queue for the lock instead)."""
     with engine.begin() as conn:
@@ -273,9 +277,6 @@ def drain_model(engine: Engine, model: ModelConfig, *, limit: int = BATCH_ROWS, 
             log.exception("inbox of model %s: a batch of %d rows failed; aggregating it by request",
                           model.name, len(rows))
             drained = _by_request(conn, ctx, rows)
-    if measure:
-        done = now_micros()
-        drained.latency = [(done - int(row[2])) / 1e6 for row in rows]
     return drained
 
 
@@ -321,8 +322,7 @@ def queued_models(engine: Engine, *, min_age: float = 0.0) -> list[str]:
     return list(names)
 
 
-def drain(engine: Engine, config: MonitorConfig, *, wait: bool = False, min_age: float = 0.0,
-          on_batch: Callable[[Drained], None] | None = None) -> int:
+def drain(engine: Engine, config: MonitorConfig, *, wait: bool = False, min_age: float = 0.0) -> int:
     """Aggregate the inbox of every configured model until empty (or, without `wait`, until
     another process is busy with it); `min_age`: only models whose oldest row waited that long.
     Returns the rows aggregated here."""
@@ -332,11 +332,9 @@ def drain(engine: Engine, config: MonitorConfig, *, wait: bool = False, min_age:
         model = configured.get(name)
         if model is None:
             continue  # not in this process's config: left for one that knows the model
-        while (drained := drain_model(engine, model, wait=wait, measure=on_batch is not None)) is not None:
+        while (drained := drain_model(engine, model, wait=wait)) is not None:
             total += drained.rows
             log.debug("inbox of model %s: %d rows aggregated", name, drained.rows)
-            if on_batch is not None:
-                on_batch(drained)
     return total
 
 
