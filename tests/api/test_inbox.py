@@ -265,3 +265,26 @@ def test_the_schedulers_drainer_thread_aggregates_what_a_dead_api_process_queued
     assert _totals(db_url) == {"predictions": 40, "labels": 40, "prediction_counts": 40, "confusion_counts": 40,
                                "inbox": 0}
     assert _confusion(db_url) == _oracle(predictions, labels)
+
+
+def test_a_conflict_found_at_aggregation_is_stored_as_a_reject_with_its_body_row(db_url: str, tmp_path: Path,
+                                                                                serve) -> None:
+    from monitor.store.models import RejectedRow
+
+    config = make_config(db_url, tmp_path)
+    base = serve(config)
+    predictions, _ = make_records(10, seed=19)
+    changed = {**predictions[3], "region": "elsewhere"}
+    for body in (predictions, [predictions[0], changed, predictions[5]]):  # one same copy, one conflict
+        answer = requests.post(f"{base}/api/v1/models/m/predictions", json=body, timeout=30).json()
+        assert (answer["accepted"], answer["rejected"]) == (len(body), 0)  # not known before aggregation
+    flush_inbox(config)
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rejects = conn.execute(select(RejectedRow.source, RejectedRow.row_number, RejectedRow.reason)).all()
+    finally:
+        engine.dispose()
+    assert _totals(db_url)["predictions"] == 10
+    assert [(source, row) for source, row, _ in rejects] == [("api", 2)]
+    assert "conflicting duplicate prediction" in rejects[0][2]
