@@ -216,7 +216,7 @@ class _Search:
         if not candidate.any():
             return None
         best = int(np.argmax(np.where(candidate, score, -np.inf)))
-        while True:  # a slice whose drop its parent shares (the rest dips alike) gives way to it
+        while True:  # a slice that does not explain its parent's drop gives way to the parent
             wider = [parent for parent in self.parents.get(best, [])
                      if candidate[parent] and not self.rest_is_clear(parent, best, support, tp, expected)]
             if not wider:
