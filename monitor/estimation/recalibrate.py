@@ -11,9 +11,9 @@ refitted on that span's (score, label) pairs and stored as a new calibration.
 - `recalibrate` (once per tick, after labels are applied): every `recalibration_every`, fits a
   calibration on the mature predictions with `fit_end - recalibration_span <= ts < fit_end`,
   `fit_end` the maturity frontier, when every class has `recalibration_min_positives`
-  labelled positives and negatives there; otherwise nothing is stored and the newest earlier
-  calibration (the reference one when there is none) stays in use. Scores older than any
-  future fit span are then deleted.
+  labelled positives and negatives there; otherwise a `skipped` record (span and positives,
+  no maps) says so and the newest earlier calibration (the reference one when there is none)
+  stays in use. Scores older than any future fit span are then deleted.
 - `choose` (in the prediction hook): the calibration each prediction is estimated with: the
   rolling one with the latest `fit_end <= ts` (fitted strictly before the prediction: it
   never sees the labels it estimates), else the reference one. `calibration_usage` counts the
@@ -93,7 +93,7 @@ def usable(conn: Connection, ctx: ModelContext) -> tuple[Calibration | None, lis
                             _class_maps(ctx, row["maps"] or {}, int(row["n_labels"]), row["n_positive"] or {}))
         if row["kind"] == "reference":
             reference, rolling = found, []
-        else:
+        elif row["kind"] == "rolling":
             rolling.append(found)
     rolling.sort(key=lambda c: (c.fit_end or 0, c.id))
     return reference, rolling
@@ -152,7 +152,7 @@ def maturity_age(ctx: ModelContext, bins: np.ndarray, shares: np.ndarray) -> int
 def _latest_as_of(conn: Connection, ctx: ModelContext) -> int | None:
     table = CALIBRATIONS
     return cast(int | None, conn.execute(select(func.max(table.c.as_of)).where(
-        table.c.model_id == ctx.model_id, table.c.kind == "rolling")).scalar())
+        table.c.model_id == ctx.model_id, table.c.kind.in_(["rolling", "skipped"]))).scalar())
 
 
 def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,17 +169,17 @@ def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int) -> t
 
 
 def fit_rolling(ctx: ModelContext, scores: np.ndarray, labels: np.ndarray
-                ) -> tuple[dict[str, Any], dict[str, int]] | None:
-    """Per-class maps (class -> {"x", "y"} or None) and positives; None when a class has
-    fewer than `recalibration_min_positives` labelled positives or negatives."""
+                ) -> tuple[dict[str, Any] | None, dict[str, int]]:
+    """(per-class maps, class -> {"x", "y"} or None; labelled positives per class). The maps
+    are None when a class has fewer than `recalibration_min_positives` labelled positives or
+    negatives."""
     settings = ctx.config.estimation
-    positives: dict[str, int] = {}
+    positives = {name: int((labels == name).sum()) for name in ctx.classes}
+    if any(min(n, len(labels) - n) < settings.recalibration_min_positives for n in positives.values()):
+        return None, positives
     maps: dict[str, Any] = {}
     for column, name in enumerate(ctx.classes):
         truth = (labels == name).astype(np.int8)
-        positives[name] = int(truth.sum())
-        if min(positives[name], len(truth) - positives[name]) < settings.recalibration_min_positives:
-            return None
         fitted = fit_class(name, scores[:, column], truth, mode=settings.calibration, max_ece=settings.max_ece)
         maps[name] = {"x": fitted.x, "y": fitted.y} if fitted.applied else None
     return maps, positives
@@ -187,7 +187,9 @@ def fit_rolling(ctx: ModelContext, scores: np.ndarray, labels: np.ndarray
 
 def recalibrate(conn: Connection, ctx: ModelContext, as_of: int, age: int | None) -> int | None:
     """Fit and store a rolling calibration when one is due; its id, else None (see module).
-    `age`: `maturity_age` at `as_of` (None: no label yet, nothing to fit)."""
+    `age`: `maturity_age` at `as_of` (None: no label yet, nothing to fit). A due refit with
+    too few labels is recorded as kind `skipped` (with its span and positives, no maps): it
+    says why the older calibration stays in use, and keeps the next attempt a day away."""
     settings = ctx.config.estimation
     if not (settings.enabled and settings.recalibrate) or settings.calibration == "none" or len(ctx.classes) < 2:
         return None
@@ -200,16 +202,13 @@ def recalibrate(conn: Connection, ctx: ModelContext, as_of: int, age: int | None
     fit_end = as_of - age
     fit_end -= fit_end % ctx.bucket
     scores, labels = mature_pairs(conn, ctx, fit_end - span, fit_end)
-    fitted = fit_rolling(ctx, scores, labels) if len(labels) else None
-    if fitted is None:
-        return None
-    maps, positives = fitted
+    maps, positives = fit_rolling(ctx, scores, labels)
     new_id = conn.execute(insert(CALIBRATIONS).values(
-        model_id=ctx.model_id, kind="rolling", fit_start=fit_end - span, fit_end=fit_end, as_of=as_of,
-        n_labels=len(labels), n_positive=positives, maps=maps,
+        model_id=ctx.model_id, kind="rolling" if maps is not None else "skipped", fit_start=fit_end - span,
+        fit_end=fit_end, as_of=as_of, n_labels=len(labels), n_positive=positives, maps=maps or {},
     )).inserted_primary_key
     conn.execute(delete(SCORES).where(SCORES.c.model_id == ctx.model_id, SCORES.c.ts < fit_end - 2 * span))
-    return int(new_id[0]) if new_id else None
+    return int(new_id[0]) if new_id and maps is not None else None
 
 
 def on_tick(conn: Connection, ctx: ModelContext, as_of: int, curve: tuple[np.ndarray, np.ndarray]) -> None:

@@ -130,11 +130,18 @@ def test_too_few_mature_labels_keep_the_reference_calibration(engine) -> None:  
         aggregate.on_reference(conn, ctx, canonical(conn, ctx, random_calibrated(3000, seed=37)))
         ingest_frame(conn, ctx, "predictions", data.drop(columns=["label"]), as_of=as_of)
         ingest_frame(conn, ctx, "labels", labels_of(data, 3600), as_of=as_of)
-        assert recalibrate.recalibrate(conn, ctx, as_of, DAY) is None
         assert recalibrate.recalibrate(conn, ctx, as_of, None) is None  # no label arrival curve yet
+        assert recalibrate.recalibrate(conn, ctx, as_of, DAY) is None
+        assert recalibrate.recalibrate(conn, ctx, as_of + 3600, DAY) is None  # the next attempt is a day away
+        table = recalibrate.CALIBRATIONS
+        attempts = conn.execute(select(table.c.kind, table.c.n_positive, table.c.fit_end).order_by(table.c.id)).all()
         frame = service.estimated_frame(conn, ctx, WindowSpec(window=2 * DAY, step=DAY), segment_sets=[()])
         report = recalibrate.usable(conn, ctx)
     assert report[0] is not None and report[1] == []
+    # the attempt is on record: when, on what span, how few positives
+    fit = data[(data["timestamp"] >= as_of - DAY - 4 * DAY) & (data["timestamp"] < as_of - DAY)]
+    assert [kind for kind, _, _ in attempts] == ["reference", "skipped"] and attempts[1][2] == as_of - DAY
+    assert attempts[1][1] == {c: int((fit["label"] == c).sum()) for c in CLASSES}
     assert set(frame["calibration"]) == {"reference"}
     assert frame["calibration_labels"].eq(3000).all()  # the reference's labelled rows
     assert (frame["calibration_error"] == 0).all() and frame["interval_coverage"].isna().all()
