@@ -49,6 +49,29 @@ def _per_class(frame: pd.DataFrame, key: str, classes: list[str]) -> dict[str, p
     return {c: table[c] if c in table.columns else pd.Series(0, index=table.index) for c in classes}
 
 
+def blend_arrays(tp_labelled: np.ndarray, fn_labelled: np.ndarray, labelled_mine: np.ndarray,
+                 labelled_rest: np.ndarray, predicted_mine: np.ndarray, predicted_rest: np.ndarray,
+                 expected: pd.DataFrame, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(recall_best, low, high) per row: realized one-vs-rest tp/fn of the labelled
+    predictions; labelled and all predictions of the class (`_mine`) and of the others
+    (`_rest`); `expected` with exp_tp, exp_fn, var_tp, var_fn of all of them; tau the
+    calibration error on the recall scale (module docstring)."""
+    unlabelled_mine = np.clip(np.nan_to_num(1.0 - safe_divide(labelled_mine, predicted_mine)), 0.0, 1.0)
+    unlabelled_rest = np.clip(np.nan_to_num(1.0 - safe_divide(labelled_rest, predicted_rest)), 0.0, 1.0)
+    exp_tp = expected["exp_tp"].to_numpy(np.float64) * unlabelled_mine
+    exp_fn = expected["exp_fn"].to_numpy(np.float64) * unlabelled_rest
+    var_tp = expected["var_tp"].to_numpy(np.float64) * unlabelled_mine
+    var_fn = expected["var_fn"].to_numpy(np.float64) * unlabelled_rest
+    tp, fn = tp_labelled + exp_tp, fn_labelled + exp_fn
+    best = safe_divide(tp, tp + fn)
+    share_estimated = safe_divide(exp_tp + exp_fn, tp + fn)
+    # the calibration error of an estimate over a share s of the positives: between s^2 tau^2
+    # (a bias common to every prediction) and s tau^2 (noise, larger on a smaller part): the latter
+    variance = safe_divide(fn * fn * var_tp + tp * tp * var_fn, (tp + fn) ** 4) + np.nan_to_num(share_estimated * tau**2)
+    low, high = ratio_interval(best, variance)
+    return best, low, high
+
+
 def blended_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,
                   segment_sets: Sequence[tuple[str, ...]], ends=None) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     """BLEND_COLUMNS per (end, series, class) with scores; empty (with the columns) without."""
@@ -86,23 +109,9 @@ def blended_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,
         tp_l[rows] = aligned(true_hits.get(name))[rows]
         pos_l[rows] = aligned(positives.get(name))[rows]
     n_all, l_all = aligned(totals), aligned(labelled_totals)
-    fn_l = pos_l - tp_l
-    unlabelled_mine = np.clip(1.0 - safe_divide(l_class, n_class), 0.0, 1.0)
-    unlabelled_rest = np.clip(1.0 - safe_divide(l_all - l_class, n_all - n_class), 0.0, 1.0)
-    unlabelled_mine = np.where(np.isfinite(unlabelled_mine), unlabelled_mine, 0.0)
-    unlabelled_rest = np.where(np.isfinite(unlabelled_rest), unlabelled_rest, 0.0)
-    exp_tp = counts["exp_tp"].to_numpy(np.float64) * unlabelled_mine
-    exp_fn = counts["exp_fn"].to_numpy(np.float64) * unlabelled_rest
-    var_tp = counts["var_tp"].to_numpy(np.float64) * unlabelled_mine
-    var_fn = counts["var_fn"].to_numpy(np.float64) * unlabelled_rest
-    tp, fn = tp_l + exp_tp, fn_l + exp_fn
-    best = safe_divide(tp, tp + fn)
     tau = found.calibration_error if found.calibration_error is not None else np.zeros(len(counts))
-    share_estimated = safe_divide(exp_tp + exp_fn, tp + fn)
-    # the calibration error of an estimate over a share s of the positives: between s^2 tau^2
-    # (a bias common to every prediction) and s tau^2 (noise, larger on a smaller part): the latter
-    variance = safe_divide(fn * fn * var_tp + tp * tp * var_fn, (tp + fn) ** 4) + np.nan_to_num(share_estimated * tau**2)
-    low, high = ratio_interval(best, variance)
+    best, low, high = blend_arrays(tp_l, pos_l - tp_l, l_class, l_all - l_class, n_class, n_all - n_class,
+                                   counts, tau)
     return pd.DataFrame({
         "end": counts["end"].astype(np.int64), "segment": counts["segment"], "segment_value": counts["segment_value"],
         "class": found.classes, "recall_best": best, "recall_best_low": low, "recall_best_high": high,

@@ -122,15 +122,16 @@ class WindowEstimates:
     coverage_days: np.ndarray | None = None
 
 
-# what the recall estimate needs of VALUE_COLUMNS (n_scored: whether anything was scored)
-RECALL_VALUE_COLUMNS = ["n_scored", "exp_tp", "exp_fn", "var_tp", "var_fn"]
+# what the recall estimate needs of VALUE_COLUMNS (n_scored: whether anything was scored;
+# n_predicted: the blended best value of `monitor metrics`)
+RECALL_VALUE_COLUMNS = ["n_scored", "n_predicted", "exp_tp", "exp_fn", "var_tp", "var_fn"]
 
 
 def window_estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,
                      segment_sets: Sequence[tuple[str, ...]], ends=None,  # type: ignore[no-untyped-def]
                      recall_only: bool = False) -> WindowEstimates | None:
     """The estimates of `estimated_frame` before they are put in a frame; None without
-    expected counts in the windows. `recall_only`: only the recall columns (reads 5 of the
+    expected counts in the windows. `recall_only`: only the recall columns (reads 6 of the
     8 sums; the same rows and the same recall values)."""
     counts = windowed_counts(
         conn,

@@ -39,7 +39,7 @@ METRIC_COLUMNS = [
     "label_coverage", "tp", "fp", "fn", "tn", "support", *rate_columns(), "recall_estimated",
 ]  # rate columns: every registered rate metric (monitor.registry.METRICS)
 EXTRA_COLUMNS = ["provisional", "expected_coverage", "recall_estimated_low", "recall_estimated_high", "estimation_warning",
-                 "partial"]
+                 "partial", "recall_best", "recall_best_low", "recall_best_high"]
 CONFUSION = cast(Table, ConfusionCount.__table__)
 PREDICTION_COUNTS = cast(Table, PredictionCount.__table__)
 REFERENCE_COUNTS = cast(Table, ReferenceCount.__table__)
@@ -187,7 +187,7 @@ def metrics_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, clas
     n_predicted = n_predictions[row]
     rates = one_vs_rest(tp, fp, fn, tn)
     label_coverage = safe_divide(n_labeled, n_predicted)
-    estimated = _estimates(conn, ctx, spec, segment_sets, ends, series, all_classes, cell)
+    estimated = _estimates(conn, ctx, spec, segment_sets, ends, series, all_classes, cell, (tp, fp, fn, tn, rates))
     used, end_index = np.unique(series.end_code[row], return_inverse=True)
     clock = as_of if as_of is not None else now_epoch()
     coverage = expected_coverage(conn, ctx, series.ends[used], spec.window, clock)[end_index] if len(row) else \
@@ -227,18 +227,26 @@ def _iso(ends: np.ndarray) -> ExtensionArray:
 
 
 def _estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, segment_sets: list[tuple[str, ...]],
-               ends: np.ndarray, series: _Series, classes: Sequence[str], cell: np.ndarray) -> dict[str, Any]:
+               ends: np.ndarray, series: _Series, classes: Sequence[str], cell: np.ndarray,
+               realized: tuple[Any, ...]) -> dict[str, Any]:
     """recall_estimated, its interval and estimation_warning per record (`cell`: series row
     x class): NaN where the estimate has no such window, series or class, and all None
-    warnings when there are no estimates at all."""
+    warnings when there are no estimates at all. recall_best (and its interval): the realized
+    counts of the labelled predictions plus the estimate of the others
+    (`monitor.estimation.blend`); the realized recall where there is no estimate."""
+    from monitor.estimation.blend import blend_arrays
     from monitor.estimation.service import window_estimates
 
+    tp, fp, fn, tn, rates = realized
     found = window_estimates(conn, ctx, spec, segment_sets=segment_sets, ends=ends, recall_only=True)
     carried = ["recall_estimated", "recall_estimated_low", "recall_estimated_high"]
+    best = {"recall_best": np.array(rates["recall"], dtype=np.float64, copy=True),
+            "recall_best_low": np.array(rates["recall_low"], dtype=np.float64, copy=True),
+            "recall_best_high": np.array(rates["recall_high"], dtype=np.float64, copy=True)}
     if found is None:
         out: dict[str, Any] = {name: np.full(len(cell), np.nan) for name in carried}
         out["estimation_warning"] = pd.Series(np.full(len(cell), None, dtype=object), dtype=object)
-        return out
+        return {**out, **best}
     counts = found.counts
     k = len(classes)
     rows = series.lookup(counts["end"].astype(np.int64), counts["segment"], counts["segment_value"])
@@ -258,7 +266,16 @@ def _estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, segment_se
     warnings = np.full(len(cell), np.nan, dtype=object)
     warnings[hit] = found.warnings[source[hit]]
     out["estimation_warning"] = pd.Series(warnings, dtype=object)  # not inferred as str
-    return out
+    scored = source[hit]
+    if len(scored):
+        expected = counts.iloc[scored]
+        mine = expected["n_predicted"].to_numpy(np.float64)
+        tau = found.calibration_error[scored] if found.calibration_error is not None else np.zeros(len(scored))
+        blended = blend_arrays(tp[hit], fn[hit], (tp + fp)[hit], (fn + tn)[hit], mine,
+                               expected["n_scored"].to_numpy(np.float64) - mine, expected, tau)
+        for name, values in zip(best, blended, strict=True):
+            best[name][hit] = np.where(np.isfinite(values), values, best[name][hit])
+    return {**out, **best}
 
 
 def reference_metrics(conn: Connection, ctx: ModelContext, segment_sets: Sequence[tuple[str, ...]] | None = None) -> pd.DataFrame:

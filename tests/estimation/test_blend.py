@@ -39,6 +39,14 @@ def test_blend_adds_realized_labelled_counts_to_the_estimate_of_the_rest(engine)
         frame = blended_frame(conn, ctx, WindowSpec(window=2 * DAY, step=2 * DAY), segment_sets=[(), ("region",)],
                               ends=np.array([START + 2 * DAY, START + 4 * DAY, START + 6 * DAY]))
         read = quality.best_recall(conn, ctx, WindowSpec(window=2 * DAY, step=2 * DAY), classes=["critical"])
+        metrics = quality.metrics(conn, ctx, WindowSpec(window=2 * DAY, step=2 * DAY), segment="*,region",
+                                  as_of=START + 6 * DAY)
+    # `monitor metrics` carries the same best value (and the realized one without an estimate)
+    merged = metrics.merge(read.rename(columns={"recall_best": "best", "recall_best_low": "best_low"}),
+                           on=["end", "segment", "segment_value", "class"])
+    assert len(merged) >= 3
+    np.testing.assert_allclose(merged["recall_best"], merged["best"], rtol=1e-9)
+    np.testing.assert_allclose(merged["recall_best_low"], merged["best_low"], rtol=1e-9)
     assert list(read.columns) == BLEND_COLUMNS and set(read["class"]) == {"critical"}
     assert read["end"].str.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$").all()
     assert list(frame.columns) == BLEND_COLUMNS
