@@ -11,7 +11,7 @@
 - `estimation_calibrations` (issue 18): every calibration the estimates were made with, the
   reference one and each rolling refit on matured labels, with its fit span (prediction
   times), number of labels and positives and the per-class maps, so that a past estimate can
-  be traced and reproduced.
+  be traced and reproduced; and each due refit skipped for too few labels (kind `skipped`).
 - `estimation_scores`: the logged scores of recent predictions (comma-separated text, classes
   in the model's order, exact round-trip), what a rolling calibration is fitted on once their labels are in; rows
   older than any future fit span are pruned at each refit.
@@ -106,7 +106,7 @@ class EstimationCalibration(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("monitored_models.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(20))  # reference | rolling
+    kind: Mapped[str] = mapped_column(String(20))  # reference | rolling | skipped
     fit_start: Mapped[int | None] = mapped_column(BigInteger)  # epoch s, prediction times
     fit_end: Mapped[int | None] = mapped_column(BigInteger)
     as_of: Mapped[int | None] = mapped_column(BigInteger)  # the clock when it was fitted

@@ -10,7 +10,8 @@ scores are calibrated: tp and fn are independent Poisson-binomial counts whose v
 the stored sums of p (1 - p); the delta method gives the variance of the ratio, and a Wilson
 interval at the matching effective sample size n_eff = r (1 - r) / var keeps it inside
 [0, 1] and asymmetric near the edges. It does not include the uncertainty of the calibration
-map itself, and it cannot see concept drift (P(y | x) changing): see docs/estimation.md.
+map itself; `checks` adds the calibration error measured on mature days. Concept drift
+(P(y | x) changing) shows only through labels: see docs/estimation.md.
 """
 
 from __future__ import annotations
@@ -189,7 +190,10 @@ def estimated_frame(
     seconds) aligns the windows with the realized metrics. Columns: ESTIMATE_COLUMNS, `end`
     as epoch seconds. Rates are NaN where the window holds no scored prediction (or, for
     precision, none predicted as the class). `estimation_warning` is set on every row of a
-    class whose reference scores were badly calibrated.
+    class whose reference scores were badly calibrated, and where the recall interval's
+    measured coverage fell below 85% (`checks`). The recall interval includes the
+    calibration error (`calibration_error`); `calibration*` name the calibration most of the
+    window's predictions were estimated with (`checks.calibration_trace`).
     """
     found = window_estimates(conn, ctx, spec, segment_sets=segment_sets, ends=ends)
     if found is None:
