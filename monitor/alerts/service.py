@@ -20,6 +20,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.alerts.models import Alert, AlertDelivery, AlertEvent, AlertSeries, AlertSilence
+from monitor.incidents.models import Incident
 from monitor.store.bulk import inserted_id
 from monitor.store.models import MonitoredModel
 from monitor.timeutil import iso_series, now_epoch, parse_time
@@ -217,6 +218,7 @@ def pending_events(conn: Connection) -> int:
 
 
 def forget_model(conn: Connection, model_id: int) -> None:
-    """Delete every alert row of a model (used by backtests that reuse a database)."""
+    """Delete every alert row of a model and its incidents (used by backtests that reuse a database)."""
     conn.execute(delete(AlertSeries).where(AlertSeries.model_id == model_id))
     conn.execute(delete(Alert).where(or_(Alert.model_id == model_id)))
+    conn.execute(delete(Incident).where(Incident.model_id == model_id))
