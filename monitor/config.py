@@ -32,6 +32,7 @@ from monitor.settings.delivery import (
     SchedulerSettings,
     Severity,
 )
+from monitor.settings.incidents import IncidentSettings
 from monitor.settings.limits import Limits
 from monitor.settings.rules import AlertRule
 from monitor.settings.stream import StreamSettings
@@ -46,7 +47,7 @@ else:  # pragma: no cover
 # ConfigError is defined in monitor.errors and the tables in monitor.settings; most callers
 # import them from here
 __all__ = ["SEVERITIES", "AlertRule", "Channel", "ConfigError", "Duration", "Limits", "NotificationSettings",
-           "RetentionSettings", "SchedulerSettings", "Severity", "StreamSettings"]
+           "RetentionSettings", "SchedulerSettings", "Severity", "StreamSettings", "IncidentSettings"]
 
 
 class PredictionSource(Strict):
@@ -141,6 +142,7 @@ class ModelConfig(Strict):
     drift: DriftSettings = Field(default_factory=DriftSettings)
     fairness: FairnessSettings = Field(default_factory=FairnessSettings)
     estimation: EstimationSettings = Field(default_factory=EstimationSettings)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)  # [models.incidents]
     limits: Limits = Field(default_factory=Limits)
     stream: StreamSettings | None = None  # [models.stream]: `monitor consume` reads it
 

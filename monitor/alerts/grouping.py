@@ -13,9 +13,9 @@ Run by `monitor.alerts.engine.evaluate` after the rules advanced every series (s
    own cause; the overall series is then `global`, and so is everything when the search calls
    the drop global and names no cause.
 2. **Absorb or open.** An open incident with the cause's fingerprint (model, class, metric,
-   slice) absorbs the members; so does an open incident of the same class opened within one
-   window length (the grouping window: a fault takes that long to fill the window, and the
-   series it ripples into cross their thresholds meanwhile) whose cause is related (one slice
+   slice) absorbs the members; so does an open incident of the same class opened within the
+   grouping window (`[models.incidents] group_window`, default the rule's window: a fault takes
+   that long to fill the window, and the series it ripples into cross their thresholds meanwhile) whose cause is related (one slice
    inside the other, or global), or any such incident when none of the members is critical:
    a warning dip beside an open incident is listed in it rather than paged alone, and only a
    sure collapse elsewhere opens another incident. Within one window end, sure collapses
@@ -64,7 +64,6 @@ from monitor.timeutil import now_epoch, parse_duration
 log = logging.getLogger(__name__)
 GROUPED_METRICS = ("recall",)  # the slice search explains drops of recall
 LIVE_SLACK = 3600  # a tick whose as_of is this close to the clock is live (reminders allowed)
-DEPTH = 2
 INHIBITED = "inhibited"
 NUMBERS = ("value", "reference_value", "low", "high", "support", "excess_fn", "share")
 Key = frozenset[tuple[str, str]]
@@ -108,6 +107,11 @@ def group_incidents(conn: Connection, config: MonitorConfig, ctx: ModelContext, 
     """Group, absorb or open, escalate, resolve, inhibit and remind (module doc); counts."""
     now = now_epoch() if now is None else int(now)
     counts: Counter[str] = Counter()
+    settings = ctx.config.incidents
+    if not settings.enabled:  # every alert notifies on its own; open incidents still resolve
+        _close_finished(conn, ctx, now, counts, until=None)
+        return counts
+    wait = parse_duration(settings.group_window) if settings.group_window else None
     new = [dict(r) for r in conn.execute(
         select(Alert).where(Alert.model_id == ctx.model_id, Alert.metric.in_(GROUPED_METRICS),
                             Alert.incident_id.is_(None), Alert.fired_at.is_not(None))
@@ -121,8 +125,9 @@ def group_incidents(conn: Connection, config: MonitorConfig, ctx: ModelContext, 
         for alert in by_end[end]:
             batches[(alert["class_name"], alert["metric"], int(alert["window"]))].append(alert)
         for (cls, metric, window), members in batches.items():
-            for cause, group in _assign(conn, ctx, cls, end, window, members):
-                _absorb_or_open(conn, ctx, cls, metric, window, cause, group, end, as_of, now, counts)
+            for cause, group in _assign(conn, ctx, cls, end, window, members, settings.depth):
+                _absorb_or_open(conn, ctx, cls, metric, window, cause, group, end, as_of, now, counts,
+                                window if wait is None else wait)
     _escalate(conn, ctx, now, counts)
     _close_finished(conn, ctx, now, counts, until=None)
     counts["alerts_inhibited"] += _inhibit(conn, ctx.model_id, now)
@@ -133,11 +138,11 @@ def group_incidents(conn: Connection, config: MonitorConfig, ctx: ModelContext, 
 
 
 def _assign(conn: Connection, ctx: ModelContext, cls: str, end: int, window: int,
-            members: list[dict[str, Any]]) -> list[tuple[Cause, list[dict[str, Any]]]]:
+            members: list[dict[str, Any]], depth: int) -> list[tuple[Cause, list[dict[str, Any]]]]:
     """The members of one class firing at `end`, by the cause that explains them (module doc)."""
     try:
         with conn.begin_nested():
-            frame = slices_frame(conn, ctx, cls=cls, end=end, window=window, depth=DEPTH)
+            frame = slices_frame(conn, ctx, cls=cls, end=end, window=window, depth=depth)
     except ValueError:  # a class the counts do not know: every member is its own cause
         frame = pd.DataFrame()
     records: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
@@ -196,13 +201,14 @@ def _open_incidents(conn: Connection, model_id: int) -> list[dict[str, Any]]:
 
 
 def _absorb_or_open(conn: Connection, ctx: ModelContext, cls: str, metric: str, window: int, cause: Cause,
-                    members: list[dict[str, Any]], end: int, as_of: int, now: int, counts: Counter[str]) -> None:
+                    members: list[dict[str, Any]], end: int, as_of: int, now: int, counts: Counter[str],
+                    wait: int) -> None:
     fingerprint = incident_fingerprint(ctx.name, cls, metric, cause.segment, cause.segment_value)
     candidates = [i for i in _open_incidents(conn, ctx.model_id)
                   if i["class_name"] == cls and i["metric"] == metric]
     incident = next((i for i in candidates if i["fingerprint"] == fingerprint), None)
     if incident is None:
-        recent = [i for i in candidates if int(i["fired_at"]) >= end - int(i["window"])
+        recent = [i for i in candidates if int(i["fired_at"]) >= end - wait
                   and _joins(_key(i["segment"], i["segment_value"]), cause, members)]
         incident = recent[-1] if recent else None
     if incident is not None:

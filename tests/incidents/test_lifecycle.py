@@ -126,3 +126,12 @@ def test_a_silenced_incident_is_held_back_at_delivery(engine: Engine, db_url: st
     assert deliver_pending(engine, config, now=NOW)["silenced"] == 1
     assert http_receiver.requests == []
     assert incidents(engine)[0]["silenced_until"] is not None
+
+
+def test_with_incidents_disabled_every_alert_notifies_on_its_own(engine: Engine, db_url: str) -> None:
+    config = make_config(db_url)
+    config.models[0].incidents.enabled = False
+    ctx = context(engine, config)
+    south_collapses(engine, config, ctx)
+    assert incidents(engine) == []
+    assert events(engine) == [(None, "firing", None)]
