@@ -150,12 +150,13 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path]
     try:
         with engine.begin() as conn:
             ingest_lock(conn, ctx.model_id)  # queue behind concurrent writers of this model (API)
+            known = _ledger(conn, ctx, kind)
             pending = Pending()
             for path in paths:
                 if pending.rows >= limit:
                     break
                 current = path
-                outcome = _ingest_one(conn, ctx, kind, path, as_of, pending, limit)
+                outcome = _ingest_one(conn, ctx, kind, path, as_of, pending, limit, known.get(str(path)))
                 outcomes.append(outcome)
                 if on_file is not None:  # progress: read, to be committed with the batch
                     on_file(outcome)
@@ -173,11 +174,16 @@ def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_
         raise failed.__cause__ or failed from None
 
 
+def _ledger(conn: Connection, ctx: ModelContext, kind: str) -> dict[str, Row[Any]]:
+    """The model's ledger rows of `kind` by path, read once per batch: a tick over a year of
+    hourly files then costs one query, not one per file (the lock above keeps them current)."""
+    rows = conn.execute(select(FILES).where(FILES.c.model_id == ctx.model_id, FILES.c.kind == kind)).all()
+    return {row.path: row for row in rows}
+
+
 def _ingest_one(conn: Connection, ctx: ModelContext, kind: str, path: Path, as_of: int | None,
-                pending: Pending, limit: int) -> FileOutcome:
+                pending: Pending, limit: int, row: Row[Any] | None) -> FileOutcome:
     stat = path.stat()
-    row = conn.execute(select(FILES).where(FILES.c.model_id == ctx.model_id, FILES.c.kind == kind,
-                                            FILES.c.path == str(path))).first()
     wanted, digest, print_ = _needs_read(row, stat, path, as_of)
     if not wanted:
         if digest is not None and row is not None:  # touched but identical: remember the new mtime
