@@ -22,6 +22,7 @@ refitted on that span's (score, label) pairs and stored as a new calibration.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -191,12 +192,7 @@ def recalibrate(conn: Connection, ctx: ModelContext, as_of: int, age: int | None
     too few labels is recorded as kind `skipped` (with its span and positives, no maps): it
     says why the older calibration stays in use, and keeps the next attempt a day away."""
     settings = ctx.config.estimation
-    if not (settings.enabled and settings.recalibrate) or settings.calibration == "none" or len(ctx.classes) < 2:
-        return None
-    latest = _latest_as_of(conn, ctx)
-    if latest is not None and as_of - latest < parse_duration(settings.recalibration_every):
-        return None
-    if age is None:
+    if not due(conn, ctx, as_of) or age is None:
         return None
     span = parse_duration(settings.recalibration_span)
     fit_end = as_of - age
@@ -211,7 +207,18 @@ def recalibrate(conn: Connection, ctx: ModelContext, as_of: int, age: int | None
     return int(new_id[0]) if new_id and maps is not None else None
 
 
-def on_tick(conn: Connection, ctx: ModelContext, as_of: int, curve: tuple[np.ndarray, np.ndarray]) -> None:
-    """The tick hook (`monitor.ingest.hooks.tick_hooks`, which passes the label arrival
-    curve at `as_of`): recalibrate when due."""
-    recalibrate(conn, ctx, as_of, maturity_age(ctx, *curve))
+def due(conn: Connection, ctx: ModelContext, as_of: int) -> bool:
+    """Whether a refit is due at `as_of` (switched on, and none tried within `recalibration_every`)."""
+    settings = ctx.config.estimation
+    if not (settings.enabled and settings.recalibrate) or settings.calibration == "none" or len(ctx.classes) < 2:
+        return False
+    latest = _latest_as_of(conn, ctx)
+    return latest is None or as_of - latest >= parse_duration(settings.recalibration_every)
+
+
+def on_tick(conn: Connection, ctx: ModelContext, as_of: int,
+            curve: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+    """The tick hook (`monitor.ingest.hooks.tick_hooks`, which passes a function giving the
+    label arrival curve at `as_of`, called only when a refit is due): recalibrate when due."""
+    if due(conn, ctx, as_of):
+        recalibrate(conn, ctx, as_of, maturity_age(ctx, *curve()))

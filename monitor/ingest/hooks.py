@@ -50,6 +50,6 @@ def tick_hooks() -> list[TickHook]:
 
     def recalibrate(conn: Connection, ctx: ModelContext, as_of: int) -> None:
         if ctx.config.estimation.enabled and ctx.config.estimation.recalibrate:
-            estimation.on_tick(conn, ctx, as_of, coverage_curve(conn, ctx, as_of))
+            estimation.on_tick(conn, ctx, as_of, lambda: coverage_curve(conn, ctx, as_of))
 
     return [recalibrate]
