@@ -25,7 +25,7 @@ from dashboards.data import common, triage
 from dashboards.filters import DEFAULT_SPAN_DAYS, OVERALL, Filters
 from monitor.config import MonitorConfig
 from monitor.context import ModelContext
-from monitor.read import alerts, ledger, quality, windows
+from monitor.read import alerts, incidents, ledger, quality, windows
 from monitor.read.context import stored_context
 from monitor.store.windows import WindowSpec, parse_segment_option, segment_label
 from monitor.timeutil import now_epoch, to_iso
@@ -236,6 +236,7 @@ class ModelHealth:
     end: pd.Timestamp | None = None  # the window end every tile shows (never a partial window)
     open_alerts: pd.DataFrame = field(default_factory=pd.DataFrame)  # firing + pending, worst first
     worst: pd.DataFrame = field(default_factory=pd.DataFrame)  # worst slices of every attribute
+    incidents: pd.DataFrame = field(default_factory=pd.DataFrame)  # open incidents, with cause and href
     min_drop: float = 0.10  # the recall rule's: a drop the interval must prove
 
     @property
@@ -260,7 +261,8 @@ def _model_health(conn: Connection, config: MonitorConfig, name: str, filters: F
     found = triage.open_alerts(alerts.alerts(conn, model=name, state="all"), name)
     health = ModelHealth(name, pd.DataFrame(), pd.DataFrame(), None, 0,
                          int((found["state"] == "firing").sum()) if len(found) else 0,
-                         *ledger.ledger_summary(conn, name), open_alerts=found)
+                         *ledger.ledger_summary(conn, name), open_alerts=found,
+                         incidents=triage.incident_links(incidents.incidents(conn, model=name, state="open")))
     ctx = context(conn, config, name)
     spec = latest_spec(conn, ctx, filters, steps=trend_steps) if ctx else None
     if ctx is None or spec is None:

@@ -1,4 +1,5 @@
-"""Data access for the Data page: the file ledger, rejected rows and label arrival.
+"""Data access for the Data page: the file ledger, rejected rows, label arrival, and the push
+paths when they are used (stream consumers of `monitor consume`, the HTTP write inbox).
 
 Read like the other pages' data (`dashboards.data.core`): through the read layer inside one
 read-only transaction, cached per data version, empty results with a message and a hint.
@@ -19,7 +20,7 @@ from dashboards.data.core import (
     no_data,
 )
 from dashboards.filters import Filters
-from monitor.read import ledger, quality
+from monitor.read import intake, ledger, quality
 from monitor.timeutil import now_epoch
 
 
@@ -73,3 +74,41 @@ def label_arrival(filters: Filters) -> Result:
     if frame.empty:
         result.message, result.hint = "No labels yet", NO_LABELS_HINT
     return result
+
+
+INBOX_COLUMNS = ["model", "queued_predictions", "queued_labels", "oldest_queued_at", "aggregated_through"]
+
+
+@cached
+def stream_consumers(filters: Filters) -> Result:
+    """The stream consumers (`monitor consume`) of the chosen model, all models for none:
+    pending, lag, last batch; empty (and shown as nothing) when no stream is consumed."""
+    names = [filters.model] if filters.model else model_names()
+    with common.read() as conn:
+        frame = intake.stream_consumers(conn, names)
+    if not frame.empty:
+        frame = frame.assign(**{column: pd.to_datetime(frame[column], unit="s", utc=True)
+                                for column in ("last_batch_at", "updated_at")})
+    return Result(frame)
+
+
+@cached
+def inbox(filters: Filters) -> Result:
+    """Rows posted over HTTP still waiting for aggregation, per model (INBOX_COLUMNS): only
+    models with queued rows (an empty result when the inbox is unused or drained)."""
+    config = common.config()
+    names = [filters.model] if filters.model else model_names()
+    rows = []
+    with common.read() as conn:
+        for name in names:
+            ctx = context(conn, config, name)
+            if ctx is None:
+                continue
+            found = intake.inbox_status(conn, ctx.model_id)
+            if found.queued_predictions + found.queued_labels == 0:
+                continue
+            oldest = None if found.oldest_received_at is None else \
+                pd.Timestamp(found.oldest_received_at // 1_000_000, unit="s", tz="UTC")
+            rows.append((name, found.queued_predictions, found.queued_labels, oldest,
+                         pd.Timestamp(found.aggregated_through, unit="s", tz="UTC")))
+    return Result(pd.DataFrame(rows, columns=INBOX_COLUMNS))

@@ -1,8 +1,9 @@
-"""What is wrong, for the Overview: open alerts and the worst slices, each with its evidence link.
+"""What is wrong, for the Overview: open incidents, open alerts and the worst slices, each with
+its evidence link.
 
 Pure helpers over frames the read layer returned (`core._model_health` reads them inside its
-transaction): `open_alerts` keeps the firing and pending alerts, most severe first;
-`worst_slices` ranks every slice of every attribute of one window with the Subgroups page's
+transaction): `incident_links` names an incident's cause slice and links it; `open_alerts`
+keeps the firing and pending alerts, most severe first; `worst_slices` ranks every slice of every attribute of one window with the Subgroups page's
 own ranking (`figures.core.worst_slices`); `evidence_link` is the page (with the filters in
 its URL) that shows the numbers behind a finding.
 """
@@ -40,6 +41,21 @@ def evidence_link(model: str, *, metric: str, cls: str | None, segment: str | No
     if cls and metric != "drift":
         query["class"] = cls
     return f"{page}?{urlencode(query)}"
+
+
+def slice_name(segment: object, value: object) -> str:
+    """'region=south', or 'global (overall)' for an incident's `*` cause."""
+    return "global (overall)" if segment == "*" else f"{segment}={value}"
+
+
+def incident_links(frame: pd.DataFrame) -> pd.DataFrame:
+    """Incident records with `cause` (the slice's name) and `href` (Subgroups filtered to the
+    cause's attribute and class, or Classes for a global cause)."""
+    frame = frame.copy()
+    frame["cause"] = [slice_name(s, v) for s, v in zip(frame["segment"], frame["segment_value"], strict=True)]
+    frame["href"] = [evidence_link(str(m), metric="recall", cls=str(c), segment=str(s))
+                     for m, c, s in zip(frame["model"], frame["class"], frame["segment"], strict=True)]
+    return frame
 
 
 def open_alerts(frame: pd.DataFrame, model: str) -> pd.DataFrame:

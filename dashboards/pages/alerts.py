@@ -1,4 +1,6 @@
-"""Alerts: history with state and evidence, acknowledge and silence actions, the delivery log.
+"""Alerts: incidents first (the slice that explains a group of alerts, acknowledge and silence
+them), then the alert history with state, evidence and its incident, acknowledge and silence
+actions, the delivery log.
 
 Actions persist in the database (`monitor.alerts.service`), so an acknowledgement survives a
 reload and is seen by the scheduler (no more reminders) and by every other user.
@@ -20,7 +22,9 @@ import pandas as pd
 from dash import Input, Output, State, dcc, html, no_update
 
 from dashboards import components as ui
+from dashboards import incidents as incident_views
 from dashboards.data import alerts as data
+from dashboards.data import incidents as incident_data
 from dashboards.data.core import Result
 from dashboards.layout import triggered_id
 from monitor.api.security import Actor, dashboard_actor
@@ -30,7 +34,7 @@ dash.register_page(__name__, path="/alerts", name="Alerts", order=3, title="Aler
 
 # state carries the severity and the acknowledgement as badges, `when` the three times: the
 # table fits a laptop screen with the message and the silence visible
-ALERT_COLUMNS = ["id", "state", "class", "slice", "value", "evidence", "when", "silenced_until", "message"]
+ALERT_COLUMNS = ["id", "incident", "state", "class", "slice", "value", "evidence", "when", "silenced_until", "message"]
 ALERT_HEADERS = {"state": "state", "value": "value vs reference", "evidence": "evidence",
                  "when": "started / fired / resolved (UTC)", "silenced_until": "silenced until"}
 # what needs a person first: firing before pending before resolved, critical before warning,
@@ -47,7 +51,10 @@ def layout(**_query: Any) -> html.Div:
     return html.Div([
         ui.page_header("Alerts", "Minority-recall drops that are both significant and large, with "
                        "their evidence; acknowledge or silence them here."),
-        dcc.Store(id="alerts-action-done"),
+        dcc.Store(id="alerts-action-done"), dcc.Store(id="incidents-action-done"),
+        ui.card([html.Div(id="alerts-incidents"), html.Hr(),
+                 *incident_views.action_form(actor, data.SILENCE_DURATIONS)],
+                title="Incidents: the slice that explains a group of alerts (open first, newest first)"),
         dbc.RadioItems(id="alerts-state", value="all", inline=True, className="mb-2",
                        options=[{"label": s, "value": s} for s in data.STATES]),
         ui.card(html.Div(id="alerts-table"), title="Alerts: firing first, then pending, then resolved; "
@@ -90,20 +97,35 @@ def action_form(actor: Actor) -> list[Any]:
 @dash.callback(
     Output("alerts-table", "children"), Output("alerts-choice", "options"),
     Output("alerts-silences", "children"), Output("alerts-deliveries", "children"),
+    Output("alerts-incidents", "children"), Output("incidents-choice", "options"),
     Input("data-version", "data"), Input("filter-model", "value"), Input("alerts-state", "value"),
-    Input("alerts-action-done", "data"),
+    Input("alerts-action-done", "data"), Input("incidents-action-done", "data"),
 )
-def update_alerts(_version: Any, model: str | None, state: str | None, _done: Any) -> tuple[Any, ...]:
+def update_alerts(_version: Any, model: str | None, state: str | None, _done: Any,
+                  _incident_done: Any = None) -> tuple[Any, ...]:
     history = data.alerts(model, state or "all")
+    found = incident_data.incidents(model)
+    causes: dict[int, str] = {}
+    if not found.empty:
+        found.frame = found.frame.sort_values("state", key=lambda s: s != "open", kind="stable")
+        causes = {int(i): c for i, c in zip(found.frame["id"], found.frame["cause"], strict=True)}
+        history.frame = history.frame.assign(incident=[
+            "" if pd.isna(i) else f"#{int(i)} {causes.get(int(i), '')}".strip()
+            for i in history.frame.get("incident_id", pd.Series([None] * len(history.frame)))])
     if not history.empty:
         history.frame = triage_order(history.frame)
     silences = data.silences(model)
     deliveries = data.deliveries(model)
     choices = [{"label": _choice_label(row), "value": int(row["id"])}
                for _, row in history.frame.iterrows()] if not history.empty else []
+    incident_cards = (ui.empty_state(found.message or "No incidents", found.hint) if found.empty
+                      else html.Div(incident_views.incident_list(found.frame, limit=20), id="alerts-incident-list"))
+    incident_choices = [] if found.empty else [{"label": incident_views.choice_label(row), "value": int(row["id"])}
+                                                for row in found.frame.to_dict("records")]
     return (alerts_table(history), choices,
             _table_or_empty(silences, SILENCE_COLUMNS, "alerts-silences-table"),
-            _table_or_empty(deliveries, DELIVERY_COLUMNS, "alerts-deliveries-table"))
+            _table_or_empty(deliveries, DELIVERY_COLUMNS, "alerts-deliveries-table"),
+            incident_cards, incident_choices)
 
 
 @dash.callback(
@@ -133,6 +155,34 @@ def perform(action: Any, alert_id: int | None, by: str | None, comment: str | No
         outcome = data.acknowledge_alert(alert_id, actor.name or by, comment)
     feedback = dbc.Alert(outcome.message, color="success" if outcome.ok else "warning",
                          className="mb-0", id="alerts-outcome")
+    return feedback, (time.time() if outcome.ok else no_update)
+
+
+@dash.callback(
+    Output("incidents-feedback", "children"), Output("incidents-action-done", "data"),
+    Input("incidents-ack", "n_clicks"), Input("incidents-silence", "n_clicks"),
+    State("incidents-choice", "value"), State("incidents-by", "value"), State("incidents-comment", "value"),
+    State("incidents-duration", "value"),
+    prevent_initial_call=True,
+)
+def act_on_incident(_ack: Any, _silence: Any, incident_id: int | None, by: str | None, comment: str | None,
+                    duration: str | None) -> tuple[Any, Any]:
+    """Acknowledge or silence the chosen incident; the page refreshes after a success."""
+    return perform_on_incident(triggered_id(), incident_id, by, comment, duration)
+
+
+def perform_on_incident(action: Any, incident_id: int | None, by: str | None, comment: str | None,
+                        duration: str | None) -> tuple[Any, Any]:
+    """As `perform`, for button "incidents-ack" / "incidents-silence" (same rule on who may act)."""
+    actor = dashboard_actor()
+    if not actor.allowed:
+        outcome = data.Outcome(False, actor.reason or "Not allowed.")
+    elif action == "incidents-silence":
+        outcome = incident_data.silence_incident(incident_id, actor.name or by, duration)
+    else:
+        outcome = incident_data.acknowledge_incident(incident_id, actor.name or by, comment)
+    feedback = dbc.Alert(outcome.message, color="success" if outcome.ok else "warning",
+                         className="mb-0", id="incidents-outcome")
     return feedback, (time.time() if outcome.ok else no_update)
 
 

@@ -1,7 +1,9 @@
 """Classes: per-class precision, recall and F1 over time, a confusion matrix per window.
 
 Rates carry 95% bands, supports are bars under them, windows whose labels are not yet mature
-are drawn provisional, the label-free estimate is dashed next to the realized recall.
+are drawn provisional, the label-free estimate is dashed next to the realized recall; the
+chosen class's best current recall (realized counts plus the estimate of the unlabelled part)
+is drawn beside both, with the calibration the estimate used and its warning when flagged.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html
 
 from dashboards import components as ui
-from dashboards.data import core
+from dashboards.data import core, estimation
 from dashboards.figures import core as figures
+from dashboards.figures.estimation import best_recall_figure
 from dashboards.figures.style import empty_figure
 from dashboards.filters import from_inputs
 from dashboards.layout import keep_in_url, query_choice
@@ -49,6 +52,7 @@ def layout(metric: Any = None, ending: Any = None, **_query: Any) -> html.Div:
         ], className="mb-2"),
         ui.card(ui.graph("classes-over-time")),
         ui.card(ui.graph("classes-detail")),
+        ui.card([ui.graph("classes-best"), html.Div(id="classes-best-note")]),
         ui.card([
             dbc.Row([dbc.Col(dbc.Label("Window ending", className="small text-muted"), md="auto"),
                      dbc.Col(dcc.Dropdown(id="classes-confusion-end", clearable=False, value=ending,
@@ -104,6 +108,28 @@ def update_confusion(end: str | None, model: str | None, window: str | None, _ve
     result = core.confusion(filters, end)
     return figures.confusion_figure(result.frame, result.meta.get("classes", []),
                                     end=result.meta.get("end"), window=filters.window)
+
+
+@dash.callback(
+    Output("classes-best", "figure"), Output("classes-best-note", "children"),
+    Input("data-version", "data"), *FILTERS,
+)
+def update_best(_version: Any, model: str | None, window: str | None, start: str | None,
+                end: str | None, cls: str | None) -> tuple[Any, Any]:
+    """The chosen class's best current recall beside the realized and estimated ones, with the
+    calibration the estimate used and its warning when flagged."""
+    filters = from_inputs(model, window, start, end, cls, None)
+    result = core.class_metrics(filters)
+    if result.empty:
+        return empty_figure(result.message or "No data", title="Best current recall", hint=result.hint), None
+    note = estimation.estimate_note(filters)
+    parts: list[Any] = []
+    if note is not None:
+        parts.append(html.P(note.text, className="small text-muted mb-1", id="classes-calibration-note"))
+        if note.warning:
+            parts.append(dbc.Alert([html.Strong("Estimate flagged: "), note.warning], color="warning",
+                                   className="py-2 small mb-0", id="classes-estimation-warning"))
+    return best_recall_figure(result.frame, filters.cls, window=filters.window), parts
 
 
 def _ts(value: Any) -> pd.Timestamp:

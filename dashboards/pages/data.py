@@ -1,5 +1,6 @@
-"""Data: what was ingested, what was rejected and why, how fast labels arrive, and which
-segment attributes overflowed their value limit (new values counted as "(other)")."""
+"""Data: what was ingested, what was rejected and why, how fast labels arrive, which segment
+attributes overflowed their value limit (new values counted as "(other)"), and, when used, the
+stream consumers (lag, pending, last batch) and the HTTP inbox (queued rows, aggregated through)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ FILES_NOTE = ("Every row read is accounted for: read = accepted + rejected + ski
               "duplicates, rows an earlier read already stored, label corrections superseded in the same file. "
               "Waiting: rows not visible yet at the monitor's clock, read again later.")
 MAX_ROWS = 200  # newest first; `monitor rejects` and the API give everything
+CONSUMER_COLUMNS = ["model", "stream", "consumer", "pending", "ack_pending", "lag_seconds", "last_batch_at",
+                    "batches", "messages", "predictions", "labels", "rejected"]
+CONSUMER_HEADERS = {"pending": "pending (not delivered)", "ack_pending": "delivered, not acked",
+                    "lag_seconds": "lag", "last_batch_at": "last batch (UTC)"}
+CONSUMERS_NOTE = ("Lag: commit time minus publish time of the oldest message of the last batch. Pending: "
+                  "messages of the stream no consumer has received yet.")
+INBOX_COLUMNS = ["model", "queued_predictions", "queued_labels", "oldest_queued_at", "aggregated_through"]
+INBOX_HEADERS = {"queued_predictions": "queued predictions", "queued_labels": "queued labels",
+                 "oldest_queued_at": "oldest queued (UTC)", "aggregated_through": "aggregated through (UTC)"}
+INBOX_NOTE = "Every record received before 'aggregated through' is in the metrics; the queued rows are not yet."
 REJECT_COLUMNS = ["kind", "source", "row", "field", "reason", "raw", "created_at"]
 
 
@@ -33,6 +44,7 @@ def layout(**_query: Any) -> html.Div:
         ui.page_header("Data", "Ingested files, rejected rows with their reasons, and how long the "
                        "ground truth takes to arrive."),
         html.Div(id="data-segment-overflow"),
+        html.Div(id="data-intake"),
         ui.card(ui.graph("data-label-arrival")),
         ui.card([html.P(FILES_NOTE, className="small text-muted mb-2"), html.Div(id="data-files")],
                 title="Ingested files (newest 200)"),
@@ -42,7 +54,8 @@ def layout(**_query: Any) -> html.Div:
 
 @dash.callback(
     Output("data-label-arrival", "figure"), Output("data-files", "children"),
-    Output("data-rejects", "children"), Output("data-segment-overflow", "children"),
+    Output("data-rejects", "children"), Output("data-intake", "children"),
+    Output("data-segment-overflow", "children"),
     Input("data-version", "data"), Input("filter-model", "value"),
 )
 def update_data(_version: Any, model: str | None) -> tuple[Any, ...]:
@@ -53,7 +66,34 @@ def update_data(_version: Any, model: str | None) -> tuple[Any, ...]:
     return (figures.label_arrival(arrival.frame),
             _table_or_empty(files, FILE_COLUMNS, "data-files-table", FILE_HEADERS),
             _table_or_empty(rejects, REJECT_COLUMNS, "data-rejects-table"),
+            intake_cards(ledger.stream_consumers(filters), ledger.inbox(filters)),
             overflow_warnings(segments.segment_overflows(filters.model)))
+
+
+def intake_cards(consumers: core.Result, inbox: core.Result) -> list[Any]:
+    """The stream consumers (lag, pending, last batch) and the HTTP inbox (queued rows,
+    aggregated through), each only when used: nothing at all for file-only deployments."""
+    cards: list[Any] = []
+    if not consumers.empty:
+        frame = consumers.frame.assign(last_batch_at=[ui.fmt_time(t) for t in consumers.frame["last_batch_at"]],
+                                       lag_seconds=[_seconds(v) for v in consumers.frame["lag_seconds"]])
+        cards.append(ui.card([html.P(CONSUMERS_NOTE, className="small text-muted mb-2"),
+                              ui.table(frame, CONSUMER_COLUMNS, headers=CONSUMER_HEADERS,
+                                       table_id="data-consumers-table")],
+                             title="Stream consumers (monitor consume)"))
+    if not inbox.empty:
+        frame = inbox.frame.assign(oldest_queued_at=[ui.fmt_time(t) for t in inbox.frame["oldest_queued_at"]],
+                                   aggregated_through=[ui.fmt_time(t) for t in inbox.frame["aggregated_through"]])
+        cards.append(ui.card([html.P(INBOX_NOTE, className="small text-muted mb-2"),
+                              ui.table(frame, INBOX_COLUMNS, headers=INBOX_HEADERS, table_id="data-inbox-table")],
+                             title="HTTP inbox: rows posted, waiting for aggregation"))
+    return cards
+
+
+def _seconds(value: Any) -> str:
+    if value is None or value != value:
+        return ""
+    return f"{float(value):,.0f} s"
 
 
 def overflow_warnings(overflows: list[segments.SegmentOverflow]) -> list[dbc.Alert]:

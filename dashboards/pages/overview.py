@@ -2,8 +2,8 @@
 
 Per model: minority-class recall of the newest complete window vs the reference with its 95%
 interval (the window end on every tile), label coverage, open alerts, last ingest and rejects,
-then what is wrong (open alerts and the worst slices of every attribute, each a link to its
-evidence) and a 30-window recall trend. The badge follows the evidence: an interval proving a
+then what is wrong (open incidents with their cause slice, the other open alerts and the
+worst slices of every attribute, each a link to its evidence) and a 30-window recall trend. The badge follows the evidence: an interval proving a
 drop is red even without an alert. Class and Segment filters do not apply here.
 """
 
@@ -20,6 +20,7 @@ from dashboards import components as ui
 from dashboards.data import core
 from dashboards.figures import core as figures
 from dashboards.filters import from_inputs
+from dashboards.incidents import incident_list
 
 MAX_ITEMS = 8  # open alerts listed on a card; the rest are one link away
 
@@ -98,15 +99,27 @@ def model_badge(health: core.ModelHealth) -> dbc.Badge:
 
 
 def what_is_wrong(health: core.ModelHealth) -> html.Div:
-    """Open alerts (class, slice, value vs reference with its interval, since when) and the
-    worst slices of every attribute, each a link to the page with its evidence."""
-    alerts = [_alert_item(row) for _, row in health.open_alerts.head(MAX_ITEMS).iterrows()]
-    more = len(health.open_alerts) - MAX_ITEMS
+    """Open incidents first (the cause slice, the drop, the series it explains, the evidence),
+    then the open alerts no incident explains (class, slice, value vs reference with its
+    interval, since when) and the worst slices of every attribute, each a link to its evidence."""
+    parts: list[Any] = []
+    found = health.incidents
+    if not found.empty:
+        parts += [html.H6(f"Open incidents ({len(found)})", className="mb-1"),
+                  html.Div(incident_list(found, limit=MAX_ITEMS), className="overview-incidents mb-2")]
+    members = set(found["id"].astype(int)) if not found.empty else set()
+    loose = health.open_alerts
+    if members and "incident_id" in loose:
+        loose = loose[~loose["incident_id"].isin(members)]
+    alerts = [_alert_item(row) for _, row in loose.head(MAX_ITEMS).iterrows()]
+    more = len(loose) - MAX_ITEMS
     if more > 0:
         alerts.append(html.Li(dcc.Link(f"and {more} more", href=f"/alerts?model={health.name}")))
-    parts: list[Any] = [html.H6("Open alerts", className="mb-1"),
-                        html.Ul(alerts, className="small mb-2 overview-alerts") if alerts
-                        else html.P("No open alerts.", className="small text-muted mb-2")]
+    heading = "Other open alerts" if members else "Open alerts"
+    none = "No other open alerts." if members else "No open alerts."
+    parts += [html.H6(heading, className="mb-1"),
+              html.Ul(alerts, className="small mb-2 overview-alerts") if alerts
+              else html.P(none, className="small text-muted mb-2")]
     if not health.worst.empty:
         ending = f" ({_day(health.end)})" if health.end is not None else ""
         parts += [html.H6(f"Worst slices, all attributes{ending}", className="mb-1"),

@@ -23,14 +23,18 @@ def test_every_page_has_an_empty_state_before_any_ingest(fresh_config: MonitorCo
         confusion = page("classes").update_confusion(None, "fresh", "7d", None)
         heatmap, lines, worst, sub_message = page("subgroups").update_subgroups(
             None, "fresh", "7d", None, None, "c", "region")
-        table, choices, silences, deliveries = page("alerts").update_alerts(None, "fresh", "all", None)
-        arrival, files, rejects, overflow = page("data").update_data(None, "fresh")
+        table, choices, silences, deliveries, incidents, incident_choices = page("alerts").update_alerts(
+            None, "fresh", "all", None)
+        arrival, files, rejects, intake, overflow = page("data").update_data(None, "fresh")
+        best, best_note = page("classes").update_best(None, "fresh", "7d", None, None, "c")
     assert "No predictions ingested yet" in text_of(cards) and "monitor ingest" in text_of(cards)
     assert "monitor ingest" in text_of(message)
-    for figure in (over_time, detail, confusion, heatmap, lines, arrival):
+    for figure in (over_time, detail, confusion, heatmap, lines, arrival, best):
         assert is_empty(figure), figure.layout.title.text
         assert figure.layout.annotations[0].text
-    assert options == [] and chosen is None and choices == [] and overflow == []
+    assert options == [] and chosen is None and choices == [] and overflow == [] and intake == []
+    assert incident_choices == [] and "No incidents" in text_of(incidents) and best_note is None
+    assert "Open incidents" not in text_of(cards)
     assert "No alerts" in text_of(table)
     assert "No files ingested yet" in text_of(files)
     assert "No rejected rows" in text_of(rejects)

@@ -103,12 +103,13 @@ def test_overview_shows_minority_recall_against_reference_and_firing_alerts(seed
 
 def test_data_page_lists_files_rejects_and_label_arrival(seeded: Seeded) -> None:
     with running_app(seeded.config_path):
-        arrival, files, rejects, overflow = page("data").update_data(None, "triage")
+        arrival, files, rejects, intake, overflow = page("data").update_data(None, "triage")
     assert not is_empty(arrival)
     assert "predictions_extra.csv" in text_of(files)
     assert "timestamp" in text_of(rejects)
     assert arrival.data[0].y[-1] <= 1.0
     assert overflow == []  # a dozen regions: far under the segment value limit
+    assert intake == []  # no stream consumed, nothing posted over HTTP: nothing shown
 
 
 def test_url_sets_the_filters_and_bad_values_fall_back(seeded: Seeded) -> None:
@@ -137,7 +138,7 @@ def test_alert_acknowledgement_and_silence_persist(writable_seeded: Seeded) -> N
         feedback, done = alerts.perform("alerts-silence", alert_id, "bob", None, "1d")
         assert "silenced for 1d" in text_of(feedback)
     with running_app(writable_seeded.config_path):  # a new app: what is stored, not what was shown
-        table, _, silences, _ = page("alerts").update_alerts(None, "triage", "all", done)
+        table, _, silences, *_ = page("alerts").update_alerts(None, "triage", "all", done)
         frame = __import__("dashboards.data.alerts", fromlist=["alerts"]).alerts("triage").frame
     assert frame.loc[frame["id"] == alert_id, "acknowledged_by"].iloc[0] == "alice"
     assert "alice" in text_of(table)
