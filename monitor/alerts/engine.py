@@ -157,11 +157,15 @@ def apply_observations(conn: Connection, config: MonitorConfig, ctx: ModelContex
     open_alerts = {row.id: row._asdict() for row in conn.execute(
         select(Alert).where(Alert.model_id == ctx.model_id, Alert.state.in_(OPEN_STATES))).all()}
     frame = frame.sort_values(["fingerprint", "end"], kind="stable")
-    for key, group in frame.groupby("fingerprint", sort=False):
+    # one conversion to records for the whole frame (per series it cost ~2 ms of pandas each)
+    by_series: dict[str, list[dict[Any, Any]]] = {}
+    for record in frame.to_dict("records"):
+        by_series.setdefault(str(record["fingerprint"]), []).append(record)
+    for key, group in by_series.items():
         series = existing.get(key)
         alert = open_alerts.get(series["alert_id"]) if series and series["alert_id"] else None
-        rule = rules[group["rule"].iloc[0]]
-        _advance_series(conn, ctx, rule, str(key), series, alert, group, as_of, now, counts)
+        rule = rules[group[0]["rule"]]
+        _advance_series(conn, ctx, rule, key, series, alert, group, as_of, now, counts)
     return counts
 
 
@@ -180,13 +184,13 @@ def _state_of(series: dict[str, Any] | None, alert: dict[str, Any] | None) -> Se
 
 def _advance_series(conn: Connection, ctx: ModelContext, rule: AlertRule, key: str,
                     series: dict[str, Any] | None, alert: dict[str, Any] | None,
-                    group: pd.DataFrame, as_of: int, now: int, counts: Counter[str]) -> None:
+                    group: list[dict[Any, Any]], as_of: int, now: int, counts: Counter[str]) -> None:
     state = _state_of(series, alert)
     policy = policy_for(rule)
     last_end = series["last_end"] if series else None
     alert_id = alert["id"] if alert else None
     last: dict[Any, Any] = {}
-    for obs in group.to_dict("records"):
+    for obs in group:
         end = int(obs["end"])
         if last_end is not None and end <= last_end:
             continue
@@ -227,7 +231,7 @@ def _advance_series(conn: Connection, ctx: ModelContext, rule: AlertRule, key: s
     if last:  # a tick with no new window end keeps the last observation's value and support
         values.update(last_value=_clean(last.get("value")), last_support=_clean(last.get("support")))
     if series is None:
-        first = group.iloc[0]
+        first = group[0]
         conn.execute(insert(AlertSeries).values(
             model_id=ctx.model_id, fingerprint=key, rule=rule.name, metric=str(first["metric"]),
             class_name=str(first["class"]), segment=str(first["segment"]),

@@ -85,14 +85,17 @@ def _reference(conn: Connection, ctx: ModelContext, rule: AlertRule, rate: Rate)
 
 
 def _labelled(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,
-              as_of: int | None, rate: Rate) -> pd.DataFrame:
-    """metrics_frame rows of the rule's classes with the reference counts of `rate` joined."""
+              as_of: int | None, rate: Rate, estimates: bool = False) -> pd.DataFrame:
+    """metrics_frame rows of the rule's classes with the reference counts of `rate` joined;
+    the label-free estimate only with `estimates` (a rate rule never reads it, and it is
+    the larger part of the read)."""
     from monitor.metrics.service import metrics_frame
 
     classes = rule_classes(rule, ctx.classes, ctx.minority_classes)
     if not classes:
         return _empty()
-    frame = metrics_frame(conn, ctx, spec, classes=classes, segment=segment_option(rule), as_of=as_of)
+    frame = metrics_frame(conn, ctx, spec, classes=classes, segment=segment_option(rule), as_of=as_of,
+                          estimates=estimates)
     if frame.empty:
         return _empty()
     reference = _reference(conn, ctx, rule, rate)
@@ -126,7 +129,7 @@ def rate_observations(conn: Connection, ctx: ModelContext, rule: AlertRule, spec
 def estimated_observations(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,
                            as_of: int | None) -> pd.DataFrame:
     """The label-free recall estimate against the reference recall; its own verdict."""
-    frame = _labelled(conn, ctx, rule, spec, as_of, _rate("recall"))
+    frame = _labelled(conn, ctx, rule, spec, as_of, _rate("recall"), estimates=True)
     if frame.empty:
         return frame
     frame["value"] = frame["recall_estimated"].astype(float)

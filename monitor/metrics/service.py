@@ -142,12 +142,15 @@ def _classes_present(ctx: ModelContext, confusion: pd.DataFrame) -> list[str]:
 
 
 def metrics_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, classes: Sequence[str] | None = None,
-                  segment: str | None = None, as_of: int | None = None) -> pd.DataFrame:
+                  segment: str | None = None, as_of: int | None = None, estimates: bool = True) -> pd.DataFrame:
     """docs/contract.md `metrics` records (+ provisional, expected_coverage), ordered by end, class, series.
 
     `segment`: the --segment option (None: overall and every configured attribute). Every
     window end from the first data to the last gets a record per class and series, with nulls
     where a denominator is 0. `as_of` is the clock for maturity (default: now).
+    `estimates=False` skips the label-free estimate (its columns come out as without scores:
+    NaN, no warning, recall_best = the realized recall) for callers that use only the
+    realized counts (the alert rules on rates read this every tick).
     """
     segment_sets = parse_segment_option(segment, ctx.segment_sets)
     unknown = set(classes or []) - set(ctx.classes) if ctx.classes else set()
@@ -187,7 +190,8 @@ def metrics_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, clas
     n_predicted = n_predictions[row]
     rates = one_vs_rest(tp, fp, fn, tn)
     label_coverage = safe_divide(n_labeled, n_predicted)
-    estimated = _estimates(conn, ctx, spec, segment_sets, ends, series, all_classes, cell, (tp, fp, fn, tn, rates))
+    estimated = _estimates(conn, ctx, spec, segment_sets, ends, series, all_classes, cell, (tp, fp, fn, tn, rates)) \
+        if estimates else _no_estimates(len(cell), rates)
     used, end_index = np.unique(series.end_code[row], return_inverse=True)
     clock = as_of if as_of is not None else now_epoch()
     coverage = expected_coverage(conn, ctx, series.ends[used], spec.window, clock)[end_index] if len(row) else \
@@ -239,14 +243,10 @@ def _estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, segment_se
 
     tp, fp, fn, tn, rates = realized
     found = window_estimates(conn, ctx, spec, segment_sets=segment_sets, ends=ends, recall_only=True)
-    carried = ["recall_estimated", "recall_estimated_low", "recall_estimated_high"]
-    best = {"recall_best": np.array(rates["recall"], dtype=np.float64, copy=True),
-            "recall_best_low": np.array(rates["recall_low"], dtype=np.float64, copy=True),
-            "recall_best_high": np.array(rates["recall_high"], dtype=np.float64, copy=True)}
     if found is None:
-        out: dict[str, Any] = {name: np.full(len(cell), np.nan) for name in carried}
-        out["estimation_warning"] = pd.Series(np.full(len(cell), None, dtype=object), dtype=object)
-        return {**out, **best}
+        return _no_estimates(len(cell), rates)
+    carried = ["recall_estimated", "recall_estimated_low", "recall_estimated_high"]
+    best = _realized_best(rates)
     counts = found.counts
     k = len(classes)
     rows = series.lookup(counts["end"].astype(np.int64), counts["segment"], counts["segment_value"])
@@ -258,7 +258,7 @@ def _estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, segment_se
     position[target] = np.flatnonzero(matched)
     source = position[cell]
     hit = source >= 0
-    out = {}
+    out: dict[str, Any] = {}
     for name in carried:
         values = np.full(len(cell), np.nan)
         values[hit] = found.rates[name][source[hit]]
@@ -276,6 +276,21 @@ def _estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, segment_se
         for name, values in zip(best, blended, strict=True):
             best[name][hit] = np.where(np.isfinite(values), values, best[name][hit])
     return {**out, **best}
+
+
+def _realized_best(rates: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {"recall_best": np.array(rates["recall"], dtype=np.float64, copy=True),
+            "recall_best_low": np.array(rates["recall_low"], dtype=np.float64, copy=True),
+            "recall_best_high": np.array(rates["recall_high"], dtype=np.float64, copy=True)}
+
+
+def _no_estimates(n: int, rates: dict[str, Any]) -> dict[str, Any]:
+    """The estimate columns of `n` records without any estimate: NaN, no warning, and the
+    realized recall as the best value."""
+    out: dict[str, Any] = {name: np.full(n, np.nan)
+                           for name in ("recall_estimated", "recall_estimated_low", "recall_estimated_high")}
+    out["estimation_warning"] = pd.Series(np.full(n, None, dtype=object), dtype=object)
+    return {**out, **_realized_best(rates)}
 
 
 def reference_metrics(conn: Connection, ctx: ModelContext, segment_sets: Sequence[tuple[str, ...]] | None = None) -> pd.DataFrame:
