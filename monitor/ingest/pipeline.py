@@ -166,17 +166,21 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
     newest = rows.drop_duplicates("prediction_id", keep="last")
     result.skipped += len(rows) - len(newest)
     stored = _existing(conn, LABELS, ctx.model_id, newest["prediction_id"], ["label", "label_ts"])
-    merged = newest.merge(stored, on="prediction_id", how="left", suffixes=("", "_stored"))
-    is_new = merged["label_stored"].isna()
-    stored_ts = merged["label_ts_stored"].fillna(-1).astype("int64")
-    changed = ~is_new & (merged["label"] != merged["label_stored"].fillna("")) & (merged["label_ts"] >= stored_ts)
-    result.skipped += int((~is_new & ~changed).sum())
-    fresh = merged.loc[is_new]
+    if stored.empty:  # the usual case: all new (no merge, whose fixed cost dominated small files)
+        fresh, corrections = newest.reset_index(drop=True), newest.iloc[:0]
+    else:
+        merged = newest.merge(stored, on="prediction_id", how="left", suffixes=("", "_stored"))
+        is_new = merged["label_stored"].isna()
+        stored_ts = merged["label_ts_stored"].fillna(-1).astype("int64")
+        changed = ~is_new & (merged["label"] != merged["label_stored"].fillna("")) & (merged["label_ts"] >= stored_ts)
+        result.skipped += int((~is_new & ~changed).sum())
+        fresh, corrections = merged.loc[is_new], merged.loc[changed]
     # A new label whose prediction is stored is applied on the spot: stored as applied and
     # counted below together with the other labels to apply, exactly as if it had been stored
     # pending and applied by the join in `apply_labels` (which then has only the others to do).
     direct = stored_predictions(conn, ctx, fresh)
-    applied = fresh["prediction_id"].isin(direct["prediction_id"]).to_numpy()
+    found = set(direct["prediction_id"])
+    applied = np.fromiter((pid in found for pid in fresh["prediction_id"]), dtype=bool, count=len(fresh))
     applied_label = fresh["label"].to_numpy(dtype=object, copy=True)
     applied_label[~applied] = None  # stored pending: counted when its prediction comes
     insert_frame(conn, LABELS, pd.DataFrame({
@@ -185,7 +189,6 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
         "applied_label": applied_label,
         "needs_apply": ~applied, "file_id": file_id,
     }))
-    corrections = merged.loc[changed]
     if len(corrections):
         conn.execute(
             update(LABELS)

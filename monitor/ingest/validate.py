@@ -73,21 +73,55 @@ def _raw_json(frame: pd.DataFrame) -> list[str]:
     return [json.dumps(dict(zip(columns, row)), default=str)[:2000] for row in records.itertuples(index=False, name=None)]
 
 
-def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+def _text(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """The column as stripped text: an object array of str, None where missing (absent
+    column: all missing). The same texts as `astype("string").str.strip()`; plain Python for
+    the usual column of ASCII str/missing values (pandas' fixed cost per operation dominated
+    small batches), pandas for anything else."""
     if column not in frame.columns:
-        return pd.Series(pd.NA, index=frame.index, dtype="string")
-    return frame[column].astype("string").str.strip()
+        return np.full(len(frame), None, dtype=object)
+    series = frame[column]
+    values = series.to_numpy()
+    if values.dtype == object and _plain_text(values):
+        out = np.empty(len(values), dtype=object)
+        out[:] = [v.strip() if type(v) is str else None for v in values]
+        return out
+    text = series.astype("string").str.strip()
+    return text.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
 
 
-def _unknown_class(values: pd.Series, classes: list[str]) -> Callable[[np.ndarray], np.ndarray]:
+_MISSING_TYPES = (type(None), type(pd.NA))
+
+
+def _plain_text(values: np.ndarray) -> bool:
+    """Only str (all ASCII) and missing values (None, NA, float NaN) in an object array."""
+    types = set(map(type, values))
+    if not types <= {str, float, *_MISSING_TYPES}:
+        return False
+    if float in types and not all(v != v for v in values if type(v) is float):
+        return False
+    return "".join([v for v in values if type(v) is str]).isascii()
+
+
+def _blank(values: np.ndarray) -> np.ndarray:
+    """Missing or empty text."""
+    return np.fromiter((v is None or v == "" for v in values), dtype=bool, count=len(values))
+
+
+def _unknown_class(values: np.ndarray, classes: list[str]) -> Callable[[np.ndarray], np.ndarray]:
     """Reasons `unknown class 'x' (known: ...)`, built only for the rows rejected."""
     known = f" (known: {', '.join(classes)})"
 
     def reasons(mask: np.ndarray) -> np.ndarray:
-        picked = values[mask].fillna("")
-        return np.asarray(["unknown class " + repr(v) + known for v in picked], dtype=object)
+        return np.asarray(["unknown class " + repr("" if v is None else v) + known for v in values[mask]],
+                          dtype=object)
 
     return reasons
+
+
+def _unknown(values: np.ndarray, classes: list[str]) -> np.ndarray:
+    known = set(classes)
+    return np.fromiter((v is not None and v not in known for v in values), dtype=bool, count=len(values))
 
 
 def _numbers(text: pd.Series) -> pd.Series:
@@ -154,40 +188,79 @@ def _one_iso(value: str) -> float:
     return float(_datetime_seconds(pd.Series([stamp]))[0])
 
 
-def _epochs(values: pd.Series, limits: Limits | None = None) -> tuple[pd.Series, pd.Series]:
+def _epochs(values: pd.Series, limits: Limits | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(epoch seconds float, unparsable mask) for a timestamp column of any reasonable type.
 
     Numbers are epoch seconds; with `limits.epoch_units = "auto"` (the default) a number of
     1e11 or more is epoch milliseconds. Out-of-range values come back as they are (or +-inf)
     for `_out_of_range` to judge."""
     auto = limits is None or limits.epoch_units == "auto"
+    none = np.zeros(len(values), dtype=bool)
     if pd.api.types.is_datetime64_any_dtype(values):
-        epochs = pd.Series(_datetime_seconds(values), index=values.index)
-        return epochs, pd.Series(False, index=values.index)
+        return _datetime_seconds(values), none
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iuf":
+        return _milliseconds(values.to_numpy(dtype=np.float64), auto), none
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        epochs = pd.to_numeric(values, errors="coerce").astype("float64")
-        return _milliseconds(epochs, auto), pd.Series(False, index=values.index)
+        epochs = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return _milliseconds(epochs, auto), none
+    fast = _plain_epochs(values, auto)
+    if fast is not None:
+        return fast
     text = values.astype("string").str.strip()
     numeric = _numbers(text)
     iso = pd.Series(_parse_iso(text.where(numeric.isna())), index=text.index)
-    epochs = iso.where(numeric.isna(), _milliseconds(numeric.astype("float64"), auto))
+    mixed = iso.where(numeric.isna(), _milliseconds(numeric.to_numpy(dtype=np.float64), auto))
     present = text.notna() & (text != "")
-    return epochs, (present & epochs.isna()).astype(bool)
+    out = mixed.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out, (present.to_numpy(dtype=bool, na_value=False) & np.isnan(out))
 
 
-def _milliseconds(epochs: pd.Series, auto: bool) -> pd.Series:
+def _plain_epochs(values: pd.Series, auto: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_epochs` of the usual text column (ASCII str and missing values, most of them ISO
+    times) with plain Python around one `pd.to_datetime`; None when the column is anything
+    else or pandas raises (the general path then handles it)."""
+    raw = values.to_numpy()
+    if raw.dtype != object or not _plain_text(raw):
+        return None
+    text = _text(values.to_frame("t"), "t")
+    present = ~_blank(text)
+    timelike = np.fromiter((v is not None and ":" in v for v in text), dtype=bool, count=len(text))
+    numeric = np.full(len(text), np.nan)
+    rest = present & ~timelike
+    if rest.any():
+        numeric[rest] = pd.to_numeric(pd.Series(text[rest], dtype="string"), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan)
+    epochs = _milliseconds(numeric, auto)
+    todo = present & np.isnan(numeric)
+    if todo.any():
+        years = np.asarray([float(m.group(1)) if (m := _YEAR.match(v)) else np.nan for v in text[todo]])
+        iso = np.full(len(years), np.nan)
+        far = (years < 1700) | (years > 2200)
+        iso[far] = np.where(years[far] < 1700, -np.inf, np.inf)
+        if not far.all():
+            try:
+                parsed = pd.to_datetime(pd.Series(text[todo][~far], dtype="string"), errors="coerce", utc=True,
+                                        format="ISO8601")
+            except (ValueError, OverflowError, TypeError):
+                return None
+            iso[~far] = _datetime_seconds(parsed)
+        epochs[todo] = iso
+    return epochs, present & np.isnan(epochs)
+
+
+def _milliseconds(epochs: np.ndarray, auto: bool) -> np.ndarray:
     if not auto:
         return epochs
-    return epochs.where(~(epochs.abs() >= MILLISECONDS_FROM), epochs / 1000.0)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(epochs) >= MILLISECONDS_FROM, epochs / 1000.0, epochs)
 
 
-def _out_of_range(epochs: pd.Series, limits: Limits) -> np.ndarray:
+def _out_of_range(epochs: np.ndarray, limits: Limits) -> np.ndarray:
     """Rows whose time lies outside [earliest_timestamp, wall clock + max_future]. The wall
     clock, not `--as-of`: a backtest's later rows wait, a row of the year 2100 is rejected."""
     earliest, latest = limits.earliest_epoch, now_epoch() + limits.max_future_seconds
-    values = epochs.to_numpy(dtype=np.float64, na_value=np.nan)
     with np.errstate(invalid="ignore"):
-        return (values < earliest) | (values > latest)
+        return (epochs < earliest) | (epochs > latest)
 
 
 def _range_reason(raw: pd.Series, limits: Limits) -> Callable[[np.ndarray], np.ndarray]:
@@ -202,18 +275,22 @@ def _range_reason(raw: pd.Series, limits: Limits) -> Callable[[np.ndarray], np.n
 
 
 def _reject_times(rejector: _Rejector, raw: pd.Series, field: str, limits: Limits,
-                  *, required: bool, judge: bool = True) -> pd.Series:
+                  *, required: bool, judge: bool = True) -> np.ndarray:
     """Parse a timestamp column, rejecting missing (if required), unparsable and (when
     `judge`) implausible values; returns epoch seconds (NaN where missing, not required)."""
     epochs, unparsable = _epochs(raw, limits)
     if required:
-        rejector.reject((epochs.isna() & ~unparsable).to_numpy(), field, "missing required field")
-    rejector.reject(unparsable.to_numpy(), field, UNPARSABLE_TIME)
+        rejector.reject(np.isnan(epochs) & ~unparsable, field, "missing required field")
+    rejector.reject(unparsable, field, UNPARSABLE_TIME)
     if judge:
         rejector.reject(_out_of_range(epochs, limits), field, _range_reason(raw, limits))
     else:  # still no value that int64 seconds cannot hold
-        rejector.reject((epochs.abs() > 2**62).to_numpy(dtype=bool, na_value=False), field, UNPARSABLE_TIME)
+        with np.errstate(invalid="ignore"):
+            rejector.reject(np.abs(epochs) > 2**62, field, UNPARSABLE_TIME)
     return epochs
+
+
+_NO_NUL_TYPES = {str, float, int, bool, type(None), type(pd.NA)}
 
 
 def _reject_nul(rejector: _Rejector, frame: pd.DataFrame) -> None:
@@ -222,6 +299,10 @@ def _reject_nul(rejector: _Rejector, frame: pd.DataFrame) -> None:
         values = frame[column]
         if column == "_row" or not (values.dtype == object or pd.api.types.is_string_dtype(values)):
             continue
+        array = values.to_numpy()
+        if array.dtype == object and set(map(type, array)) <= _NO_NUL_TYPES \
+                and "\x00" not in "".join([v for v in array if type(v) is str]):
+            continue  # the usual column: plain values, no NUL (checked without pandas)
         try:
             nul = values.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
         except AttributeError:  # an object column without a single string: no NUL in it
@@ -230,12 +311,23 @@ def _reject_nul(rejector: _Rejector, frame: pd.DataFrame) -> None:
             rejector.reject(nul, str(column)[:200], "contains a NUL character")
 
 
-def _reject_long(rejector: _Rejector, values: pd.Series, field: str, limit: int, what: str) -> None:
-    lengths = values.str.len().to_numpy(dtype=np.float64, na_value=0.0)
+def _reject_long(rejector: _Rejector, values: np.ndarray, field: str, limit: int, what: str) -> None:
+    lengths = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int64, count=len(values))
     too_long = lengths > limit
     if too_long.any():
         rejector.reject(too_long, field, lambda mask: np.asarray(
             [f"{what} of {int(n):,} characters (limit {limit:,})" for n in lengths[mask]], dtype=object))
+
+
+def _scores(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(scores as float64, rows with a present value that is not a number)."""
+    if isinstance(raw.dtype, np.dtype) and raw.dtype.kind in "iufb":
+        return raw.to_numpy(dtype=np.float64), np.zeros(len(raw), dtype=bool)
+    scores = pd.to_numeric(raw, errors="coerce").astype("float64")
+    suspect = (raw.notna() & scores.isna()).to_numpy()
+    if suspect.any():  # unless it is blank text (= missing)
+        suspect = suspect & (raw.astype("string").str.strip() != "").to_numpy(dtype=bool, na_value=False)
+    return scores.to_numpy(dtype=np.float64, na_value=np.nan), suspect
 
 
 def validate_predictions(frame: pd.DataFrame, ctx: ModelContext, *, judge_time: bool = True) -> Validated:
@@ -249,58 +341,61 @@ def validate_predictions(frame: pd.DataFrame, ctx: ModelContext, *, judge_time: 
     rejector = _Rejector(frame)
     _reject_nul(rejector, frame)
     ids = _text(frame, source.id)
-    rejector.reject((ids.isna() | (ids == "")).to_numpy(), source.id, "missing required field")
+    rejector.reject(_blank(ids), source.id, "missing required field")
     _reject_long(rejector, ids, source.id, limits.max_id_length, "id")
     predicted = _text(frame, source.prediction)
-    rejector.reject((predicted.isna() | (predicted == "")).to_numpy(), source.prediction, "missing required field")
+    rejector.reject(_blank(predicted), source.prediction, "missing required field")
     _reject_long(rejector, predicted, source.prediction, limits.max_value_length, "class")
     if source.timestamp not in frame.columns:
         rejector.reject(np.ones(len(frame), bool), source.timestamp, "missing required field")
-        epochs = pd.Series(np.nan, index=frame.index)
+        epochs = np.full(len(frame), np.nan)
     else:
         epochs = _reject_times(rejector, frame[source.timestamp], source.timestamp, limits, required=True,
                                judge=judge_time)
     if ctx.classes:
-        unknown = predicted.notna() & ~predicted.isin(ctx.classes)
-        rejector.reject(unknown.to_numpy(), source.prediction, _unknown_class(predicted, ctx.classes))
+        rejector.reject(_unknown(predicted, ctx.classes), source.prediction, _unknown_class(predicted, ctx.classes))
     # the columns in their canonical order, assembled once (a later name replaces an earlier
     # one in place, as assigning columns one by one would)
     version = _text(frame, source.model_version)
     _reject_long(rejector, version, source.model_version, limits.max_value_length, "model version")
-    out: dict[str, pd.Series | float] = {
+    out: dict[str, pd.Series | np.ndarray | float] = {
         "prediction_id": ids,
         "ts": epochs,
         "predicted": predicted,
-        "model_version": version,
-        "_row": frame["_row"],
+        "model_version": pd.Series(version, index=frame.index, dtype="string"),
+        "_row": frame["_row"].to_numpy(),
     }
     for cls in ctx.classes:
         column = f"{source.score_prefix}{cls}"
         if column not in frame.columns:
             continue
-        raw = frame[column]
-        scores = pd.to_numeric(raw, errors="coerce").astype("float64")
-        # a present value that is not a number, unless it is blank text (= missing)
-        suspect = (raw.notna() & scores.isna()).to_numpy()
-        if suspect.any():
-            not_number = suspect & (raw.astype("string").str.strip() != "").to_numpy(dtype=bool, na_value=False)
-            rejector.reject(not_number, column, "score is not a number")
-        outside = (scores < 0) | (scores > 1)
-        rejector.reject(outside.fillna(False).to_numpy(), column, "score outside [0, 1]")
+        scores, not_number = _scores(frame[column])
+        rejector.reject(not_number, column, "score is not a number")
+        with np.errstate(invalid="ignore"):
+            rejector.reject((scores < 0) | (scores > 1), column, "score outside [0, 1]")
         out[f"score_{cls}"] = scores
     for segment in ctx.segments:
         values = _text(frame, segment)
         _reject_long(rejector, values, segment, limits.max_value_length, "segment value")
-        out[segment] = values.where(values.notna() & (values != ""), MISSING_SEGMENT).astype(object)
+        out[segment] = np.where(_blank(values), MISSING_SEGMENT, values)
     for feature in ctx.features:
         if feature in ctx.segments:
             continue
         out[feature] = frame[feature] if feature in frame.columns else np.nan
-    good = pd.DataFrame(out, index=frame.index).loc[~rejector.bad].copy()
-    good["ts"] = good["ts"].astype("int64")
-    good["prediction_id"] = good["prediction_id"].astype(object)
-    good["predicted"] = good["predicted"].astype(object)
-    return Validated(good, rejector.result())
+    return Validated(_good(out, frame.index, rejector.bad, "ts"), rejector.result())
+
+
+def _good(out: dict[str, pd.Series | np.ndarray | float], index: pd.Index, bad: np.ndarray,
+          time_column: str) -> pd.DataFrame:
+    """The good rows of the canonical columns, the time as int64 epoch seconds."""
+    times = out[time_column]
+    assert isinstance(times, np.ndarray)
+    out[time_column] = np.where(bad, 0, times).astype(np.int64)  # every good row has a time
+    for name, values in out.items():  # text stays object (pandas would infer its str dtype)
+        if isinstance(values, np.ndarray) and values.dtype == object:
+            out[name] = pd.Series(values, index=index, dtype=object, copy=False)
+    frame = pd.DataFrame(out, index=index)
+    return frame.loc[~bad].copy() if bad.any() else frame
 
 
 def validate_labels(frame: pd.DataFrame, ctx: ModelContext, default_ts: int, *,
@@ -310,23 +405,19 @@ def validate_labels(frame: pd.DataFrame, ctx: ModelContext, default_ts: int, *,
     rejector = _Rejector(frame)
     _reject_nul(rejector, frame)
     ids = _text(frame, source.id)
-    rejector.reject((ids.isna() | (ids == "")).to_numpy(), source.id, "missing required field")
+    rejector.reject(_blank(ids), source.id, "missing required field")
     _reject_long(rejector, ids, source.id, limits.max_id_length, "id")
     labels = _text(frame, source.label)
-    rejector.reject((labels.isna() | (labels == "")).to_numpy(), source.label, "missing required field")
+    rejector.reject(_blank(labels), source.label, "missing required field")
     _reject_long(rejector, labels, source.label, limits.max_value_length, "class")
     if source.timestamp in frame.columns:
         epochs = _reject_times(rejector, frame[source.timestamp], source.timestamp, limits, required=False,
                                judge=judge_time)
-        epochs = epochs.fillna(default_ts)
+        epochs = np.where(np.isnan(epochs), float(default_ts), epochs)
     else:
-        epochs = pd.Series(float(default_ts), index=frame.index)
+        epochs = np.full(len(frame), float(default_ts))
     if ctx.classes:
-        unknown = labels.notna() & ~labels.isin(ctx.classes)
-        rejector.reject(unknown.to_numpy(), source.label, _unknown_class(labels, ctx.classes))
-    out = pd.DataFrame({"prediction_id": ids, "label": labels, "label_ts": epochs, "_row": frame["_row"]})
-    good = out.loc[~rejector.bad].copy()
-    good["label_ts"] = good["label_ts"].astype("int64")
-    good["prediction_id"] = good["prediction_id"].astype(object)
-    good["label"] = good["label"].astype(object)
-    return Validated(good, rejector.result())
+        rejector.reject(_unknown(labels, ctx.classes), source.label, _unknown_class(labels, ctx.classes))
+    out: dict[str, pd.Series | np.ndarray | float] = {
+        "prediction_id": ids, "label": labels, "label_ts": epochs, "_row": frame["_row"].to_numpy()}
+    return Validated(_good(out, frame.index, rejector.bad, "label_ts"), rejector.result())
