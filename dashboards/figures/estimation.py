@@ -51,7 +51,7 @@ def best_recall_figure(frame: pd.DataFrame, cls: str | None, *, window: str = "7
     """Recall of class `cls` over time: realized, estimated and best current, 95% bands, the
     reference recall as a dashed line when known."""
     frame, cls, window = plain_frame(frame), None if cls is None else plain(cls), plain(window)
-    title = f"Class {cls}: best current recall (rolling {window}, 95% intervals)"
+    title = f"Best current recall of {cls} (rolling {window}, 95%)"
     part = frame[frame["class"] == cls].sort_values("end") if not frame.empty else frame
     if part.empty:
         return empty_figure(f"No windows for class {cls}", title=title,

@@ -66,11 +66,15 @@ def model_card(health: core.ModelHealth, window: str) -> dbc.Card:
     tiles.append(ui.kpi(f"Label coverage ({ending})", ui.fmt_percent(health.label_coverage),
                         f"{health.n_predictions} predictions in the window"))
     tiles.append(ui.kpi("Open alerts (now)", str(len(health.open_alerts)),
-                        f"{health.firing} firing · {len(health.open_alerts) - health.firing} pending",
+                        f"{health.firing} firing · {len(health.open_alerts) - health.firing} pending"
+                        + (f" · {len(health.incidents)} incident{'s' if len(health.incidents) != 1 else ''}"
+                           if not health.incidents.empty else ""),
                         color=figures.BAD if health.firing else None))
     tiles.append(ui.kpi("Last ingest (UTC)", ui.fmt_time(health.last_ingest).removesuffix(" UTC") or "never",
                         f"{health.rejected_rows} rejected rows · {health.failed_files} failed files"))
-    body: list[Any] = [dbc.Row([dbc.Col(tile, md=True) for tile in tiles], className="g-2 mb-2")]
+    # triage first: the open incidents (the broken slices) above the headline numbers
+    body: list[Any] = [open_incidents(health)] if not health.incidents.empty else []
+    body.append(dbc.Row([dbc.Col(tile, md=True) for tile in tiles], className="g-2 mb-2"))
     if health.message:
         body.append(ui.empty_state(health.message, health.hint))
     body.append(what_is_wrong(health))
@@ -98,15 +102,21 @@ def model_badge(health: core.ModelHealth) -> dbc.Badge:
     return dbc.Badge("ok", color="success", className="me-1 model-status")
 
 
+def open_incidents(health: core.ModelHealth) -> html.Div:
+    """The open incidents: the cause slice, the drop, the series it explains, the evidence."""
+    found = health.incidents
+    more = len(found) - MAX_ITEMS
+    extra = [dcc.Link(f"and {more} more", href=f"/alerts?model={health.name}", className="small")] \
+        if more > 0 else []
+    return html.Div([html.H6(f"Open incidents ({len(found)})", className="mb-1"),
+                     *incident_list(found, limit=MAX_ITEMS), *extra], className="overview-incidents mb-2")
+
+
 def what_is_wrong(health: core.ModelHealth) -> html.Div:
-    """Open incidents first (the cause slice, the drop, the series it explains, the evidence),
-    then the open alerts no incident explains (class, slice, value vs reference with its
+    """The open alerts no incident explains (class, slice, value vs reference with its
     interval, since when) and the worst slices of every attribute, each a link to its evidence."""
     parts: list[Any] = []
     found = health.incidents
-    if not found.empty:
-        parts += [html.H6(f"Open incidents ({len(found)})", className="mb-1"),
-                  html.Div(incident_list(found, limit=MAX_ITEMS), className="overview-incidents mb-2")]
     members = set(found["id"].astype(int)) if not found.empty else set()
     loose = health.open_alerts
     if members and "incident_id" in loose:

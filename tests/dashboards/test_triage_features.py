@@ -57,7 +57,8 @@ def test_the_overview_leads_with_the_incident_naming_its_cause(seeded: Seeded) -
     assert f"explains {len(alerts[alerts['incident_id'] == incident['id']])} alerts" in text
     assert f"since {str(incident['started_at'])[:10]}" in text
     # incidents come before the alerts they explain, and those are not listed again
-    assert text.index("Open incidents") < text.index("Other open alerts")
+    assert text.index("Open incidents") < text.index("Recall of critical (7d") < text.index("Other open alerts")
+    assert "6 firing · 0 pending · 1 incident" in text
     assert "No other open alerts." in text
     links = [c.href for c in _walk(cards) if getattr(c, "href", None)]
     assert "/subgroups?model=triage&segment=region&class=critical" in links

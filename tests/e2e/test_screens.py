@@ -127,7 +127,10 @@ def test_a_narrow_screen_collapses_the_navbar_and_keeps_legends_off_titles(
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         browser.set_window_size(390, 844)
-        for path, name, ready in (("/classes", "classes", "#classes-over-time .main-svg"),
+        # the last page is not /alerts: the menu is opened there below and navigates to /alerts
+        for path, name, ready in (("/", "overview", "#overview-cards .overview-incidents .incident-cause"),
+                                  ("/classes", "classes", "#classes-over-time .main-svg"),
+                                  ("/alerts?model=triage", "alerts", "#alerts-incident-list .incident-cause"),
                                   ("/subgroups?segment=region", "subgroups", "#subgroups-heatmap .main-svg"),
                                   ("/drift", "drift", "#drift-ranking .main-svg")):
             open_page(browser, live, path, ready)
