@@ -77,15 +77,17 @@ def test_markup_in_a_segment_value_is_drawn_as_text_and_overflow_is_warned(
     add_rows(writable_seeded, [LINK, "(other)"])
     live = serve_dashboard(writable_seeded.config_path)
     open_page(browser, live, "/subgroups?model=triage&segment=region", "#subgroups-heatmap .hm")
-    heatmap = browser.find_element(By.ID, "subgroups-heatmap")
-    wait_until(lambda: LINK in heatmap.text, message="the hostile region as a literal tick label")
+    wait_until(lambda: LINK in browser.find_element(By.ID, "subgroups-heatmap").text,
+               message="the hostile region as a literal tick label")
     assert browser.execute_script("return document.querySelectorAll('svg a').length") == 0
     assert_clean(browser, live, "/subgroups with markup in a segment value")
     screenshot(browser, "subgroups-hostile")
 
     open_page(browser, live, "/data?model=triage", ".segment-overflow")
-    warning = browser.find_element(By.CSS_SELECTOR, ".segment-overflow").text
-    assert "segment 'region' has more than 500 distinct values" in warning
+    # found afresh on each poll: the live refresh may redraw the warning between find and read
+    wait_until(lambda: "segment 'region' has more than 500 distinct values"
+               in browser.find_element(By.CSS_SELECTOR, ".segment-overflow").text,
+               message="the overflow warning on the Data page")
     assert_clean(browser, live, "/data with an overflowed segment")
     screenshot(browser, "data-segment-overflow")
 
