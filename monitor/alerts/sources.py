@@ -23,6 +23,8 @@ Errors are not caught here: a failing service fails the model's tick, which repo
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Connection
@@ -71,17 +73,51 @@ def _rate(metric: str) -> Rate:
 
 
 def _reference(conn: Connection, ctx: ModelContext, rule: AlertRule, rate: Rate) -> pd.DataFrame:
+    """The pooled reference counts of `rate` per series. From a reference file they change
+    only when the file is loaded again (a new fingerprint and preparation time on the model
+    row), so they are kept between ticks (REFERENCE_CACHE) under a key naming the database,
+    the model, that load, the series and the classes; a `reference_period` (production
+    counts, which late labels change) is read every time."""
     from monitor.metrics.service import reference_metrics
 
     sets = parse_segment_option(segment_option(rule), ctx.segment_sets)
     if () not in sets:
         sets = [(), *sets]
+    key = None if ctx.config.reference_period else _reference_key(conn, ctx, rule, sets)
+    if key is not None and key in REFERENCE_CACHE:
+        REFERENCE_CACHE.move_to_end(key)
+        return REFERENCE_CACHE[key].copy()
     reference = reference_metrics(conn, ctx, sets)
     if len(reference) == 0:
         return pd.DataFrame(columns=REFERENCE)
     reference = reference.copy()
     reference["ref_successes"], reference["ref_support"] = rate_counts(rate, reference)
-    return pool_reference(reference[REFERENCE])
+    pooled = pool_reference(reference[REFERENCE])
+    if key is not None:
+        REFERENCE_CACHE[key] = pooled.copy()
+        while len(REFERENCE_CACHE) > REFERENCE_CACHE_SIZE:
+            REFERENCE_CACHE.popitem(last=False)
+    return pooled
+
+
+REFERENCE_CACHE: OrderedDict[tuple[object, ...], pd.DataFrame] = OrderedDict()
+REFERENCE_CACHE_SIZE = 64
+
+
+def _reference_key(conn: Connection, ctx: ModelContext, rule: AlertRule,
+                   sets: list[tuple[str, ...]]) -> tuple[object, ...] | None:
+    """What the reference counts of a rule depend on; None (no caching) before any load."""
+    from sqlalchemy import select
+
+    from monitor.store.models import MonitoredModel
+
+    row = conn.execute(select(MonitoredModel.reference_fingerprint, MonitoredModel.reference_rows,
+                              MonitoredModel.reference_prepared_at)
+                       .where(MonitoredModel.id == ctx.model_id)).first()
+    if row is None or row[0] is None or row[2] is None:
+        return None
+    return (conn.engine.url.render_as_string(hide_password=True), ctx.model_id, *row, tuple(sets),
+            tuple(ctx.classes), rule.metric)
 
 
 def _labelled(conn: Connection, ctx: ModelContext, rule: AlertRule, spec: WindowSpec,

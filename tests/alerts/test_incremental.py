@@ -90,3 +90,29 @@ def test_an_extra_hour_gives_the_alerts_and_events_of_one_evaluation_of_the_whol
     alerts, events = ticked
     assert any(state == "firing" for _, state, *_ in alerts), alerts  # the collapse fired
     assert (alerts, events) == once
+
+
+@pytest.mark.timeout(300)
+def test_the_kept_reference_is_read_again_when_a_new_reference_file_is_loaded(sqlite_url: str, tmp_path: Path) -> None:
+    from monitor.alerts import sources
+
+    scenario = Scenario(start="2024-01-01", days=3, rows_per_day=200, segments=("region",), n_regions=2)
+    feed = LiveFeed(scenario, 5, tmp_path, sqlite_url)
+    feed.tick(feed.start + DAY)
+    rule, rate = default_rule(), sources._rate("recall")
+
+    def reference() -> pd.DataFrame:
+        with feed.engine.connect() as conn:
+            return sources._reference(conn, load_context(conn, feed.config.models[0]), rule, rate)
+
+    first = reference()
+    pd.testing.assert_frame_equal(reference(), first)  # kept: the same counts
+    half = feed.data.reference.iloc[: len(feed.data.reference) // 2]
+    half.to_parquet(tmp_path / "reference.parquet", index=False)
+    feed.tick(feed.start + 2 * DAY)  # the tick loads the new reference file
+    second = reference()
+    sources.REFERENCE_CACHE.clear()
+    fresh = reference()
+    feed.close()
+    pd.testing.assert_frame_equal(second, fresh)
+    assert second["ref_support"].sum() < first["ref_support"].sum()
