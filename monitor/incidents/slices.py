@@ -8,8 +8,9 @@ A slice's expected true positives sum its finest slices' reference recall (shrun
 overall one) times their current positives; its attributed drop is the excess of false
 negatives, `expected - tp`. The search (HotSpot/Squeeze style, greedy on the residual) takes
 the slice with the strongest significant drop that carries more of the drop than of the
-positives (`lift`, our form of Adtributor's surprise) and is worse than the rest, prefers a
-child that explains it, removes its rows and looks again. Slices with fewer than
+positives (`lift`, our form of Adtributor's surprise) and is worse than the rest, keeps the
+parent unless narrowing to a child is warranted (the ripple effect: a fault in a slice drops
+all its children), removes its rows and looks again. Slices with fewer than
 `min_support` labelled positives are neither reported nor expanded (SliceLine's support
 pruning), so the search stays small.
 """
@@ -40,14 +41,16 @@ SLICE_COLUMNS = ["model", "window", "end", "class", "rank", "segment", "segment_
                  "support", "tp", "recall", "recall_low", "recall_high", "reference_recall", "excess_fn",
                  "share", "lift", "explained_by"]
 MIN_SUPPORT = 10  # labelled positives below which a slice is not scored nor expanded
-EXPLAINS = 0.8  # a child carrying this share of its parent's excess explains the parent
-CHILD_LIFT = 1.25  # ... when it also carries more than its share of the parent's positives
+EXPLAINS = 0.6  # a child must carry this share of its parent's excess to replace it ...
+CHILD_LIFT = 1.25  # ... and more than its share of the parent's positives
+OCCAM = 0.1  # candidates within this share of the best score: fewest attributes first
 CAUSE_LIFT = 1.5  # a cause carries clearly more of the overall drop than of the positives
 MAX_CAUSES = 3  # "a small set": at most this many causes explain the overall drop
 MAX_DEPTH = 3
 FDR = 0.05  # false discovery rate over the slices searched (Benjamini-Hochberg)
 PRIOR = 20  # pseudo-positives at the overall reference recall added to each slice's reference
 Key = tuple[tuple[str, str], ...]  # ((attribute, value), ...) in segment order; () = overall
+Counts = tuple[np.ndarray, np.ndarray, np.ndarray]  # (support, tp, expected tp) of every slice
 
 
 def slices_frame(conn: Connection, ctx: ModelContext, *, cls: str, end: int, window: int, depth: int = 2,
@@ -82,6 +85,15 @@ def _cube(conn: Connection, ctx: ModelContext, cls: str, end: int, window: int) 
     # a slice the reference barely saw is judged against the model's recall, not its noise
     recall = (reference["tp"].to_numpy() + PRIOR * overall) / (reference["support"].to_numpy() + PRIOR)
     current["expected"] = current["support"].to_numpy() * recall
+    # the window's recent half, where a fault that began inside the window shows undiluted
+    half = max(ctx.bucket, window // 2 // ctx.bucket * ctx.bucket)
+    recent = _positives(windowed_counts(
+        conn, CONFUSION, model_id=ctx.model_id, spec=WindowSpec(window=half, step=half), segment_sets=[()],
+        key_columns=KEYS, ends=np.array([end]), bucket=ctx.bucket), cls).set_index("slice_id")
+    recent = recent.reindex(current["slice_id"], fill_value=0)
+    current["recent_support"] = recent["support"].to_numpy()
+    current["recent_tp"] = recent["tp"].to_numpy()
+    current["recent_expected"] = current["recent_support"].to_numpy() * recall
     return current.merge(_slice_values(conn, ctx), on="slice_id", how="left").fillna(
         {s: "(missing)" for s in ctx.segments})
 
@@ -153,6 +165,7 @@ class _Search:
     def __init__(self, keys: list[Key], member: np.ndarray, cube: pd.DataFrame, min_support: int) -> None:
         self.keys, self.member, self.min_support = keys, member.astype(np.float64), min_support
         self.cells = cube[["support", "tp", "expected"]].to_numpy(dtype=np.float64)
+        self.recent_cells = cube[["recent_support", "recent_tp", "recent_expected"]].to_numpy(dtype=np.float64)
         index = {key: i for i, key in enumerate(keys)}
         self.children: dict[int, list[int]] = {}
         self.parents: dict[int, list[int]] = {}
@@ -167,6 +180,11 @@ class _Search:
         sums = self.member @ (self.cells * active[:, None])
         return sums[:, 0], sums[:, 1], sums[:, 2]
 
+    def recent(self, active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The same over the window's recent half."""
+        sums = self.member @ (self.recent_cells * active[:, None])
+        return sums[:, 0], sums[:, 1], sums[:, 2]
+
     def significant(self, support: np.ndarray, tp: np.ndarray, expected: np.ndarray) -> np.ndarray:
         """Recall significantly below the reference recall: the exact one-sided binomial
         p-value, BH-adjusted over the slices with enough positives, at most FDR."""
@@ -176,26 +194,54 @@ class _Search:
         q_values = benjamini_hochberg(p_values)
         return tested & (np.nan_to_num(q_values, nan=1.0) <= FDR)
 
-    def rest_is_clear(self, parent: int, child: int, support: np.ndarray, tp: np.ndarray,
-                      expected: np.ndarray) -> bool:
-        """The drop is the child's, not the parent's: the child's recall is significantly below
-        what the rest of the parent (its rows outside the child) shows relative to its reference
-        (exact one-sided test at FDR, the surprise test within the parent). A fault covering the
-        whole parent fails it (both parts dip alike), and so does a rest too small to compare."""
-        rest = support[parent] - support[child]
-        rest_expected = expected[parent] - expected[child]
-        if rest < self.min_support or rest_expected <= 0:
-            return False
-        ratio = min(max((tp[parent] - tp[child]) / rest_expected, 0.0), 1.0)
-        level = min(ratio * expected[child] / support[child], 1.0)
-        return bool(exact_below(tp[child], support[child], level)[0] <= FDR)
+    def narrows(self, parent: int, children: list[int], counts: Counts, recent: Counts) -> list[int]:
+        """The children of `parent` that may replace it (docs/incidents.md, "narrowing"):
+        `counts` and `recent` are (support, tp, expected) of every slice over the window and
+        its recent half. The parent is kept (Occam) unless a child carries most of its excess
+        (EXPLAINS) with more than its share of its positives (CHILD_LIFT) and is significantly
+        worse than the rest of the parent (its recall at the rest's ratio to the reference)
+        over the window and over its recent half, where a fault that began inside the window
+        shows undiluted (a ripple of a fault in the whole parent drops the child and the rest
+        alike there): exact one-sided tests, BH over the tests of the children asked about. A
+        rest too small to test keeps the parent; an empty recent half is not tested."""
+        support, tp, expected = counts
+        excess = expected - tp
+        if excess[parent] <= 0:
+            return []
+        asked = np.array([child for child in children
+                          if excess[child] >= EXPLAINS * excess[parent]
+                          and (excess[child] / excess[parent]) / (support[child] / support[parent]) >= CHILD_LIFT],
+                         dtype=np.int64)
+        if not len(asked):
+            return []
+        rest, rest_tp = support[parent] - support[asked], tp[parent] - tp[asked]
+        rest_expected = expected[parent] - expected[asked]
+        testable = (rest >= self.min_support) & (rest_expected > 0)
+        late, late_tp, late_expected = (part[parent] - part[asked] for part in recent)
+        child_late, child_late_tp, child_late_expected = (part[asked] for part in recent)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(testable, np.clip(rest_tp / rest_expected, 0.0, 1.0), np.nan)
+            late_ratio = np.clip(late_tp / late_expected, 0.0, 1.0)
+            late_testable = (late > 0) & (late_expected > 0) & (child_late > 0)
+            p_values = benjamini_hochberg(np.concatenate([
+                np.where(testable, exact_below(tp[asked], support[asked],
+                                               np.clip(ratio * expected[asked] / support[asked], 0, 1)), np.nan),
+                np.where(late_testable, exact_below(child_late_tp, child_late,
+                                                    np.clip(late_ratio * child_late_expected / child_late, 0, 1)),
+                         np.nan)]))
+        worse, late_worse = (np.nan_to_num(p_values, nan=1.0) <= FDR).reshape(2, -1)
+        keep = testable & worse & (late_worse | ~late_testable)
+        return [int(child) for child in asked[keep]]
 
     def next_cause(self, active: np.ndarray) -> int | None:
-        """The slice with the largest score among those that carry clearly more of the
-        remaining drop than of the positives (lift) and are significantly worse than the rest
-        of the data (surprise), then its most specific child that explains it; None when no
-        slice stands out."""
-        support, tp, expected = self.counts(active)
+        """The candidate with the largest score, fewest attributes first among those within
+        OCCAM of it, moved to a parent unless narrowing to it is warranted (`narrows`: else
+        it is a ripple of a fault in the parent), then narrowed to a child only when that is
+        warranted; None when no slice stands out. A candidate carries
+        clearly more of the remaining drop than of the positives (lift) and is significantly
+        worse than the rest of the data (surprise)."""
+        support, tp, expected = counts = self.counts(active)
+        recent = self.recent(active)
         excess = expected - tp
         significant = self.significant(support, tp, expected)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -211,22 +257,24 @@ class _Search:
             # beats the same excess diluted in many)
             score = excess * excess / expected
         surprise = np.nan_to_num(benjamini_hochberg(p_values), nan=1.0) <= FDR
-        candidate = significant & (lift >= CAUSE_LIFT) & surprise & (excess > 0)
-        candidate[0] = False
+        # a parent the best candidate gives way to needs a significant drop and lift, not its
+        # own surprise: it holds the surprising child, and the narrowing test decides
+        plausible = significant & (lift >= CAUSE_LIFT) & (excess > 0)
+        plausible[0] = False
+        candidate = plausible & surprise
         if not candidate.any():
             return None
-        best = int(np.argmax(np.where(candidate, score, -np.inf)))
+        # the best score; within OCCAM of it, fewer attributes first (Occam), then the score
+        pool = np.flatnonzero(candidate & (score >= (1 - OCCAM) * score[candidate].max()))
+        best = int(min(pool, key=lambda i: (len(self.keys[i]), -score[i])))
         while True:  # a slice that does not explain its parent's drop gives way to the parent
             wider = [parent for parent in self.parents.get(best, [])
-                     if candidate[parent] and not self.rest_is_clear(parent, best, support, tp, expected)]
+                     if plausible[parent] and best not in self.narrows(parent, [best], counts, recent)]
             if not wider:
                 break
             best = max(wider, key=lambda parent: excess[parent])
-        while True:  # prefer the most specific slice that explains its parent
-            better = [child for child in self.children.get(best, [])
-                      if candidate[child] and excess[child] >= EXPLAINS * excess[best]
-                      and (excess[child] / excess[best]) / (support[child] / support[best]) >= CHILD_LIFT
-                      and self.rest_is_clear(best, child, support, tp, expected)]
+        while True:  # narrow while a child is warranted
+            better = self.narrows(best, [c for c in self.children.get(best, []) if candidate[c]], counts, recent)
             if not better:
                 return best
             best = max(better, key=lambda child: excess[child])
