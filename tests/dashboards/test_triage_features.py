@@ -181,3 +181,19 @@ def _walk(component: Any) -> list[Any]:
     if isinstance(component, (list, tuple)):
         return [c for child in component for c in _walk(child)]
     return [component, *_walk(getattr(component, "children", None))]
+
+
+def test_an_incident_card_lists_its_evidence_lines_as_text() -> None:
+    from dashboards.incidents import incident_card
+
+    row = {"id": 4, "model": "m", "state": "open", "severity": "warning", "class": "c", "cause": "a&b=<b>x</b>&y",
+           "href": "/subgroups?model=m&segment=a%26b&class=c", "value": 0.4, "low": 0.3, "high": 0.5,
+           "reference_value": 0.8, "support": 40, "explains": ["a&b=<b>x</b>&y", "*"], "n_alerts": 2,
+           "started_at": "2024-01-02T00:00:00Z", "fired_at": "2024-01-03T00:00:00Z", "resolved_at": None,
+           "evidence": ["feature num_1 drifted (PSI 0.31)", "estimated recall 0.78 vs realized 0.40"]}
+    card = incident_card(row)
+    items = [c for c in _walk(card) if type(c).__name__ == "Li"]
+    assert [text_of(i) for i in items] == row["evidence"]
+    text = text_of(card)
+    assert "Recall of c dropped in a&b=<b>x</b>&y: 0.40 [0.30, 0.50] vs reference 0.80, n=40" in text
+    assert "explains 2 alerts: a&b=<b>x</b>&y, overall" in text and "since 2024-01-02" in text
