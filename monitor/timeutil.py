@@ -101,3 +101,14 @@ def ceil_to(epoch: int, step: int) -> int:
 def now_epoch() -> int:
     return int(datetime.now(tz=timezone.utc).timestamp())
 
+
+
+def iso_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+    """Epoch-second columns of `frame` (None where missing) as ISO strings, in place."""
+    for column in columns:
+        values = frame[column]
+        mask = values.notna()
+        out = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+        if mask.any():
+            out[mask] = iso_series(values[mask].astype("int64")).to_numpy()
+        frame[column] = out

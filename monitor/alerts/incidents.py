@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from monitor.alerts.models import Alert
 from monitor.incidents.models import Incident
 from monitor.store.models import MonitoredModel
-from monitor.timeutil import iso_series, now_epoch, parse_time
+from monitor.timeutil import iso_columns, now_epoch, parse_time
 
 INCIDENT_COLUMNS = [
     "id", "model", "state", "severity", "class", "segment", "segment_value", "explains", "n_alerts",
@@ -32,16 +32,6 @@ INCIDENT_COLUMNS = [
 EXTRA_COLUMNS = ["fingerprint", "fired_as_of", "acknowledged_by", "acknowledged_at", "silenced_until"]
 STATES = ("open", "resolved", "all")
 TIMES = ["started_at", "fired_at", "resolved_at", "fired_as_of", "acknowledged_at", "silenced_until"]
-
-
-def _iso(frame: pd.DataFrame, columns: list[str]) -> None:
-    for column in columns:
-        values = frame[column]
-        mask = values.notna()
-        out = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-        if mask.any():
-            out[mask] = iso_series(values[mask].astype("int64")).to_numpy()
-        frame[column] = out
 
 
 def incidents_frame(conn: Connection, *, model: str | None = None, state: str = "all",
@@ -70,7 +60,7 @@ def incidents_frame(conn: Connection, *, model: str | None = None, state: str = 
     now = now_epoch()
     frame["silenced_until"] = [u if u is not None and u == u and u > now else None
                                for u in frame["silenced_until"].astype(object)]
-    _iso(frame, TIMES)
+    iso_columns(frame, TIMES)
     frame["n_alerts"] = frame["n_alerts"].fillna(0).astype("int64")
     frame["support"] = pd.to_numeric(frame["support"]).astype("Int64")
     frame["explains"] = [list(v or []) for v in frame["explains"]]

@@ -23,7 +23,7 @@ from monitor.alerts.models import Alert, AlertDelivery, AlertEvent, AlertSeries,
 from monitor.incidents.models import Incident
 from monitor.store.bulk import inserted_id
 from monitor.store.models import MonitoredModel
-from monitor.timeutil import iso_series, now_epoch, parse_time
+from monitor.timeutil import iso_columns, now_epoch, parse_time
 
 ALERT_COLUMNS = [
     "id", "model", "rule", "metric", "class", "segment", "segment_value", "state", "started_at",
@@ -32,16 +32,6 @@ ALERT_COLUMNS = [
 EXTRA_COLUMNS = ["severity", "fingerprint", "fired_as_of", "p_value", "acknowledged_by",
                  "acknowledged_at", "silenced_until", "incident_id"]
 STATES = ("pending", "firing", "resolved", "all")
-
-
-def _iso(frame: pd.DataFrame, columns: list[str]) -> None:
-    for column in columns:
-        values = frame[column]
-        mask = values.notna()
-        out = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-        if mask.any():
-            out[mask] = iso_series(values[mask].astype("int64")).to_numpy()
-        frame[column] = out
 
 
 def alerts_frame(conn: Connection, *, model: str | None = None, state: str = "all",
@@ -64,7 +54,7 @@ def alerts_frame(conn: Connection, *, model: str | None = None, state: str = "al
         return pd.DataFrame(columns=ALERT_COLUMNS + EXTRA_COLUMNS)
     frame = frame.rename(columns={"class_name": "class"})
     frame["silenced_until"] = _silenced_until(conn, frame)
-    _iso(frame, ["started_at", "fired_at", "resolved_at", "fired_as_of", "acknowledged_at",
+    iso_columns(frame, ["started_at", "fired_at", "resolved_at", "fired_as_of", "acknowledged_at",
                  "silenced_until"])
     frame["support"] = frame["support"].astype("Int64")
     frame["incident_id"] = pd.to_numeric(frame["incident_id"]).astype("Int64")
@@ -111,7 +101,7 @@ def series_frame(conn: Connection, *, model: str | None = None) -> pd.DataFrame:
                                   "status", "streak", "last_end", "last_value", "last_support",
                                   "alert_id", "fingerprint"])
     if len(frame):
-        _iso(frame, ["last_end"])
+        iso_columns(frame, ["last_end"])
         _fill_from_alerts(conn, frame)
     for column in ("last_support", "alert_id"):  # whole numbers, also beside nulls (int?)
         frame[column] = pd.to_numeric(frame[column]).astype("Int64")
@@ -175,7 +165,7 @@ def silences_frame(conn: Connection, model: str | None = None, *, include_expire
                          columns=[c.name for c in AlertSilence.__table__.c])
     frame = frame.rename(columns={"class_name": "class"})
     if len(frame):
-        _iso(frame, ["starts_at", "ends_at", "created_at"])
+        iso_columns(frame, ["starts_at", "ends_at", "created_at"])
     return frame
 
 
@@ -194,7 +184,7 @@ def deliveries_frame(conn: Connection, model: str | None = None, limit: int = 20
                "status", "error", "duration_ms", "created_at"]
     frame = pd.DataFrame([dict(r) for r in conn.execute(query).mappings().all()], columns=columns)
     if len(frame):
-        _iso(frame, ["created_at"])
+        iso_columns(frame, ["created_at"])
     return frame
 
 
@@ -208,7 +198,7 @@ def events_frame(conn: Connection, alert_id: int) -> pd.DataFrame:
                "next_attempt_at", "processed_at", "outcome"]
     frame = pd.DataFrame([dict(r) for r in conn.execute(query).mappings().all()], columns=columns)
     if len(frame):
-        _iso(frame, ["data_time", "created_at", "next_attempt_at", "processed_at"])
+        iso_columns(frame, ["data_time", "created_at", "next_attempt_at", "processed_at"])
     return frame
 
 
