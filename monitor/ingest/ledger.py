@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import pandas as pd
 from sqlalchemy import Engine, Row, Table, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -31,6 +32,7 @@ from monitor.context import ModelContext
 from monitor.ingest.pipeline import IngestResult, Pending, load_labels, load_predictions
 from monitor.ingest.readers import ReadState, UnreadableFile, is_supported, read_chunks
 from monitor.ingest.rejects import store_rejects
+from monitor.ingest.validate import REJECT_COLUMNS
 from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
 from monitor.store.bulk import inserted_id
@@ -40,6 +42,9 @@ log = logging.getLogger(__name__)
 FILES = cast(Table, IngestedFile.__table__)  # declared as FromClause; a mapped class's is a Table
 SETTLE_SECONDS = 10  # a file untouched this long is complete, even without a final newline
 EDGE_BYTES = 8192  # the fingerprint hashes this much of the head and of the tail
+# The rejects of every unchanged file: one frame, not a new one per file and tick (a tick over
+# a year of daily files built 730 of them). Results only ever replace `rejects`, never edit it.
+_NO_REJECTS = pd.DataFrame(columns=REJECT_COLUMNS)
 _reported_empty: set[tuple[str, str, str]] = set()  # globs that matched nothing, said once
 
 
@@ -188,7 +193,7 @@ def _ingest_one(conn: Connection, ctx: ModelContext, kind: str, path: Path, as_o
     if not wanted:
         if digest is not None and row is not None:  # touched but identical: remember the new mtime
             conn.execute(update(FILES).where(FILES.c.id == row.id).values(mtime=stat.st_mtime, fingerprint=print_))
-        return FileOutcome(str(path), kind, "unchanged", IngestResult())
+        return FileOutcome(str(path), kind, "unchanged", IngestResult(rejects=_NO_REJECTS))
     digest = digest or sha256_of(path)
     if stat.st_size > BIG_FILE_BYTES and (pending.rows or pending.labels):
         pending.flush(conn, ctx)  # a big file aggregates on its own, bounded by `limit` (below)
