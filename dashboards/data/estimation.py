@@ -30,7 +30,7 @@ class EstimateNote:
     end: pd.Timestamp | None
 
     @property
-    def text(self) -> str:
+    def sentence(self) -> str:
         """One sentence: which calibration, fitted on which span, or why there is no estimate."""
         if self.calibration is None:
             return ("No label-free estimate: this model logs no scores, so the best current recall is the "

@@ -125,7 +125,7 @@ def update_best(_version: Any, model: str | None, window: str | None, start: str
     note = estimation.estimate_note(filters)
     parts: list[Any] = []
     if note is not None:
-        parts.append(html.P(note.text, className="small text-muted mb-1", id="classes-calibration-note"))
+        parts.append(html.P(note.sentence, className="small text-muted mb-1", id="classes-calibration-note"))
         if note.warning:
             parts.append(dbc.Alert([html.Strong("Estimate flagged: "), note.warning], color="warning",
                                    className="py-2 small mb-0", id="classes-estimation-warning"))

@@ -29,9 +29,9 @@ def test_overview_names_the_faulty_slice_without_a_filter_change(browser: Any, s
                                                                   seeded_sqlite: Seeded) -> None:
     live = serve_dashboard(seeded_sqlite.config_path)
     text = overview_text(browser, live)
-    first_alert = browser.find_element(By.CSS_SELECTOR, ".overview-alerts li").text
+    first_incident = browser.find_element(By.CSS_SELECTOR, ".overview-incidents .incident-card").text
     first_slice = browser.find_element(By.CSS_SELECTOR, ".overview-worst li").text
-    assert "critical · region=south" in first_alert and "firing since" in first_alert
+    assert "Recall of critical dropped in region=south" in first_incident and "firing" in first_incident
     assert "critical · region=south" in first_slice and "drop proven" in first_slice
     assert "window ending 2024-01-22" in text
     link = browser.find_element(By.CSS_SELECTOR, ".overview-worst li a")

@@ -41,7 +41,9 @@ def test_overview_names_the_faulty_slice_first_with_links_to_its_evidence(seeded
     assert (worst["class"], worst["segment"], worst["segment_value"], worst["proven"]) == \
         ("critical", "region", "south", True)
     assert set(health.worst["segment"]) > {"region"}  # every attribute, not just one
-    assert "critical · region=south · recall" in text and "firing since 2024-01-" in text
+    # the open incident leads, naming the faulty slice; the alerts it explains are not listed again
+    assert "Open incidents (1)" in text and "Recall of critical dropped in region=south" in text
+    assert "since 2024-01-" in text and text.index("Open incidents") < text.index("Worst slices")
     assert "Recall of critical (7d window ending 2024-01-22)" in text
     assert "Label coverage (7d window ending 2024-01-22)" in text
 
