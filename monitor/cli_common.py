@@ -29,7 +29,7 @@ from monitor.store.db import (
     make_engine,
 )
 from monitor.store.windows import WindowLimitError
-from monitor.timeutil import parse_duration, parse_time
+from monitor.timeutil import now_epoch, parse_duration, parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("monitor")
@@ -153,6 +153,16 @@ def window_options(func: F) -> F:
     func = click.option("--step", default="1d", show_default=True, callback=_duration_callback, help="Distance between window ends.")(func)
     func = click.option("--window", default="7d", show_default=True, callback=_duration_callback, help="Window length.")(func)
     return func
+
+
+def silence_end(until: str | None, duration: str | None) -> int:
+    """The end of a silence from `--until` (a time) or `--for` (a duration from now): exactly one."""
+    if (until is None) == (duration is None):
+        raise click.UsageError("give exactly one of --until and --for")
+    try:
+        return parse_time(until) if until is not None else now_epoch() + parse_duration(duration or "")
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
 
 
 def _duration_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:

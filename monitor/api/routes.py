@@ -236,19 +236,24 @@ def slices(model: str) -> Response:
     return _read(model, compute)
 
 
-@blueprint.get("/alerts")
-def alerts() -> Response:
+def _listing(states: tuple[str, ...], read: Callable[..., pd.DataFrame]) -> Response:
+    """Records of every model (or `?model=`) in `?state=` (one of `states`, default all)."""
     config, engine = state()
     model = request.args.get("model") or None
     if model is not None:
         _model_config(config, model)
-    alert_state = request.args.get("state", "all")
-    if alert_state not in ALERT_STATES:
-        raise ApiError(400, f"state must be one of {', '.join(ALERT_STATES)}")
+    wanted = request.args.get("state", "all")
+    if wanted not in states:
+        raise ApiError(400, f"state must be one of {', '.join(states)}")
     with engine.connect() as conn:
-        frame = alert_reads.alerts(conn, model=model, state=alert_state)
+        frame = read(conn, model=model, state=wanted)
         conn.rollback()
     return _records(frame)
+
+
+@blueprint.get("/alerts")
+def alerts() -> Response:
+    return _listing(ALERT_STATES, alert_reads.alerts)
 
 
 @blueprint.get("/incidents")
@@ -256,17 +261,7 @@ def incidents() -> Response:
     """Incident records, newest first (`model`, `state` open | resolved | all)."""
     from monitor.read import incidents as incident_reads
 
-    config, engine = state()
-    model = request.args.get("model") or None
-    if model is not None:
-        _model_config(config, model)
-    incident_state = request.args.get("state", "all")
-    if incident_state not in incident_reads.STATES:
-        raise ApiError(400, f"state must be one of {', '.join(incident_reads.STATES)}")
-    with engine.connect() as conn:
-        frame = incident_reads.incidents(conn, model=model, state=incident_state)
-        conn.rollback()
-    return _records(frame)
+    return _listing(incident_reads.STATES, incident_reads.incidents)
 
 
 # Write bodies: one hostile record is rejected by itself with a reason; only a body that is

@@ -15,11 +15,12 @@ from monitor.cli_common import (
     handle_errors,
     model_option,
     pass_state,
+    silence_end,
     time_callback,
 )
 from monitor.config import MonitorConfig
 from monitor.output import emit
-from monitor.timeutil import format_duration, now_epoch, parse_duration, parse_time, to_iso
+from monitor.timeutil import format_duration, now_epoch, parse_duration, to_iso
 
 
 @click.command("alerts")
@@ -148,12 +149,7 @@ def silence_command(state: State, model: str, rule: str | None, class_: str | No
     from monitor.read.alerts import silence
 
     state.config.model(model)
-    if (until is None) == (duration is None):
-        raise click.UsageError("give exactly one of --until and --for")
-    try:
-        end = parse_time(until) if until is not None else now_epoch() + parse_duration(duration or "")
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
+    end = silence_end(until, duration)
     with state.engine().begin() as conn:
         try:
             silence_id = silence(conn, model=model, rule=rule, class_=class_, segment=segment,

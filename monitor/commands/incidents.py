@@ -7,9 +7,16 @@ import getpass
 
 import click
 
-from monitor.cli_common import State, format_option, handle_errors, model_option, pass_state
+from monitor.cli_common import (
+    State,
+    format_option,
+    handle_errors,
+    model_option,
+    pass_state,
+    silence_end,
+)
 from monitor.output import emit
-from monitor.timeutil import now_epoch, parse_duration, parse_time, to_iso
+from monitor.timeutil import to_iso
 
 
 @click.group("incidents", invoke_without_command=True)
@@ -66,12 +73,7 @@ def silence_incident_command(state: State, incident_id: int, until: str | None, 
     """Mute an incident's notifications (escalation, reminders, resolution) for a while."""
     from monitor.read.incidents import silence
 
-    if (until is None) == (duration is None):
-        raise click.UsageError("give exactly one of --until and --for")
-    try:
-        end = parse_time(until) if until is not None else now_epoch() + parse_duration(duration or "")
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
+    end = silence_end(until, duration)
     with state.engine().begin() as conn:
         try:
             silence(conn, incident_id, until=end, by=by or getpass.getuser())
