@@ -40,8 +40,9 @@ VIEWS: dict[str, tuple[str, ...]] = {
                      "last_support", "alert_id"),
     "backtest_timeline": ("id", "state", "severity", "class", "slice", "started_at", "fired_at",
                           "resolved_at", "value"),
+    # no message: at 100 columns it cut the cause slice to "region…" (--wide or --columns shows it)
     "incidents": ("id", "state", "severity", "class", "slice", "n_alerts", "fired_at", "resolved_at", "value",
-                  "support", "message"),
+                  "support"),
     "silences": ("id", "rule", "class", "segment", "segment_value", "ends_at", "created_by",
                  "comment"),
     "rejects": ("kind", "source", "row", "field", "reason"),
@@ -107,7 +108,7 @@ def emit(frame: pd.DataFrame, fmt: str, *, stream: TextIO | None = None, title: 
         json.dump(to_records(frame), stream, indent=None)
         stream.write("\n")
     elif fmt == "csv":
-        frame.to_csv(stream, index=False, lineterminator="\n")
+        _json_lists(frame).to_csv(stream, index=False, lineterminator="\n")
     elif fmt == "table":
         frame = with_slice(frame)
         columns = table_columns(frame, view, getattr(fmt, "columns", None), getattr(fmt, "wide", False))
@@ -116,6 +117,19 @@ def emit(frame: pd.DataFrame, fmt: str, *, stream: TextIO | None = None, title: 
         print_table(frame[columns], stream=stream, title=title, fit=not wide, drop=default)
     else:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def _json_lists(frame: pd.DataFrame) -> pd.DataFrame:
+    """List cells (`strings` fields: an incident's explains, evidence) as JSON text, which any
+    CSV reader can parse, instead of a Python repr."""
+    lists = [c for c in frame.columns if frame[c].dtype == object
+             and frame[c].map(lambda v: isinstance(v, (list, tuple))).any()]
+    if not lists:
+        return frame
+    frame = frame.copy()
+    for column in lists:
+        frame[column] = frame[column].map(lambda v: json.dumps(list(v)) if isinstance(v, (list, tuple)) else v)
+    return frame
 
 
 def with_slice(frame: pd.DataFrame) -> pd.DataFrame:
@@ -259,4 +273,6 @@ def format_cell(value: Any) -> str:
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.3g}"
     if isinstance(value, str) and len(value) == 20 and value.endswith("Z") and value[10] == "T":
         return value[:10] if value.endswith(MIDNIGHT) else f"{value[:10]} {value[11:16]}"
+    if isinstance(value, (list, tuple)):  # an incident's explains / evidence: items, not a repr
+        return ", ".join(format_cell(item) for item in value) or "-"
     return str(value).replace("\n", " ")

@@ -3,6 +3,8 @@ the incident each alert was grouped into; `monitor incidents ack|silence` act on
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -45,5 +47,14 @@ def test_backtest_prints_incidents_and_alerts_with_their_incident(tmp_path: Path
     listed = CliRunner().invoke(main, [*live, "incidents", "--state", "open", "--format", "json"])
     [row] = json.loads(listed.stdout)
     assert row["acknowledged_by"] == "oncall" and row["silenced_until"] is not None
+    # csv: a list field is one JSON array per cell; the default table shows the whole cause slice
+    as_csv = CliRunner().invoke(main, [*live, "incidents", "--format", "csv"])
+    [csv_row] = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert json.loads(csv_row["explains"]) == row["explains"] and json.loads(csv_row["evidence"]) == row["evidence"]
+    table = CliRunner(env={"COLUMNS": "100"}).invoke(main, [*live, "incidents"])
+    cause = "*" if row["segment"] == "*" else f"{row['segment']}={row['segment_value']}"
+    assert table.exit_code == 0 and f"  {cause}  " in table.stdout and "…" not in table.stdout, table.stdout
+    explains = CliRunner(env={"COLUMNS": "300"}).invoke(main, [*live, "incidents", "--columns", "id,explains"])
+    assert ", ".join(row["explains"]) in explains.stdout and "[" not in explains.stdout, explains.stdout
     unknown = CliRunner().invoke(main, [*live, "incidents", "ack", "999"])
     assert unknown.exit_code == 2 and "no incident with id 999" in unknown.output
