@@ -142,7 +142,8 @@ def metrics_command(state: State, model: str | None, window: int, step: int, sta
             frame = quality.metrics(conn, ctx, spec, classes=classes, segment=segment)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
-    emit(frame, fmt, view="metrics")
+    estimated = "recall_estimated" in frame and frame["recall_estimated"].notna().any()
+    emit(frame, fmt, view="metrics_best" if estimated else "metrics")
 
 
 @main.command("rejects")
@@ -193,6 +194,7 @@ def _register_domain_commands() -> None:
     from monitor.commands.slices import slices_command; main.add_command(slices_command)  # noqa: E702, I001
     from monitor.commands.incidents import incidents_command; main.add_command(incidents_command)  # noqa: E702, I001
     from monitor.commands.consume import consume_command; main.add_command(consume_command)  # noqa: E702, I001
+    from monitor.commands.label_shift import label_shift_command; main.add_command(label_shift_command)  # noqa: E702, I001
 
 
 _register_domain_commands()

@@ -29,7 +29,13 @@ VIEWS: dict[str, tuple[str, ...]] = {
                "reference_recall", "excess_fn", "share", "explained_by"),
     "metrics": ("end", "class", "slice", "recall", "recall_low", "recall_high", "support",
                 "provisional", "precision"),
+    # `monitor metrics` when the model logs scores: the current best recall (realized counts plus
+    # the estimate of the unlabelled part) first, the realized and the estimated recall beside it
+    "metrics_best": ("end", "class", "slice", "recall_best", "recall_best_low", "recall_best_high", "recall",
+                     "recall_estimated", "support", "provisional", "recall_low", "recall_high", "precision"),
     "drift": ("end", "feature", "slice", "method", "value", "threshold", "drifted"),
+    "label_shift": ("end", "class", "slice", "prevalence_bbse", "prevalence_bbse_se", "prevalence_cbpe",
+                    "precision_bbse", "precision_cbpe", "n_predictions", "label_shift_warning"),
     "fairness": ("end", "class", "attribute", "group", "metric", "flagged", "value", "low", "high",
                  "ratio", "support"),
     "fairness_gaps": ("end", "class", "attribute", "metric", "flagged", "ratio", "ratio_low",
@@ -50,7 +56,8 @@ VIEWS: dict[str, tuple[str, ...]] = {
               "rows_skipped", "rows_waiting", "ingested_at", "error"),
 }
 # Free text: cut to one line with an ellipsis instead of wrapping the whole table.
-TEXT_COLUMNS = frozenset({"message", "reason", "error", "comment", "raw", "fingerprint", "source", "path"})
+TEXT_COLUMNS = frozenset({"message", "reason", "error", "comment", "raw", "fingerprint", "source", "path",
+                          "label_shift_warning", "estimation_warning"})
 LEFT_CUT = frozenset({"path", "source"})  # a file's name is at its end: cut on the left
 MIDNIGHT = "T00:00:00Z"
 GAP = 2  # characters between two columns of a table

@@ -2,7 +2,7 @@
 model never ingested reads as empty, nothing is written), writes through
 `monitor.ingest.pipeline.ingest_frame` (the same rules as files).
 
-Reads: `GET /models`, `GET /models/<m>/metrics|drift|fairness` (query parameters as the CLI
+Reads: `GET /models`, `GET /models/<m>/metrics|drift|fairness|label-shift` (query parameters as the CLI
 options: window, step, from, to, class, segment; drift also feature, fairness also attribute
 and metric), `GET /models/<m>/slices?class=&depth=&window=&to=`, `GET /alerts?model=&state=`, `GET /incidents?model=&state=`. Every answer is a JSON list of records.
 Writes: `POST /models/<m>/predictions|labels` with Content-Type application/json (a JSON
@@ -214,6 +214,15 @@ def fairness(model: str) -> Response:
     attribute = _list("attribute") or _list("segment")
     return _read(model, lambda conn, ctx, spec: quality.fairness(conn, ctx, spec, classes=classes,
                                                                  attribute=attribute, metric=metric))
+
+
+@blueprint.get("/models/<model>/label-shift")
+def label_shift(model: str) -> Response:
+    """`label_shift` records: prevalence and precision from the predicted-class mix (BBSE)
+    beside CBPE's, with the warning where they disagree; parameters as metrics."""
+    classes, segment = _list("class"), request.args.get("segment") or None
+    return _read(model, lambda conn, ctx, spec: quality.label_shift(conn, ctx, spec, segment=segment,
+                                                                    classes=classes))
 
 
 @blueprint.get("/models/<model>/slices")

@@ -52,16 +52,29 @@ def best_recall(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, segmen
     return frame
 
 
-def label_shift(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, segment: str | None = None) -> pd.DataFrame:
-    """Class prevalence and precision from the predicted-class mix (BBSE, label shift) beside
-    CBPE's, with a warning where they disagree (`monitor.estimation.label_shift`). ISO `end`."""
-    from monitor.estimation.label_shift import label_shift_frame
+def label_shift(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, segment: str | None = None,
+                classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """`label_shift` records (docs/contract.md): class prevalence and precision from the
+    predicted-class mix (BBSE, label shift) beside CBPE's, with a warning where they disagree
+    (`monitor.estimation.label_shift`), per window end, class and series. ISO `end`."""
+    from monitor.estimation.label_shift import LABEL_SHIFT_COLUMNS, label_shift_frame
     from monitor.store.windows import parse_segment_option
-    from monitor.timeutil import iso_series
+    from monitor.timeutil import format_duration, iso_series
 
+    if classes is not None:
+        unknown = set(classes) - set(ctx.classes)
+        if unknown:
+            raise ValueError(f"unknown class {sorted(unknown)[0]!r} (known: {', '.join(ctx.classes)})")
     frame = label_shift_frame(conn, ctx, spec, segment_sets=parse_segment_option(segment, ctx.segment_sets))
-    frame["end"] = iso_series(frame["end"]) if len(frame) else frame["end"]
-    return frame
+    if classes is not None:
+        frame = frame[frame["class"].isin(list(classes))]
+    frame = frame.sort_values(["end", "class", "segment", "segment_value"], kind="stable").reset_index(drop=True)
+    frame.insert(0, "window", format_duration(spec.window))
+    frame.insert(0, "model", ctx.name)
+    frame["end"] = iso_series(frame["end"]) if len(frame) else frame["end"].astype(object)
+    columns = ["model", "window", "end", "class", "segment", "segment_value",
+               *[c for c in LABEL_SHIFT_COLUMNS if c not in ("end", "class", "segment", "segment_value")]]
+    return frame[columns]
 
 
 def reference_metrics(conn: Connection, ctx: ModelContext,

@@ -22,8 +22,8 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.alerts import service as alerts
-from monitor.alerts.incidents import incidents_frame
 from monitor.alerts.backtest import TIMELINE_COLUMNS
+from monitor.alerts.incidents import incidents_frame
 from monitor.alerts.outbox import deliver_pending
 from monitor.config import MonitorConfig, load_config
 from monitor.context import load_context
@@ -34,6 +34,7 @@ from monitor.incidents.slices import slices_frame
 from monitor.ingest.report import files_frame, rejects_frame
 from monitor.metrics.maturity import coverage_by_age
 from monitor.metrics.service import confusion_matrix, metrics_frame, reference_metrics
+from monitor.read import quality
 from monitor.simulate import Fault, Scenario, simulate, write_config, write_logs
 from monitor.store.db import make_engine
 from monitor.store.windows import WindowSpec
@@ -122,6 +123,7 @@ def _frames(conn: Any, config: MonitorConfig, alert_id: int) -> dict[str, pd.Dat
         "fairness": fairness_frame(conn, ctx, SPEC),
         "fairness_gaps": largest_gaps(conn, ctx, SPEC),
         "slices": slices_frame(conn, ctx, cls="critical", end=AS_OF, window=7 * DAY),
+        "label_shift": quality.label_shift(conn, ctx, SPEC),
         "alerts": alert_frame,
         "alert_series": alerts.series_frame(conn),
         # run_backtest returns the alerts of its replay database in these columns
@@ -145,6 +147,7 @@ def _empty_frames(conn: Any, config: MonitorConfig) -> dict[str, pd.DataFrame]:
         "fairness": fairness_frame(conn, ctx, FUTURE),
         "fairness_gaps": largest_gaps(conn, ctx, FUTURE),
         "slices": slices_frame(conn, ctx, cls="critical", end=AS_OF + 400 * DAY, window=7 * DAY),
+        "label_shift": quality.label_shift(conn, ctx, FUTURE),
         "alerts": alerts.alerts_frame(conn, model="no-such-model"),
         "alert_series": alerts.series_frame(conn, model="no-such-model"),
         "alert_events": alerts.events_frame(conn, -1),
@@ -157,7 +160,7 @@ def _empty_frames(conn: Any, config: MonitorConfig) -> dict[str, pd.DataFrame]:
 
 
 SERVICE_RECORDS = ["metrics", "reference_metrics", "confusion", "label_arrival", "calibration", "drift",
-                   "drift_distribution", "fairness", "fairness_gaps", "slices", "alerts", "alert_series",
+                   "drift_distribution", "fairness", "fairness_gaps", "slices", "label_shift", "alerts", "alert_series",
                    "backtest_timeline", "alert_events", "incidents", "silences", "deliveries", "files", "rejects"]
 HTTP_ONLY = ["models", "ingest_answer", "ingest_status"]
 # records whose empty read lists the doc's fields in another order (none since reference_metrics
@@ -177,7 +180,8 @@ def test_service_frames_match_the_doc(seeded: Seeded, contract: Contract, record
 
 
 @pytest.mark.parametrize("record", ["metrics", "reference_metrics", "confusion", "drift", "fairness",
-                                    "fairness_gaps", "slices", "alerts", "alert_series", "alert_events", "incidents",
+                                    "fairness_gaps", "slices", "label_shift", "alerts", "alert_series", "alert_events",
+                                    "incidents",
                                     "silences",
                                     "deliveries", "files", "rejects"])
 def test_reads_that_find_nothing_keep_the_fields(seeded: Seeded, contract: Contract, record: str) -> None:
@@ -206,6 +210,7 @@ CLI_READS: list[tuple[str, list[str]]] = [
     ("fairness", ["fairness", "--attribute", "region"]),
     ("fairness_gaps", ["fairness", "--largest"]),
     ("slices", ["slices", "--class", "critical", "--to", "2024-01-11"]),
+    ("label_shift", ["label-shift", "--segment", "*,region"]),
     ("alerts", ["alerts"]),
     ("alert_series", ["alerts", "--series"]),
     ("incidents", ["incidents"]),
@@ -249,6 +254,7 @@ HTTP_READS = [
     ("drift", f"/api/v1/models/{MODEL}/drift?segment=*&from=2024-01-08&to=2024-01-10"),
     ("fairness", f"/api/v1/models/{MODEL}/fairness?attribute=region"),
     ("slices", f"/api/v1/models/{MODEL}/slices?class=critical&to=2024-01-11"),
+    ("label_shift", f"/api/v1/models/{MODEL}/label-shift?segment=region&class=critical"),
     ("alerts", f"/api/v1/alerts?model={MODEL}&state=all"),
     ("incidents", f"/api/v1/incidents?model={MODEL}&state=all"),
 ]
