@@ -31,7 +31,7 @@ def parse_fault(text: str) -> Fault:
             values[key] = None
         elif key in ("start_day", "end_day"):
             values[key] = int(raw)
-        elif key in ("recall_factor", "shift"):
+        elif key in ("recall_factor", "shift", "flatten", "prior_factor"):
             values[key] = float(raw)
         else:
             values[key] = raw

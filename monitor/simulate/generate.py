@@ -181,12 +181,55 @@ def _gradual(
     return softmax(logits)
 
 
+def _label_shift(
+    scenario: Scenario, world: World, inputs: Inputs, epochs: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Redraw the rows of the `label_shift` faults (in place in `inputs`) from P(x | class) x
+    the moved prior, by rejection: a row of class y is kept with probability w_y / max(w)
+    (w_cls = prior_factor, 1 elsewhere), else replaced by a fresh draw of the same segment
+    value that passes the same test. Returns (true classes, mask of the redrawn rows), whose
+    classes are final (no other fault redraws them)."""
+    truth = draw_classes(rng, probabilities(world, inputs))
+    fixed = np.zeros(len(truth), dtype=bool)
+    day = (epochs - scenario.start_epoch) // DAY
+    for fault in scenario.faults:
+        if fault.kind != "label_shift":
+            continue
+        mask = day >= fault.start_day
+        if fault.end_day is not None:
+            mask &= day < fault.end_day
+        if fault.segment is not None:
+            mask &= inputs.segments[fault.segment] == scenario.segment_values(fault.segment).index(fault.value)
+        weights = np.ones(len(scenario.classes))
+        weights[scenario.classes.index(fault.cls)] = fault.prior_factor
+        keep = weights / weights.max()
+        pending = np.flatnonzero(mask & (rng.random(len(truth)) >= keep[truth]))
+        while len(pending):
+            candidates = draw_world_rows(scenario, world, 4 * len(pending) + 64, rng)
+            drawn = draw_classes(rng, probabilities(world, candidates))
+            ok = rng.random(len(drawn)) < keep[drawn]
+            if fault.segment is not None:
+                ok &= candidates.segments[fault.segment] == inputs.segments[fault.segment][pending[0]]
+            chosen = np.flatnonzero(ok)[: len(pending)]
+            rows, pending = pending[: len(chosen)], pending[len(chosen):]
+            inputs.z[rows] = candidates.z[chosen]
+            inputs.categories[rows] = candidates.categories[chosen]
+            for name in inputs.segments:
+                inputs.segments[name][rows] = candidates.segments[name][chosen]
+            truth[rows] = drawn[chosen]
+        fixed |= mask
+    return truth, fixed
+
+
 def _draw(
     scenario: Scenario, n: int, epochs: np.ndarray, rng: np.random.Generator, with_faults: bool
 ) -> tuple[Inputs, np.ndarray, np.ndarray, np.ndarray]:
     """Inputs, true classes, logged scores and predictions of n rows at the given times."""
     world = scenario.world
     inputs = draw_world_rows(scenario, world, n, rng)
+    shifted = None
+    if with_faults and any(fault.kind == "label_shift" for fault in scenario.faults):
+        shifted = _label_shift(scenario, world, inputs, epochs, rng)
     masks = []
     if with_faults and scenario.faults:
         day = (epochs - scenario.start_epoch) // DAY
@@ -194,6 +237,8 @@ def _draw(
     probs = probabilities(world, inputs)
     drifted = _gradual(scenario, world, inputs, epochs, probs) if with_faults else probs
     truth = draw_classes(rng, drifted)
+    if shifted is not None:
+        truth = np.where(shifted[1], shifted[0], truth)
     scores = logged_scores(scenario, probs)
     for fault, mask in zip(scenario.faults if with_faults else [], masks, strict=True):
         if fault.kind != "concept":

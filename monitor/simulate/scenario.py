@@ -44,6 +44,11 @@ class Fault:
       on the true log-odds of `cls` fades linearly from nothing at `start_day` to `flatten`
       (a share) at `end_day` (default: the last day) and stays there; the logged scores and
       predictions do not change, so P(cls | score) moves away from the reference over months.
+    - `kind="label_shift"`: the class mix moves, nothing else: in those rows the prior odds of
+      `cls` are multiplied by `prior_factor` (rows are drawn from P(x | class) x the new
+      prior by rejection), so P(x | class), P(score | class) and the confusion structure stay
+      as on the reference while P(class | score) does not (black-box shift estimation holds,
+      scores calibrated on the reference over- or under-state `cls`).
     Any fault with `drift_feature` set also shifts it. For a categorical feature, `shift`
     moves a fraction min(1, shift / 3) of the rows to levels drawn from the reversed level
     distribution (rare levels become common). `end_day` (exclusive) ends the fault.
@@ -53,16 +58,20 @@ class Fault:
     segment: str | None = "region"
     value: str | None = "south"
     cls: str = "critical"
-    kind: Literal["concept", "covariate", "gradual"] = "concept"
+    kind: Literal["concept", "covariate", "gradual", "label_shift"] = "concept"
     recall_factor: float = 0.1
     drift_feature: str | None = None
     shift: float = 1.0
     end_day: int | None = None
     flatten: float = 0.5
+    prior_factor: float = 3.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("concept", "covariate", "gradual"):
-            raise ValueError(f"Fault.kind must be 'concept', 'covariate' or 'gradual', got {self.kind!r}")
+        if self.kind not in ("concept", "covariate", "gradual", "label_shift"):
+            raise ValueError("Fault.kind must be 'concept', 'covariate', 'gradual' or 'label_shift', "
+                             f"got {self.kind!r}")
+        if not self.prior_factor > 0.0:
+            raise ValueError("Fault.prior_factor must be > 0")
         if not 0.0 <= self.flatten <= 1.0:
             raise ValueError("Fault.flatten must be in [0, 1]")
         if not 0.0 <= self.recall_factor <= 1.0:

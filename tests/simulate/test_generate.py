@@ -178,6 +178,34 @@ def test_a_covariate_fault_shifts_the_feature_and_keeps_scores_calibrated():
     assert _calibration_gaps(joined[after], scenario.classes) < 4.5
 
 
+def test_a_label_shift_fault_moves_the_class_mix_and_nothing_given_the_class():
+    # critical's prior odds x4 in region south from day 5: 3% -> about 11% there, no change elsewhere
+    fault = Fault(start_day=5, kind="label_shift", segment="region", value="south", prior_factor=4.0)
+    scenario = Scenario(days=10, rows_per_day=8000, segments=("sex", "region"), faults=[fault])
+    data = simulate(scenario, seed=12)
+    joined, after = _joined(data), (_day(data) >= 5)
+    south = (joined["region"] == "south").to_numpy()
+    critical = joined["label"].eq("critical")
+    share, size = critical.groupby([after, south]).mean(), critical.groupby([after, south]).size()
+    p = share[(False, True)]  # the prior in south before the fault, and the odds x4 of it
+    expected = 4 * p / (4 * p + 1 - p)
+    se = np.hypot(np.sqrt(expected * (1 - expected) / size[(True, True)]),  # both sides' sampling error
+                  4 / (1 + 3 * p) ** 2 * np.sqrt(p * (1 - p) / size[(False, True)]))
+    assert abs(share[(True, True)] - expected) < 3.5 * se and share[(True, True)] > 3 * p
+    assert share[(True, False)] == pytest.approx(share[(False, False)], abs=0.006)
+    # P(score, prediction | class) as before: same score distributions, same recall per class
+    from scipy.stats import ks_2samp
+
+    shifted, before = joined[after & south], joined[~after & south]
+    for cls in scenario.classes:
+        a, b = shifted[shifted["label"] == cls], before[before["label"] == cls]
+        assert ks_2samp(a["score_critical"], b["score_critical"]).pvalue > 0.001
+        assert recall_score(a["label"] == cls, a["prediction"] == cls) == pytest.approx(
+            recall_score(b["label"] == cls, b["prediction"] == cls), abs=0.08)
+    # and the segment of the redrawn rows is kept (south's share of rows unchanged)
+    assert south[after].mean() == pytest.approx(south[~after].mean(), abs=0.01)
+
+
 def test_a_categorical_drift_moves_mass_to_rare_levels():
     scenario = Scenario(
         days=10,
