@@ -152,8 +152,12 @@ def _alert_item(row: Any) -> html.Li:
 
 
 def _slice_item(row: Any) -> html.Li:
-    mark = dbc.Badge("drop proven", color="danger", className="me-1") if row["proven"] else \
-        dbc.Badge(str(row["status"]), color="light", text_color="dark", className="me-1")
+    if row["proven"]:
+        mark = dbc.Badge("drop proven", color="danger", className="me-1")
+    elif row["status"] == "below reference":
+        mark = dbc.Badge("below reference", color="warning", text_color="dark", className="me-1")
+    else:
+        mark = dbc.Badge(str(row["status"]), color="light", text_color="dark", className="me-1")
     text = (f"{row['class']} · {_slice_name(row['segment'], row['segment_value'])} · recall "
             f"{ui.fmt_rate(row['recall'])} {ui.fmt_interval(row['recall_low'], row['recall_high'])} vs reference "
             f"{ui.fmt_rate(row['reference_recall'])} · n={int(row['support'])}")
