@@ -15,7 +15,7 @@ from monitor.context import load_context
 from monitor.estimation.label_shift import LABEL_SHIFT_COLUMNS, label_shift_frame
 from monitor.ingest.pipeline import ingest_frame
 from monitor.ingest.reference import prepare_reference
-from monitor.simulate import Scenario, simulate
+from monitor.simulate import Fault, Scenario, simulate
 from monitor.store.windows import WindowSpec
 from tests.estimation.helpers import epoch_seconds
 
@@ -73,3 +73,50 @@ def test_without_a_reference_there_is_no_label_shift_estimate(engine) -> None:  
         frame = label_shift_frame(conn, ctx, WindowSpec(window=DAY, step=DAY), segment_sets=[()])
     assert frame.empty and list(frame.columns) == LABEL_SHIFT_COLUMNS
     assert isinstance(frame, pd.DataFrame)
+
+
+def test_the_simulator_label_shift_bbse_follows_the_mix_and_the_warning_marks_what_changed(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Three two-day phases of one simulated stream: stable; label shift (critical's prior odds
+    x4, P(x | class) unchanged: the simulator's `label_shift` fault); a concept change (critical
+    cases lose four fifths of their score). BBSE follows the true class mix under label shift,
+    where CBPE (scores calibrated on the reference) cannot; the two agree on the stable stream
+    (no warning) and disagree under both changes (a warning). Oracles: numpy's class shares
+    and sklearn's precision on the simulated truth."""
+    faults = [Fault(start_day=2, end_day=4, kind="label_shift", segment=None, value=None, prior_factor=4.0),
+              Fault(start_day=4, segment=None, value=None, recall_factor=0.2)]
+    scenario = Scenario(days=6, rows_per_day=3000, segments=("sex", "region"), reference_rows=20_000, faults=faults)
+    data = simulate(scenario, seed=63)
+    data.reference.to_parquet(tmp_path / "reference.parquet")
+    with engine.begin() as conn:
+        config = ModelConfig(name="triage", classes=list(scenario.classes), segments=["sex", "region"],
+                             bucket="1h", reference=str(tmp_path / "reference.parquet"))
+        ctx = load_context(conn, config)
+        prepare_reference(conn, ctx, tmp_path)
+        ingest_frame(conn, ctx, "predictions", data.predictions, as_of=scenario.start_epoch + 6 * DAY)
+        frame = label_shift_frame(conn, ctx, WindowSpec(window=2 * DAY, step=2 * DAY), segment_sets=[()],
+                                  ends=scenario.start_epoch + np.array([2, 4, 6]) * DAY)
+    rows = data.predictions.merge(data.truth, on="prediction_id")
+    day = (data.prediction_epoch - scenario.start_epoch) // DAY
+    phases = {}
+    for name, first in (("stable", 0), ("label shift", 2), ("concept change", 4)):
+        inside = rows[(day >= first) & (day < first + 2)]
+        truth = (inside["label"] == "critical").to_numpy()
+        window = frame[frame["end"] == scenario.start_epoch + (first + 2) * DAY].set_index("class")
+        phases[name] = (window, truth.mean(), precision_score(truth, inside["prediction"] == "critical"))
+    window, realized, precision = phases["stable"]
+    assert window["label_shift_warning"].isna().all()
+    assert abs(window.loc["critical", "prevalence_bbse"] - window.loc["critical", "prevalence_cbpe"]) < 0.005
+    assert abs(window.loc["critical", "prevalence_bbse"] - realized) < 3.5 * window.loc["critical", "prevalence_bbse_se"]
+    # label shift: critical 3% -> about 11%; BBSE within its error of the realized share, CBPE far off
+    window, realized, precision = phases["label shift"]
+    critical = window.loc["critical"]
+    assert realized > 0.09 and abs(critical["prevalence_bbse"] - realized) < 3.5 * critical["prevalence_bbse_se"]
+    assert abs(critical["prevalence_bbse"] - realized) < 0.015 < realized - critical["prevalence_cbpe"]
+    assert critical["precision_bbse"] == pytest.approx(precision, abs=0.05)
+    assert abs(critical["precision_cbpe"] - precision) > 0.1
+    assert critical["label_shift_warning"] is not None and "disagree" in critical["label_shift_warning"]
+    # a concept change breaks BBSE's assumption too: the two disagree, and the warning says so
+    window, realized, _ = phases["concept change"]
+    critical = window.loc["critical"]
+    assert abs(critical["prevalence_bbse"] - realized) > 3 * critical["prevalence_bbse_se"]
+    assert critical["label_shift_warning"] is not None
