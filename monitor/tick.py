@@ -14,12 +14,16 @@ from monitor.alerts.engine import evaluate
 from monitor.alerts.outbox import deliver_pending
 from monitor.config import MonitorConfig
 from monitor.ingest.sweep import ModelSummary, TickSummary, sweep
+from monitor.store.partitions import maintain_partitions
+from monitor.timeutil import now_epoch
 
 __all__ = ["ModelSummary", "TickSummary", "run_tick"]
 
 
 def run_tick(engine: Engine, config: MonitorConfig, *, model: str | None = None, as_of: int | None = None,
              notify: bool = True, progress: bool = False) -> TickSummary:
-    """Run one tick for every model (or one). `as_of` None means now (live)."""
+    """Run one tick for every model (or one). `as_of` None means now (live). On PostgreSQL the
+    raw tables' weekly partitions are created ahead first (monitor.store.partitions)."""
+    maintain_partitions(engine, as_of if as_of is not None else now_epoch())
     return sweep(engine, config, model=model, as_of=as_of, evaluate=evaluate,
                  deliver=deliver_pending if notify else None, progress=progress)

@@ -9,6 +9,7 @@ from pathlib import Path
 from alembic import context
 from monitor.schema import metadata
 from monitor.store.db import make_engine
+from monitor.store.partitions import is_partition_table
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -30,6 +31,10 @@ IGNORED_TABLES = {"apscheduler_jobs"}
 
 def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
     if type_ == "table" and name in IGNORED_TABLES:
+        return False
+    # the weekly partitions of the raw tables on PostgreSQL (migration 0011): the models
+    # describe their parents; a partition's own indexes belong to the parent's
+    if type_ in ("table", "index") and is_partition_table(obj.table.name if type_ == "index" else name):
         return False
     return True
 

@@ -9,6 +9,12 @@ from sqlalchemy import Engine, inspect
 from alembic import command
 from monitor.schema import metadata
 from monitor.store.migrate import alembic_config, current_revision, upgrade
+from monitor.store.partitions import is_partition_table
+
+
+def _not_a_partition(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+    """As env.py: the weekly partitions of the raw tables (PostgreSQL) are not in the models."""
+    return not (type_ in ("table", "index") and is_partition_table(obj.table.name if type_ == "index" else name))
 
 
 def _run(engine: Engine, action: str, revision: str) -> None:
@@ -28,6 +34,7 @@ def test_the_chain_downgrades_to_nothing_and_upgrades_again(engine: Engine) -> N
     assert current_revision(engine) == head
     with engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
-        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+        differences = compare_metadata(
+            MigrationContext.configure(conn, opts={"include_object": _not_a_partition}), metadata)
     assert {"predictions", "labels", "confusion_counts", "prediction_counts"} <= tables
     assert differences == []

@@ -1,0 +1,162 @@
+"""Time partitions of the raw tables on PostgreSQL (issue 17; docs/scaling.md).
+
+On PostgreSQL `predictions` is RANGE-partitioned on the prediction time `ts` and `labels` on
+the label time `label_ts` (both epoch seconds), one partition per UTC week starting on
+Monday (`predictions_w20261130`, ...), plus a DEFAULT partition (`predictions_default`) that
+takes any row no weekly partition covers, so an insert never fails for want of a partition.
+SQLite keeps its plain tables: every function here is a no-op there.
+
+- `maintain_partitions` (run by every scheduler tick, before ingesting): creates the weekly
+  partitions from the current week to `AHEAD_WEEKS` ahead, and moves rows that landed in the
+  DEFAULT partition into weekly partitions created for them. A partition is created as a
+  plain table, filled and then ATTACHed, which takes only a SHARE UPDATE EXCLUSIVE lock on the
+  parent: concurrent inserts and reads of the other partitions go on.
+- `droppable`/`drop_partition`: whole weeks that retention removes (monitor/retention.py).
+- Indexes are declared on the parent (the primary key, which includes the partition key,
+  and the secondary ones), so PostgreSQL creates them on every partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
+
+log = logging.getLogger("monitor.partitions")
+
+DAY = 86_400
+WEEK = 7 * DAY
+MONDAY_OFFSET = 3 * DAY  # 1970-01-01 was a Thursday: weeks start 3 days before multiples of WEEK
+AHEAD_WEEKS = 2
+# The label join looks for a label's prediction among the rows at most this much older than
+# the batch's earliest label first (the default `retention.label_horizon`), then among the
+# older ones for the ids not found (`monitor.store.bulk.select_in_recent`).
+LABEL_LOOKUP_WINDOW = 60 * DAY
+# the partitioned raw tables and their partition key
+PARTITION_KEYS = {"predictions": "ts", "labels": "label_ts"}
+_PARTITION_NAME = re.compile(r"^(predictions|labels)_(w\d{8}|default)$")
+
+
+@dataclass(frozen=True)
+class Partition:
+    table: str  # the partition's name
+    lower: int | None  # None for the DEFAULT partition
+    upper: int | None
+
+
+def week_start(epoch: int) -> int:
+    """The Monday 00:00 UTC at or before `epoch`."""
+    return (epoch + MONDAY_OFFSET) // WEEK * WEEK - MONDAY_OFFSET
+
+
+def partition_name(table: str, lower: int) -> str:
+    return f"{table}_w{datetime.fromtimestamp(lower, tz=timezone.utc):%Y%m%d}"
+
+
+def default_name(table: str) -> str:
+    return f"{table}_default"
+
+
+def is_partition_table(name: str) -> bool:
+    """True for the name of a partition of a raw table (alembic's comparison skips them: the
+    models describe the parents)."""
+    return bool(_PARTITION_NAME.match(name))
+
+
+def is_partitioned(conn: Connection, table: str) -> bool:
+    """True when `table` is a partitioned table (PostgreSQL after migration 0011)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    kind = conn.execute(text("SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(:t)"),
+                        {"t": table}).scalar()
+    return kind == "p"
+
+
+def partitions(conn: Connection, table: str) -> list[Partition]:
+    """The partitions of `table`, weekly ones by their bounds, then the DEFAULT one."""
+    rows = conn.execute(text(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(:t)"), {"t": table}).fetchall()
+    out = []
+    for name, bound in rows:
+        if bound == "DEFAULT":
+            out.append(Partition(name, None, None))
+            continue
+        # FOR VALUES FROM ('1733097600') TO ('1733702400')
+        lower, upper = (int(part.split(")")[0].strip("'")) for part in bound.split("(")[1:3])
+        out.append(Partition(name, lower, upper))
+    return sorted(out, key=lambda p: (p.lower is None, p.lower or 0))
+
+
+def _create_week(conn: Connection, table: str, lower: int) -> str:
+    """Create the week starting at `lower` for `table`, moving the rows of that week out of
+    the DEFAULT partition (they would block the attach), and attach it."""
+    key = PARTITION_KEYS[table]
+    name, upper, default = partition_name(table, lower), lower + WEEK, default_name(table)
+    conn.exec_driver_sql(f'CREATE TABLE "{name}" (LIKE "{table}" INCLUDING DEFAULTS)')
+    has_default = conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": default}).scalar()
+    if has_default:
+        conn.exec_driver_sql(
+            f'WITH moved AS (DELETE FROM "{default}" WHERE "{key}" >= {lower} AND "{key}" < {upper} '  # noqa: S608
+            f'RETURNING *) INSERT INTO "{name}" SELECT * FROM moved')
+    conn.exec_driver_sql(f'ALTER TABLE "{table}" ATTACH PARTITION "{name}" FOR VALUES FROM ({lower}) TO ({upper})')
+    return name
+
+
+def ensure_weeks(conn: Connection, table: str, weeks: set[int]) -> list[str]:
+    """Create the weekly partitions of `table` starting at the given Mondays that do not
+    exist yet (in the caller's transaction). Returns the names created."""
+    existing = {p.lower for p in partitions(conn, table) if p.lower is not None}
+    return [_create_week(conn, table, lower) for lower in sorted(weeks - existing)]
+
+
+def default_weeks(conn: Connection, table: str) -> set[int]:
+    """The weeks of the rows held by the DEFAULT partition (normally none)."""
+    key, default = PARTITION_KEYS[table], default_name(table)
+    if not conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": default}).scalar():
+        return set()
+    if conn.exec_driver_sql(f'SELECT 1 FROM "{default}" LIMIT 1').first() is None:  # noqa: S608
+        return set()
+    rows = conn.exec_driver_sql(
+        f'SELECT DISTINCT ("{key}" + {MONDAY_OFFSET}) / {WEEK} * {WEEK} - {MONDAY_OFFSET} FROM "{default}"')  # noqa: S608
+    return {int(r[0]) for r in rows}
+
+
+def maintain_partitions(engine: Engine, now: int, *, ahead: int = AHEAD_WEEKS) -> list[str]:
+    """The scheduler tick's step: on PostgreSQL, create the weeks from `now`'s to `ahead`
+    weeks later, and weekly partitions for the rows that fell into a DEFAULT partition (which
+    moves them there). One short transaction per partition; returns the names created. A
+    failure is logged and left for the next tick (rows keep going to DEFAULT meanwhile)."""
+    if engine.dialect.name != "postgresql":
+        return []
+    created: list[str] = []
+    for table in PARTITION_KEYS:
+        try:
+            with engine.connect() as conn:
+                if not is_partitioned(conn, table):
+                    continue
+                wanted = {week_start(now) + i * WEEK for i in range(ahead + 1)} | default_weeks(conn, table)
+                existing = {p.lower for p in partitions(conn, table) if p.lower is not None}
+            for lower in sorted(wanted - existing):
+                with engine.begin() as conn:
+                    created += ensure_weeks(conn, table, {lower})
+        except Exception:  # noqa: BLE001 - the tick goes on; DEFAULT holds the rows meanwhile
+            log.exception("partition maintenance of %s failed", table)
+    if created:
+        log.info("partitions created: %s", ", ".join(created))
+    return created
+
+
+def older_than(conn: Connection, table: str, cutoff: int) -> list[Partition]:
+    """Weekly partitions of `table` whose every row is older than `cutoff` (upper <= cutoff)."""
+    return [p for p in partitions(conn, table) if p.upper is not None and p.upper <= cutoff]
+
+
+def drop_partition(conn: Connection, table: str, partition: Partition) -> None:
+    """Detach and drop one partition (in the caller's transaction)."""
+    conn.exec_driver_sql(f'ALTER TABLE "{table}" DETACH PARTITION "{partition.table}"')
+    conn.exec_driver_sql(f'DROP TABLE "{partition.table}"')
