@@ -1,5 +1,7 @@
 """Data access for the Classes page's best current recall: which calibration the label-free
-estimates of each window used (`monitor.read.calibration`), for the note beside the figure.
+estimates of each window used (`monitor.read.calibration`), for the note beside the figure,
+and whether the label-shift estimate (BBSE, `monitor.read.quality.label_shift`) disagrees with
+the score-based one (CBPE) on the class's prevalence in that window.
 
 The rates themselves (`recall_best`, `recall_estimated`, their intervals and
 `estimation_warning`) are columns of the metrics records `core.class_metrics` already reads.
@@ -15,7 +17,8 @@ import pandas as pd
 from dashboards.data import common
 from dashboards.data.core import cached, class_metrics, context
 from dashboards.filters import Filters
-from monitor.read import calibration
+from monitor.read import calibration, quality
+from monitor.store.windows import WindowSpec
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class EstimateNote:
     labels: int | None
     warning: str | None  # the newest window's estimation_warning
     end: pd.Timestamp | None
+    label_shift: str | None = None  # the newest window's label_shift_warning for the class (overall)
 
     @property
     def sentence(self) -> str:
@@ -68,6 +72,10 @@ def estimate_note(filters: Filters) -> EstimateNote | None:
         if ctx is None:
             return None
         trace = calibration.calibrations(conn, ctx, [int(end.timestamp())], filters.window_seconds)
+        at = int(end.timestamp())
+        shift = quality.label_shift(conn, ctx, WindowSpec(filters.window_seconds, filters.step_seconds, at, at),
+                                    segment="*", classes=[filters.cls])
+    flagged = shift["label_shift_warning"].dropna()
     row = trace.iloc[0] if len(trace) else None
     warning = newest.get("estimation_warning")
     kind = None if row is None or row["calibration"] is None else str(row["calibration"])
@@ -76,4 +84,5 @@ def estimate_note(filters: Filters) -> EstimateNote | None:
         None if row is None else _stamp(row["calibration_fit_start"]),
         None if row is None else _stamp(row["calibration_fit_end"]),
         None if row is None or pd.isna(row["calibration_labels"]) else int(row["calibration_labels"]),
-        None if warning is None or pd.isna(warning) else str(warning), end)
+        None if warning is None or pd.isna(warning) else str(warning), end,
+        str(flagged.iloc[0]) if len(flagged) else None)

@@ -3,7 +3,9 @@
 Rates carry 95% bands, supports are bars under them, windows whose labels are not yet mature
 are drawn provisional, the label-free estimate is dashed next to the realized recall; the
 chosen class's best current recall (realized counts plus the estimate of the unlabelled part)
-is drawn beside both, with the calibration the estimate used and its warning when flagged.
+is drawn beside both, with the calibration the estimate used and its warning when flagged,
+and a warning when the label-shift estimate of the class's prevalence (BBSE) disagrees with
+the score-based one (CBPE) in that window.
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ def update_confusion(end: str | None, model: str | None, window: str | None, _ve
 def update_best(_version: Any, model: str | None, window: str | None, start: str | None,
                 end: str | None, cls: str | None) -> tuple[Any, Any]:
     """The chosen class's best current recall beside the realized and estimated ones, with the
-    calibration the estimate used and its warning when flagged."""
+    calibration the estimate used, its warning when flagged, and the label-shift warning when
+    BBSE and CBPE disagree on the class's prevalence."""
     filters = from_inputs(model, window, start, end, cls, None)
     result = core.class_metrics(filters)
     if result.empty:
@@ -129,6 +132,11 @@ def update_best(_version: Any, model: str | None, window: str | None, start: str
         if note.warning:
             parts.append(dbc.Alert([html.Strong("Estimate flagged: "), note.warning], color="warning",
                                    className="py-2 small mb-0", id="classes-estimation-warning"))
+        if note.label_shift:
+            parts.append(dbc.Alert([html.Strong("Class mix: "), f"{note.label_shift}. Per window and segment: ",
+                                    html.Code("monitor label-shift")],
+                                   color="warning", className="py-2 small mb-0 mt-1",
+                                   id="classes-label-shift-warning"))
     return best_recall_figure(result.frame, filters.cls, window=filters.window), parts
 
 
