@@ -272,26 +272,31 @@ def select_in(
     keys: Sequence[Any],
     columns: Sequence[str],
     equal: dict[str, Any] | None = None,
+    at_least: dict[str, int] | None = None,
+    below: dict[str, int] | None = None,
 ) -> list[tuple]:
     """Rows `(key, *columns)` of `table` whose `key_column` is one of `keys` and whose
-    columns in `equal` have the given values, as plain tuples (order unspecified).
+    columns in `equal` have the given values (and those in `at_least` / `below` are >= / <
+    the given numbers), as plain tuples (order unspecified).
 
     The lookup of the ingest hot path (which of these ids are stored already?): one prepared
     statement on the driver's cursor, `= ANY(%s)` with one array parameter on PostgreSQL,
     `IN (?, ...)` in chunks of `IN_CHUNK` elsewhere; no per-chunk SQLAlchemy compilation
     and no Row objects. Tables with non-plain column types go through SQLAlchemy."""
     equal = dict(equal or {})
+    at_least, below = dict(at_least or {}), dict(below or {})
     selected = [key_column, *columns]
     if not len(keys):
         return []
-    if not _plain_types(table, [*selected, *equal]):
+    if not _plain_types(table, [*selected, *equal, *at_least, *below]):
         from sqlalchemy import select
 
         out: list[tuple] = []
         for start in range(0, len(keys), IN_CHUNK):
             chunk = list(keys[start : start + IN_CHUNK])
             query = select(*[table.c[c] for c in selected]).where(
-                table.c[key_column].in_(chunk), *[table.c[c] == v for c, v in equal.items()]
+                table.c[key_column].in_(chunk), *[table.c[c] == v for c, v in equal.items()],
+                *[table.c[c] >= v for c, v in at_least.items()], *[table.c[c] < v for c, v in below.items()],
             )
             out.extend(tuple(row) for row in conn.execute(query))
         return out
@@ -299,8 +304,10 @@ def select_in(
     postgres = conn.dialect.name == "postgresql"
     placeholder = "%s" if postgres else "?"
     head = (f"SELECT {', '.join(quote(c) for c in selected)} FROM {quote(table.name)} WHERE "  # noqa: S608
-            + "".join(f"{quote(c)} = {placeholder} AND " for c in equal))
-    fixed = list(equal.values())
+            + "".join(f"{quote(c)} = {placeholder} AND " for c in equal)
+            + "".join(f"{quote(c)} >= {placeholder} AND " for c in at_least)
+            + "".join(f"{quote(c)} < {placeholder} AND " for c in below))
+    fixed = [*equal.values(), *(int(v) for v in at_least.values()), *(int(v) for v in below.values())]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         if postgres:
@@ -319,6 +326,33 @@ def select_in(
         return out
     finally:
         cursor.close()
+
+
+def select_in_recent(
+    conn: Connection,
+    table: Table,
+    *,
+    key_column: str,
+    keys: Sequence[Any],
+    columns: Sequence[str],
+    equal: dict[str, Any] | None = None,
+    time_column: str,
+    since: int | None,
+) -> list[tuple]:
+    """The rows `select_in` returns, looked up on PostgreSQL in two passes: first among the
+    rows with `time_column >= since` (the time-partitioned raw tables prune to the recent
+    partitions: the label horizon), then the keys not found there among the older rows and
+    the DEFAULT partition (usually none left). Elsewhere, or without `since`: `select_in`."""
+    if conn.dialect.name != "postgresql" or since is None:
+        return select_in(conn, table, key_column=key_column, keys=keys, columns=columns, equal=equal)
+    found = select_in(conn, table, key_column=key_column, keys=keys, columns=columns, equal=equal,
+                      at_least={time_column: since})
+    seen = {row[0] for row in found}
+    missing = [k for k in dict.fromkeys(keys) if k not in seen]
+    if missing:
+        found += select_in(conn, table, key_column=key_column, keys=missing, columns=columns, equal=equal,
+                           below={time_column: since})
+    return found
 
 
 def update_rows(
