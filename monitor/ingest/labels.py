@@ -13,8 +13,9 @@ from sqlalchemy import Table, and_, exists, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
-from monitor.store.bulk import add_counts, select_in, update_rows
+from monitor.store.bulk import add_counts, select_in_recent, update_rows
 from monitor.store.models import ConfusionCount, Label, LabelArrivalCount, Prediction
+from monitor.store.partitions import LABEL_LOOKUP_WINDOW
 
 # a mapped class's __table__ is declared as FromClause; here it is a Table
 PREDICTIONS = cast(Table, Prediction.__table__)
@@ -31,9 +32,11 @@ def stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame)
     """The new labels of `fresh` whose prediction is stored, joined with it (TODO_COLUMNS)."""
     if fresh.empty:
         return pd.DataFrame(columns=TODO_COLUMNS)
-    found = select_in(conn, PREDICTIONS, key_column="prediction_id", keys=[str(v) for v in fresh["prediction_id"]],
-                      columns=["bucket_start", "slice_id", "predicted", "ts", "labeled_at"],
-                      equal={"model_id": ctx.model_id})
+    # PostgreSQL: the partitions within the label horizon first, older ones for the ids not found
+    found = select_in_recent(conn, PREDICTIONS, key_column="prediction_id", keys=[str(v) for v in fresh["prediction_id"]],
+                             columns=["bucket_start", "slice_id", "predicted", "ts", "labeled_at"],
+                             equal={"model_id": ctx.model_id}, time_column="ts",
+                             since=int(fresh["label_ts"].min()) - LABEL_LOOKUP_WINDOW)
     if not found:
         return pd.DataFrame(columns=TODO_COLUMNS)
     # the inner join in `fresh`'s order (its ids are unique), with dicts: a merge's fixed cost
@@ -120,10 +123,11 @@ def apply_labels_with(conn: Connection, ctx: ModelContext, direct: pd.DataFrame 
         assert direct is not None
         # in key order: neighbouring rows share index and table pages
         first_direct = direct.loc[direct["labeled_at"].isna()].sort_values("prediction_id", kind="stable")
+        # with the prediction's time: PostgreSQL looks in its one weekly partition
         update_rows(conn, PREDICTIONS, pd.DataFrame({
             "labeled_at": first_direct["label_ts"], "model_id": ctx.model_id,
-            "prediction_id": first_direct["prediction_id"]}),
-            key_columns=["model_id", "prediction_id"], value_columns=["labeled_at"], only_null=["labeled_at"])
+            "prediction_id": first_direct["prediction_id"], "ts": first_direct["ts"]}),
+            key_columns=["model_id", "prediction_id", "ts"], value_columns=["labeled_at"], only_null=["labeled_at"])
     if pending is not None and (pending["labeled_at"].isna().any()):
         pending_label = (
             select(LABELS.c.label_ts)
