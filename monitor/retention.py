@@ -13,6 +13,14 @@ Rules, per model, with `cutoff = now - max(raw_predictions, label_horizon)`:
   be older than the cutoff too;
 - rejected rows and finished tick records (`ingest_runs`) written before the cutoff go too.
 Disabled while `raw_predictions` is unset. Runs inside the caller's transaction.
+
+On PostgreSQL, where the raw tables are partitioned by week (monitor.store.partitions), a
+week wholly older than the cutoff is dropped as a table instead of deleted row by row, when
+the rules above allow it for every row of it: no label of its predictions is waiting to be
+applied, and it holds no row of a model that is not configured (those are never touched).
+Other weeks, the week straddling the cutoff and the DEFAULT partition go through the DELETEs.
+Labels are partitioned by their own time: a label newer than the cutoff whose prediction went
+with a dropped week stays until its week is dropped (it can no longer move any count).
 Note: a prediction re-sent after its raw row was deleted cannot be recognised as a duplicate;
 ingestion is expected to refuse predictions older than the cutoff (see docs/deployment.md).
 """
@@ -30,7 +38,8 @@ from sqlalchemy.engine import Connection
 from monitor.cli_common import State, handle_errors, pass_state, time_callback
 from monitor.config import MonitorConfig
 from monitor.context import ensure_model
-from monitor.store.models import IngestRun, Label, Prediction, RejectedRow
+from monitor.store.models import IngestRun, Label, MonitoredModel, Prediction, RejectedRow
+from monitor.store.partitions import Partition, drop_partition, is_partitioned, older_than
 from monitor.timeutil import now_epoch, parse_duration, to_iso
 
 log = logging.getLogger("monitor.retention")
@@ -79,6 +88,47 @@ def _apply_model(conn: Connection, model_id: int, cutoff: int, dry_run: bool) ->
     return {"predictions": int(predictions), "labels": int(labels), "pending_labels": int(pending)}
 
 
+def _blocked(conn: Connection, table: str, part: Partition, configured: list[int], others: list[int]) -> bool:
+    """True when a row of `part` must survive the cutoff: a row of a model that is not
+    configured, or (predictions) a prediction whose label waits to be applied, or (labels) a
+    label waiting to be applied to a stored prediction. Index probes only."""
+    name = part.table
+    for model_id in others:
+        if conn.exec_driver_sql(f'SELECT 1 FROM "{name}" WHERE model_id = %(m)s LIMIT 1',  # noqa: S608
+                                {"m": model_id}).first() is not None:
+            return True
+    if not configured:
+        return False
+    if table == "predictions":
+        waiting = (f'SELECT 1 FROM labels l JOIN "{name}" p ON p.model_id = l.model_id '  # noqa: S608
+                   "AND p.prediction_id = l.prediction_id WHERE l.model_id = ANY(%(ids)s) AND l.needs_apply LIMIT 1")
+    else:
+        waiting = (f'SELECT 1 FROM "{name}" l WHERE l.model_id = ANY(%(ids)s) AND l.needs_apply AND EXISTS '  # noqa: S608
+                   "(SELECT 1 FROM predictions p WHERE p.model_id = l.model_id AND p.prediction_id = l.prediction_id) LIMIT 1")
+    return conn.exec_driver_sql(waiting, {"ids": configured}).first() is not None
+
+
+def _drop_partitions(conn: Connection, configured: list[int], cutoff: int, dry_run: bool) -> dict[str, int]:
+    """Drop (or count) the weekly partitions of predictions and labels older than `cutoff`
+    whose rows may all go; returns rows per table and the number of partitions."""
+    out = {"predictions": 0, "labels": 0, "partitions": 0}
+    if not is_partitioned(conn, "predictions"):
+        return out
+    known = conn.execute(select(MonitoredModel.id)).scalars().all()
+    others = sorted(set(known) - set(configured))
+    for table in ("predictions", "labels"):
+        if not is_partitioned(conn, table):
+            continue
+        for part in older_than(conn, table, cutoff):
+            if _blocked(conn, table, part, configured, others):
+                continue
+            out["partitions"] += 1
+            if not dry_run:
+                out[table] += int(conn.exec_driver_sql(f'SELECT count(*) FROM "{part.table}"').scalar_one())  # noqa: S608
+                drop_partition(conn, table, part)
+    return out
+
+
 def _housekeeping(conn: Connection, cutoff: int, dry_run: bool) -> dict[str, int]:
     """Rejected rows and the tick history older than the cutoff (by when they were written):
     they grow with time and nothing reads them once their data is past retention. The ledger
@@ -98,23 +148,34 @@ def apply_retention(conn: Connection, config: MonitorConfig, now: int, *, dry_ru
     """Delete (or with `dry_run` count) the raw rows past retention for every configured
     model, then rejected rows and finished tick records written before the cutoff. Returns
     {"enabled", "dry_run", "cutoff" (ISO or None), "predictions", "labels", "pending_labels",
-    "rejected_rows", "ingest_runs", "models": {name: {...}}}; aggregates are never touched."""
+    "rejected_rows", "ingest_runs", "partitions", "models": {name: {...}}}; aggregates are
+    never touched. On PostgreSQL whole weeks go first ("partitions": how many; their rows are
+    in the totals of predictions and labels, not in the per-model counts, which are the
+    DELETEs')."""
     cutoff = retention_cutoff(config, now)
     summary: dict[str, Any] = {"enabled": cutoff is not None, "dry_run": dry_run,
                                "cutoff": to_iso(cutoff) if cutoff is not None else None,
                                "predictions": 0, "labels": 0, "pending_labels": 0,
-                               "rejected_rows": 0, "ingest_runs": 0, "models": {}}
+                               "rejected_rows": 0, "ingest_runs": 0, "partitions": 0, "models": {}}
     if cutoff is None:
         return summary
-    for model in config.models:
-        counts = _apply_model(conn, ensure_model(conn, model), cutoff, dry_run)
+    model_ids = [ensure_model(conn, model) for model in config.models]
+    # whole weeks first (PostgreSQL); a dry run only counts them: its row counts are the
+    # DELETE rules' over everything, as if no week were dropped
+    dropped = _drop_partitions(conn, model_ids, cutoff, dry_run)
+    summary["partitions"] = dropped["partitions"]
+    summary["predictions"] += dropped["predictions"]
+    summary["labels"] += dropped["labels"]
+    for model, model_id in zip(config.models, model_ids, strict=True):
+        counts = _apply_model(conn, model_id, cutoff, dry_run)
         summary["models"][model.name] = counts
         for key, value in counts.items():
             summary[key] += value
     summary.update(_housekeeping(conn, cutoff, dry_run))
     log.info("retention%s: cutoff %s, %d predictions, %d labels, %d pending labels, %d rejected rows, "
-             "%d tick records", " (dry run)" if dry_run else "", summary["cutoff"], summary["predictions"],
-             summary["labels"], summary["pending_labels"], summary["rejected_rows"], summary["ingest_runs"])
+             "%d tick records, %d whole partitions", " (dry run)" if dry_run else "", summary["cutoff"],
+             summary["predictions"], summary["labels"], summary["pending_labels"], summary["rejected_rows"],
+             summary["ingest_runs"], summary["partitions"])
     return summary
 
 
@@ -138,7 +199,9 @@ def retention_command(state: State, dry_run: bool, now: int | None) -> None:
     with state.engine().begin() as conn:
         summary = apply_retention(conn, config, now_epoch() if now is None else now, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
+    weeks = (f" ({summary['partitions']} whole weekly partitions {'would be ' if dry_run else ''}dropped)"
+             if summary["partitions"] else "")
     click.echo(f"{verb} {summary['predictions']} predictions, {summary['labels']} labels and "
-               f"{summary['pending_labels']} pending labels older than {summary['cutoff']}, and "
+               f"{summary['pending_labels']} pending labels older than {summary['cutoff']}{weeks}, and "
                f"{summary['rejected_rows']} rejected rows and {summary['ingest_runs']} tick records "
                "written before it; aggregates kept")
