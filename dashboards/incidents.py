@@ -31,6 +31,20 @@ def headline(row: dict[str, Any]) -> str:
             f"{ui.fmt_interval(row['low'], row['high'])} vs reference {ui.fmt_rate(row['reference_value'])}{n}")
 
 
+def current(row: dict[str, Any]) -> str | None:
+    """'now 0.00 [0.00, 0.10], n=34 (newest evaluation)' for an open incident whose cause slice
+    has since moved: the headline keeps the onset's figures. None when unknown or unchanged."""
+    value = row.get("now_value")
+    if row.get("state") != "open" or value is None or pd.isna(value):
+        return None
+    if ui.fmt_rate(value) == ui.fmt_rate(row.get("value")) and row.get("now_support") == row.get("support"):
+        return None
+    support = row.get("now_support")
+    n = f", n={int(support)}" if support is not None and not pd.isna(support) else ""
+    return (f"now {ui.fmt_rate(value)} {ui.fmt_interval(row.get('now_low'), row.get('now_high'))}{n} "
+            "in the newest evaluation (the figures above are from the onset)")
+
+
 def explained(row: dict[str, Any]) -> str:
     """'explains 6 series: region=south, sex=M, ... (and 2 more)'."""
     members = [str(m) for m in (row.get("explains") or [])]
@@ -69,6 +83,11 @@ def incident_card(row: dict[str, Any], *, model: bool = False) -> html.Div:
         html.Div(badges(row) + [html.Span(since, className="small text-muted")], className="mb-1"),
         html.Div(title + [html.Span("Cause: ", className="fw-semibold"),
                           dcc.Link(headline(row), href=str(row["href"]), className="incident-cause")]),
+    ]
+    now = current(row)
+    if now:
+        lines.append(html.Div(now, className="small fw-semibold incident-now"))
+    lines += [
         html.Div(explained(row), className="small text-muted incident-explains"),
     ]
     evidence = [str(e) for e in (row.get("evidence") or [])]

@@ -258,11 +258,13 @@ def overview(filters: Filters, trend_steps: int = 30) -> list[ModelHealth]:
 
 def _model_health(conn: Connection, config: MonitorConfig, name: str, filters: Filters,
                   trend_steps: int) -> ModelHealth:
-    found = triage.open_alerts(alerts.alerts(conn, model=name, state="all"), name)
+    every = alerts.alerts(conn, model=name, state="all")
+    found = triage.open_alerts(every, name)
     health = ModelHealth(name, pd.DataFrame(), pd.DataFrame(), None, 0,
                          int((found["state"] == "firing").sum()) if len(found) else 0,
                          *ledger.ledger_summary(conn, name), open_alerts=found,
-                         incidents=triage.incident_links(incidents.incidents(conn, model=name, state="open")))
+                         incidents=triage.with_current(
+                             triage.incident_links(incidents.incidents(conn, model=name, state="open")), every))
     ctx = context(conn, config, name)
     spec = latest_spec(conn, ctx, filters, steps=trend_steps) if ctx else None
     if ctx is None or spec is None:

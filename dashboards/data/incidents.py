@@ -14,7 +14,8 @@ from sqlalchemy.engine import Connection
 from dashboards.data import common
 from dashboards.data.alerts import SILENCE_DURATIONS, Outcome
 from dashboards.data.core import Result
-from dashboards.data.triage import incident_links
+from dashboards.data.triage import incident_links, with_current
+from monitor.read import alerts as alert_service
 from monitor.read import incidents as service
 from monitor.timeutil import now_epoch, parse_duration
 
@@ -22,8 +23,10 @@ STATES = ("all", "open", "resolved")
 
 
 def read_incidents(conn: Connection, model: str | None, state: str = "all") -> pd.DataFrame:
-    """Incident records with `cause` and `href`, newest first (inside the caller's transaction)."""
-    return incident_links(service.incidents(conn, model=model, state=state if state in service.STATES else "all"))
+    """Incident records with `cause` and `href`, newest first (inside the caller's transaction),
+    and `now_*`: the newest evaluation of the cause slice (`triage.with_current`)."""
+    frame = incident_links(service.incidents(conn, model=model, state=state if state in service.STATES else "all"))
+    return with_current(frame, alert_service.alerts(conn, model=model) if not frame.empty else pd.DataFrame())
 
 
 def incidents(model: str | None, state: str = "all") -> Result:

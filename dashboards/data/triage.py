@@ -106,3 +106,26 @@ def proven_drop(minority: pd.DataFrame, min_drop: float) -> bool:
     high = minority["recall_high"].astype(float).to_numpy()
     reference = minority["reference_recall"].astype(float).to_numpy()
     return bool((~np.isnan(high) & ~np.isnan(reference) & (high < reference - min_drop)).any())
+
+
+NOW_COLUMNS = ("now_value", "now_low", "now_high", "now_support")
+
+
+def with_current(frame: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with `now_*` from the member alert of each incident on its own cause slice and
+    class (NaN when no member alert sits on the cause slice, e.g. a cause no rule watches)."""
+    out = frame.copy()
+    for column in NOW_COLUMNS:
+        out[column] = float("nan")
+    if out.empty or alerts.empty or "incident_id" not in alerts:
+        return out
+    members = alerts.dropna(subset=["incident_id"])
+    own = {(int(r["incident_id"]), str(r["class"]), str(r["segment"]), str(r["segment_value"])): r
+           for _, r in members.iterrows()}
+    for index, row in out.iterrows():
+        member = own.get((int(row["id"]), str(row["class"]), str(row["segment"]), str(row["segment_value"])))
+        if member is None:
+            continue
+        for column in NOW_COLUMNS:
+            out.at[index, column] = member[column.removeprefix("now_")]
+    return out
