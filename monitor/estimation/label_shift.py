@@ -14,6 +14,10 @@ CBPE holds under covariate shift and is wrong under label shift (scores calibrat
 reference are not calibrated after the class mix moves); BBSE is the reverse. When the two
 prevalences disagree beyond what chance gives (by more than 3 standard errors of BBSE and by
 more than 20% of the larger), at least one assumption fails: `label_shift_warning` says so.
+Under label shift q lies in the convex hull of C's columns; when C^-1 q has a component more
+than 3 standard errors below 0, no class mix explains q, so the change is not label shift
+alone and BBSE does not hold (it is clipped at 0 and renormalised; its precision is clipped to
+[0, 1]); the warning then says so, which tells a covariate shift (CBPE holds) from a label shift.
 """
 
 from __future__ import annotations
@@ -78,24 +82,30 @@ def label_shift_frame(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,
     n = counts.sum(axis=1)
     shares = safe_divide(counts, n[:, None])
     inverse = np.linalg.inv(confusion)
-    prevalence = np.clip(np.nan_to_num(shares @ inverse.T), 0.0, None)
-    prevalence = safe_divide(prevalence, prevalence.sum(axis=1, keepdims=True))
+    raw = np.nan_to_num(shares) @ inverse.T  # sums to 1: C's columns do
     multinomial = np.einsum("wi,ij->wij", np.nan_to_num(shares), np.eye(len(classes))) - np.einsum(
         "wi,wj->wij", np.nan_to_num(shares), np.nan_to_num(shares))
     covariance = np.einsum("ij,wjk,lk->wil", inverse, multinomial, inverse) / np.where(n > 0, n, np.nan)[:, None, None]
     se = np.sqrt(np.clip(np.diagonal(covariance, axis1=1, axis2=2), 0.0, None))
-    precision = safe_divide(np.diag(confusion)[None, :] * prevalence, shares)
+    # no class mix gives these predicted shares under the reference's confusion structure:
+    # more than chance below 0, so the change is not (only) label shift and BBSE does not hold
+    infeasible = (raw < -Z_DISAGREE * se - 1e-9).any(axis=1)
+    prevalence = np.clip(raw, 0.0, None)
+    prevalence = safe_divide(prevalence, prevalence.sum(axis=1, keepdims=True))
+    prevalence = np.where(n[:, None] > 0, prevalence, np.nan)
+    precision = np.clip(safe_divide(np.diag(confusion)[None, :] * prevalence, shares), 0.0, 1.0)
     frame = pd.DataFrame({
         **{key: np.repeat(table.index.get_level_values(key).to_numpy(), len(classes)) for key in KEYS},
         "class": np.tile(classes, len(table)),
         "prevalence_bbse": prevalence.ravel(), "prevalence_bbse_se": se.ravel(), "precision_bbse": precision.ravel(),
         "n_predictions": np.repeat(n.astype(np.int64), len(classes)),
+        "_infeasible": np.repeat(infeasible, len(classes)),
     })
     frame["end"] = frame["end"].astype(np.int64)
     frame = frame.merge(_cbpe(conn, ctx, spec, segment_sets, np.unique(frame["end"])), on=[*KEYS, "class"], how="left")
     frame["label_shift_warning"] = pd.Series([_warning(*values) for values in zip(
-        frame["class"], frame["prevalence_bbse"], frame["prevalence_bbse_se"], frame["prevalence_cbpe"], strict=True)],
-        dtype=object, index=frame.index)
+        frame["class"], frame["prevalence_bbse"], frame["prevalence_bbse_se"], frame["prevalence_cbpe"],
+        frame["_infeasible"], strict=True)], dtype=object, index=frame.index)
     return frame[LABEL_SHIFT_COLUMNS]
 
 
@@ -115,11 +125,15 @@ def _cbpe(conn: Connection, ctx: ModelContext, spec: WindowSpec, segment_sets: S
     })[columns]
 
 
-def _warning(name: str, bbse: float, se: float, cbpe: float) -> str | None:
+def _warning(name: str, bbse: float, se: float, cbpe: float, infeasible: bool = False) -> str | None:
     if not (np.isfinite(bbse) and np.isfinite(cbpe) and np.isfinite(se)):
         return None
     gap = abs(bbse - cbpe)
     if gap <= Z_DISAGREE * se or gap <= RELATIVE_DISAGREE * max(bbse, cbpe):
         return None
-    return (f"the prevalence of {name!r} from the scores (CBPE, {cbpe:.3f}) and from the predicted-class mix "
-            f"(label shift, BBSE, {bbse:.3f}) disagree: the class mix or P(class | score) has changed")
+    text = (f"the prevalence of {name!r} from the scores (CBPE, {cbpe:.3f}) and from the predicted-class mix "
+            f"(label shift, BBSE, {bbse:.3f}) disagree")
+    if infeasible:
+        return (f"{text}: no class mix explains the predicted-class mix under the reference's confusion matrix, "
+                "so this is not label shift alone and BBSE does not hold (CBPE does if only the inputs moved)")
+    return f"{text}: the class mix or P(class | score) has changed"

@@ -115,8 +115,42 @@ def test_the_simulator_label_shift_bbse_follows_the_mix_and_the_warning_marks_wh
     assert critical["precision_bbse"] == pytest.approx(precision, abs=0.05)
     assert abs(critical["precision_cbpe"] - precision) > 0.1
     assert critical["label_shift_warning"] is not None and "disagree" in critical["label_shift_warning"]
+    assert "not label shift alone" not in critical["label_shift_warning"]  # the mix is one C explains
     # a concept change breaks BBSE's assumption too: the two disagree, and the warning says so
     window, realized, _ = phases["concept change"]
     critical = window.loc["critical"]
     assert abs(critical["prevalence_bbse"] - realized) > 3 * critical["prevalence_bbse_se"]
     assert critical["label_shift_warning"] is not None
+
+
+def test_under_covariate_shift_cbpe_holds_and_the_warning_says_bbse_does_not(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The simulator's covariate fault (num_0 moves 1.5 reference sd, P(y | x) unchanged) moves
+    the class mix and P(x | class): CBPE's calibrated scores follow the true mix; the predicted
+    mix is one no class mix gives under the reference's confusion matrix, and the warning says
+    BBSE does not hold there. Precisions stay in [0, 1]. Oracle: numpy's class shares."""
+    fault = Fault(start_day=2, kind="covariate", segment=None, value=None, drift_feature="num_0", shift=1.5)
+    scenario = Scenario(days=4, rows_per_day=3000, segments=("sex", "region"), reference_rows=20_000, faults=[fault])
+    data = simulate(scenario, seed=64)
+    data.reference.to_parquet(tmp_path / "reference.parquet")
+    with engine.begin() as conn:
+        config = ModelConfig(name="triage", classes=list(scenario.classes), segments=["sex", "region"],
+                             bucket="1h", reference=str(tmp_path / "reference.parquet"))
+        ctx = load_context(conn, config)
+        prepare_reference(conn, ctx, tmp_path)
+        ingest_frame(conn, ctx, "predictions", data.predictions, as_of=scenario.start_epoch + 4 * DAY)
+        frame = label_shift_frame(conn, ctx, WindowSpec(window=2 * DAY, step=2 * DAY), segment_sets=[()],
+                                  ends=scenario.start_epoch + np.array([2, 4]) * DAY)
+    assert frame["precision_bbse"].between(0, 1).all()
+    rows = data.predictions.merge(data.truth, on="prediction_id")
+    day = (data.prediction_epoch - scenario.start_epoch) // DAY
+    for first, shifted in ((0, False), (2, True)):
+        window = frame[frame["end"] == scenario.start_epoch + (first + 2) * DAY].set_index("class")
+        truth = rows["label"][(day >= first) & (day < first + 2)]
+        realized = truth.value_counts(normalize=True).reindex(window.index, fill_value=0)
+        assert (window["prevalence_cbpe"] - realized).abs().max() < 0.02  # CBPE holds
+        flagged = window["label_shift_warning"].dropna()
+        if shifted:
+            assert (window["prevalence_bbse"] - realized).abs().max() > 0.1  # BBSE does not
+            assert len(flagged) and all("not label shift alone" in text for text in flagged)
+        else:
+            assert flagged.empty
