@@ -18,7 +18,9 @@ On PostgreSQL, where the raw tables are partitioned by week (monitor.store.parti
 week wholly older than the cutoff is dropped as a table instead of deleted row by row, when
 the rules above allow it for every row of it: no label of its predictions is waiting to be
 applied, and it holds no row of a model that is not configured (those are never touched).
-Other weeks, the week straddling the cutoff and the DEFAULT partition go through the DELETEs.
+The week that holds the cutoff is kept whole until it is wholly older (up to a week more of
+raw rows than on SQLite: deleting it day by day would leave retention nothing to drop); the
+rows of weeks that cannot be dropped and of the DEFAULT partition go through the DELETEs.
 Labels are partitioned by their own time: a label newer than the cutoff whose prediction went
 with a dropped week stays until its week is dropped (it can no longer move any count).
 Note: a prediction re-sent after its raw row was deleted cannot be recognised as a duplicate;
@@ -32,14 +34,21 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 import click
-from sqlalchemy import Table, and_, delete, exists, func, select
+from sqlalchemy import Table, and_, delete, exists, func, literal_column, or_, select
 from sqlalchemy.engine import Connection
 
 from monitor.cli_common import State, handle_errors, pass_state, time_callback
 from monitor.config import MonitorConfig
 from monitor.context import ensure_model
 from monitor.store.models import IngestRun, Label, MonitoredModel, Prediction, RejectedRow
-from monitor.store.partitions import Partition, drop_partition, is_partitioned, older_than
+from monitor.store.partitions import (
+    Partition,
+    default_name,
+    drop_partition,
+    is_partitioned,
+    older_than,
+    week_start,
+)
 from monitor.timeutil import now_epoch, parse_duration, to_iso
 
 log = logging.getLogger("monitor.retention")
@@ -55,7 +64,19 @@ def retention_cutoff(config: MonitorConfig, now: int) -> int | None:
     return now - max(parse_duration(settings.raw_predictions), parse_duration(settings.label_horizon))
 
 
-def _old_predictions(model_id: int, cutoff: int) -> Any:
+def _older(table: Table, column: Any, cutoff: int, weeks_before: int | None) -> Any:
+    """`column < cutoff`; on the partitioned tables (`weeks_before` set) only the DEFAULT
+    partition's rows go by the exact cutoff, the weekly ones by whole weeks (`weeks_before`,
+    the start of the week holding the cutoff), so that a week is never DELETEd day by day
+    and then dropped empty."""
+    if weeks_before is None:
+        return column < cutoff
+    return or_(column < weeks_before,
+               and_(literal_column(f'"{table.name}".tableoid = \'{default_name(table.name)}\'::regclass'),
+                    column < cutoff))
+
+
+def _old_predictions(model_id: int, cutoff: int, weeks_before: int | None = None) -> Any:
     """WHERE clause of the predictions to delete (bucket_start too, so the index is used)."""
     unapplied = exists().where(
         LABELS.c.model_id == PREDICTIONS.c.model_id,
@@ -63,15 +84,16 @@ def _old_predictions(model_id: int, cutoff: int) -> Any:
         LABELS.c.needs_apply.is_(True),
     )
     return and_(PREDICTIONS.c.model_id == model_id, PREDICTIONS.c.bucket_start < cutoff,
-                PREDICTIONS.c.ts < cutoff, ~unapplied)
+                _older(PREDICTIONS, PREDICTIONS.c.ts, cutoff, weeks_before), ~unapplied)
 
 
-def _apply_model(conn: Connection, model_id: int, cutoff: int, dry_run: bool) -> dict[str, int]:
-    old = _old_predictions(model_id, cutoff)
+def _apply_model(conn: Connection, model_id: int, cutoff: int, dry_run: bool,
+                 weeks_before: int | None = None) -> dict[str, int]:
+    old = _old_predictions(model_id, cutoff, weeks_before)
     old_ids = select(PREDICTIONS.c.prediction_id).where(old)
     labels_of_old = and_(LABELS.c.model_id == model_id, LABELS.c.prediction_id.in_(old_ids))
     orphan = and_(
-        LABELS.c.model_id == model_id, LABELS.c.label_ts < cutoff,
+        LABELS.c.model_id == model_id, _older(LABELS, LABELS.c.label_ts, cutoff, weeks_before),
         ~exists().where(PREDICTIONS.c.model_id == LABELS.c.model_id,
                         PREDICTIONS.c.prediction_id == LABELS.c.prediction_id),
     )
@@ -166,8 +188,10 @@ def apply_retention(conn: Connection, config: MonitorConfig, now: int, *, dry_ru
     summary["partitions"] = dropped["partitions"]
     summary["predictions"] += dropped["predictions"]
     summary["labels"] += dropped["labels"]
+    weeks_before = week_start(cutoff) if is_partitioned(conn, "predictions") else None
+    summary["weeks_before"] = to_iso(weeks_before) if weeks_before is not None else None
     for model, model_id in zip(config.models, model_ids, strict=True):
-        counts = _apply_model(conn, model_id, cutoff, dry_run)
+        counts = _apply_model(conn, model_id, cutoff, dry_run, weeks_before)
         summary["models"][model.name] = counts
         for key, value in counts.items():
             summary[key] += value

@@ -36,16 +36,19 @@ def test_retention_drops_whole_weeks_and_keeps_what_the_rules_keep(backend: str,
         dry = apply_retention(conn, config, NOW, dry_run=True)
     with engine.begin() as conn:
         summary = apply_retention(conn, config, NOW)
-    cutoff_day = 200 - 120
+    # on PostgreSQL the week holding the cutoff (day 80, a Thursday) is kept whole: rows go by
+    # whole weeks, up to its Monday (day 77)
+    cutoff_day = 200 - 120 if backend == "sqlite" else 77
     assert (dry["predictions"], dry["labels"], dry["pending_labels"]) == (cutoff_day - 1, cutoff_day - 1, 1)
     assert (summary["predictions"], summary["labels"], summary["pending_labels"]) == (cutoff_day - 1, cutoff_day - 1, 1)
     with engine.connect() as conn:
         kept = set(conn.execute(select(Prediction.prediction_id)).scalars())
         labels = set(conn.execute(select(Label.prediction_id)).scalars())
         if backend == "postgres":
-            # weeks 2..11 (days 7..76) are dropped whole; week 1 holds d3 (its label waits),
-            # week 12 (days 77..83) straddles the cutoff: their other old rows were DELETEd
+            # weeks 2..11 (days 7..76) are dropped whole; week 1 holds d3 (its label waits):
+            # its other rows were DELETEd; week 12 (days 77..83) holds the cutoff: kept whole
             assert summary["partitions"] == dry["partitions"] == 2 * 10
+            assert summary["weeks_before"] == "2024-03-18T00:00:00Z"
             weeks = {p.table for p in partitions(conn, "predictions")}
             assert "predictions_w20240101" in weeks and "predictions_w20240108" not in weeks
             assert "predictions_w20240311" not in weeks and "predictions_w20240318" in weeks
@@ -65,7 +68,7 @@ def test_a_week_with_rows_of_an_unconfigured_model_is_not_dropped(request: pytes
                                                                   tmp_path: Path) -> None:
     url = fresh_database_url("postgres", request, tmp_path)
     engine = make_engine(url)
-    config = _config(url, tmp_path, raw_predictions="90d", label_horizon="90d")
+    config = _config(url, tmp_path, raw_predictions="90d", label_horizon="90d")  # by whole weeks: up to day 105
     _load(engine, config)
     from monitor.config import parse_config
 
@@ -82,6 +85,6 @@ def test_a_week_with_rows_of_an_unconfigured_model_is_not_dropped(request: pytes
         weeks = {p.table for p in partitions(conn, "predictions")}
         assert "predictions_w20240115" in weeks and "predictions_w20240108" not in weeks
         assert conn.execute(text("SELECT prediction_id FROM predictions_w20240115")).scalars().all() == ["r1"]
-        assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 200 - 110 + 1
-    assert summary["predictions"] == 110
+        assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 200 - 105 + 1
+    assert summary["predictions"] == 105
     engine.dispose()
