@@ -17,6 +17,8 @@ so that most labels have arrived. Prints, in one run:
     python bench/incidents.py            # 36 scenarios (6 seeds each), ~6 minutes on one core
     python bench/incidents.py --seeds 8  # more seeds
     python bench/incidents.py --quick    # 7 scenarios
+    python bench/incidents.py --seeds 12 --start 6 --misses  # seeds 6-17, explain every miss
+    python bench/incidents.py --jobs 2   # two scenarios at a time
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -99,7 +103,7 @@ def run(case: Case, seed: int, folder: Path) -> dict[str, object]:
             incidents = incidents_frame(conn).sort_values("id")
             series = len(series_frame(conn))
             after = fault_start if case.truth is not None else scenario.start_epoch
-            kinds = conn.execute(select(AlertEvent.incident_id, AlertEvent.outcome)
+            kinds = conn.execute(select(AlertEvent.incident_id, AlertEvent.kind)
                                  .where(AlertEvent.data_time >= after)).all()
             # the fault's incidents: those holding an alert fired since the fault started (an
             # incident of the stream's own before it may absorb them; false incidents are
@@ -107,7 +111,9 @@ def run(case: Case, seed: int, folder: Path) -> dict[str, object]:
             alerts = alerts.loc[np.array([t is not None and parse_time(t) >= after for t in alerts["fired_at"]],
                                          dtype=bool)]
             incidents = incidents.loc[incidents["id"].isin(set(alerts["incident_id"].dropna().astype(int)))]
+            ours = set(incidents["id"].astype(int))
             top3: list[str] = []
+            detail: list[str] = []
             if len(incidents):
                 first = incidents.iloc[0]
                 ctx = model_context(conn, config.models[0])
@@ -115,6 +121,7 @@ def run(case: Case, seed: int, folder: Path) -> dict[str, object]:
                                       window=7 * DAY)
                 top3 = [f"{s}={v}" for s, v in zip(ranked["segment"].iloc[1:4], ranked["segment_value"].iloc[1:4],
                                                     strict=True)]
+                detail = _detail(incidents, ranked, fault_start)
     finally:
         engine.dispose()
     causes = [f"{s}={v}" for s, v in zip(incidents["segment"], incidents["segment_value"], strict=True)]
@@ -126,12 +133,33 @@ def run(case: Case, seed: int, folder: Path) -> dict[str, object]:
         "top1": bool(causes) and causes[0] == case.truth,
         "inside": bool(causes) and case.truth is not None and _inside(causes[0], case.truth),
         "top3": case.truth in causes[:1] + top3,
-        "incident_events": sum(1 for incident_id, _ in kinds if incident_id is not None),
+        # the events of the fault's incidents (an earlier incident of the stream's own that
+        # resolves after the fault's start is no notification of the fault), and of every one
+        "incident_events": sum(1 for incident_id, _ in kinds if incident_id in ours),
+        "any_incident_events": sum(1 for incident_id, _ in kinds if incident_id is not None),
         "alert_events": sum(1 for incident_id, _ in kinds if incident_id is None),
+        "incident_kinds": sorted(kind for incident_id, kind in kinds if incident_id in ours),
         "alert_delay": None if first_alert is None else (first_alert - fault_start) / DAY,
         "incident_delay": None if first_incident is None else (first_incident - fault_start) / DAY,
         "series_days": series * (DAYS - 7 + 1),
+        "detail": detail,
     }
+
+
+def _detail(incidents: pd.DataFrame, ranked: pd.DataFrame, fault_start: int) -> list[str]:
+    """For --misses: the fault's incidents (cause, day after the fault's start, members) and
+    the slice search at the first one's window end (the top rows with their numbers)."""
+    lines = []
+    for _, incident in incidents.iterrows():
+        day = (parse_time(incident["fired_at"]) - fault_start) / DAY
+        cause = f"{incident['segment']}={incident['segment_value']}"
+        lines.append(f"  incident {incident['id']} {cause} {incident['severity']} at day {day:+.1f}: "
+                     f"explains {', '.join(incident['explains'])}")
+    for _, row in ranked.head(8).iterrows():
+        lines.append(f"    {row['segment']}={row['segment_value']:24s} {row['status']:9s} n={row['support']:4d} "
+                     f"recall {row['recall']:.2f} ref {row['reference_recall']:.2f} excess {row['excess_fn']:6.1f} "
+                     f"share {row['share']:.2f} lift {row['lift']:.2f}")
+    return lines
 
 
 def _inside(cause: str, truth: str) -> bool:
@@ -155,20 +183,44 @@ CASES = [
 ]
 
 
+def _run_in_folder(case: Case, seed: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="bench-incidents-") as folder:
+        return run(case, seed, Path(folder))
+
+
+def _missed(row: dict[str, object]) -> bool:
+    if row["truth"] is None:
+        return bool(row["incidents"])
+    return not row["top1"] or row["incidents"] != 1 or row["incident_events"] != 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed per case (plus a second stable one)")
     parser.add_argument("--seeds", type=int, default=6, help="seeds per case (default 6: 24 single-cause faults)")
+    parser.add_argument("--start", type=int, default=1, help="first seed (default 1: seeds 1 to --seeds)")
+    parser.add_argument("--misses", action="store_true",
+                        help="explain every miss: the fault's incidents and the slice search at the first one")
+    parser.add_argument("--cases", help="comma-separated case names to run (default: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="scenarios run at a time (processes)")
     args = parser.parse_args()
-    seeds = [1] if args.quick else list(range(1, args.seeds + 1))
+    seeds = [args.start] if args.quick else list(range(args.start, args.start + args.seeds))
     started = time.perf_counter()
-    rows = []
-    for case in CASES:
-        for seed in seeds + ([2] if args.quick and case.truth is None else []):
-            with tempfile.TemporaryDirectory(prefix="bench-incidents-") as folder:
-                rows.append(run(case, seed, Path(folder)))
-            row = rows[-1]
-            print(f"{case.name:14s} seed {seed}: {row['incidents']} incident(s) {row['causes']}", flush=True)
+    cases = [c for c in CASES if args.cases is None or c.name in args.cases.split(",")]
+    todo = [(case, seed) for case in cases
+            for seed in seeds + ([args.start + 1] if args.quick and case.truth is None else [])]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(_run_in_folder, case, seed) for case, seed in todo]
+        rows = []
+        for (case, seed), future in zip(todo, futures, strict=True):
+            row = future.result()
+            rows.append(row)
+            mark = "  MISS" if _missed(row) else ""
+            print(f"{case.name:14s} seed {seed}: {row['incidents']} incident(s) {row['causes']} "
+                  f"notifications {row['incident_kinds']}{mark}", flush=True)
+            if args.misses and mark:
+                print("\n".join(cast(list[str], row["detail"])), flush=True)
+    print(f"seeds {seeds[0]} to {seeds[-1]}")
     frame = pd.DataFrame(rows)
     faults = frame[frame["truth"].notna()]
     single_cause = faults[faults["truth"] != "*"]
@@ -181,7 +233,9 @@ def main() -> None:
     print(f"incidents per fault: {faults['incidents'].mean():.2f} (exactly one: {(faults['incidents'] == 1).mean():.0%})")
     incident_events, alert_events = faults["incident_events"].sum(), faults["alert_events"].sum()
     print(f"notifications per fault: incidents {incident_events / len(faults):.2f} vs per-series alerts "
-          f"{alert_events / len(faults):.2f} ({alert_events / max(incident_events, 1):.1f}x fewer)")
+          f"{alert_events / len(faults):.2f} ({alert_events / max(incident_events, 1):.1f}x fewer); exactly one "
+          f"notification: {(faults['incident_events'] == 1).mean():.0%} of faults; counting the events of every "
+          f"incident since the fault's start: {faults['any_incident_events'].sum() / len(faults):.2f}")
     detected = faults.dropna(subset=["alert_delay", "incident_delay"])
     later = (detected["incident_delay"] > detected["alert_delay"]).sum()
     print(f"detection delay (days after the fault's start): incidents median {detected['incident_delay'].median():.1f}"

@@ -23,6 +23,7 @@ from typing import cast
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
@@ -198,12 +199,14 @@ class _Search:
         """The children of `parent` that may replace it (docs/incidents.md, "narrowing"):
         `counts` and `recent` are (support, tp, expected) of every slice over the window and
         its recent half. The parent is kept (Occam) unless a child carries most of its excess
-        (EXPLAINS) with more than its share of its positives (CHILD_LIFT) and is significantly
-        worse than the rest of the parent (its recall at the rest's ratio to the reference)
-        over the window and over its recent half, where a fault that began inside the window
-        shows undiluted (a ripple of a fault in the whole parent drops the child and the rest
-        alike there): exact one-sided tests, BH over the tests of the children asked about. A
-        rest too small to test keeps the parent; an empty recent half is not tested."""
+        (EXPLAINS) with more than its share of its positives (CHILD_LIFT), and, over the window
+        and over its recent half (where a fault that began inside the window shows undiluted):
+        - the child is significantly worse than the rest of the parent, relative to their
+          references (a two-sample likelihood-ratio test: the rest's recall is estimated, not
+          taken as known; one-sided, BH over the tests of the children asked about);
+        - a fault in the child alone fits the parent's counts better than a fault in the whole
+          parent (`_child_alone`: the ripple effect decides). A rest too small to test keeps
+          the parent; an empty recent half is not tested."""
         support, tp, expected = counts
         excess = expected - tp
         if excess[parent] <= 0:
@@ -214,23 +217,18 @@ class _Search:
                          dtype=np.int64)
         if not len(asked):
             return []
-        rest, rest_tp = support[parent] - support[asked], tp[parent] - tp[asked]
-        rest_expected = expected[parent] - expected[asked]
+        rest, rest_expected = support[parent] - support[asked], expected[parent] - expected[asked]
         testable = (rest >= self.min_support) & (rest_expected > 0)
         late, late_tp, late_expected = (part[parent] - part[asked] for part in recent)
         child_late, child_late_tp, child_late_expected = (part[asked] for part in recent)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(testable, np.clip(rest_tp / rest_expected, 0.0, 1.0), np.nan)
-            late_ratio = np.clip(late_tp / late_expected, 0.0, 1.0)
-            late_testable = (late > 0) & (late_expected > 0) & (child_late > 0)
-            p_values = benjamini_hochberg(np.concatenate([
-                np.where(testable, exact_below(tp[asked], support[asked],
-                                               np.clip(ratio * expected[asked] / support[asked], 0, 1)), np.nan),
-                np.where(late_testable, exact_below(child_late_tp, child_late,
-                                                    np.clip(late_ratio * child_late_expected / child_late, 0, 1)),
-                         np.nan)]))
+        late_testable = (late > 0) & (late_expected > 0) & (child_late > 0)
+        whole = _child_alone((support[asked], tp[asked], expected[asked]),
+                             (rest, tp[parent] - tp[asked], rest_expected))
+        half = _child_alone((child_late, child_late_tp, child_late_expected), (late, late_tp, late_expected))
+        p_values = benjamini_hochberg(np.concatenate([np.where(testable, whole[0], np.nan),
+                                                      np.where(late_testable, half[0], np.nan)]))
         worse, late_worse = (np.nan_to_num(p_values, nan=1.0) <= FDR).reshape(2, -1)
-        keep = testable & worse & (late_worse | ~late_testable)
+        keep = testable & worse & whole[1] & ((late_worse & half[1]) | ~late_testable)
         return [int(child) for child in asked[keep]]
 
     def next_cause(self, active: np.ndarray) -> int | None:
@@ -278,6 +276,35 @@ class _Search:
             if not better:
                 return best
             best = max(better, key=lambda child: excess[child])
+
+
+def _loglik(tp: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Binomial log-likelihood of `tp` successes in `n` at rate `p` (without the constant)."""
+    p = np.clip(np.nan_to_num(p, nan=0.5), 1e-9, 1 - 1e-9)
+    return tp * np.log(p) + (n - tp) * np.log1p(-p)
+
+
+def _child_alone(child: Counts, others: Counts) -> tuple[np.ndarray, np.ndarray]:
+    """(p-value, prefer) for children against the rest of their parent, each as (support, tp,
+    expected tp at the reference recall). Three binomial models of the two parts' recall:
+    `ripple`, one ratio to the reference for both (a fault in the whole parent drops every
+    child alike: HotSpot's ripple effect); `alone`, the child at its own recall and the rest
+    at its reference (a fault in the child only); `free`, each part at its own recall. The
+    p-value is the one-sided likelihood-ratio test of `free` against `ripple` (the child worse
+    than the rest: signed root of the deviance, normal tail); `prefer` says that `alone` fits
+    better than `ripple`. Both have one free parameter, so their likelihoods compare directly."""
+    (n, tp, expected), (rest, rest_tp, rest_expected) = child, others
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reference, rest_reference = expected / n, rest_expected / rest
+        ratio = (tp + rest_tp) / (expected + rest_expected)
+        own, rest_own = tp / n, rest_tp / rest
+        ripple = _loglik(tp, n, ratio * reference) + _loglik(rest_tp, rest, ratio * rest_reference)
+        alone = _loglik(tp, n, own) + _loglik(rest_tp, rest, rest_reference)
+        free = _loglik(tp, n, own) + _loglik(rest_tp, rest, rest_own)
+        root = np.sqrt(np.clip(2 * (free - ripple), 0.0, None))
+        signed = np.where(tp / expected < rest_tp / rest_expected, root, -root)
+    p_value = norm.sf(np.nan_to_num(signed, nan=-np.inf))
+    return p_value, np.nan_to_num(alone - ripple, nan=-np.inf) > 0
 
 
 def _search(keys: list[Key], member: np.ndarray, cube: pd.DataFrame, min_support: int) -> pd.DataFrame:
