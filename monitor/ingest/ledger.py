@@ -18,7 +18,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -29,6 +29,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.context import ModelContext
+from monitor.ingest.chunks import Chunk
+from monitor.ingest.files import load_label_files, load_prediction_files
 from monitor.ingest.pipeline import IngestResult, Pending, load_labels, load_predictions
 from monitor.ingest.readers import ReadState, UnreadableFile, is_supported, read_chunks
 from monitor.ingest.rejects import store_rejects
@@ -121,6 +123,7 @@ def _settled(row: Row[Any] | None, stat: os.stat_result, print_: str) -> bool:
     return unchanged or time.time() - stat.st_mtime > SETTLE_SECONDS
 
 
+LOAD_TOGETHER = True  # small files of a batch are loaded together (False: one by one, as before)
 BATCH_ROWS = 200_000  # rows loaded before a batch's counts and hooks run and it commits
 BIG_FILE_BYTES = 4 << 20  # a file this big is aggregated on its own (earlier files flushed first)
 
@@ -139,36 +142,155 @@ class BatchFailed(Exception):
         self.consumed, self.path = consumed, path
 
 
+@dataclass
+class _Staged:
+    """A small file read whole, waiting to be loaded with the other files of its batch."""
+
+    slot: int  # its place in the batch's outcomes
+    path: Path
+    row: Row[Any] | None
+    stat: os.stat_result
+    digest: str
+    print_: str
+    chunks: list[Chunk]
+    state: ReadState
+
+    @property
+    def rows(self) -> int:
+        return sum(len(chunk.frame) for chunk in self.chunks)
+
+
 def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path], *, as_of: int | None,
                  max_rows: int | None = None,
                  on_file: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
     """Read files from the front of `paths` in one transaction until `max_rows` rows are
     loaded (at least one file); return their outcomes, in order.
 
-    Each file is read under a savepoint, so a file that fails leaves nothing behind while the
-    others of the batch go in; its ledger row, rejects and stored rows commit together with
-    the batch's counts and hooks (`Pending.flush`), so a crash loses the whole batch and the
-    next tick reads its files again. Raises BatchFailed when the batch cannot commit."""
+    Small files are read whole first, then loaded together (`monitor.ingest.files`: one
+    validation, lookup and insert per batch, not per file), each with its own ledger row and
+    rejects; should that fail, they are loaded one by one, each under a savepoint, so a file
+    that fails leaves nothing behind while the others of the batch go in. A big file is
+    loaded by itself in chunks. Ledger rows, rejects and stored rows commit together with the
+    batch's counts and hooks (`Pending.flush`), so a crash loses the whole batch and the next
+    tick reads its files again. Raises BatchFailed when the batch cannot commit."""
     limit = max_rows if max_rows is not None else batch_rows()
-    outcomes: list[FileOutcome] = []
+    outcomes: list[FileOutcome | None] = []
     current = paths[0] if paths else Path()
+    staged: list[_Staged] = []
+
+    def done(slot: int, outcome: FileOutcome) -> None:
+        outcomes[slot] = outcome
+        if on_file is not None:  # progress: read, to be committed with the batch
+            on_file(outcome)
+
     try:
         with engine.begin() as conn:
             ingest_lock(conn, ctx.model_id)  # queue behind concurrent writers of this model (API)
             known = _ledger(conn, ctx, kind)
             pending = Pending()
             for path in paths:
-                if pending.rows >= limit:
+                if pending.rows + sum(s.rows for s in staged) >= limit:
                     break
                 current = path
-                outcome = _ingest_one(conn, ctx, kind, path, as_of, pending, limit, known.get(str(path)))
-                outcomes.append(outcome)
-                if on_file is not None:  # progress: read, to be committed with the batch
-                    on_file(outcome)
+                slot = len(outcomes)
+                outcomes.append(None)
+                row = known.get(str(path))
+                stat = path.stat()
+                wanted, digest, print_ = _needs_read(row, stat, path, as_of)
+                if not wanted:
+                    if digest is not None and row is not None:  # touched but identical: remember the new mtime
+                        conn.execute(update(FILES).where(FILES.c.id == row.id).values(mtime=stat.st_mtime,
+                                                                                      fingerprint=print_))
+                    done(slot, FileOutcome(str(path), kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
+                    continue
+                digest = digest or sha256_of(path)
+                if stat.st_size <= BIG_FILE_BYTES:
+                    read = _read_whole(conn, ctx, kind, path, row, stat, digest, print_)
+                    if isinstance(read, FileOutcome):
+                        done(slot, read)
+                    else:
+                        staged.append(_Staged(slot, path, row, stat, digest, print_, *read))
+                    continue
+                for slot_, outcome in _load_staged(conn, ctx, kind, staged, as_of, pending, limit):
+                    done(slot_, outcome)
+                staged = []
+                done(slot, _ingest_one(conn, ctx, kind, path, as_of, pending, limit, row, stat, digest, print_))
+            for slot_, outcome in _load_staged(conn, ctx, kind, staged, as_of, pending, limit):
+                done(slot_, outcome)
+            staged = []
             pending.flush(conn, ctx)
     except Exception as error:
         raise BatchFailed(max(len(outcomes), 1), current) from error
-    return outcomes
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _read_whole(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: Row[Any] | None,
+                stat: os.stat_result, digest: str, print_: str) -> tuple[list[Chunk], ReadState] | FileOutcome:
+    """A small file's chunks (read before anything of it is stored), or its failed outcome."""
+    strings, keep = input_columns(ctx, kind)
+    state = ReadState()
+    try:
+        chunks = list(read_chunks(path, strings, keep=keep, limits=ctx.config.limits,
+                                  complete_only=not _settled(row, stat, print_), state=state))
+    except UnreadableFile as error:
+        return _failed(conn, ctx, kind, path, row, stat, digest, print_, error)
+    except Exception as error:  # noqa: BLE001 - one bad file never stops the others
+        log.exception("ingesting %s failed", path)
+        return FileOutcome(str(path), kind, "failed", IngestResult(), error=f"{path}: {type(error).__name__}: {error}")
+    return chunks, state
+
+
+def _load_staged(conn: Connection, ctx: ModelContext, kind: str, staged: list[_Staged], as_of: int | None,
+                 pending: Pending, limit: int) -> list[tuple[int, FileOutcome]]:
+    """Load the staged files together under one savepoint; if that fails (other than the
+    database going away), one by one, each under its own."""
+    if not staged:
+        return []
+    if not LOAD_TOGETHER:
+        return _one_by_one(conn, ctx, kind, staged, as_of, pending, limit)
+    mine = Pending()
+    try:
+        with conn.begin_nested():
+            file_ids = [_ledger_row(conn, ctx, kind, s.path, s.row) for s in staged]
+            frames = [_frame(s.chunks) for s in staged]
+            loader = load_prediction_files if kind == "predictions" else load_label_files
+            results = loader(conn, ctx, frames, file_ids, as_of=as_of, pending=mine)
+            conn.execute(delete(RejectedRow).where(RejectedRow.model_id == ctx.model_id, RejectedRow.kind == kind,
+                                                   RejectedRow.source.in_([str(s.path) for s in staged])))
+            out = []
+            for s, file_id, result in zip(staged, file_ids, results, strict=True):
+                for chunk in s.chunks:
+                    if len(chunk.rejects):  # rows the reader could not parse
+                        result.add(IngestResult(read=len(chunk.rejects), rejected=len(chunk.rejects),
+                                                rejects=chunk.rejects))
+                out.append((s.slot, _file_done(conn, ctx, kind, s.path, s.row, s.stat, s.digest, s.print_,
+                                               file_id, result, s.state, rejects_cleared=True)))
+    except DBAPIError as error:
+        if isinstance(error, OperationalError) or error.connection_invalidated:
+            raise  # the database is gone: the batch cannot commit
+        log.info("batch of %d files failed (%s: %s): loading them one by one", len(staged), type(error).__name__,
+                 error, exc_info=True)
+        return _one_by_one(conn, ctx, kind, staged, as_of, pending, limit)
+    except Exception as error:  # noqa: BLE001 - a bad file is found one by one
+        log.info("batch of %d files failed (%s: %s): loading them one by one", len(staged), type(error).__name__,
+                 error, exc_info=True)
+        return _one_by_one(conn, ctx, kind, staged, as_of, pending, limit)
+    pending.extend(mine)
+    return out
+
+
+def _one_by_one(conn: Connection, ctx: ModelContext, kind: str, staged: list[_Staged], as_of: int | None,
+                pending: Pending, limit: int) -> list[tuple[int, FileOutcome]]:
+    return [(s.slot, _ingest_one(conn, ctx, kind, s.path, as_of, pending, limit, s.row, s.stat, s.digest,
+                                 s.print_, read=(s.chunks, s.state)))
+            for s in staged]
+
+
+def _frame(chunks: list[Chunk]) -> pd.DataFrame:
+    frames = [chunk.frame for chunk in chunks if len(chunk.frame)]
+    if not frames:
+        return pd.DataFrame()
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_of: int | None) -> FileOutcome:
@@ -187,44 +309,23 @@ def _ledger(conn: Connection, ctx: ModelContext, kind: str) -> dict[str, Row[Any
 
 
 def _ingest_one(conn: Connection, ctx: ModelContext, kind: str, path: Path, as_of: int | None,
-                pending: Pending, limit: int, row: Row[Any] | None) -> FileOutcome:
-    stat = path.stat()
-    wanted, digest, print_ = _needs_read(row, stat, path, as_of)
-    if not wanted:
-        if digest is not None and row is not None:  # touched but identical: remember the new mtime
-            conn.execute(update(FILES).where(FILES.c.id == row.id).values(mtime=stat.st_mtime, fingerprint=print_))
-        return FileOutcome(str(path), kind, "unchanged", IngestResult(rejects=_NO_REJECTS))
-    digest = digest or sha256_of(path)
+                pending: Pending, limit: int, row: Row[Any] | None, stat: os.stat_result, digest: str,
+                print_: str, *, read: tuple[list[Chunk], ReadState] | None = None) -> FileOutcome:
+    """Load one file (its chunks `read` already, or read here) under a savepoint of its own."""
     if stat.st_size > BIG_FILE_BYTES and (pending.rows or pending.labels):
         pending.flush(conn, ctx)  # a big file aggregates on its own, bounded by `limit` (below)
     mine = Pending()
     try:
         with conn.begin_nested():
             file_id = _ledger_row(conn, ctx, kind, path, row)
-            reading = ReadState()
+            reading = read[1] if read is not None else ReadState()
             result = _read_into(conn, ctx, kind, path, file_id, as_of, mine,
                                 flush_at=None if pending.rows or pending.labels else limit,
-                                complete_only=not _settled(row, stat, print_), state=reading)
-            if reading.tail_held:  # the unterminated last line: read when the file settles
-                result.waiting += 1
-            status = "partial" if result.waiting else "done"
-            conn.execute(delete(RejectedRow).where(RejectedRow.model_id == ctx.model_id,
-                                                   RejectedRow.kind == kind, RejectedRow.source == str(path)))
-            store_rejects(conn, ctx, kind, str(path), file_id, result.rejects)
-            conn.execute(update(FILES).where(FILES.c.id == file_id).values(
-                size=stat.st_size, mtime=stat.st_mtime, sha256=digest, fingerprint=print_, status=status, error=None,
-                rows_read=result.read, rows_accepted=_accepted_total(row, result, digest),
-                rows_rejected=result.rejected, rows_waiting=result.waiting,
-                visible_until=None if reading.tail_held else result.next_visible,
-                ingested_at=utcnow()))
+                                complete_only=not _settled(row, stat, print_), state=reading,
+                                chunks=read[0] if read is not None else None)
+            outcome = _file_done(conn, ctx, kind, path, row, stat, digest, print_, file_id, result, reading)
     except UnreadableFile as error:
-        log.warning("%s", error)
-        file_id = _ledger_row(conn, ctx, kind, path, row)
-        conn.execute(update(FILES).where(FILES.c.id == file_id).values(
-            size=stat.st_size, mtime=stat.st_mtime, sha256=digest, fingerprint=print_, status="failed",
-            error=str(error),
-            rows_read=0, rows_accepted=0, rows_rejected=0, rows_waiting=0, ingested_at=utcnow()))
-        return FileOutcome(str(path), kind, "failed", IngestResult(), error=str(error))
+        return _failed(conn, ctx, kind, path, row, stat, digest, print_, error)
     except DBAPIError as error:
         if isinstance(error, OperationalError) or error.connection_invalidated:
             raise  # the database is gone: the batch cannot commit
@@ -234,7 +335,38 @@ def _ingest_one(conn: Connection, ctx: ModelContext, kind: str, path: Path, as_o
         log.exception("ingesting %s failed", path)
         return FileOutcome(str(path), kind, "failed", IngestResult(), error=f"{path}: {type(error).__name__}: {error}")
     pending.extend(mine)  # the file went in: its rows are aggregated with the batch
+    return outcome
+
+
+def _file_done(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: Row[Any] | None,
+               stat: os.stat_result, digest: str, print_: str, file_id: int, result: IngestResult,
+               reading: ReadState, *, rejects_cleared: bool = False) -> FileOutcome:
+    """A loaded file's rejects (replacing earlier ones) and ledger row."""
+    if reading.tail_held:  # the unterminated last line: read when the file settles
+        result.waiting += 1
+    status = "partial" if result.waiting else "done"
+    if not rejects_cleared:
+        conn.execute(delete(RejectedRow).where(RejectedRow.model_id == ctx.model_id,
+                                               RejectedRow.kind == kind, RejectedRow.source == str(path)))
+    store_rejects(conn, ctx, kind, str(path), file_id, result.rejects)
+    conn.execute(update(FILES).where(FILES.c.id == file_id).values(
+        size=stat.st_size, mtime=stat.st_mtime, sha256=digest, fingerprint=print_, status=status, error=None,
+        rows_read=result.read, rows_accepted=_accepted_total(row, result, digest),
+        rows_rejected=result.rejected, rows_waiting=result.waiting,
+        visible_until=None if reading.tail_held else result.next_visible,
+        ingested_at=utcnow()))
     return FileOutcome(str(path), kind, status, result)
+
+
+def _failed(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: Row[Any] | None,
+            stat: os.stat_result, digest: str, print_: str, error: UnreadableFile) -> FileOutcome:
+    log.warning("%s", error)
+    file_id = _ledger_row(conn, ctx, kind, path, row)
+    conn.execute(update(FILES).where(FILES.c.id == file_id).values(
+        size=stat.st_size, mtime=stat.st_mtime, sha256=digest, fingerprint=print_, status="failed",
+        error=str(error),
+        rows_read=0, rows_accepted=0, rows_rejected=0, rows_waiting=0, ingested_at=utcnow()))
+    return FileOutcome(str(path), kind, "failed", IngestResult(), error=str(error))
 
 
 def _accepted_total(row: Row[Any] | None, result: IngestResult, digest: str) -> int:
@@ -252,15 +384,19 @@ def _ledger_row(conn: Connection, ctx: ModelContext, kind: str, path: Path, row:
 
 def _read_into(conn: Connection, ctx: ModelContext, kind: str, path: Path, file_id: int,
                as_of: int | None, pending: Pending, *, flush_at: int | None, complete_only: bool,
-               state: ReadState) -> IngestResult:
+               state: ReadState, chunks: list[Chunk] | None = None) -> IngestResult:
     """Load the file's chunks; their counts wait in `pending`, flushed (inside the file's
     savepoint) once `flush_at` rows wait, so memory stays bounded however big the file. Only
     when nothing of earlier files waits: their aggregation must not be undone with this file."""
     strings, keep = input_columns(ctx, kind)
     loader = load_predictions if kind == "predictions" else load_labels
     total = IngestResult()
-    for chunk in read_chunks(path, strings, keep=keep, limits=ctx.config.limits,
-                             complete_only=complete_only, state=state):
+    if chunks is None:
+        chunks_in: Iterable[Chunk] = read_chunks(path, strings, keep=keep, limits=ctx.config.limits,
+                                                 complete_only=complete_only, state=state)
+    else:
+        chunks_in = chunks
+    for chunk in chunks_in:
         total.add(loader(conn, ctx, chunk.frame, as_of=as_of, file_id=file_id, pending=pending))
         if len(chunk.rejects):  # rows the reader could not parse
             total.add(IngestResult(read=len(chunk.rejects), rejected=len(chunk.rejects), rejects=chunk.rejects))

@@ -26,6 +26,7 @@ REJECT_COLUMNS = ["row_number", "field", "reason", "raw"]
 class Validated:
     rows: pd.DataFrame  # canonical columns, good rows only
     rejects: pd.DataFrame  # REJECT_COLUMNS
+    positions: np.ndarray | None = None  # the position in the input of every reject's row
 
 
 class _Rejector:
@@ -35,6 +36,7 @@ class _Rejector:
         self.frame = frame
         self.bad = np.zeros(len(frame), dtype=bool)
         self.parts: list[pd.DataFrame] = []
+        self.positions: list[np.ndarray] = []
 
     def reject(self, mask: np.ndarray | pd.Series, field: str,
                reason: str | pd.Series | Callable[[np.ndarray], np.ndarray]) -> None:
@@ -44,6 +46,7 @@ class _Rejector:
         if not mask.any():
             return
         self.bad |= mask
+        self.positions.append(np.flatnonzero(mask))
         picked = self.frame.loc[mask]
         reasons: np.ndarray | pd.Series | str
         if callable(reason):
@@ -60,6 +63,10 @@ class _Rejector:
                 }
             )
         )
+
+    def where(self) -> np.ndarray:
+        """Positions of the rejects of `result()`, in its order."""
+        return np.concatenate(self.positions) if self.positions else np.zeros(0, dtype=np.int64)
 
     def result(self) -> pd.DataFrame:
         if not self.parts:
@@ -382,7 +389,7 @@ def validate_predictions(frame: pd.DataFrame, ctx: ModelContext, *, judge_time: 
         if feature in ctx.segments:
             continue
         out[feature] = frame[feature] if feature in frame.columns else np.nan
-    return Validated(_good(out, frame.index, rejector.bad, "ts"), rejector.result())
+    return Validated(_good(out, frame.index, rejector.bad, "ts"), rejector.result(), rejector.where())
 
 
 def _good(out: dict[str, pd.Series | np.ndarray | float], index: pd.Index, bad: np.ndarray,
@@ -420,4 +427,4 @@ def validate_labels(frame: pd.DataFrame, ctx: ModelContext, default_ts: int, *,
         rejector.reject(_unknown(labels, ctx.classes), source.label, _unknown_class(labels, ctx.classes))
     out: dict[str, pd.Series | np.ndarray | float] = {
         "prediction_id": ids, "label": labels, "label_ts": epochs, "_row": frame["_row"].to_numpy()}
-    return Validated(_good(out, frame.index, rejector.bad, "label_ts"), rejector.result())
+    return Validated(_good(out, frame.index, rejector.bad, "label_ts"), rejector.result(), rejector.where())

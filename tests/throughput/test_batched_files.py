@@ -1,0 +1,115 @@
+"""Small files loaded together (`monitor.ingest.files`: one validation, lookup and insert per
+batch) store exactly what loading them one after the other stores (`ledger.LOAD_TOGETHER =
+False`: `pipeline.load_predictions` / `load_labels` per file): every table, the ledger's counts
+per file and the rejects per file (row, field, reason), on files made to disagree with each
+other: duplicates inside a file and across files (identical and conflicting), rows stored by an
+earlier tick, label corrections across files (newer, older, the same label), bad rows, rows not
+yet visible, mixed formats and a file without score columns.
+(A kill -9 inside a batch of many small files: tests/core/test_kill_and_cli.py.)"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+import monitor.ingest.ledger as ledger
+from monitor.config import load_config
+from monitor.simulate import simulate, write_config, write_logs
+from monitor.store.db import make_engine
+from tests.conftest import fresh_database_url
+from tests.core.workspace import small_scenario
+from tests.throughput.test_batches import _ingest, _tables
+
+
+def _hostile(root: Path, db_url: str):  # type: ignore[no-untyped-def]
+    scenario = small_scenario(days=4, rows_per_day=500)
+    data = simulate(scenario, seed=5)
+    written = write_logs(data, root, fmt="jsonl", files_per_day=3)
+    preds, labels = data.predictions, data.labels
+    folder, label_folder = root / "predictions", root / "labels"
+    # a CSV file repeating rows of the first day: identical ones, conflicting ones (other
+    # class), and duplicates inside the file; some rows not yet visible at the cut
+    first = pd.read_json(written["predictions"][0], lines=True, dtype=False)
+    again = first.iloc[:40].copy()
+    conflicting = first.iloc[40:60].copy()
+    conflicting["prediction"] = conflicting["prediction"].map(
+        {c: scenario.classes[(i + 1) % len(scenario.classes)] for i, c in enumerate(scenario.classes)})
+    inside = preds.iloc[-30:].copy()
+    inside["prediction_id"] = [f"dup{i % 10}" for i in range(30)]
+    inside.iloc[10:20, inside.columns.get_loc("prediction")] = scenario.classes[0]
+    late = preds.iloc[-20:].copy()
+    late["prediction_id"] = [f"late{i}" for i in range(20)]
+    late["timestamp"] = "2024-03-09T00:00:00Z"
+    bad = preds.iloc[:6].copy()
+    bad["prediction_id"] = [f"bad{i}" for i in range(6)]
+    bad = bad.astype({"timestamp": object, "prediction": object})
+    bad.iloc[0, bad.columns.get_loc("prediction")] = "no-such-class"
+    bad.iloc[1, bad.columns.get_loc("timestamp")] = "yesterday"
+    bad.iloc[2, bad.columns.get_loc("prediction_id")] = ""
+    pd.concat([again, conflicting, inside, late, bad]).to_csv(folder / "zz_mixed.csv", index=False)
+    # the same ids again in a parquet file without scores: a file of other columns
+    noscores = pd.concat([again.iloc[:10], conflicting.iloc[:5], inside.iloc[:12]])
+    noscores = noscores.drop(columns=[c for c in noscores.columns if c.startswith("score_")])
+    noscores["prediction_id"] = noscores["prediction_id"].astype(str)
+    noscores.to_parquet(folder / "zz_noscores.parquet", index=False)
+    # labels: corrections of earlier labels (other label, later), older ones, the same label,
+    # duplicates inside a file, labels of unknown ids and of the predictions above
+    base = labels.iloc[:60].copy()
+    other = base.copy()
+    other["label"] = other["label"].map(
+        {c: scenario.classes[(i + 1) % len(scenario.classes)] for i, c in enumerate(scenario.classes)})
+    newer = other.iloc[:20].assign(label_timestamp="2024-03-04T12:00:00Z")
+    older = other.iloc[20:40].assign(label_timestamp="2024-03-01T00:00:01Z")
+    same = base.iloc[40:60].assign(label_timestamp="2024-03-04T13:00:00Z")
+    twice = other.iloc[:10].assign(label_timestamp="2024-03-04T14:00:00Z")
+    unknown = base.iloc[:5].assign(prediction_id=[f"nobody{i}" for i in range(5)])
+    dups = pd.DataFrame({"prediction_id": ["dup1", "dup2", "dup1", "late1"],
+                         "label": [scenario.classes[0], scenario.classes[1], scenario.classes[1], scenario.classes[0]],
+                         "label_timestamp": ["2024-03-04T10:00:00Z"] * 4})
+    pd.concat([newer, older]).to_csv(label_folder / "zz_a.csv", index=False)
+    pd.concat([same, twice, unknown, dups]).to_json(label_folder / "zz_b.jsonl", orient="records", lines=True)
+    pd.concat([newer.iloc[:5].assign(label_timestamp="2024-03-04T15:00:00Z"), base.iloc[5:8]]).to_parquet(
+        label_folder / "zz_c.parquet", index=False)
+    return scenario
+
+
+def _rejects_and_ledger(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rejects = pd.read_sql_query(text("SELECT kind, source, row_number, field, reason FROM rejected_rows "
+                                         "ORDER BY kind, source, row_number, field"), conn)
+        files = pd.read_sql_query(text("SELECT kind, path, status, rows_read, rows_accepted, rows_rejected, "
+                                       "rows_waiting, visible_until FROM ingested_files ORDER BY kind, path"), conn)
+    engine.dispose()
+    return rejects, files
+
+
+@pytest.mark.slow
+def test_files_loaded_together_store_what_one_by_one_stores(tmp_path, db_url, request, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="monitor.ingest.ledger")
+    scenario = _hostile(tmp_path, db_url)
+    cuts = [scenario.start_epoch + 2 * 86_400, scenario.start_epoch + 5 * 86_400]  # two ticks: rows stored earlier
+    config = load_config(write_config(tmp_path, scenario, database_url=db_url))
+    together = [_ingest(config, cut) for cut in cuts]
+    assert "one by one" not in caplog.text  # loaded together indeed
+    backend = "postgresql" if db_url.startswith("postgresql") else "sqlite"
+    one_url = fresh_database_url(backend, request, tmp_path)
+    one_config = load_config(write_config(tmp_path, scenario, database_url=one_url))
+    monkeypatch.setattr(ledger, "LOAD_TOGETHER", False)
+    alone = [_ingest(one_config, cut) for cut in cuts]
+    for a, b in zip(together, alone, strict=True):
+        assert not a.errors and not b.errors
+        assert (a.files_read, a.predictions, a.labels, a.skipped, a.rejected, a.waiting) == \
+            (b.files_read, b.predictions, b.labels, b.skipped, b.rejected, b.waiting)
+    assert together[1].rejected > 5 and together[1].skipped > 20 and together[0].waiting > 0
+    got, expected = _tables(db_url), _tables(one_url)
+    assert got.keys() == expected.keys()
+    for table in expected:
+        pd.testing.assert_frame_equal(got[table], expected[table], check_dtype=False, obj=table)
+    (got_rejects, got_files), (want_rejects, want_files) = _rejects_and_ledger(db_url), _rejects_and_ledger(one_url)
+    pd.testing.assert_frame_equal(got_rejects, want_rejects, check_dtype=False)
+    pd.testing.assert_frame_equal(got_files, want_files, check_dtype=False)
