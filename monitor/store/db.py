@@ -40,6 +40,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=60000")
+    # a page cache of up to 64 MiB (default 2 MiB): the ingest's id lookups and updates of a
+    # batch's predictions (random keys) otherwise reread index pages (taken as used, not reserved)
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
 
 
