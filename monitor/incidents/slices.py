@@ -236,8 +236,9 @@ class _Search:
         OCCAM of it, moved to a parent unless narrowing to it is warranted (`narrows`: else
         it is a ripple of a fault in the parent), then narrowed to a child only when that is
         warranted; None when no slice stands out. A candidate carries
-        clearly more of the remaining drop than of the positives (lift) and is significantly
-        worse than the rest of the data (surprise)."""
+        clearly more of the remaining drop than of the positives (lift), is significantly
+        worse than the rest of the data (surprise), and a fault in it alone fits the counts
+        better than a ripple of a drop of all the data (`_child_alone`)."""
         support, tp, expected = counts = self.counts(active)
         recent = self.recent(active)
         excess = expected - tp
@@ -259,7 +260,14 @@ class _Search:
         # own surprise: it holds the surprising child, and the narrowing test decides
         plausible = significant & (lift >= CAUSE_LIFT) & (excess > 0)
         plausible[0] = False
-        candidate = plausible & surprise
+        # a fault in the slice alone (the rest of the data at its reference) must fit better
+        # than a drop of the whole data that the slice shows with the rest (a global shift
+        # ripples into every slice; early on, one of them looks worst by chance): over the
+        # window and over its recent half, where that half has positives in both
+        alone = _child_alone(counts, tuple(part[0] - part for part in counts))[1]
+        late = _child_alone(recent, tuple(part[0] - part for part in recent))[1]
+        late_testable = (recent[0] > 0) & (recent[0][0] - recent[0] > 0)
+        candidate = plausible & surprise & alone & (late | ~late_testable)
         if not candidate.any():
             return None
         # the best score; within OCCAM of it, fewer attributes first (Occam), then the score
