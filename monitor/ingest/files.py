@@ -175,14 +175,15 @@ def load_prediction_files(conn: Connection, ctx: ModelContext, frames: list[pd.D
         "labeled_at": None, "file_id": np.asarray(file_ids, dtype=np.int64)[new["_file"].to_numpy()],
     }))
     _count(results, new["_file"].to_numpy(), "accepted")
-    # the accepted rows of each file, with their slices, to the aggregation in file order
-    for (_, group), members in new.groupby(["_file", "_group"], sort=True).indices.items():
-        rows = groups[int(group)].validated.rows
+    # the accepted rows with their slices to the aggregation, a frame per group (its files in
+    # order: `Pending` concatenates the frames of the same columns, in file order either way)
+    for number, members in sorted(new.groupby("_group").indices.items(), key=lambda item: item[1][0]):
+        rows = groups[int(number)].validated.rows
         picked = new.iloc[members]
         accepted = rows.iloc[picked["_at"].to_numpy()]
         accepted = accepted.assign(slice_id=picked["slice_id"].to_numpy(),
                                    bucket_start=picked["bucket_start"].to_numpy())
-        pending.add_predictions(accepted.drop(columns=["_row"]))
+        pending.add_predictions(accepted.drop(columns=["_row"]).reset_index(drop=True))
     return _finish(results, parts)
 
 
