@@ -366,10 +366,34 @@ def update_rows(
 ) -> int:
     """`UPDATE table SET <value columns> WHERE <key columns> [AND <only_null> IS NULL]` once
     per row of `frame` (named as the table's columns), with the driver's executemany and
-    plain tuples, inside the caller's transaction. Returns the number of rows given."""
+    plain tuples, inside the caller's transaction. Returns the number of rows given.
+
+    On PostgreSQL one `UPDATE ... FROM unnest(arrays)` per CHUNK rows (executemany costs a
+    statement per row there), of one row per key: the first with `only_null` (the later ones
+    would find the column set), else the last (it would overwrite the others)."""
     if frame.empty:
         return 0
     quote = conn.dialect.identifier_preparer.quote
+    if conn.dialect.name == "postgresql":
+        names = [*value_columns, *key_columns]
+        unique = frame.drop_duplicates(list(key_columns), keep="first" if only_null else "last")
+        target = quote(table.name)
+        alias = {c: f"v{i}" for i, c in enumerate(names)}
+        arrays = ", ".join(f"%s::{_pg_array_type(table.c[c])}" for c in names)
+        statement = (f"UPDATE {target} SET "  # noqa: S608 - names from our own models
+                     + ", ".join(f"{quote(c)} = v.{alias[c]}" for c in value_columns)
+                     + f" FROM unnest({arrays}) AS v({', '.join(alias[c] for c in names)}) WHERE "
+                     + " AND ".join([*(f"{target}.{quote(c)} = v.{alias[c]}" for c in key_columns),
+                                     *(f"{target}.{quote(c)} IS NULL" for c in only_null)]))
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with driver_errors(conn, statement):
+                for start in range(0, len(unique), CHUNK):
+                    part = unique.iloc[start : start + CHUNK]
+                    cursor.execute(statement, [_python_column(part[c]) for c in names])
+        finally:
+            cursor.close()
+        return len(frame)
     placeholder = "%s" if conn.dialect.name == "postgresql" else "?"
     sql = (f"UPDATE {quote(table.name)} SET "  # noqa: S608
            + ", ".join(f"{quote(c)} = {placeholder}" for c in value_columns)
