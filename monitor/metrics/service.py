@@ -39,7 +39,9 @@ METRIC_COLUMNS = [
     "label_coverage", "tp", "fp", "fn", "tn", "support", *rate_columns(), "recall_estimated",
 ]  # rate columns: every registered rate metric (monitor.registry.METRICS)
 EXTRA_COLUMNS = ["provisional", "expected_coverage", "recall_estimated_low", "recall_estimated_high", "estimation_warning",
-                 "partial", "recall_best", "recall_best_low", "recall_best_high"]
+                 "partial", "recall_best", "recall_best_low", "recall_best_high", "calibration", "calibration_id",
+                 "calibration_fit_start", "calibration_fit_end", "calibration_labels"]
+TRACE = ("calibration", "calibration_id", "calibration_fit_start", "calibration_fit_end", "calibration_labels")
 CONFUSION = cast(Table, ConfusionCount.__table__)
 PREDICTION_COUNTS = cast(Table, PredictionCount.__table__)
 REFERENCE_COUNTS = cast(Table, ReferenceCount.__table__)
@@ -275,7 +277,47 @@ def _estimates(conn: Connection, ctx: ModelContext, spec: WindowSpec, segment_se
                                expected["n_scored"].to_numpy(np.float64) - mine, expected, tau)
         for name, values in zip(best, blended, strict=True):
             best[name][hit] = np.where(np.isfinite(values), values, best[name][hit])
-    return {**out, **best}
+    return {**out, **best, **_trace(conn, ctx, spec, series, cell // max(k, 1), hit)}
+
+
+def _trace(conn: Connection, ctx: ModelContext, spec: WindowSpec, series: _Series, row: np.ndarray,
+           hit: np.ndarray) -> dict[str, Any]:
+    """The calibration columns per record (`checks.calibration_trace`: the calibration most
+    of the window's scored predictions were estimated with, its kind, id, fit span as ISO
+    times and labels); null on records without an estimate."""
+    from monitor.estimation.checks import calibration_trace
+
+    n = len(row)
+    out = _no_trace(n)
+    if not hit.any():
+        return out
+    trace = calibration_trace(conn, ctx, series.ends, spec.window)
+    pick = series.end_code[row[hit]]
+    kinds = np.full(n, None, dtype=object)
+    kinds[hit] = trace["calibration"].to_numpy(dtype=object)[pick]
+    out["calibration"] = pd.Series(kinds, dtype=object)
+    for name in ("calibration_id", "calibration_labels"):
+        values = np.full(n, None, dtype=object)
+        values[hit] = _objects(trace[name])[pick]
+        out[name] = pd.array(values, dtype="Int64")
+    for name in ("calibration_fit_start", "calibration_fit_end"):
+        stamps = _objects(trace[name])[pick]
+        values = np.full(n, None, dtype=object)
+        values[hit] = [to_iso(int(v)) if v is not None else None for v in stamps]
+        out[name] = pd.Series(values, dtype=object)
+    return out
+
+
+def _objects(column: pd.Series) -> np.ndarray:
+    """A nullable column as an object array with None for missing values."""
+    return np.array([None if pd.isna(v) else v for v in column], dtype=object)
+
+
+def _no_trace(n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {name: pd.Series(np.full(n, None, dtype=object), dtype=object) for name in TRACE}
+    for name in ("calibration_id", "calibration_labels"):
+        out[name] = pd.array([None] * n, dtype="Int64")
+    return out
 
 
 def _realized_best(rates: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -290,7 +332,7 @@ def _no_estimates(n: int, rates: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {name: np.full(n, np.nan)
                            for name in ("recall_estimated", "recall_estimated_low", "recall_estimated_high")}
     out["estimation_warning"] = pd.Series(np.full(n, None, dtype=object), dtype=object)
-    return {**out, **_realized_best(rates)}
+    return {**out, **_realized_best(rates), **_no_trace(n)}
 
 
 def reference_metrics(conn: Connection, ctx: ModelContext, segment_sets: Sequence[tuple[str, ...]] | None = None) -> pd.DataFrame:

@@ -28,7 +28,8 @@ from tests.conftest import fresh_database_url
 
 HOUR = 3600
 ESTIMATE_COLUMNS = ["recall_estimated", "recall_estimated_low", "recall_estimated_high", "estimation_warning",
-                    "recall_best", "recall_best_low", "recall_best_high"]
+                    "recall_best", "recall_best_low", "recall_best_high", "calibration", "calibration_id",
+                    "calibration_fit_start", "calibration_fit_end", "calibration_labels"]
 
 
 def _scenario() -> Scenario:
@@ -67,6 +68,7 @@ def test_the_rules_read_the_realized_records_of_the_full_metrics_frame(db_url: s
     realized = [c for c in full.columns if c not in ESTIMATE_COLUMNS]
     pd.testing.assert_frame_equal(lean[realized], full[realized])
     assert lean["recall_estimated"].isna().all() and lean["estimation_warning"].isna().all()
+    assert lean["calibration"].isna().all() and full["calibration"].notna().any()
     np.testing.assert_array_equal(lean["recall_best"].to_numpy(float), lean["recall"].to_numpy(float))
 
 

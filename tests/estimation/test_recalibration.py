@@ -20,7 +20,9 @@ from monitor.context import load_context
 from monitor.estimation import aggregate, recalibrate, service
 from monitor.estimation.models import EstimationCalibration, EstimationScore
 from monitor.ingest.pipeline import ingest_frame
+from monitor.metrics.service import metrics_frame
 from monitor.store.windows import WindowSpec
+from monitor.timeutil import to_iso
 from tests.estimation.helpers import CLASSES, canonical, random_calibrated
 
 DAY = 86400
@@ -100,6 +102,8 @@ def test_each_prediction_is_estimated_with_the_calibration_fitted_before_it(engi
         frame = service.estimated_frame(conn, ctx, WindowSpec(window=DAY, step=DAY), segment_sets=[()],
                                         ends=np.arange(START + DAY, START + 13 * DAY, DAY))
         stored = pd.read_sql(select(service.EXPECTED_COUNTS), conn)
+        records = metrics_frame(conn, ctx, WindowSpec(window=DAY, step=DAY), classes=["critical"], segment="*",
+                                as_of=START + 20 * DAY)
     fit = history[(history["timestamp"] >= fit_end - 4 * DAY) & (history["timestamp"] < fit_end)]
     # oracle for the critical class over the later batch, split at fit_end
     late = later.reset_index(drop=True)
@@ -119,6 +123,15 @@ def test_each_prediction_is_estimated_with_the_calibration_fitted_before_it(engi
         assert day["calibration_labels"].iloc[0] == len(fit)
     early = frame[(frame["class"] == "critical") & (frame["end"] <= START + 2 * DAY)]
     assert (early["calibration"] == "reference").all()
+    # the metrics records (monitor metrics, GET /metrics) carry the same trace, times as ISO
+    by_end = records.set_index("end")
+    for end in range(START + 9 * DAY, START + 13 * DAY, DAY):
+        record = by_end.loc[to_iso(end)]
+        assert (record["calibration"], record["calibration_id"], record["calibration_labels"]) == \
+            ("rolling", calibration_id, len(fit))
+        assert (record["calibration_fit_start"], record["calibration_fit_end"]) == \
+            (to_iso(fit_end - 4 * DAY), to_iso(fit_end))
+    assert (by_end.loc[[to_iso(START + DAY), to_iso(START + 2 * DAY)], "calibration"] == "reference").all()
     assert stored["n_scored"].sum() == 3 * (len(history) + len(later))
 
 
