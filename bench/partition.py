@@ -1,7 +1,7 @@
 """Benchmark: raw rows partitioned by week vs one plain table, on PostgreSQL (issue 17).
 
     python bench/partition.py [--rows 20000000] [--days 90] [--labelled 0.7] [--batch 10000]
-                              [--batches 5] [--db-url postgresql://postgres@127.0.0.1:5432/test]
+                              [--batches 5] [--late-days 60] [--db-url postgresql://postgres@127.0.0.1:5432/test]
 
 Two scratch databases on the server of --db-url: one migrated to 0010 (plain `predictions`
 and `labels`, as before issue 17), one to head (weekly partitions, migration 0011). Both get
@@ -10,9 +10,9 @@ days (random ids), --labelled of them with a label 0 to 3 days after the predict
 in the same run:
 
 - label join: --batches batches of --batch late labels (ids of unlabelled predictions of the
-  last 60 days, labelled now), each looked up by id as the ingest label join does
-  (`monitor.ingest.labels.stored_predictions`: bounded to the label horizon on PostgreSQL,
-  then the missing ids among older rows), and a whole label batch ingested
+  last --late-days days, default 60, labelled now), each looked up by id as the ingest label join does
+  (`monitor.ingest.labels.stored_predictions`: on PostgreSQL the last 8 days first, then the
+  label horizon, then older rows, each for the ids not found yet), and a whole label batch ingested
   (`ingest_frame`, counts included, rolled back so every batch finds the same state);
   medians. The partitioned table is also probed without the time bound, to show what the
   bound buys.
@@ -156,10 +156,12 @@ def size(db: Scratch) -> str:
     return f"{int(total) / 1e9:.2f} GB"
 
 
-def label_batches(predictions: pd.DataFrame, labels: pd.DataFrame, batch: int, batches: int, seed: int) -> list[pd.DataFrame]:
+def label_batches(predictions: pd.DataFrame, labels: pd.DataFrame, batch: int, batches: int, seed: int,
+                  late_days: int = 60) -> list[pd.DataFrame]:
     rng = np.random.default_rng(seed)
-    # unlabelled predictions of the last 60 days (a stored label sets labeled_at)
-    open_ = predictions.loc[(predictions["ts"] >= END - 60 * DAY) & predictions["labeled_at"].isna(), ["prediction_id"]]
+    # unlabelled predictions of the last `late_days` days (a stored label sets labeled_at)
+    open_ = predictions.loc[(predictions["ts"] >= END - late_days * DAY) & predictions["labeled_at"].isna(),
+                            ["prediction_id"]]
     chosen = open_.sample(min(len(open_), batch * batches), random_state=seed)
     out = []
     for i in range(batches):
@@ -223,6 +225,9 @@ def main() -> None:
     parser.add_argument("--labelled", type=float, default=0.7, help="share of predictions with a label already")
     parser.add_argument("--batch", type=int, default=10_000, help="late labels per batch")
     parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--late-days", type=int, default=60,
+                        help="late labels are for predictions of the last N days (60: any week of the horizon; "
+                             "a few: labels that come within days, the usual case)")
     parser.add_argument("--drop-days", type=int, default=30,
                         help="the oldest days retention removes (60 kept days put the cutoff on a Monday)")
     parser.add_argument("--db-url", default=os.environ.get("MONITOR_TEST_POSTGRES_URL",
@@ -233,7 +238,7 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, load {load()} at start")
     began = time.perf_counter()
     predictions, labels = make_rows(args.rows, args.days, args.labelled, seed=7)
-    batches = label_batches(predictions, labels, args.batch, args.batches, seed=8)
+    batches = label_batches(predictions, labels, args.batch, args.batches, seed=8, late_days=args.late_days)
     print(f"  generated {len(predictions):,} predictions and {len(labels):,} labels in {time.perf_counter() - began:.0f} s")
     with Scratch(args.db_url, "0010", "plain") as plain, Scratch(args.db_url, "head", "weekly") as weekly:
         loads = {}

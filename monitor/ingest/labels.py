@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from monitor.context import ModelContext
 from monitor.store.bulk import add_counts, select_in_recent, update_rows
 from monitor.store.models import ConfusionCount, Label, LabelArrivalCount, Prediction
-from monitor.store.partitions import LABEL_LOOKUP_WINDOW
+from monitor.store.partitions import LABEL_LOOKUP_WINDOW, RECENT_LOOKUP_WINDOW
 
 # a mapped class's __table__ is declared as FromClause; here it is a Table
 PREDICTIONS = cast(Table, Prediction.__table__)
@@ -32,11 +32,13 @@ def stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame)
     """The new labels of `fresh` whose prediction is stored, joined with it (TODO_COLUMNS)."""
     if fresh.empty:
         return pd.DataFrame(columns=TODO_COLUMNS)
-    # PostgreSQL: the partitions within the label horizon first, older ones for the ids not found
+    # PostgreSQL: the last week's partitions first (most labels come within days), then those
+    # within the label horizon, then older ones, each for the ids not found yet
+    first = int(fresh["label_ts"].min())
     found = select_in_recent(conn, PREDICTIONS, key_column="prediction_id", keys=[str(v) for v in fresh["prediction_id"]],
                              columns=["bucket_start", "slice_id", "predicted", "ts", "labeled_at"],
                              equal={"model_id": ctx.model_id}, time_column="ts",
-                             since=int(fresh["label_ts"].min()) - LABEL_LOOKUP_WINDOW)
+                             since=[first - RECENT_LOOKUP_WINDOW, first - LABEL_LOOKUP_WINDOW])
     if not found:
         return pd.DataFrame(columns=TODO_COLUMNS)
     # the inner join in `fresh`'s order (its ids are unique), with dicts: a merge's fixed cost

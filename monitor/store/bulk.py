@@ -337,21 +337,31 @@ def select_in_recent(
     columns: Sequence[str],
     equal: dict[str, Any] | None = None,
     time_column: str,
-    since: int | None,
+    since: int | Sequence[int] | None,
 ) -> list[tuple]:
-    """The rows `select_in` returns, looked up on PostgreSQL in two passes: first among the
-    rows with `time_column >= since` (the time-partitioned raw tables prune to the recent
-    partitions: the label horizon), then the keys not found there among the older rows and
-    the DEFAULT partition (usually none left). Elsewhere, or without `since`: `select_in`."""
+    """The rows `select_in` returns, looked up on PostgreSQL newest first: among the rows
+    with `time_column >= since` (the time-partitioned raw tables prune to the recent
+    partitions), then the keys not found there among the rows of the next older span, and
+    last among all older rows and the DEFAULT partition (usually none left). `since` is one
+    bound or several, newest first (e.g. the last week, then the label horizon): most labels
+    come within days, so the first span, one or two partitions, finds most ids, and only the
+    rest probe the older partitions. Elsewhere, or without `since`: `select_in`."""
     if conn.dialect.name != "postgresql" or since is None:
         return select_in(conn, table, key_column=key_column, keys=keys, columns=columns, equal=equal)
-    found = select_in(conn, table, key_column=key_column, keys=keys, columns=columns, equal=equal,
-                      at_least={time_column: since})
-    seen = {row[0] for row in found}
-    missing = [k for k in dict.fromkeys(keys) if k not in seen]
-    if missing:
-        found += select_in(conn, table, key_column=key_column, keys=missing, columns=columns, equal=equal,
-                           below={time_column: since})
+    bounds = sorted({int(since)} if isinstance(since, int | np.integer) else {int(b) for b in since}, reverse=True)
+    missing = list(dict.fromkeys(keys))
+    found: list[tuple] = []
+    upper: int | None = None
+    for bound in [*bounds, None]:
+        if not missing:
+            break
+        rows = select_in(conn, table, key_column=key_column, keys=missing, columns=columns, equal=equal,
+                         at_least={time_column: bound} if bound is not None else None,
+                         below={time_column: upper} if upper is not None else None)
+        found += rows
+        seen = {row[0] for row in rows}
+        missing = [k for k in missing if k not in seen]
+        upper = bound
     return found
 
 

@@ -36,6 +36,7 @@ AHEAD_WEEKS = 2
 # the batch's earliest label first (the default `retention.label_horizon`), then among the
 # older ones for the ids not found (`monitor.store.bulk.select_in_recent`).
 LABEL_LOOKUP_WINDOW = 60 * DAY
+RECENT_LOOKUP_WINDOW = 8 * DAY  # the first probe: this week's partition and the last one
 # the partitioned raw tables and their partition key
 PARTITION_KEYS = {"predictions": "ts", "labels": "label_ts"}
 _PARTITION_NAME = re.compile(r"^(predictions|labels)_(w\d{8}|default)$")

@@ -208,3 +208,36 @@ def test_counts_exact_across_a_week_boundary_with_late_labels(backend: str, requ
                 "SELECT tableoid::regclass::text, count(*) FROM predictions GROUP BY 1")).fetchall())
             assert stored == {f"predictions_w{d}": n for d, n in (("20241125", 430), ("20241202", 420))}
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_newest_first_lookup_finds_what_one_lookup_finds(backend: str, request: pytest.FixtureRequest,
+                                                               tmp_path: Path) -> None:
+    # predictions over 12 weeks; ids looked up from every span (this week, the horizon, older,
+    # unknown) and in any order, with bounds given in any order: the same rows as select_in
+    from monitor.store.bulk import select_in, select_in_recent
+
+    url = fresh_database_url(backend, request, tmp_path)
+    config = _config(url, tmp_path)
+    engine = make_engine(url)
+    start = MONDAY - 12 * 7 * 86_400
+    frame = _predictions(12 * 7 * 4, start, 6 * 3600, seed=5)
+    clock = MONDAY + 86_400
+    _ingest(engine, config, "predictions", frame, as_of=clock)
+    maintain_partitions(engine, clock)  # the rows in DEFAULT move to their weeks
+    keys = list(frame["prediction_id"].sample(120, random_state=3)) + ["nope", "p0", "p0"]
+    table = Prediction.__table__
+    with engine.connect() as conn:
+        ctx = load_context(conn, config.model("m"))
+        one = select_in(conn, table, key_column="prediction_id", keys=keys, columns=["ts", "predicted"],  # type: ignore[arg-type]
+                        equal={"model_id": ctx.model_id})
+        for since in ([clock - 8 * 86_400, clock - 60 * 86_400], [clock - 60 * 86_400, clock - 8 * 86_400],
+                      clock - 30 * 86_400, [clock + 86_400]):
+            cascade = select_in_recent(conn, table, key_column="prediction_id", keys=keys,  # type: ignore[arg-type]
+                                       columns=["ts", "predicted"], equal={"model_id": ctx.model_id},
+                                       time_column="ts", since=since)
+            assert sorted(cascade) == sorted(one)
+        weeks = len(partitions(conn, "predictions")) if backend == "postgres" else 0
+    engine.dispose()
+    assert len(one) == len(set(keys)) - 1  # every stored id once, the unknown one not
+    assert backend == "sqlite" or weeks >= 13  # the 12 weeks, this one and those ahead
