@@ -33,7 +33,7 @@ WEEK = 7 * DAY
 MONDAY_OFFSET = 3 * DAY  # weeks start on Monday 00:00 UTC (1970-01-01 was a Thursday)
 
 
-def _columns(table: str) -> list[sa.Column]:
+def _columns(table: str) -> list[sa.schema.SchemaItem]:
     fk = sa.ForeignKeyConstraint(["model_id"], ["monitored_models.id"],
                                  name=f"fk_{table}_model_id_monitored_models", ondelete="CASCADE")
     if table == "predictions":
