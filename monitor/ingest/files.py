@@ -18,12 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
 from monitor.ingest.batch import Pending
-from monitor.ingest.labels import stored_predictions
 from monitor.ingest.pipeline import (
     LABELS,
     PREDICTIONS,
@@ -31,6 +29,8 @@ from monitor.ingest.pipeline import (
     _conflict_rejects,
     _content_hash,
     _existing,
+    store_corrections,
+    store_new_labels,
 )
 from monitor.ingest.slices import slice_ids
 from monitor.ingest.validate import REJECT_COLUMNS, Validated, validate_labels, validate_predictions
@@ -248,25 +248,8 @@ def load_label_files(conn: Connection, ctx: ModelContext, frames: list[pd.DataFr
     files = newest["_file"].to_numpy()
     _count(results, files[skipped], "skipped")
     fresh = newest.iloc[fresh_at].reset_index(drop=True)
-    direct = stored_predictions(conn, ctx, fresh)
-    found = set(direct["prediction_id"])
-    applied = np.fromiter((pid in found for pid in fresh["prediction_id"]), dtype=bool, count=len(fresh))
-    applied_label = fresh["label"].to_numpy(dtype=object, copy=True)
-    applied_label[~applied] = None  # stored pending: counted when its prediction comes
-    insert_frame(conn, LABELS, pd.DataFrame({
-        "model_id": ctx.model_id, "prediction_id": fresh["prediction_id"], "label": fresh["label"],
-        "label_ts": fresh["label_ts"], "applied_label": applied_label, "needs_apply": ~applied,
-        "file_id": np.asarray(file_ids, dtype=np.int64)[fresh["_file"].to_numpy()],
-    }))
-    if corrections:
-        changed = newest.iloc[corrections]
-        conn.execute(
-            update(LABELS)
-            .where(LABELS.c.model_id == ctx.model_id, LABELS.c.prediction_id == bindparam("pid"))
-            .values(label=bindparam("new_label"), label_ts=bindparam("new_ts"), needs_apply=True),
-            [{"pid": p, "new_label": lab, "new_ts": int(t)} for p, lab, t in
-             zip(changed["prediction_id"], changed["label"], changed["label_ts"], strict=True)],
-        )
+    direct = store_new_labels(conn, ctx, fresh, np.asarray(file_ids, dtype=np.int64)[fresh["_file"].to_numpy()])
+    store_corrections(conn, ctx, newest.iloc[corrections])
     _count(results, files[fresh_at + corrections], "accepted")
     pending.add_direct(direct)
     return _finish(results, parts)

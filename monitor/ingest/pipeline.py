@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -175,28 +175,8 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
         changed = ~is_new & (merged["label"] != merged["label_stored"].fillna("")) & (merged["label_ts"] >= stored_ts)
         result.skipped += int((~is_new & ~changed).sum())
         fresh, corrections = merged.loc[is_new], merged.loc[changed]
-    # A new label whose prediction is stored is applied on the spot: stored as applied and
-    # counted below together with the other labels to apply, exactly as if it had been stored
-    # pending and applied by the join in `apply_labels` (which then has only the others to do).
-    direct = stored_predictions(conn, ctx, fresh)
-    found = set(direct["prediction_id"])
-    applied = np.fromiter((pid in found for pid in fresh["prediction_id"]), dtype=bool, count=len(fresh))
-    applied_label = fresh["label"].to_numpy(dtype=object, copy=True)
-    applied_label[~applied] = None  # stored pending: counted when its prediction comes
-    insert_frame(conn, LABELS, pd.DataFrame({
-        "model_id": ctx.model_id, "prediction_id": fresh["prediction_id"], "label": fresh["label"],
-        "label_ts": fresh["label_ts"],
-        "applied_label": applied_label,
-        "needs_apply": ~applied, "file_id": file_id,
-    }))
-    if len(corrections):
-        conn.execute(
-            update(LABELS)
-            .where(LABELS.c.model_id == ctx.model_id, LABELS.c.prediction_id == bindparam("pid"))
-            .values(label=bindparam("new_label"), label_ts=bindparam("new_ts"), needs_apply=True),
-            [{"pid": p, "new_label": lab, "new_ts": int(t)} for p, lab, t in
-             zip(corrections["prediction_id"], corrections["label"], corrections["label_ts"])],
-        )
+    direct = store_new_labels(conn, ctx, fresh, file_id)
+    store_corrections(conn, ctx, corrections)
     result.accepted = len(fresh) + len(corrections)
     if pending is not None:
         pending.add_direct(direct)
@@ -204,6 +184,39 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
         apply_labels_with(conn, ctx, direct)
     return result
 
+
+
+def store_new_labels(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame, file_id: Any) -> pd.DataFrame:
+    """Insert the new labels of `fresh`; returns those whose prediction is stored (TODO_COLUMNS).
+
+    A new label whose prediction is stored is applied on the spot: stored as applied and
+    counted by the caller together with the other labels to apply, exactly as if it had been
+    stored pending and applied by the join in `apply_labels` (which then has only the others
+    to do). `file_id`: one id, or one per row of `fresh`."""
+    direct = stored_predictions(conn, ctx, fresh)
+    found = set(direct["prediction_id"])
+    applied = np.fromiter((pid in found for pid in fresh["prediction_id"]), dtype=bool, count=len(fresh))
+    applied_label = fresh["label"].to_numpy(dtype=object, copy=True)
+    applied_label[~applied] = None  # stored pending: counted when its prediction comes
+    insert_frame(conn, LABELS, pd.DataFrame({
+        "model_id": ctx.model_id, "prediction_id": fresh["prediction_id"], "label": fresh["label"],
+        "label_ts": fresh["label_ts"], "applied_label": applied_label, "needs_apply": ~applied,
+        "file_id": file_id,
+    }))
+    return direct
+
+
+def store_corrections(conn: Connection, ctx: ModelContext, corrections: pd.DataFrame) -> None:
+    """A changed label replaces the stored one and waits to be applied (its count moves)."""
+    if not len(corrections):
+        return
+    conn.execute(
+        update(LABELS)
+        .where(LABELS.c.model_id == ctx.model_id, LABELS.c.prediction_id == bindparam("pid"))
+        .values(label=bindparam("new_label"), label_ts=bindparam("new_ts"), needs_apply=True),
+        [{"pid": p, "new_label": lab, "new_ts": int(t)} for p, lab, t in
+         zip(corrections["prediction_id"], corrections["label"], corrections["label_ts"], strict=True)],
+    )
 
 
 def ingest_frame(conn: Connection, ctx: ModelContext, kind: str, frame: pd.DataFrame, *,
