@@ -352,8 +352,8 @@ def worst_slices(latest: pd.DataFrame, *, min_support: int, limit: int = 15, min
     [0.00, 0.13] against 0.71 comes first); without a reference, the lower `recall_high` ranks
     worse. Only slices under `min_support` whose interval proves nothing come last
     ("insufficient data"): a proven drop (`proven_drop`) is never hidden by its support. A
-    slice whose interval lies below its reference by less than `min_drop` is "below reference",
-    never "ok".
+    slice with enough support whose interval lies below its reference by less than `min_drop`
+    is "below reference", never "ok".
     `status` is the alert state of the series when `alert_status` (segment_value, class,
     status from `monitor.read.alerts.alert_series`) has one, else what the interval says.
     Columns: segment_value, class, recall, recall_low, recall_high, support,
@@ -373,8 +373,8 @@ def worst_slices(latest: pd.DataFrame, *, min_support: int, limit: int = 15, min
     # is kept for an interval that reaches the reference (0.54 [0.47, 0.60] vs 0.70 is no "ok")
     below = (frame["recall_high"] < frame["reference_recall"]).fillna(False).to_numpy(dtype=bool)
     frame["status"] = np.where(proven, "drop proven",
-                               np.where(below, "below reference",
-                                        np.where(frame["_insufficient"], "insufficient data", "ok")))
+                               np.where(frame["_insufficient"], "insufficient data",
+                                        np.where(below, "below reference", "ok")))
     if alert_status is not None and not alert_status.empty:
         states = alert_status.drop_duplicates(["segment_value", "class"]).set_index(["segment_value", "class"])
         keys = pd.MultiIndex.from_frame(frame[["segment_value", "class"]])

@@ -107,4 +107,6 @@ def test_metrics_table_leads_with_the_best_current_recall_when_scores_are_logged
     assert "not shown:" in caption and "precision" in caption.split("not shown:")[1]
     assert "recall_best" not in caption.split("not shown:")[1]
     code, out, _ = _run(workspace, "metrics", "--segment", "*", "--format", "json")  # json keeps the contract's order
-    assert list(json.loads(out)[0])[-3:] == ["recall_best", "recall_best_low", "recall_best_high"]
+    assert list(json.loads(out)[0])[-8:] == ["recall_best", "recall_best_low", "recall_best_high", "calibration",
+                                            "calibration_id", "calibration_fit_start", "calibration_fit_end",
+                                            "calibration_labels"]
