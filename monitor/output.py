@@ -34,8 +34,10 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "metrics_best": ("end", "class", "slice", "recall_best", "recall_best_low", "recall_best_high", "recall",
                      "recall_estimated", "support", "provisional", "recall_low", "recall_high", "precision"),
     "drift": ("end", "feature", "slice", "method", "value", "threshold", "drifted"),
+    # `disagree`: a table-only short form of label_shift_warning (the sentence cut at 100
+    # columns read "the prevalence …"); --wide or --columns shows the whole warning
     "label_shift": ("end", "class", "slice", "prevalence_bbse", "prevalence_bbse_se", "prevalence_cbpe",
-                    "precision_bbse", "precision_cbpe", "n_predictions", "label_shift_warning"),
+                    "precision_bbse", "precision_cbpe", "n_predictions", "disagree"),
     "fairness": ("end", "class", "attribute", "group", "metric", "flagged", "value", "low", "high",
                  "ratio", "support"),
     "fairness_gaps": ("end", "class", "attribute", "metric", "flagged", "ratio", "ratio_low",

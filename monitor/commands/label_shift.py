@@ -40,4 +40,14 @@ def label_shift_command(state, model, window, step, start, end, class_, segment,
             raise click.UsageError(str(error)) from None
     if disagree_only:
         frame = frame[frame["label_shift_warning"].notna()].reset_index(drop=True)
+    if fmt == "table":
+        frame = frame.assign(disagree=[_short(w) for w in frame["label_shift_warning"]])
     emit(frame, fmt, view="label_shift")
+
+
+def _short(warning: object) -> str:
+    """The table's `disagree` cell: 'BBSE fails' (no class mix explains the predicted mix),
+    'yes' (the two estimates disagree), '-' (they agree or cannot be compared)."""
+    if not isinstance(warning, str):
+        return "-"
+    return "BBSE fails" if "BBSE does not hold" in warning else "yes"

@@ -83,16 +83,22 @@ def test_disagree_only_class_and_usage_errors(workspace: Path) -> None:
     assert code == 0 and out.splitlines()[0].startswith("model,window,end,class,segment,segment_value,prevalence_bbse")
 
 
-def test_label_shift_table_shows_its_main_columns_and_cuts_the_warning(workspace: Path) -> None:
-    code, out, err = _run(workspace, "label-shift", "--segment", "*", "--class", "critical", columns=200)
+def test_label_shift_table_shows_its_main_columns_and_a_short_disagreement(workspace: Path) -> None:
+    code, out, err = _run(workspace, "label-shift", "--segment", "*", "--class", "critical", columns=100)
     assert code == 0, err
     lines = out.splitlines()
     header = " ".join(lines[:3])
-    assert all(name in header for name in ("end", "class", "slice", "bbse", "cbpe", "warning"))
-    assert "segment_value" not in header and "model" not in header
+    assert all(name in header for name in ("end", "class", "slice", "bbse", "cbpe", "disagree"))
+    assert "segment_value" not in header and "model" not in header and "warning" not in header
     rows = [line for line in lines if line.startswith("2024-")]
-    assert len(rows) == 14 and sum("the prevalence of 'critical'" in row for row in rows) >= 5
-    assert max(len(line) for line in lines) <= 200 and "…" in out  # the long warning is cut to one line
+    # the whole warning cut at 100 columns read "the prevalence …": the table says yes instead
+    code, out, _ = _run(workspace, "label-shift", "--segment", "*", "--class", "critical", "--format", "json")
+    warned = [r["label_shift_warning"] is not None for r in json.loads(out)]
+    assert len(rows) == len(warned) == 14 and sum(warned) >= 5
+    assert [row.split()[-1] == "yes" for row in rows] == warned
+    assert max(len(line) for line in lines) <= 100
+    code, out, _ = _run(workspace, "label-shift", "--segment", "*", "--class", "critical", "--wide", columns=400)
+    assert code == 0 and "the prevalence of 'critical'" in out  # --wide shows the whole warning
 
 
 def test_metrics_table_leads_with_the_best_current_recall_when_scores_are_logged(workspace: Path) -> None:
