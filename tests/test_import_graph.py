@@ -106,11 +106,24 @@ def _known_prefix(dotted: str, names: dict[str, Path]) -> str:
     return ""
 
 
+def _parse(path: Path) -> ast.AST:
+    """ast.parse, again on CPython 3.11's spurious "AST constructor recursion depth mismatch"
+    SystemError (a CPython bug with threads, gh-106905), which a thread of another test in the same
+    process (an inbox drainer) can trigger; a real syntax error still fails."""
+    source = path.read_text(encoding="utf-8")
+    for _ in range(4):
+        try:
+            return ast.parse(source, filename=str(path))
+        except SystemError:
+            continue
+    return ast.parse(source, filename=str(path))
+
+
 def imports(root: Path, tops: tuple[str, ...] = TOP_PACKAGES) -> tuple[list[Import], dict[str, Path]]:
     names = module_names(root, tops)
     edges: set[Import] = set()
     for module, path in names.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        tree = _parse(path)
         for node in _import_nodes(tree):
             for target in _targets(node, module, path.name == "__init__.py", names):
                 if target != module:
