@@ -50,6 +50,7 @@ from monitor.config import ConfigError, ModelConfig, MonitorConfig
 from monitor.context import ModelContext, load_context
 from monitor.ingest.inbox import Drainer
 from monitor.ingest.pipeline import IngestResult
+from monitor.ingest.validate import REJECT_COLUMNS
 from monitor.locking import ingest_lock
 from monitor.output import to_records
 from monitor.read import alerts as alert_reads
@@ -72,6 +73,9 @@ API_DRAIN_AFTER = 1.0
 # aggregates one batch of HELP_ROWS before it answers (if no one else is aggregating it)
 HELP_AFTER = 5.0
 HELP_ROWS = 5_000
+
+
+_NO_REJECTS = pd.DataFrame(columns=REJECT_COLUMNS)  # never changed: an answer without rejects
 
 
 @blueprint.errorhandler(ApiError)
@@ -379,10 +383,10 @@ def _write(model: str, kind: str) -> Response:
     """A POST body: parsed and validated here; the good rows are queued in the inbox (one
     statement) and aggregated by the drainer within about a second, or, with `?wait=true`,
     aggregated here under the model's lock after the rows queued before them."""
-    from monitor.ingest.inbox import drain_locked, enqueue, now_micros, status
+    from monitor.ingest.inbox import drain_locked, enqueue, enqueue_records, now_micros, status
     from monitor.ingest.ledger import store_rejects
     from monitor.ingest.pipeline import ingest_frame
-    from monitor.ingest.validate import REJECT_COLUMNS
+    from monitor.ingest.quick import plain_records
 
     config, _ = state()
     engine = write_engine()
@@ -396,6 +400,14 @@ def _write(model: str, kind: str) -> Response:
             received = now_micros()
             with engine.begin() as conn:
                 ctx = load_context(conn, model_config)
+                plain = None if wait or unparsed else plain_records(
+                    records, ctx, kind, received=received // 1_000_000, max_fields=max_fields)
+                if plain is not None:  # the usual body: every record plainly valid, no frame
+                    result = IngestResult(read=len(plain), accepted=len(plain), rejects=_NO_REJECTS)
+                    early = _NO_REJECTS
+                    queued = enqueue_records(conn, ctx, kind, plain, received_at=received)
+                    progress = status(conn, ctx.model_id, counts=False)
+                    break
                 frame, refused = records_frame(records, ctx, kind, max_fields=max_fields)
                 early = pd.DataFrame(sorted(unparsed + refused), columns=REJECT_COLUMNS)
                 if wait:
@@ -419,7 +431,7 @@ def _write(model: str, kind: str) -> Response:
         if progress.oldest_received_at is not None and received - progress.oldest_received_at > HELP_AFTER * 1e6:
             _help_drain(engine, model_config)
     reasons = sorted([{"row": int(row), "field": field, "reason": reason} for row, field, reason, _ in early.itertuples(index=False)]
-                     + result.reasons, key=lambda r: r["row"])
+                     + result.reasons, key=lambda r: r["row"]) if len(early) or result.rejected else []
     return json_response({
         "accepted": int(result.accepted), "rejected": int(result.rejected) + len(early),
         "skipped": int(result.skipped), "waiting": int(result.waiting),

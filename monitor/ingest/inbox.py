@@ -102,16 +102,32 @@ def enqueue(conn: Connection, ctx: ModelContext, kind: str, frame: pd.DataFrame,
     """Store the raw records of `frame` (valid ones, with `_row`) in the inbox, in one
     statement of the caller's transaction (COPY on PostgreSQL, executemany elsewhere).
     Returns the number of rows queued."""
+    return enqueue_records(conn, ctx, kind, frame_records(frame), received_at=received_at)
+
+
+def frame_records(frame: pd.DataFrame) -> list[tuple[int, dict[str, Any]]]:
+    """(body row, record) of each row of a frame with `_row`: plain JSON values, missing ones
+    (None, NaN) left out."""
+    if frame.empty:
+        return []
+    columns = [c for c in frame.columns if c != "_row"]
+    records = []
+    for number, *values in zip(frame["_row"].tolist(), *(frame[c].tolist() for c in columns), strict=True):
+        records.append((int(number), {c: v for c, v in zip(columns, map(_json_value, values), strict=True)
+                                      if v is not None}))
+    return records
+
+
+def enqueue_records(conn: Connection, ctx: ModelContext, kind: str, records: list[tuple[int, dict[str, Any]]],
+                    *, received_at: int) -> int:
+    """`enqueue` of (body row, record) pairs whose values are plain JSON values, none missing
+    (`monitor.ingest.quick.plain_records` gives them without building a frame)."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}: use predictions or labels")
-    if frame.empty:
+    if not records:
         return 0
-    columns = [c for c in frame.columns if c != "_row"]
-    rows = []
-    for number, *values in zip(frame["_row"].tolist(), *(frame[c].tolist() for c in columns), strict=True):
-        kept = {c: v for c, v in zip(columns, map(_json_value, values), strict=True) if v is not None}
-        rows.append((ctx.model_id, kind, received_at, int(number),
-                     json.dumps(kept, ensure_ascii=False, separators=(",", ":"))))
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    rows = [(ctx.model_id, kind, received_at, number, dumps(record)) for number, record in records]
     names = ("model_id", "kind", "received_at", "row_number", "record")
     if conn.dialect.name == "postgresql":
         statement = f"COPY inbox ({', '.join(names)}) FROM STDIN"

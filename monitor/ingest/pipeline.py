@@ -62,6 +62,8 @@ class IngestResult:
 
     @property
     def reasons(self) -> list[dict]:
+        if self.rejects.empty:
+            return []
         return [
             {"row": int(row), "field": column, "reason": reason}
             for row, column, reason in self.rejects[["row_number", "field", "reason"]].itertuples(index=False, name=None)

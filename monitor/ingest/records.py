@@ -121,7 +121,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _check_record(number: int, record: Any, strings: set[str], keep: Callable[[str], bool],
+def check_record(number: int, record: Any, strings: set[str], keep: Callable[[str], bool],
                   max_fields: int) -> dict[str, Any] | Reject:
     """The record's kept fields, or a reject."""
     if isinstance(record, TooWide):
@@ -155,7 +155,7 @@ def records_frame(records: list[tuple[int, Any]], ctx: ModelContext, kind: str, 
     rejects: list[Reject] = []
     columns: dict[str, None] = {}  # in order of first appearance
     for number, record in records:
-        kept = _check_record(number, record, strings, keep, max_fields)
+        kept = check_record(number, record, strings, keep, max_fields)
         if isinstance(kept, tuple):
             rejects.append(kept)
             continue
