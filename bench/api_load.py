@@ -1,6 +1,7 @@
 """Load test of the HTTP API: gunicorn (4 workers) on PostgreSQL, 50 concurrent clients.
 
     python bench/api_load.py [--clients 50] [--duration 15] [--workers 4] [--threads 4] [--batch 50]
+                             [--rate 0] [--reads readers|per-write] [--scrape 5] [--poll 0.5]
                              [--modes inbox,direct] [--admin-url postgresql://postgres@127.0.0.1:5432/test]
 
 Runs each mode for --duration seconds, in one run, side by side: `inbox` (the default write: a
@@ -13,9 +14,12 @@ server of --admin-url (default $MONITOR_TEST_POSTGRES_URL) and dropped at the en
 serves `monitor.api.wsgi:app` (or `dashboards.wsgi:server` with --app dashboard) on a free
 port with MONITOR_API_TOKEN set, and `monitor run` beside it, as deployed (--no-scheduler: the
 API workers drain the inbox alone). Each client loops until the deadline over: POST a batch of
-new predictions, POST their labels, re-POST an earlier batch (must not be doubled), and a GET
-of the metrics, models, alerts or /metrics (clients are threads spread over --client-procs
-processes); a probe process GETs /healthz every 100 ms, as a load balancer would, and another
+new predictions, POST their labels, re-POST an earlier batch (must not be doubled) (clients
+are threads spread over --client-procs processes). Reads: by default (`--reads readers`) as
+deployed, a Prometheus scrape of /metrics every 5 s and a reader (a dashboard, a script) GETting
+metrics, models and alerts in turn every 0.5 s; `--reads per-write` makes every client also GET
+one of them after each write cycle (about a third of all requests, each a full metrics
+computation: the read-heavy case). A probe process GETs /healthz every 100 ms, as a load balancer would, and another
 polls the inbox to time each queued POST from its rows received to their aggregation. It prints p50/p95/p99 latency per request kind, records/s and
 the accepted-to-aggregated times, then counts rows in the database once the inbox is drained:
 predictions and labels must equal the new records accepted, the aggregate counts must equal
@@ -111,8 +115,12 @@ class Stats:
                     self.error_samples.append(f"{kind}: {detail[:200]}")
 
 
-def client_loop(client: int, base: str, deadline: float, batch: int, stats: Stats, wait: bool) -> None:
+def client_loop(client: int, base: str, deadline: float, batch: int, stats: Stats, wait: bool, reads: bool,
+                every: float = 0.0) -> None:
+    """One client: write cycles back to back, or (`every` > 0) one cycle starting every
+    `every` seconds (a fixed offered rate; a late cycle starts at once, without catching up)."""
     rng = random.Random(client)
+    next_start = time.monotonic() + rng.uniform(0, every)
     session = requests.Session()
     auth = {"Authorization": f"Bearer {TOKEN}"}
     params = {"wait": "true"} if wait else {}
@@ -131,6 +139,11 @@ def client_loop(client: int, base: str, deadline: float, batch: int, stats: Stat
             return None
 
     while time.monotonic() < deadline:
+        if every:
+            time.sleep(max(0.0, next_start - time.monotonic()))
+            next_start = max(next_start + every, time.monotonic())
+            if time.monotonic() >= deadline:
+                break
         predictions, labels = make_batch(client, seq, batch, rng)
         seq += 1
         answer = call("POST predictions", "POST", f"{base}/api/v1/models/triage/predictions", json=predictions,
@@ -152,19 +165,51 @@ def client_loop(client: int, base: str, deadline: float, batch: int, stats: Stat
                 with stats.lock:
                     stats.resent += batch
                     stats.skipped += answer["skipped"]
-        read = rng.choice(["metrics", "models", "alerts", "prometheus"])
-        url = {"metrics": f"{base}/api/v1/models/triage/metrics?window=7d&step=1d&segment=*",
-               "models": f"{base}/api/v1/models", "alerts": f"{base}/api/v1/alerts?model=triage",
-               "prometheus": f"{base}/metrics"}[read]
-        call(f"GET {read}", "GET", url)
+        if reads:  # --reads per-write: every client reads after each write cycle
+            read = rng.choice(list(READS))
+            call(f"GET {read}", "GET", base + READS[read])
 
 
-def client_process(first: int, count: int, base: str, deadline: float, batch: int, wait: bool,
-                   results: multiprocessing.Queue) -> None:
+READS = {"metrics": "/api/v1/models/triage/metrics?window=7d&step=1d&segment=*", "models": "/api/v1/models",
+         "alerts": "/api/v1/alerts?model=triage", "prometheus": "/metrics"}
+
+
+def reader_process(base: str, deadline: float, scrape: float, poll: float, results: multiprocessing.Queue) -> None:
+    """The readers of a deployment (--reads readers): Prometheus scraping /metrics every
+    `scrape` seconds, and a dashboard or script reading metrics, models and alerts in turn
+    every `poll` seconds; each in its own thread of this process."""
+    stats = Stats()
+
+    def loop(kinds: list[str], every: float) -> None:
+        session = requests.Session()
+        turn = 0
+        while time.monotonic() < deadline:
+            kind = kinds[turn % len(kinds)]
+            turn += 1
+            started = time.perf_counter()
+            try:
+                response = session.get(base + READS[kind], timeout=300)
+                stats.record(f"GET {kind}", time.perf_counter() - started, response.status_code == 200,
+                             f"{response.status_code} {response.text[:200]}")
+            except requests.RequestException as error:
+                stats.record(f"GET {kind}", time.perf_counter() - started, False, repr(error))
+            time.sleep(max(0.0, every - (time.perf_counter() - started)))
+
+    threads = [threading.Thread(target=loop, args=(["prometheus"], scrape)),
+               threading.Thread(target=loop, args=(["metrics", "models", "alerts"], poll))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(stats.export())
+
+
+def client_process(first: int, count: int, base: str, deadline: float, batch: int, wait: bool, reads: bool,
+                   every: float, results: multiprocessing.Queue) -> None:
     """`count` clients as threads of one process (load generators in several processes, so
     that the clients' own GIL does not become the latency measured)."""
     stats = Stats()
-    threads = [threading.Thread(target=client_loop, args=(c, base, deadline, batch, stats, wait))
+    threads = [threading.Thread(target=client_loop, args=(c, base, deadline, batch, stats, wait, reads, every))
                for c in range(first, first + count)]
     for thread in threads:
         thread.start()
@@ -277,9 +322,13 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict:
         wait = mode == "direct"
         per = -(-args.clients // args.client_procs)
         workers = [forked.Process(target=client_process, args=(first, min(per, args.clients - first), base, deadline,
-                                                                 args.batch, wait, results))
+                                                                 args.batch, wait, args.reads == "per-write",
+                                                                 args.clients * args.batch / args.rate if args.rate else 0.0,
+                                                                 results))
                    for first in range(0, args.clients, per)]
         workers.append(forked.Process(target=health_probe, args=(base, deadline, results)))
+        if args.reads == "readers":
+            workers.append(forked.Process(target=reader_process, args=(base, deadline, args.scrape, args.poll, results)))
         for worker in workers:
             worker.start()
         for _ in workers:
@@ -373,6 +422,13 @@ def main() -> int:
     parser.add_argument("--no-scheduler", dest="scheduler", action="store_false",
                         help="no `monitor run` beside gunicorn (the API workers then drain the inbox alone)")
     parser.add_argument("--client-procs", type=int, default=5, help="processes the clients are spread over")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="predictions/s offered by all clients together (each paces its cycles); 0: as fast as answered")
+    parser.add_argument("--reads", choices=["readers", "per-write"], default="readers",
+                        help="readers: a Prometheus scrape every --scrape s and a reader every --poll s beside the "
+                             "writing clients (a deployment); per-write: every client also reads after each write cycle")
+    parser.add_argument("--scrape", type=float, default=5.0, help="seconds between /metrics scrapes (--reads readers)")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between the reader's GETs (--reads readers)")
     parser.add_argument("--modes", default="inbox,direct", help="inbox, direct (the baseline) or both")
     parser.add_argument("--admin-url", default=os.environ.get("MONITOR_TEST_POSTGRES_URL",
                                                                "postgresql://postgres@127.0.0.1:5432/test"))
@@ -380,7 +436,11 @@ def main() -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     print(f"gunicorn {args.workers} workers x {args.threads} threads on PostgreSQL"
           f"{' + monitor run' if args.scheduler else ''}, {args.clients} clients, "
-          f"{args.duration:.0f} s per mode, {args.batch} records per POST (figures are indicative: shared CPU)")
+          f"{args.duration:.0f} s per mode, {args.batch} records per POST, "
+          + (f"offered {args.rate:g} predictions/s (+ labels), " if args.rate else "clients as fast as answered, ")
+          + "reads: "
+          + (f"/metrics every {args.scrape:g} s, metrics/models/alerts every {args.poll:g} s" if args.reads == "readers"
+             else "one GET per client write cycle") + " (figures are indicative: shared CPU)")
     results = {}
     passed = True
     for mode in modes:

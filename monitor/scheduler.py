@@ -9,7 +9,7 @@ and take over when the holder dies. SIGTERM and SIGINT stop it cleanly after the
 Jobs receive the config path (a string, picklable) and load the config afresh: an edited
 monitor.toml takes effect at the next tick.
 
-While it holds the lock, the scheduler also drains the HTTP write inbox every second
+While it holds the lock, the scheduler also drains the HTTP write inbox every half second
 (`monitor.ingest.inbox.Drainer`, a thread beside the jobs rather than a job, so that a
 one-second interval writes nothing to the job store): rows queued by an API process that
 died before aggregating them are aggregated here.
@@ -151,7 +151,9 @@ def run_scheduler(config: MonitorConfig, *, config_path: str | None = None) -> N
         return  # stopped while waiting
     from monitor.ingest.inbox import Drainer
 
-    drainer = Drainer(lambda: engine, config, idle_exit=float("inf"))
+    # polled every half second (no write nudges this process): API workers step in only
+    # after routes.API_DRAIN_AFTER, so under load the scheduler does the aggregating
+    drainer = Drainer(lambda: engine, config, idle_exit=float("inf"), interval=0.5, gap=0.0)
     try:
         log.info("scheduler lock held: starting jobs (tick every %s)", config.scheduler.interval)
         scheduler = build_scheduler(config, config_path, blocking=False)

@@ -67,8 +67,9 @@ WRITE_ATTEMPTS = 5
 ALERT_STATES = ("pending", "firing", "resolved", "all")
 _DRAINER_LOCK = threading.Lock()
 # API workers aggregate a model's inbox once its oldest row has waited this long (seconds);
-# sooner, it is the scheduler's drainer's (monitor run), which no request threads slow down
-API_DRAIN_AFTER = 1.0
+# sooner, it is the scheduler's drainer's (monitor run, every half second), which no request
+# threads slow down: a drain inside a busy worker slows its requests and itself (one GIL)
+API_DRAIN_AFTER = 3.0
 # backpressure: when a model's inbox holds rows older than this (seconds), a write also
 # aggregates one batch of HELP_ROWS before it answers (if no one else is aggregating it)
 HELP_AFTER = 5.0

@@ -9,7 +9,7 @@ from pathlib import Path
 from alembic import context
 from monitor.schema import metadata
 from monitor.store.db import make_engine
-from monitor.store.partitions import is_partition_table
+from monitor.store.partitions import compared_with_models
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -32,11 +32,9 @@ IGNORED_TABLES = {"apscheduler_jobs"}
 def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
     if type_ == "table" and name in IGNORED_TABLES:
         return False
-    # the weekly partitions of the raw tables on PostgreSQL (migration 0011): the models
-    # describe their parents; a partition's own indexes belong to the parent's
-    if type_ in ("table", "index") and is_partition_table(obj.table.name if type_ == "index" else name):
-        return False
-    return True
+    # the weekly partitions of the raw tables on PostgreSQL (migration 0011) and the raw
+    # tables' foreign keys there (migration 0012)
+    return compared_with_models(obj, name, type_)
 
 
 def _url() -> str:

@@ -224,7 +224,7 @@ def add_counts(
             for start in range(0, len(grouped), CHUNK):
                 part = grouped.iloc[start : start + CHUNK][columns]
                 if conn.dialect.name == "postgresql":
-                    cursor.execute(sql, [_python_column(part[c]) for c in columns])
+                    cursor.execute(sql, [_python_column(part[c]) for c in columns], binary=True)
                 else:
                     cursor.executemany(sql, list(_rows(part)))
     finally:
@@ -314,7 +314,7 @@ def select_in(
             # planned for this very array (never a generic prepared plan, which would compare
             # every row with the whole array instead of hashing it or using the index)
             cursor.execute(head + f"{quote(key_column)} = ANY({placeholder})", [*fixed, list(keys)],
-                           prepare=False)
+                           prepare=False, binary=True)  # binary: no per-element quoting of the array
             return [tuple(row) for row in cursor.fetchall()]
         out = []
         keys = sorted(keys)  # index order: each chunk reads neighbouring pages
@@ -400,7 +400,7 @@ def update_rows(
             with driver_errors(conn, statement):
                 for start in range(0, len(unique), CHUNK):
                     part = unique.iloc[start : start + CHUNK]
-                    cursor.execute(statement, [_python_column(part[c]) for c in names])
+                    cursor.execute(statement, [_python_column(part[c]) for c in names], binary=True)
         finally:
             cursor.close()
         return len(frame)

@@ -22,6 +22,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
@@ -66,6 +67,20 @@ def is_partition_table(name: str) -> bool:
     """True for the name of a partition of a raw table (alembic's comparison skips them: the
     models describe the parents)."""
     return bool(_PARTITION_NAME.match(name))
+
+
+# raw tables whose foreign key to monitored_models migration 0012 drops on PostgreSQL (a
+# trigger per row); the models still declare it, and SQLite keeps it
+UNKEYED_RAW_TABLES = frozenset({"predictions", "labels", "estimation_scores", "inbox"})
+
+
+def compared_with_models(obj: Any, name: str | None, type_: str) -> bool:
+    """Alembic's `include_object` for comparing a database with the models: False for the
+    weekly partitions and their indexes (the models describe the parents) and for the raw
+    tables' foreign keys (present on SQLite, dropped on PostgreSQL)."""
+    if type_ in ("table", "index") and is_partition_table(obj.table.name if type_ == "index" else str(name)):
+        return False
+    return not (type_ == "foreign_key_constraint" and obj.table.name in UNKEYED_RAW_TABLES)
 
 
 def is_partitioned(conn: Connection, table: str) -> bool:

@@ -9,12 +9,13 @@ from sqlalchemy import Engine, inspect
 from alembic import command
 from monitor.schema import metadata
 from monitor.store.migrate import alembic_config, current_revision, upgrade
-from monitor.store.partitions import is_partition_table
+from monitor.store.partitions import compared_with_models
 
 
 def _not_a_partition(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
-    """As env.py: the weekly partitions of the raw tables (PostgreSQL) are not in the models."""
-    return not (type_ in ("table", "index") and is_partition_table(obj.table.name if type_ == "index" else name))
+    """As env.py: the weekly partitions of the raw tables and their foreign keys dropped on
+    PostgreSQL are not compared."""
+    return compared_with_models(obj, name, type_)
 
 
 def _run(engine: Engine, action: str, revision: str) -> None:
