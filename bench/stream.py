@@ -2,6 +2,7 @@
 processes, against the database write path alone in the same run.
 
     python bench/stream.py [--rate 5000] [--seconds 6] [--per-message 10] [--batch-size 200]
+                           [--consumers 1,2] [--phases backlog,paced] [--baseline 30000]
                            [--db-url postgresql://postgres@127.0.0.1:5432/test] [--nats-url nats://127.0.0.1:4222]
 
 Data: `--rate` x `--seconds` predictions (3 classes, one segment) and labels for 80% of
@@ -36,6 +37,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -254,8 +256,7 @@ def phase(consumers: int, rate: float, args: argparse.Namespace, predictions: pd
         poller.start()
         started = time.time()
         published, achieved = asyncio.run(publish(args.nats_url, stream, plan, len(rest), args.per_message))
-        for worker in workers:
-            worker.communicate()
+        outputs = [worker.communicate()[0] or "" for worker in workers]
         done.set()
         poller.join()
         failed = [log.read_text()[-2000:] for worker, log in zip(workers, logs) if worker.returncode != 0]
@@ -271,17 +272,29 @@ def phase(consumers: int, rate: float, args: argparse.Namespace, predictions: pd
     counts = np.array([c for _, c, _ in seen])
     visible = times[np.minimum(np.searchsorted(counts, np.arange(warm + 1, len(predictions) + 1)), len(times) - 1)]
     lag = visible - published
-    ingested = len(rest) / span
+    ingested, labelled = len(rest) / span, len(labels) / span
     exact = found == oracle
     if math.isinf(rate):  # a backlog: the consumers' capacity
         how = f"backlog of {len(rest):,} predictions and their labels: drained at"
         lags = ""
     else:
+        # paced: each kind over its own publishing span, from its first publish to the first
+        # poll that saw all of it stored (labels start LABEL_DELAY after the predictions)
+        stored = [t for t, count, _ in seen if count >= len(predictions)]
+        ingested = len(rest) / ((stored[0] if stored else seen[-1][0]) - started)
+        labelled = len(labels) / max(span - LABEL_DELAY, 1e-9)
         how = f"paced, {achieved:,.0f} predictions/s published: ingested"
         lags = f"lag p50 {np.percentile(lag, 50):.1f} s, p99 {np.percentile(lag, 99):.1f} s; "
-    print(f"{consumers} consumer(s), {how} {ingested:,.0f} predictions/s and {len(labels) / span:,.0f} labels/s "
+    print(f"{consumers} consumer(s), {how} {ingested:,.0f} predictions/s and {labelled:,.0f} labels/s "
           f"over {span:.0f} s ({ingested / direct:.2f}x the direct path); {lags}exact: {'yes' if exact else 'NO'}; "
           f"load {load()}")
+    contention = []  # each consumer's time in batches and, of it, waiting for the model's lock
+    for output in outputs:
+        if found_times := re.search(r"([\d.]+) s in batches, ([\d.]+) s of them waiting", output):
+            busy, waiting = float(found_times.group(1)), float(found_times.group(2))
+            contention.append(f"{waiting:.1f} of {busy:.1f} s ({waiting / max(busy, 1e-9):.0%})")
+    if contention:
+        print(f"  waiting for the model's lock, per consumer: {'; '.join(contention)}")
     if not exact:
         for key in oracle:
             if found[key] != oracle[key]:
@@ -329,6 +342,10 @@ def main() -> None:
     parser.add_argument("--per-message", type=int, default=10, help="records per message")
     parser.add_argument("--batch-size", type=int, default=200, help="messages per consumer batch")
     parser.add_argument("--idle", type=float, default=10, help="a consumer stops after this many idle seconds")
+    parser.add_argument("--consumers", default="1,2", help="numbers of consumers to run, in turn")
+    parser.add_argument("--phases", default="backlog,paced", help="backlog (capacity), paced (--rate), or both")
+    parser.add_argument("--baseline", type=int, default=30_000,
+                        help="predictions (and their labels) the direct-path baseline ingests")
     parser.add_argument("--db-url", default=os.environ.get("MONITOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
     args = parser.parse_args()
@@ -337,12 +354,14 @@ def main() -> None:
     oracle = expected(predictions, labels)
     print(f"{n:,} predictions and {len(labels):,} labels, {args.per_message} records a message, batches of "
           f"{args.batch_size} messages; PostgreSQL; load {load()}")
-    direct = direct_rate(args, predictions, labels)
-    print(f"baseline: the database write path alone (ingest_frame, same batches): {direct:,.0f} predictions/s "
-          f"(+ their labels); load {load()}")
-    for consumers in (1, 2):
-        phase(consumers, math.inf, args, predictions, labels, oracle, direct)
-        phase(consumers, args.rate, args, predictions, labels, oracle, direct)
+    few = predictions.iloc[:args.baseline]
+    direct = direct_rate(args, few, labels[labels["prediction_id"].isin(few["prediction_id"])])
+    print(f"baseline: the database write path alone (ingest_frame, same batches, {len(few):,} predictions): "
+          f"{direct:,.0f} predictions/s (+ their labels); load {load()}")
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    for consumers in (int(c) for c in args.consumers.split(",") if c.strip()):
+        for kind in phases:
+            phase(consumers, math.inf if kind == "backlog" else args.rate, args, predictions, labels, oracle, direct)
 
 
 if __name__ == "__main__":

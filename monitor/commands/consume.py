@@ -67,4 +67,5 @@ def consume_command(state: State, model: str | None, max_batches: int | None, un
         for number, handler in previous.items():
             signal.signal(number, handler)
     click.echo(f"consumed {totals.messages} messages: {totals.predictions} predictions and {totals.labels} labels "
-               f"accepted, {totals.skipped} skipped, {totals.rejected} rejected")
+               f"accepted, {totals.skipped} skipped, {totals.rejected} rejected; {totals.seconds:.1f} s in batches, "
+               f"{totals.lock_seconds:.1f} s of them waiting for the model's lock")

@@ -400,7 +400,9 @@ def update_rows(
             with driver_errors(conn, statement):
                 for start in range(0, len(unique), CHUNK):
                     part = unique.iloc[start : start + CHUNK]
-                    cursor.execute(statement, [_python_column(part[c]) for c in names], binary=True)
+                    # planned for each batch (prepare=False): a plan cached while this week's
+                    # partition was empty scans it whole for every row once it has filled
+                    cursor.execute(statement, [_python_column(part[c]) for c in names], binary=True, prepare=False)
         finally:
             cursor.close()
         return len(frame)

@@ -75,6 +75,7 @@ class BatchResult:
     pending: int | None = None
     lag_seconds: float | None = None  # commit time minus the publish time of the oldest message
     seconds: float = 0.0
+    lock_seconds: float = 0.0  # of `seconds`, waiting for the model's ingest lock (contention)
     dead_letters: list[dict[str, Any]] = field(default_factory=list, repr=False)
     terminate: set[int] = field(default_factory=set, repr=False)  # sequences of the poison messages
 
@@ -83,12 +84,14 @@ class BatchResult:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.pending, self.lag_seconds = other.pending, other.lag_seconds
         self.seconds += other.seconds
+        self.lock_seconds += other.lock_seconds
 
     def line(self) -> str:
         lag = "-" if self.lag_seconds is None else f"{self.lag_seconds:.1f}s"
         return (f"{self.messages} messages ({self.redelivered} redelivered): {self.predictions} predictions, "
                 f"{self.labels} labels accepted, {self.skipped} skipped, {self.rejected} rejected; "
-                f"pending {self.pending if self.pending is not None else '-'}, lag {lag}, {self.seconds:.2f}s")
+                f"pending {self.pending if self.pending is not None else '-'}, lag {lag}, {self.seconds:.2f}s "
+                f"({self.lock_seconds:.2f}s waiting for the model's lock)")
 
 
 @dataclass
@@ -164,9 +167,11 @@ def _ingest(conn: Connection, model: ModelConfig, deliveries: Sequence[Delivery]
     ctx = load_context(conn, model)
     max_fields = model.limits.max_fields if model.limits else MAX_FIELDS
     frames = {kind: records_frame(parsed.records[kind], ctx, kind, max_fields=max_fields) for kind in KINDS}
+    waiting = time.monotonic()
     ingest_lock(conn, ctx.model_id)  # first: writers of one model queue, never deadlock
     result = BatchResult(messages=len(deliveries), redelivered=sum(d.redelivered for d in deliveries),
-                         poison=len(parsed.poison) + len(parsed.unknown), rejected=len(parsed.unknown))
+                         poison=len(parsed.poison) + len(parsed.unknown), rejected=len(parsed.unknown),
+                         lock_seconds=time.monotonic() - waiting)
     for delivery in parsed.unknown:
         log.warning("message %d on subject %s is neither predictions nor labels: terminated",
                     delivery.sequence, delivery.subject)
