@@ -1,6 +1,6 @@
 """Benchmark: ingestion throughput against a bare baseline, and the cost of one more tick.
 
-    python bench/ingest.py [--rows 1000000] [--quick] [--db-url postgresql://...] [--profile FILE]
+    python bench/ingest.py [--rows 1000000] [--quick] [--db-url postgresql://...] [--profile FILE] [--memory]
 
 Data: `Scenario(n_numeric=8, n_categorical=2)` (10 features, 3 classes with scores, 3
 segments), `--rows` predictions spread over 30 days (one CSV file per day), and the label
@@ -238,6 +238,30 @@ def extra_ticks(config, data: SimulatedData, root: Path, start: int, n: int,  # 
     return times
 
 
+def peak_memory(root: Path, scenario: Scenario, database_url: str, as_of: int) -> tuple[float, float]:
+    """(peak resident MiB, wall s) of `monitor ingest --as-of` of the same files into a fresh
+    database, in a process of its own (the simulation's arrays stay out of its peak)."""
+    import resource
+    import subprocess
+    import sys
+
+    other = root / "memory"
+    config = write_config(other, scenario, database_url=database_url)
+    text = config.read_text(encoding="utf-8")
+    for relative in ('"predictions/', '"labels/', '"reference.parquet"'):  # the files of `root`
+        text = text.replace(relative, f'"{root.as_posix()}/{relative[1:]}')
+    config.write_text(text, encoding="utf-8")
+    upgrade_engine = make_engine(database_url)
+    upgrade(upgrade_engine)
+    upgrade_engine.dispose()
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "monitor.cli", "--config", str(config), "ingest", "--as-of", str(as_of),
+                    "--no-progress"], check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    wall = time.perf_counter() - began
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="predictions over 30 days")
@@ -249,6 +273,8 @@ def main() -> None:
     parser.add_argument("--histories", default="1,10,30", help="days of history before the extra ticks")
     parser.add_argument("--profile", default=None, help="write cProfile stats of the full pipeline here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--memory", action="store_true",
+                        help="also run `monitor ingest` of the same files in a process of its own and print its peak memory")
     args = parser.parse_args()
     rows = 100_000 if args.quick else args.rows
     histories = sorted({int(h) for h in args.histories.split(",") if h.strip()})
@@ -293,6 +319,8 @@ def main() -> None:
         total = n_pred + n_lab
         assert base_rows == total, (base_rows, total)
 
+        memory = peak_memory(main_root, scenario, dbs.fresh("memory"), start + DAYS * DAY) if args.memory else None
+
         ticks: dict[int, list[tuple[float, float]]] = {}
         tick_load: dict[int, str] = {}
         for days in histories:
@@ -331,6 +359,9 @@ def main() -> None:
             ingest = statistics.median(t - e for t, e in ticks[days])
             print(f"    after {days:>2} days of history: median {median:.2f} s, without alert evaluation "
                   f"{ingest:.2f} s; each: {each}   load {tick_load[days]}")
+        if memory is not None:
+            print(f"peak memory of `monitor ingest` of the same files in a process of its own: {memory[0]:,.0f} MiB "
+                  f"(target < 1 GiB), {memory[1]:.0f} s wall")
         print(f"  run_tick (a): {model.predictions:,} predictions and {model.labels:,} labels accepted, "
               f"{model.skipped:,} skipped (re-sent labels), {model.rejected} rejected")
         print(f"  total wall time {time.perf_counter() - began:.0f} s; work dir {work}"

@@ -75,6 +75,22 @@ def test_without_a_reference_there_is_no_label_shift_estimate(engine) -> None:  
     assert isinstance(frame, pd.DataFrame)
 
 
+def _two_day_windows(engine, tmp_path, scenario: Scenario, *, seed: int):  # type: ignore[no-untyped-def]
+    """A simulated stream with its reference, ingested whole; the label_shift records of its
+    consecutive two-day windows (all rows, no segment)."""
+    data = simulate(scenario, seed=seed)
+    data.reference.to_parquet(tmp_path / "reference.parquet")
+    with engine.begin() as conn:
+        config = ModelConfig(name="triage", classes=list(scenario.classes), segments=["sex", "region"],
+                             bucket="1h", reference=str(tmp_path / "reference.parquet"))
+        ctx = load_context(conn, config)
+        prepare_reference(conn, ctx, tmp_path)
+        ingest_frame(conn, ctx, "predictions", data.predictions, as_of=scenario.start_epoch + scenario.days * DAY)
+        frame = label_shift_frame(conn, ctx, WindowSpec(window=2 * DAY, step=2 * DAY), segment_sets=[()],
+                                  ends=scenario.start_epoch + np.arange(2, scenario.days + 1, 2) * DAY)
+    return data, frame
+
+
 def test_the_simulator_label_shift_bbse_follows_the_mix_and_the_warning_marks_what_changed(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Three two-day phases of one simulated stream: stable; label shift (critical's prior odds
     x4, P(x | class) unchanged: the simulator's `label_shift` fault); a concept change (critical
@@ -85,16 +101,7 @@ def test_the_simulator_label_shift_bbse_follows_the_mix_and_the_warning_marks_wh
     faults = [Fault(start_day=2, end_day=4, kind="label_shift", segment=None, value=None, prior_factor=4.0),
               Fault(start_day=4, segment=None, value=None, recall_factor=0.2)]
     scenario = Scenario(days=6, rows_per_day=3000, segments=("sex", "region"), reference_rows=20_000, faults=faults)
-    data = simulate(scenario, seed=63)
-    data.reference.to_parquet(tmp_path / "reference.parquet")
-    with engine.begin() as conn:
-        config = ModelConfig(name="triage", classes=list(scenario.classes), segments=["sex", "region"],
-                             bucket="1h", reference=str(tmp_path / "reference.parquet"))
-        ctx = load_context(conn, config)
-        prepare_reference(conn, ctx, tmp_path)
-        ingest_frame(conn, ctx, "predictions", data.predictions, as_of=scenario.start_epoch + 6 * DAY)
-        frame = label_shift_frame(conn, ctx, WindowSpec(window=2 * DAY, step=2 * DAY), segment_sets=[()],
-                                  ends=scenario.start_epoch + np.array([2, 4, 6]) * DAY)
+    data, frame = _two_day_windows(engine, tmp_path, scenario, seed=63)
     rows = data.predictions.merge(data.truth, on="prediction_id")
     day = (data.prediction_epoch - scenario.start_epoch) // DAY
     phases = {}
@@ -130,16 +137,7 @@ def test_under_covariate_shift_cbpe_holds_and_the_warning_says_bbse_does_not(eng
     BBSE does not hold there. Precisions stay in [0, 1]. Oracle: numpy's class shares."""
     fault = Fault(start_day=2, kind="covariate", segment=None, value=None, drift_feature="num_0", shift=1.5)
     scenario = Scenario(days=4, rows_per_day=3000, segments=("sex", "region"), reference_rows=20_000, faults=[fault])
-    data = simulate(scenario, seed=64)
-    data.reference.to_parquet(tmp_path / "reference.parquet")
-    with engine.begin() as conn:
-        config = ModelConfig(name="triage", classes=list(scenario.classes), segments=["sex", "region"],
-                             bucket="1h", reference=str(tmp_path / "reference.parquet"))
-        ctx = load_context(conn, config)
-        prepare_reference(conn, ctx, tmp_path)
-        ingest_frame(conn, ctx, "predictions", data.predictions, as_of=scenario.start_epoch + 4 * DAY)
-        frame = label_shift_frame(conn, ctx, WindowSpec(window=2 * DAY, step=2 * DAY), segment_sets=[()],
-                                  ends=scenario.start_epoch + np.array([2, 4]) * DAY)
+    data, frame = _two_day_windows(engine, tmp_path, scenario, seed=64)
     assert frame["precision_bbse"].between(0, 1).all()
     rows = data.predictions.merge(data.truth, on="prediction_id")
     day = (data.prediction_epoch - scenario.start_epoch) // DAY
