@@ -18,7 +18,7 @@ from monitor.context import ModelContext
 from monitor.ingest.inbox import frame_records
 from monitor.ingest.quick import plain_records
 from monitor.ingest.records import json_decoder, loads, records_frame
-from monitor.ingest.validate import validate_labels, validate_predictions
+from monitor.ingest.validate import Validated, validate_labels, validate_predictions
 
 CONTEXT = ModelContext(
     config=ModelConfig(name="m", classes=["neg", "pos"], segments=["group"], features=["x"],
@@ -96,16 +96,24 @@ def _queued(records: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
     return [(n, {k: _number(v) for k, v in json.loads(json.dumps(r, ensure_ascii=False)).items()}) for n, r in records]
 
 
+def _both_paths(body: str, kind: str) -> tuple[list | None, pd.DataFrame, Validated]:
+    """(what the quick check queues or None, the full path's frame, its validation); when the
+    quick check says yes, the full path must have refused and rejected nothing."""
+    records = _parsed(body)
+    quick = plain_records(records, CONTEXT, kind, received=NOW, max_fields=1000)
+    frame, refused = records_frame(records, CONTEXT, kind)
+    full = validate_predictions(frame, CONTEXT) if kind == "predictions" else validate_labels(frame, CONTEXT, NOW)
+    if quick is not None:
+        assert not refused and full.rejects.empty, (body, full.rejects.to_dict("records"))
+    return quick, frame, full
+
+
 @SETTINGS
 @given(bodies(PREDICTION_FIELDS))
 def test_quick_predictions_only_when_the_full_validator_accepts_all(body: str) -> None:
-    records = _parsed(body)
-    quick = plain_records(records, CONTEXT, "predictions", received=NOW, max_fields=1000)
-    frame, refused = records_frame(records, CONTEXT, "predictions")
-    full = validate_predictions(frame, CONTEXT)
+    quick, frame, full = _both_paths(body, "predictions")
     if quick is None:
         return
-    assert not refused and full.rejects.empty, (body, full.rejects)
     assert _queued(quick) == _queued(frame_records(frame))  # what the full path queues
     again = validate_predictions(_drained(quick), CONTEXT)
     assert again.rejects.empty and len(again.rows) == len(full.rows)
@@ -114,13 +122,9 @@ def test_quick_predictions_only_when_the_full_validator_accepts_all(body: str) -
 @SETTINGS
 @given(bodies(LABEL_FIELDS))
 def test_quick_labels_queue_the_canonical_rows(body: str) -> None:
-    records = _parsed(body)
-    quick = plain_records(records, CONTEXT, "labels", received=NOW, max_fields=1000)
-    frame, refused = records_frame(records, CONTEXT, "labels")
-    full = validate_labels(frame, CONTEXT, NOW)
+    quick, _, full = _both_paths(body, "labels")
     if quick is None:
         return
-    assert not refused and full.rejects.empty, (body, full.rejects)
     good = full.rows.rename(columns={"label_ts": "label_timestamp"})
     assert _queued(quick) == _queued(frame_records(good))
     again = validate_labels(_drained(quick), CONTEXT, 0)
