@@ -161,17 +161,26 @@ def _latest_as_of(conn: Connection, ctx: ModelContext) -> int | None:
         table.c.model_id == ctx.model_id, table.c.kind.in_(["rolling", "skipped"]))).scalar())
 
 
+PAIR_CHUNK = 50_000  # rows of (scores, label) read and parsed at a time
+
+
 def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
     """(scores (rows, classes), label strings) of stored predictions in [start, end) with a label."""
     query = (select(SCORES.c.scores, LABELS.c.label)
              .join(LABELS, (LABELS.c.model_id == SCORES.c.model_id) & (LABELS.c.prediction_id == SCORES.c.prediction_id))
              .where(SCORES.c.model_id == ctx.model_id, SCORES.c.ts >= start, SCORES.c.ts < end))
-    found = conn.execute(query).all()
     k = len(ctx.classes)
-    if not found:
+    parts: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    # in chunks: 28 days of a busy model are millions of rows, and rows plus one split list of
+    # all their score texts held about 0.6 GB at 1M predictions (the ingest's peak memory)
+    result = conn.execute(query.execution_options(yield_per=PAIR_CHUNK))  # the statement's option only
+    for chunk in result.partitions():
+        parts.append(np.array(",".join(r[0] for r in chunk).split(","), dtype=np.float64).reshape(-1, k))
+        labels.append(np.array([r[1] for r in chunk], dtype=object))
+    if not parts:
         return np.empty((0, k)), np.empty(0, dtype=object)
-    scores = np.array(",".join(r[0] for r in found).split(","), dtype=np.float64).reshape(-1, k)
-    return scores, np.array([r[1] for r in found], dtype=object)
+    return np.concatenate(parts), np.concatenate(labels)
 
 
 def fit_rolling(ctx: ModelContext, scores: np.ndarray, labels: np.ndarray

@@ -172,3 +172,24 @@ def test_switched_off_it_stores_no_scores_and_fits_nothing(sqlite_url) -> None: 
         assert recalibrate.recalibrate(conn, ctx, START + 4 * DAY, DAY) is None
         assert conn.execute(select(func.count()).select_from(EstimationScore)).scalar() == 0
     engine.dispose()
+
+
+def test_mature_pairs_read_in_chunks_are_the_labelled_rows_of_the_span(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The refit's (scores, label) pairs are read in chunks (bounded memory): with chunks of 7
+    rows they are still exactly the labelled predictions of the span. Oracle: pandas masks."""
+    data = random_calibrated(600, seed=35, days=4)
+    with engine.begin() as conn:
+        ctx = context(conn)
+        aggregate.on_reference(conn, ctx, canonical(conn, ctx, random_calibrated(1000, seed=36)))
+        ingest_frame(conn, ctx, "predictions", data.drop(columns=["label"]), as_of=START + 5 * DAY)
+        ingest_frame(conn, ctx, "labels", labels_of(data, 3600).iloc[::3], as_of=START + 5 * DAY)
+        monkeypatch.setattr(recalibrate, "PAIR_CHUNK", 7)
+        scores, labels = recalibrate.mature_pairs(conn, ctx, START + DAY, START + 3 * DAY)
+    labelled = data.iloc[::3]
+    expected = labelled[(labelled["timestamp"] >= START + DAY) & (labelled["timestamp"] < START + 3 * DAY)]
+    columns = [f"score_{c}" for c in CLASSES]
+    found = pd.DataFrame(scores, columns=columns).assign(label=labels).sort_values([*columns, "label"])
+    wanted = expected[[*columns, "label"]].sort_values([*columns, "label"])
+    assert len(found) == len(wanted) > 3 * 7
+    np.testing.assert_allclose(found[columns].to_numpy(), wanted[columns].to_numpy(dtype=float), rtol=1e-12)
+    assert found["label"].tolist() == wanted["label"].tolist()
