@@ -65,18 +65,13 @@ def ensure_model(conn: Connection, model: ModelConfig) -> int:
 def load_context(conn: Connection, model: ModelConfig) -> ModelContext:
     """Context for `model` from its config and what the database learned (reference): one
     query for a model already stored (every write of the API and the stream asks)."""
-    row = conn.execute(
-        select(MonitoredModel.id, MonitoredModel.classes, MonitoredModel.minority_classes).where(
-            MonitoredModel.name == model.name
-        )
-    ).one_or_none()
-    if row is None:
-        model_id = ensure_model(conn, model)
-        row = conn.execute(
-            select(MonitoredModel.id, MonitoredModel.classes, MonitoredModel.minority_classes).where(
-                MonitoredModel.id == model_id
-            )
-        ).one()
+    query = select(MonitoredModel.id, MonitoredModel.classes, MonitoredModel.minority_classes).where(
+        MonitoredModel.name == model.name
+    )
+    row = conn.execute(query).one_or_none()
+    if row is None:  # first sight: stored, then read back as stored
+        ensure_model(conn, model)
+        row = conn.execute(query).one()
     classes = list(model.classes or row.classes or [])
     minority = list(model.minority_classes or row.minority_classes or [])
     return ModelContext(

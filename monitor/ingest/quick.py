@@ -1,6 +1,6 @@
 """The quick check of a small JSON batch: plain Python for the usual body, pandas for the rest.
 
-A POST body (or a stream message) of a few dozen records costs milliseconds in the vectorised
+A POST body of a few dozen records costs milliseconds in the vectorised
 validator (`monitor.ingest.validate`), almost all of it pandas' fixed cost per operation. Most
 bodies are plainly valid: ids and classes as text or integers, times as epoch numbers or ISO
 8601 texts inside the limits, scores as numbers in [0, 1]. `plain_records` checks exactly
@@ -9,7 +9,7 @@ might be rejected, a type it does not know) it gives None and the caller runs th
 validator on the whole batch, so every reject and its reason still come from one validator.
 
 The quick check only says yes when the full validator would accept every record
-(tests/ingest/test_quick.py checks that on generated hostile batches), and the inbox's drain
+(tests/throughput/test_quick_check.py checks that on generated hostile batches), and the inbox's drain
 validates every queued record again with the full validator before anything is counted.
 """
 
@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from monitor.context import ModelContext
-from monitor.ingest.records import TooWide, check_record
+from monitor.ingest.records import check_record
 from monitor.ingest.validate import MILLISECONDS_FROM
 from monitor.timeutil import now_epoch
 
@@ -67,7 +67,7 @@ class _Plain:
         from monitor.ingest.ledger import input_columns
 
         limits = ctx.config.limits
-        self.ctx, self.kind = ctx, kind
+        self.ctx = ctx
         strings, self.keep = input_columns(ctx, kind)
         self.strings = set(strings)
         self.classes = set(ctx.classes)
@@ -127,8 +127,6 @@ def plain_records(records: list[tuple[int, Any]], ctx: ModelContext, kind: str, 
     plain = _Plain(ctx, kind)
     out: list[tuple[int, dict[str, Any]]] = []
     for number, record in records:
-        if isinstance(record, TooWide) or not isinstance(record, dict):
-            return None
         kept = check_record(number, record, plain.strings, plain.keep, max_fields)
         if isinstance(kept, tuple):
             return None
