@@ -108,9 +108,6 @@ def make_rows(rows: int, days: int, labelled: float, seed: int) -> tuple[pd.Data
     keep = label_ts < END
     labels = pd.DataFrame({"model_id": 1, "prediction_id": ids[has_label][keep], "label": predicted[has_label][keep],
                            "label_ts": label_ts[keep], "applied_label": predicted[has_label][keep], "needs_apply": "f"})
-    labeled_at = np.full(rows, np.nan)
-    labeled_at[np.flatnonzero(has_label)[keep]] = label_ts[keep]
-    predictions["labeled_at"] = pd.Series(labeled_at).astype("Int64")
     return predictions, labels
 
 
@@ -159,8 +156,8 @@ def size(db: Scratch) -> str:
 def label_batches(predictions: pd.DataFrame, labels: pd.DataFrame, batch: int, batches: int, seed: int,
                   late_days: int = 60) -> list[pd.DataFrame]:
     rng = np.random.default_rng(seed)
-    # unlabelled predictions of the last `late_days` days (a stored label sets labeled_at)
-    open_ = predictions.loc[(predictions["ts"] >= END - late_days * DAY) & predictions["labeled_at"].isna(),
+    # unlabelled predictions of the last `late_days` days
+    open_ = predictions.loc[(predictions["ts"] >= END - late_days * DAY) & ~predictions["prediction_id"].isin(labels["prediction_id"]),
                             ["prediction_id"]]
     chosen = open_.sample(min(len(open_), batch * batches), random_state=seed)
     out = []
@@ -184,7 +181,7 @@ def time_label_join(db: Scratch, batches: list[pd.DataFrame], horizon_days: int,
             if unbounded:
                 found = select_in(conn, Prediction.__table__, key_column="prediction_id",  # type: ignore[arg-type]
                                   keys=list(fresh["prediction_id"]), columns=["bucket_start", "slice_id", "predicted",
-                                                                              "ts", "labeled_at"], equal={"model_id": ctx.model_id})
+                                                                              "ts"], equal={"model_id": ctx.model_id})
             else:
                 found = stored_predictions(conn, ctx, fresh)
             lookups.append(time.perf_counter() - began)

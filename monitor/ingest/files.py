@@ -172,7 +172,7 @@ def load_prediction_files(conn: Connection, ctx: ModelContext, frames: list[pd.D
         "model_id": ctx.model_id, "prediction_id": new["prediction_id"], "ts": new["ts"],
         "bucket_start": new["bucket_start"], "slice_id": new["slice_id"], "predicted": new["predicted"],
         "model_version": new["model_version"].astype(object), "content_hash": new["content_hash"],
-        "labeled_at": None, "file_id": np.asarray(file_ids, dtype=np.int64)[new["_file"].to_numpy()],
+        "file_id": np.asarray(file_ids, dtype=np.int64)[new["_file"].to_numpy()],
     }))
     _count(results, new["_file"].to_numpy(), "accepted")
     # the accepted rows with their slices to the aggregation, a frame per group (its files in

@@ -1,4 +1,4 @@
-"""Applying labels: the set-based join of stored labels with their predictions that moves
+"""Applying labels: the set-based match of stored labels with their predictions that moves
 confusion counts (+1 the new label, -1 the label it replaces) and records the arrival delay of
 a prediction's first label. Runs inside the caller's transaction.
 """
@@ -9,11 +9,11 @@ from typing import cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Table, and_, exists, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
-from monitor.store.bulk import add_counts, select_in_recent, update_rows
+from monitor.store.bulk import IN_CHUNK, add_counts, select_in_recent
 from monitor.store.models import ConfusionCount, Label, LabelArrivalCount, Prediction
 from monitor.store.partitions import LABEL_LOOKUP_WINDOW, RECENT_LOOKUP_WINDOW
 
@@ -25,7 +25,7 @@ ARRIVAL_COUNTS = cast(Table, LabelArrivalCount.__table__)
 
 
 TODO_COLUMNS = ["prediction_id", "label", "applied_label", "label_ts", "bucket_start", "slice_id", "predicted",
-                "ts", "labeled_at"]
+                "ts"]
 
 
 def stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame) -> pd.DataFrame:
@@ -36,7 +36,7 @@ def stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame)
     # within the label horizon, then older ones, each for the ids not found yet
     first = int(fresh["label_ts"].min())
     found = select_in_recent(conn, PREDICTIONS, key_column="prediction_id", keys=[str(v) for v in fresh["prediction_id"]],
-                             columns=["bucket_start", "slice_id", "predicted", "ts", "labeled_at"],
+                             columns=["bucket_start", "slice_id", "predicted", "ts"],
                              equal={"model_id": ctx.model_id}, time_column="ts",
                              since=[first - RECENT_LOOKUP_WINDOW, first - LABEL_LOOKUP_WINDOW])
     if not found:
@@ -47,11 +47,11 @@ def stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame)
     ids = fresh["prediction_id"].to_numpy()
     take = np.fromiter((pid in by_id for pid in ids), dtype=bool, count=len(ids))
     stored = pd.DataFrame([by_id[pid] for pid in ids[take]],
-                          columns=["prediction_id", "bucket_start", "slice_id", "predicted", "ts", "labeled_at"])
+                          columns=["prediction_id", "bucket_start", "slice_id", "predicted", "ts"])
     return pd.DataFrame({
         "prediction_id": pd.Series(ids[take], dtype=object), "label": pd.Series(fresh["label"].to_numpy()[take], dtype=object),
         "applied_label": None, "label_ts": fresh["label_ts"].to_numpy()[take],
-        **{c: stored[c] for c in ["bucket_start", "slice_id", "predicted", "ts", "labeled_at"]},
+        **{c: stored[c] for c in ["bucket_start", "slice_id", "predicted", "ts"]},
     })[TODO_COLUMNS]
 
 
@@ -68,28 +68,25 @@ def _delay_bins(delay_seconds: np.ndarray) -> np.ndarray:
 def apply_labels(conn: Connection, ctx: ModelContext) -> int:
     """Move counts for every label not yet (or wrongly) counted whose prediction is stored.
 
-    Set-based: one join finds them; deltas (+1 new label, -1 replaced label) go into the
-    confusion counts; the first label of a prediction also records its arrival delay.
+    Set-based: the waiting labels and their predictions are read in two lookups; deltas (+1
+    new label, -1 replaced label) go into the confusion counts; the first label of a
+    prediction also records its arrival delay.
     """
     return apply_labels_with(conn, ctx, None)
 
 
 def apply_labels_with(conn: Connection, ctx: ModelContext, direct: pd.DataFrame | None) -> int:
     """`apply_labels`, plus `direct`: new labels stored as applied already (TODO_COLUMNS,
-    `applied_label` None), counted in the same pass; their predictions get `labeled_at`."""
-    joined = conn.execute(
-        select(LABELS.c.prediction_id, LABELS.c.label, LABELS.c.applied_label, LABELS.c.label_ts,
-               PREDICTIONS.c.bucket_start, PREDICTIONS.c.slice_id, PREDICTIONS.c.predicted,
-               PREDICTIONS.c.ts, PREDICTIONS.c.labeled_at)
-        .select_from(LABELS.join(PREDICTIONS, and_(PREDICTIONS.c.model_id == LABELS.c.model_id,
-                                                   PREDICTIONS.c.prediction_id == LABELS.c.prediction_id)))
-        .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply.is_(True))
-    ).fetchall()
+    `applied_label` None), counted in the same pass.
+
+    A label counted for the first time is one whose `applied_label` is None: a new label
+    (direct, or pending until its prediction came). A correction carries the label it
+    replaces, so its prediction's arrival is not recorded twice. Predictions are never
+    updated: on PostgreSQL their partitions are insert-only (no dead rows to vacuum)."""
+    pending = _pending_with_predictions(conn, ctx)
     has_direct = direct is not None and not direct.empty
-    if not joined and not has_direct:
+    if pending is None and not has_direct:
         return 0
-    # plain tuples: pandas would convert the Row objects one attribute probe at a time
-    pending = pd.DataFrame([tuple(row) for row in joined], columns=TODO_COLUMNS) if joined else None
     if pending is None:
         todo = direct
     elif has_direct:
@@ -98,7 +95,8 @@ def apply_labels_with(conn: Connection, ctx: ModelContext, direct: pd.DataFrame 
         todo = pending
     assert todo is not None
     plus = todo[["bucket_start", "slice_id", "label", "predicted"]].assign(n=1)
-    minus = todo.loc[todo["applied_label"].notna(), ["bucket_start", "slice_id", "applied_label", "predicted"]]
+    replaced = todo["applied_label"].notna()
+    minus = todo.loc[replaced, ["bucket_start", "slice_id", "applied_label", "predicted"]]
     minus = minus.rename(columns={"applied_label": "label"}).assign(n=-1)
     deltas = pd.concat([plus, minus], ignore_index=True)
     deltas = deltas.groupby(["bucket_start", "slice_id", "label", "predicted"], as_index=False).agg(n=("n", "sum"))
@@ -107,51 +105,45 @@ def apply_labels_with(conn: Connection, ctx: ModelContext, direct: pd.DataFrame 
         "model_id": ctx.model_id, "bucket_start": deltas["bucket_start"], "slice_id": deltas["slice_id"],
         "true_class": deltas["label"], "pred_class": deltas["predicted"], "n": deltas["n"],
     }), key_columns=["model_id", "bucket_start", "slice_id", "true_class", "pred_class"])
-    is_first = todo["labeled_at"].isna().to_numpy().copy()
-    if has_direct and pending is not None:
-        # a label applied on the spot and corrected later in the same batch of files (its
-        # prediction's labeled_at is set below): the arrival is the first label's, in `direct`
-        assert direct is not None
-        from_pending = np.arange(len(todo)) < len(pending)
-        is_first &= ~(from_pending & todo["prediction_id"].isin(direct["prediction_id"]).to_numpy())
-    first = todo.loc[is_first]
+    first = todo.loc[~replaced]
     if len(first):
         bins = _delay_bins((first["label_ts"] - first["ts"]).to_numpy(dtype=np.float64))
         arrivals = pd.DataFrame({"model_id": ctx.model_id, "bucket_start": first["bucket_start"].to_numpy(),
                                  "delay_bin": bins, "n": 1})
         add_counts(conn, ARRIVAL_COUNTS, arrivals,
                    key_columns=["model_id", "bucket_start", "delay_bin"])
-    if has_direct:
-        assert direct is not None
-        # in key order: neighbouring rows share index and table pages
-        first_direct = direct.loc[direct["labeled_at"].isna()].sort_values("prediction_id", kind="stable")
-        # with the prediction's time: PostgreSQL looks in its one weekly partition
-        update_rows(conn, PREDICTIONS, pd.DataFrame({
-            "labeled_at": first_direct["label_ts"], "model_id": ctx.model_id,
-            "prediction_id": first_direct["prediction_id"], "ts": first_direct["ts"]}),
-            key_columns=["model_id", "prediction_id", "ts"], value_columns=["labeled_at"], only_null=["labeled_at"])
-    if pending is not None and (pending["labeled_at"].isna().any()):
-        pending_label = (
-            select(LABELS.c.label_ts)
-            .where(LABELS.c.model_id == PREDICTIONS.c.model_id,
-                   LABELS.c.prediction_id == PREDICTIONS.c.prediction_id,
-                   LABELS.c.needs_apply.is_(True))
-            .scalar_subquery()
-        )
-        conn.execute(
-            update(PREDICTIONS)
-            .where(PREDICTIONS.c.model_id == ctx.model_id, PREDICTIONS.c.labeled_at.is_(None),
-                   PREDICTIONS.c.prediction_id.in_(
-                       select(LABELS.c.prediction_id).where(LABELS.c.model_id == ctx.model_id,
-                                                            LABELS.c.needs_apply.is_(True))))
-            .values(labeled_at=pending_label)
-        )
     if pending is not None:
-        matched = exists().where(PREDICTIONS.c.model_id == LABELS.c.model_id,
-                                 PREDICTIONS.c.prediction_id == LABELS.c.prediction_id)
-        conn.execute(
-            update(LABELS)
-            .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply.is_(True), matched)
-            .values(applied_label=LABELS.c.label, needs_apply=False)
-        )
+        ids = pending["prediction_id"].tolist()
+        for start in range(0, len(ids), IN_CHUNK):
+            conn.execute(
+                update(LABELS)
+                .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply.is_(True),
+                       LABELS.c.prediction_id.in_(ids[start:start + IN_CHUNK]))
+                .values(applied_label=LABELS.c.label, needs_apply=False)
+            )
     return len(todo)
+
+
+def _pending_with_predictions(conn: Connection, ctx: ModelContext) -> pd.DataFrame | None:
+    """Stored labels waiting to be counted (new ones whose prediction came late, corrections)
+    whose prediction is stored, joined with it (TODO_COLUMNS); None if there are none.
+
+    Two steps, not one join: the waiting labels by their index (usually none), then their
+    predictions by id, newest weeks first. PostgreSQL planned the join as a walk over all of
+    the model's predictions whenever its statistics were missing or stale (fresh weekly
+    partitions, autovacuum behind): a cost that grew with the history, every batch."""
+    waiting = conn.execute(
+        select(LABELS.c.prediction_id, LABELS.c.label, LABELS.c.applied_label, LABELS.c.label_ts)
+        .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply.is_(True))
+    ).fetchall()
+    if not waiting:
+        return None
+    labels = pd.DataFrame([tuple(row) for row in waiting],
+                          columns=["prediction_id", "label", "applied_label", "label_ts"])
+    joined = stored_predictions(conn, ctx, labels)
+    if joined.empty:
+        return None
+    replaced = dict(zip(labels["prediction_id"], labels["applied_label"], strict=True))
+    joined["applied_label"] = pd.Series([replaced[pid] for pid in joined["prediction_id"]], dtype=object,
+                                        index=joined.index)
+    return joined

@@ -136,7 +136,7 @@ def load_predictions(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *
         "model_id": ctx.model_id, "prediction_id": rows["prediction_id"], "ts": rows["ts"],
         "bucket_start": rows["bucket_start"], "slice_id": rows["slice_id"], "predicted": rows["predicted"],
         "model_version": rows["model_version"].astype(object), "content_hash": rows["content_hash"],
-        "labeled_at": None, "file_id": file_id,
+        "file_id": file_id,
     }))
     accepted = rows.drop(columns=["_row", "content_hash"])
     if pending is not None:

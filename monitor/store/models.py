@@ -117,13 +117,12 @@ class Prediction(Base):
     predicted: Mapped[str] = mapped_column(String(200))
     model_version: Mapped[str | None] = mapped_column(String(200))
     content_hash: Mapped[int] = mapped_column(BigInteger)
-    labeled_at: Mapped[int | None] = mapped_column(BigInteger)
     file_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class Label(Base):
-    """The current ground truth of a prediction. `applied_label` is what the counts hold;
-    `needs_apply` marks labels not yet (or no longer correctly) counted, e.g. pending ones
+    """The current ground truth of a prediction. `applied_label` is what the counts hold (None:
+    never counted, so counting it records the prediction's label arrival); `needs_apply` marks labels not yet (or no longer correctly) counted, e.g. pending ones
     whose prediction has not arrived."""
 
     __tablename__ = "labels"

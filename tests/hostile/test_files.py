@@ -144,7 +144,8 @@ def test_64_bit_integer_ids_stay_exact_and_their_labels_join(tmp_path, db_url, f
 
     engine = make_engine(load_config(config_path).database_url)
     with engine.connect() as conn:
-        stored = conn.execute(text("SELECT prediction_id, labeled_at IS NOT NULL FROM predictions")).all()
+        stored = conn.execute(text("SELECT p.prediction_id, l.applied_label IS NOT NULL FROM predictions p"
+                                   " JOIN labels l ON l.prediction_id = p.prediction_id")).all()
     engine.dispose()
     assert sorted(stored) == sorted((str(pid), True) for pid in big)
 

@@ -31,7 +31,6 @@ def _predictions(model_id: int, n: int) -> pd.DataFrame:
         "predicted": [HOSTILE[i % len(HOSTILE)] for i in range(n)],
         "model_version": [None if i % 3 == 0 else f"v{i % 2}" for i in range(n)],
         "content_hash": np.arange(n, dtype=np.int64) * 7919,
-        "labeled_at": [np.nan if i % 2 else 1_700_000_500.0 for i in range(n)],
         "file_id": pd.array([None if i % 5 == 0 else 1 for i in range(n)], dtype="Int64"),
     })
 
@@ -48,7 +47,6 @@ def test_it_inserts_every_row_with_exact_values(engine: Engine) -> None:
     assert stored["model_version"].where(stored["model_version"].notna(), None).tolist() == \
         frame["model_version"].tolist()
     assert stored["content_hash"].tolist() == frame["content_hash"].tolist()
-    assert stored["labeled_at"].isna().sum() == 617
     assert stored["file_id"].isna().sum() == frame["file_id"].isna().sum()
 
 

@@ -40,8 +40,7 @@ def _tables(url: str) -> dict[str, pd.DataFrame]:
     with engine.connect() as conn:
         for table in sorted(set(inspect(conn).get_table_names()) - SKIP_TABLES):
             frame = pd.read_sql_query(text(f'SELECT * FROM "{table}"'), conn)  # noqa: S608 - our own table names
-            frame = frame.drop(columns=[c for c in frame.columns if c in SKIP_COLUMNS or c.endswith("_at")
-                                        and c not in ("labeled_at",)])
+            frame = frame.drop(columns=[c for c in frame.columns if c in SKIP_COLUMNS or c.endswith("_at")])
             if "n" in frame.columns and ("_counts" in table):
                 # a label and its correction in one batch cancel before they are written; one
                 # file at a time leaves a count of 0 behind: the same sums either way
