@@ -1,8 +1,9 @@
 """Benchmark: stream ingestion from NATS JetStream on PostgreSQL, 1 then 2 `monitor consume`
 processes, against the database write path alone in the same run.
 
-    python bench/stream.py [--rate 5000] [--seconds 6] [--per-message 10] [--batch-size 200]
-                           [--consumers 1,2] [--phases backlog,paced] [--baseline 30000]
+    python bench/stream.py [--rate 5000] [--seconds 6] [--per-message 10] [--batch-size 1000]
+                           [--consumers 1,2] [--phases backlog,paced] [--baseline 30000] [--analyze-every 30]
+                           [--random-page-cost 1.1]
                            [--db-url postgresql://postgres@127.0.0.1:5432/test] [--nats-url nats://127.0.0.1:4222]
 
 Data: `--rate` x `--seconds` predictions (3 classes, one segment) and labels for 80% of
@@ -23,6 +24,13 @@ is ingested unmeasured. Then, for 1 and for 2 consumers:
   that grows with `--seconds` means the consumers fell behind;
 - exactness, in both: every count in the database equals the counts computed with pandas
   from the published records (nothing lost, nothing doubled).
+
+Planner statistics: a production server's autovacuum keeps them fresh as the weekly
+partitions fill; on a server with `autovacuum = off` (the development machine's) the bench
+runs `ANALYZE predictions, labels` every 30 s of a phase in its place (`--analyze-every`,
+0 for never), and says so in its first lines. Without statistics PostgreSQL takes a model's
+rows in this week's partition to be few and reads all of them for each id lookup, a cost that
+grows with every batch; with them it turns to the primary key's index once that is cheaper.
 
 Baseline (same run): the same records ingested by `ingest_frame` in batches of the same size
 directly (no broker, no subprocess), the database write path's own rate; each run prints its
@@ -115,6 +123,8 @@ def snapshot(engine) -> dict:  # type: ignore[no-untyped-def]
 class Database:
     """A fresh migrated database on the server of `admin_url`, dropped on exit."""
 
+    random_page_cost: float | None = None  # set on every database made (--random-page-cost)
+
     def __init__(self, admin_url: str) -> None:
         self.admin = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
         self.name = f"bench_stream_{uuid.uuid4().hex[:8]}"
@@ -123,6 +133,8 @@ class Database:
     def __enter__(self) -> Database:
         with self.admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+            if self.random_page_cost is not None:
+                conn.execute(text(f'ALTER DATABASE "{self.name}" SET random_page_cost = {float(self.random_page_cost)}'))
         engine = make_engine(self.url)
         upgrade(engine)
         engine.dispose()
@@ -226,8 +238,12 @@ def phase(consumers: int, rate: float, args: argparse.Namespace, predictions: pd
         done = threading.Event()
 
         def poll() -> None:
+            analysed = time.time()
             while not done.is_set():
                 seen.append((time.time(), snapshot_count(engine), snapshot_count(engine, Label)))
+                if args.analyze_every and time.time() - analysed >= args.analyze_every:
+                    analyse(engine)  # what autovacuum's ANALYZE does on a production server
+                    analysed = time.time()
                 time.sleep(0.2)
 
         # the messages, the stream (the consumers find it), the consumers, a warm-up (imports,
@@ -309,6 +325,21 @@ async def _make_stream(nats_url: str, stream: str) -> None:
     await nc.close()
 
 
+def autovacuum_on(url: str) -> bool:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
+        on = conn.execute(text("SHOW autovacuum")).scalar_one() == "on"
+    engine.dispose()
+    return on
+
+
+def analyse(engine) -> None:  # type: ignore[no-untyped-def]
+    """Fresh planner statistics for the raw tables (their weekly partitions)."""
+    with engine.connect() as conn:
+        conn.execute(text("ANALYZE predictions, labels"))
+        conn.commit()
+
+
 def snapshot_count(engine, table=Prediction) -> int:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
@@ -340,7 +371,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000, help="predictions published per second")
     parser.add_argument("--seconds", type=float, default=6, help="seconds of paced publishing per phase")
     parser.add_argument("--per-message", type=int, default=10, help="records per message")
-    parser.add_argument("--batch-size", type=int, default=200, help="messages per consumer batch")
+    parser.add_argument("--batch-size", type=int, default=1000, help="messages per consumer batch (at most)")
     parser.add_argument("--idle", type=float, default=10, help="a consumer stops after this many idle seconds")
     parser.add_argument("--consumers", default="1,2", help="numbers of consumers to run, in turn")
     parser.add_argument("--phases", default="backlog,paced", help="backlog (capacity), paced (--rate), or both")
@@ -348,12 +379,28 @@ def main() -> None:
                         help="predictions (and their labels) the direct-path baseline ingests")
     parser.add_argument("--db-url", default=os.environ.get("MONITOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    parser.add_argument("--analyze-every", type=float, default=None,
+                        help="run ANALYZE on the raw tables every this many seconds during a phase (default: 30 "
+                             "when the server's autovacuum is off, else never)")
+    parser.add_argument("--random-page-cost", type=float, default=None,
+                        help="the planner's random_page_cost for the bench's databases (default: the server's; "
+                             "1.1 is the usual advice for SSDs and data in memory)")
     args = parser.parse_args()
+    Database.random_page_cost = args.random_page_cost
+    if args.analyze_every is None:
+        args.analyze_every = 0.0 if autovacuum_on(args.db_url) else 30.0
     n = int(args.rate * args.seconds)
     predictions, labels = records(n)
     oracle = expected(predictions, labels)
     print(f"{n:,} predictions and {len(labels):,} labels, {args.per_message} records a message, batches of "
           f"{args.batch_size} messages; PostgreSQL; load {load()}")
+    if args.random_page_cost is not None:
+        print(f"random_page_cost = {args.random_page_cost:g} on the bench's databases (ALTER DATABASE ... SET)")
+    if args.analyze_every:
+        print(f"the bench runs ANALYZE on predictions and labels every {args.analyze_every:g} s during a phase "
+              "(what autovacuum does on a production server; this server's autovacuum is off)" if not
+              autovacuum_on(args.db_url) else f"the bench runs ANALYZE on predictions and labels every "
+              f"{args.analyze_every:g} s during a phase")
     few = predictions.iloc[:args.baseline]
     direct = direct_rate(args, few, labels[labels["prediction_id"].isin(few["prediction_id"])])
     print(f"baseline: the database write path alone (ingest_frame, same batches, {len(few):,} predictions): "
