@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from monitor.config import ModelConfig
 from monitor.context import ModelContext, load_context
-from monitor.ingest.pipeline import ingest_frame
+from monitor.ingest.pipeline import apply_labels, ingest_frame
 from monitor.ingest.records import (
     MAX_FIELDS,
     Reject,
@@ -187,6 +187,10 @@ def _ingest(conn: Connection, model: ModelConfig, deliveries: Sequence[Delivery]
         result.rejected += len(early) + (outcome.rejected if outcome is not None else 0)
         for rejects in (early, outcome.rejects if outcome is not None else early.iloc[:0]):
             result.dead_letters += [_dead_letter(ctx, kind, row) for row in rejects.itertuples(index=False)]
+    if result.predictions and not len(frames["labels"][0]):
+        # labels that came before these predictions (in earlier batches) are counted now, not at
+        # the scheduler's next tick; a batch with labels did it in load_labels already
+        apply_labels(conn, ctx)
     result.terminate = {d.sequence for d in (*parsed.poison, *parsed.unknown)}
     now = time.time()
     result.pending = deliveries[-1].pending if deliveries else None

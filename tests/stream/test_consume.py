@@ -100,6 +100,24 @@ def test_predictions_then_late_labels_count_exactly(backend: str, names: StreamN
     engine.dispose()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_labels_published_before_their_predictions_count_without_a_tick(
+        backend: str, names: StreamNames, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Every label comes first and the stream ends with predictions: the consumer counts the
+    waiting labels when their predictions come, with no scheduler tick and no later label."""
+    predictions, labels = make_records(300, seed=13)
+    messages = (as_messages(labels, names.labels, per_message=10, seed=14)
+                + as_messages(predictions, names.predictions, per_message=10, seed=15))
+    publish(names, messages)
+    url = fresh_database_url(backend, request, tmp_path)
+    config = write_config(tmp_path, url, names, batch_size=len(messages) // 4, max_wait=0.3)
+    totals = _consume(config)
+    assert (totals.predictions, totals.labels) == (len(predictions), len(labels))  # type: ignore[attr-defined]
+    engine = make_engine(url)
+    assert snapshot(engine) == expected_counts(predictions, labels)
+    engine.dispose()
+
+
 def test_a_batch_committed_but_never_acknowledged_is_skipped_when_delivered_again(
         names: StreamNames, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """The consumer dies between commit and acknowledgement: the broker delivers the batch
