@@ -238,13 +238,13 @@ def phase(consumers: int, rate: float, args: argparse.Namespace, predictions: pd
         done = threading.Event()
 
         def poll() -> None:
-            analysed = time.time()
             while not done.is_set():
                 seen.append((time.time(), snapshot_count(engine), snapshot_count(engine, Label)))
-                if args.analyze_every and time.time() - analysed >= args.analyze_every:
-                    analyse(engine)  # what autovacuum's ANALYZE does on a production server
-                    analysed = time.time()
                 time.sleep(0.2)
+
+        def analyser() -> None:  # what autovacuum's ANALYZE does on a production server
+            while args.analyze_every and not done.wait(args.analyze_every):
+                analyse(engine)
 
         # the messages, the stream (the consumers find it), the consumers, a warm-up (imports,
         # first slices: not part of the measurement), then the paced traffic
@@ -270,11 +270,14 @@ def phase(consumers: int, rate: float, args: argparse.Namespace, predictions: pd
             time.sleep(0.2)
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
+        analysing = threading.Thread(target=analyser, daemon=True)
+        analysing.start()
         started = time.time()
         published, achieved = asyncio.run(publish(args.nats_url, stream, plan, len(rest), args.per_message))
         outputs = [worker.communicate()[0] or "" for worker in workers]
         done.set()
         poller.join()
+        analysing.join()
         failed = [log.read_text()[-2000:] for worker, log in zip(workers, logs) if worker.returncode != 0]
         if failed:
             print(f"  a consumer failed: {failed[0]}")
