@@ -390,8 +390,9 @@ def main() -> None:
                              "1.1 is the usual advice for SSDs and data in memory)")
     args = parser.parse_args()
     Database.random_page_cost = args.random_page_cost
+    vacuumed = autovacuum_on(args.db_url)
     if args.analyze_every is None:
-        args.analyze_every = 0.0 if autovacuum_on(args.db_url) else 30.0
+        args.analyze_every = 0.0 if vacuumed else 30.0
     n = int(args.rate * args.seconds)
     predictions, labels = records(n)
     oracle = expected(predictions, labels)
@@ -400,10 +401,8 @@ def main() -> None:
     if args.random_page_cost is not None:
         print(f"random_page_cost = {args.random_page_cost:g} on the bench's databases (ALTER DATABASE ... SET)")
     if args.analyze_every:
-        print(f"the bench runs ANALYZE on predictions and labels every {args.analyze_every:g} s during a phase "
-              "(what autovacuum does on a production server; this server's autovacuum is off)" if not
-              autovacuum_on(args.db_url) else f"the bench runs ANALYZE on predictions and labels every "
-              f"{args.analyze_every:g} s during a phase")
+        print(f"the bench runs ANALYZE on predictions and labels every {args.analyze_every:g} s during a phase"
+              + ("" if vacuumed else " (what autovacuum does on a production server; this server's autovacuum is off)"))
     few = predictions.iloc[:args.baseline]
     direct = direct_rate(args, few, labels[labels["prediction_id"].isin(few["prediction_id"])])
     print(f"baseline: the database write path alone (ingest_frame, same batches, {len(few):,} predictions): "

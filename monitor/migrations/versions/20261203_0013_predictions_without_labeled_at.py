@@ -1,8 +1,8 @@
 """predictions lose `labeled_at`: a label no longer updates its prediction (issue 17)
 
 `labeled_at` told label application whether a prediction's first label had been counted (for
-the label arrival counts). The label itself says so: a label counted before carries the label
-it replaced in `applied_label`. Without the column, ingesting a label never updates
+the label arrival counts). The label itself says so: `applied_label` is None until a label of
+the prediction has been counted, and a correction keeps there the label it replaces. Without the column, ingesting a label never updates
 `predictions`, whose rows (weekly partitions on PostgreSQL) become insert-only: no dead row
 per label for vacuum to clean, and one UPDATE per batch of labels less (bench/stream.py).
 
