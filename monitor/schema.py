@@ -10,6 +10,7 @@ from monitor.drift import models as drift_models  # noqa: F401
 from monitor.estimation import models as estimation_models  # noqa: F401
 from monitor.incidents import models as incidents_models  # noqa: F401
 from monitor.ingest import inbox as inbox_models  # noqa: F401  (issue 15: the write inbox, 0009)
+from monitor.ingest import writers as writers_models  # noqa: F401  (issue 17: overlapping writers, 0014)
 from monitor.store import models as core_models  # noqa: F401
 from monitor.store.base import Base
 from monitor.stream import models as stream_models  # noqa: F401  (issue 17: stream consumers, 0010)

@@ -51,6 +51,7 @@ from monitor.context import ModelContext, load_context
 from monitor.ingest.inbox import Drainer
 from monitor.ingest.pipeline import IngestResult
 from monitor.ingest.validate import REJECT_COLUMNS
+from monitor.ingest.writers import note_writes
 from monitor.locking import ingest_lock
 from monitor.output import to_records
 from monitor.read import alerts as alert_reads
@@ -413,6 +414,7 @@ def _write(model: str, kind: str) -> Response:
                 early = pd.DataFrame(sorted(unparsed + refused), columns=REJECT_COLUMNS)
                 if wait:
                     ingest_lock(conn, ctx.model_id)  # writers of one model queue, never deadlock
+                    note_writes(conn, ctx.model_id, None)  # stream consumers check against these rows
                     drain_locked(conn, ctx)  # rows sent before these go first
                     result, queued = ingest_frame(conn, ctx, kind, frame, source="api"), 0
                 else:

@@ -34,6 +34,14 @@ class Pending:
     direct: list[pd.DataFrame] = field(default_factory=list)
     labels: bool = False  # a label file was loaded: waiting labels are applied at the flush
     rows: int = 0
+    label_ids: list[pd.Series] = field(default_factory=list)  # labels stored (new or corrected)
+
+    def prediction_ids(self) -> list[str]:
+        """The ids of the predictions stored (accepted) so far."""
+        return [str(v) for frames in self.predictions.values() for f in frames for v in f["prediction_id"]]
+
+    def stored_label_ids(self) -> list[str]:
+        return [str(v) for ids in self.label_ids for v in ids]
 
     def add_predictions(self, rows: pd.DataFrame) -> None:
         key = tuple(zip(rows.columns, map(str, rows.dtypes), strict=True))
@@ -52,16 +60,18 @@ class Pending:
         self.direct.extend(other.direct)
         self.labels = self.labels or other.labels
         self.rows += other.rows
+        self.label_ids.extend(other.label_ids)
 
-    def flush(self, conn: Connection, ctx: ModelContext) -> None:
-        """Counts and hooks of everything pending, in the caller's transaction."""
+    def flush(self, conn: Connection, ctx: ModelContext, scope: list[str] | None = None) -> None:
+        """Counts and hooks of everything pending, in the caller's transaction (`scope`: see
+        `apply_labels_with`)."""
         for frames in self.predictions.values():
             count_predictions(conn, ctx, frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True))
         if self.labels:
             direct = (pd.concat(self.direct, ignore_index=True) if len(self.direct) > 1
                       else self.direct[0] if self.direct else None)
-            apply_labels_with(conn, ctx, direct)
-        self.predictions, self.direct, self.labels, self.rows = {}, [], False, 0
+            apply_labels_with(conn, ctx, direct, scope)
+        self.predictions, self.direct, self.labels, self.rows, self.label_ids = {}, [], False, 0, []
 
 
 def count_predictions(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> None:

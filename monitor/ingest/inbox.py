@@ -55,6 +55,7 @@ from monitor.config import ModelConfig, MonitorConfig
 from monitor.context import ModelContext, load_context
 from monitor.ingest.pipeline import IngestResult, apply_labels, load_labels, load_predictions
 from monitor.ingest.rejects import store_rejects
+from monitor.ingest.writers import note_writes
 from monitor.locking import INGEST_LOCK_SPACE, ingest_lock
 from monitor.store.base import Base
 from monitor.store.bulk import driver_errors
@@ -218,6 +219,7 @@ def aggregate_rows(conn: Connection, ctx: ModelContext, rows: list[tuple]) -> Dr
     """Aggregate inbox rows (predictions first, then labels, each in arrival order) and delete
     them, in the caller's transaction (which holds the model's lock)."""
     drained = Drained(rows=len(rows))
+    note_writes(conn, ctx.model_id, None)  # raw rows stored under the lock: stream consumers check
     accepted_predictions = 0
     prefix = ctx.config.predictions.score_prefix
     for kind in KINDS:

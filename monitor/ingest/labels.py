@@ -13,7 +13,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
-from monitor.store.bulk import IN_CHUNK, add_counts, select_in_recent
+from monitor.store.bulk import IN_CHUNK, add_counts, select_in, select_in_recent
 from monitor.store.models import ConfusionCount, Label, LabelArrivalCount, Prediction
 from monitor.store.partitions import LABEL_LOOKUP_WINDOW, RECENT_LOOKUP_WINDOW
 
@@ -75,15 +75,18 @@ def apply_labels(conn: Connection, ctx: ModelContext) -> int:
     return apply_labels_with(conn, ctx, None)
 
 
-def apply_labels_with(conn: Connection, ctx: ModelContext, direct: pd.DataFrame | None) -> int:
+def apply_labels_with(conn: Connection, ctx: ModelContext, direct: pd.DataFrame | None,
+                      scope: list[str] | None = None) -> int:
     """`apply_labels`, plus `direct`: new labels stored as applied already (TODO_COLUMNS,
-    `applied_label` None), counted in the same pass.
+    `applied_label` None), counted in the same pass. With `scope`, only the waiting labels of
+    those prediction ids are looked at (a stream batch: the ids it stored), not every waiting
+    label of the model: labels whose prediction never comes are left to the scheduler's pass.
 
     A label counted for the first time is one whose `applied_label` is None: a new label
     (direct, or pending until its prediction came). A correction carries the label it
     replaces, so its prediction's arrival is not recorded twice. Predictions are never
     updated: on PostgreSQL their partitions are insert-only (no dead rows to vacuum)."""
-    pending = _pending_with_predictions(conn, ctx)
+    pending = _pending_with_predictions(conn, ctx, scope)
     has_direct = direct is not None and not direct.empty
     if pending is None and not has_direct:
         return 0
@@ -117,25 +120,32 @@ def apply_labels_with(conn: Connection, ctx: ModelContext, direct: pd.DataFrame 
         for start in range(0, len(ids), IN_CHUNK):
             conn.execute(
                 update(LABELS)
-                .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply.is_(True),
+                .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply,
                        LABELS.c.prediction_id.in_(ids[start:start + IN_CHUNK]))
                 .values(applied_label=LABELS.c.label, needs_apply=False)
             )
     return len(todo)
 
 
-def _pending_with_predictions(conn: Connection, ctx: ModelContext) -> pd.DataFrame | None:
+def _pending_with_predictions(conn: Connection, ctx: ModelContext,
+                              scope: list[str] | None = None) -> pd.DataFrame | None:
     """Stored labels waiting to be counted (new ones whose prediction came late, corrections)
-    whose prediction is stored, joined with it (TODO_COLUMNS); None if there are none.
+    whose prediction is stored, joined with it (TODO_COLUMNS); None if there are none. With
+    `scope`, only those of these prediction ids.
 
-    Two steps, not one join: the waiting labels by their index (usually none), then their
-    predictions by id, newest weeks first. PostgreSQL planned the join as a walk over all of
-    the model's predictions whenever its statistics were missing or stale (fresh weekly
-    partitions, autovacuum behind): a cost that grew with the history, every batch."""
-    waiting = conn.execute(
-        select(LABELS.c.prediction_id, LABELS.c.label, LABELS.c.applied_label, LABELS.c.label_ts)
-        .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply.is_(True))
-    ).fetchall()
+    Two steps, not one join: the waiting labels by their partial index (`ix_labels_waiting`,
+    usually few rows), then their predictions by id, newest weeks first. PostgreSQL planned the
+    join as a walk over all of the model's predictions whenever its statistics were missing or
+    stale (fresh weekly partitions, autovacuum behind): a cost that grew with the history."""
+    if scope is None:
+        waiting = conn.execute(
+            select(LABELS.c.prediction_id, LABELS.c.label, LABELS.c.applied_label, LABELS.c.label_ts)
+            .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply)
+        ).fetchall()
+    else:
+        waiting = select_in(conn, LABELS, key_column="prediction_id", keys=scope,
+                            columns=["label", "applied_label", "label_ts"],
+                            equal={"model_id": ctx.model_id, "needs_apply": True})
     if not waiting:
         return None
     labels = pd.DataFrame([tuple(row) for row in waiting],

@@ -35,6 +35,7 @@ from monitor.ingest.pipeline import IngestResult, Pending, load_labels, load_pre
 from monitor.ingest.readers import ReadState, UnreadableFile, is_supported, read_chunks
 from monitor.ingest.rejects import store_rejects
 from monitor.ingest.validate import REJECT_COLUMNS
+from monitor.ingest.writers import note_writes
 from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
 from monitor.store.bulk import inserted_id
@@ -188,6 +189,7 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path]
             ingest_lock(conn, ctx.model_id)  # queue behind concurrent writers of this model (API)
             known = _ledger(conn, ctx, kind)
             pending = Pending()
+            noted = False
             for path in paths:
                 if pending.rows + sum(s.rows for s in staged) >= limit:
                     break
@@ -204,6 +206,9 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path]
                     done(slot, FileOutcome(str(path), kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
                     continue
                 digest = digest or sha256_of(path)
+                if not noted:  # raw rows stored under the lock: stream consumers check against them
+                    note_writes(conn, ctx.model_id, None)
+                    noted = True
                 if stat.st_size <= BIG_FILE_BYTES:
                     read = _read_whole(conn, ctx, kind, path, row, stat, digest, print_)
                     if isinstance(read, FileOutcome):

@@ -182,6 +182,8 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
     result.accepted = len(fresh) + len(corrections)
     if pending is not None:
         pending.add_direct(direct)
+        if result.accepted:
+            pending.label_ids += [fresh["prediction_id"], corrections["prediction_id"]]
     else:
         apply_labels_with(conn, ctx, direct)
     return result
@@ -222,15 +224,16 @@ def store_corrections(conn: Connection, ctx: ModelContext, corrections: pd.DataF
 
 
 def ingest_frame(conn: Connection, ctx: ModelContext, kind: str, frame: pd.DataFrame, *,
-                 source: str = "api", as_of: int | None = None) -> IngestResult:
-    """Ingest raw records (a POST body) with exactly the rules of files; rejects are stored."""
+                 source: str = "api", as_of: int | None = None, pending: Pending | None = None) -> IngestResult:
+    """Ingest raw records (a POST body) with exactly the rules of files; rejects are stored.
+    With `pending`, counts and hooks are left to `pending.flush` (a stream batch's phase two)."""
     frame = frame.reset_index(drop=True)
     if "_row" not in frame.columns:
         frame = frame.assign(_row=np.arange(1, len(frame) + 1))
     if kind == "predictions":
-        result = load_predictions(conn, ctx, frame, as_of=as_of)
+        result = load_predictions(conn, ctx, frame, as_of=as_of, pending=pending)
     elif kind == "labels":
-        result = load_labels(conn, ctx, frame, as_of=as_of)
+        result = load_labels(conn, ctx, frame, as_of=as_of, pending=pending)
     else:
         raise ValueError(f"unknown kind {kind!r}: use predictions or labels")
     store_rejects(conn, ctx, kind, source, None, result.rejects)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from monitor.store.base import Base, UTCDateTime, utcnow
@@ -126,7 +126,10 @@ class Label(Base):
     whose prediction has not arrived."""
 
     __tablename__ = "labels"
-    __table_args__ = (Index("ix_labels_needs_apply", "model_id", "needs_apply"),)
+    # the labels waiting to be counted, by id: a small index (most labels are counted on
+    # arrival) that a batch probes for the ids it stored (migration 0015)
+    __table_args__ = (Index("ix_labels_waiting", "model_id", "prediction_id",
+                            postgresql_where=text("needs_apply"), sqlite_where=text("needs_apply = 1")),)
 
     model_id: Mapped[int] = mapped_column(
         ForeignKey("monitored_models.id", ondelete="CASCADE"), primary_key=True

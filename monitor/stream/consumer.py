@@ -4,12 +4,14 @@ commit, then settle its messages.
 A batch is up to `[models.stream] batch_size` messages, or what arrived in `max_wait` seconds.
 Each message holds one JSON record or an array of them, with the fields and validation of the
 HTTP write API (`monitor.ingest.records`); its subject says whether they are predictions or
-labels. In one transaction, under the model's `ingest_lock`: the predictions of the batch,
-then its labels (`ingest_frame`, exactly the rules of files and POSTs), the rejects, and the
-consumer's row of `stream_consumers`. Only after the commit are the messages acknowledged, so
-a process killed at any point loses nothing: what it did not commit is delivered again, and
-what it committed but did not acknowledge is delivered again and skipped by the prediction id
-(an identical prediction or label already stored is `skipped`, never counted twice).
+labels. In one transaction: the predictions of the batch, then its labels (`ingest_frame`,
+exactly the rules of files and POSTs) and the rejects are stored without the model's lock;
+then, under its `ingest_lock` until the commit, their counts, hooks and label join, and the
+consumer's row of `stream_consumers` (the two phases: `monitor.ingest.writers`). Only after
+the commit are the messages acknowledged, so a process killed at any point loses nothing:
+what it did not commit is delivered again, and what it committed but did not acknowledge is
+delivered again and skipped by the prediction id (an identical prediction or label already
+stored is `skipped`, never counted twice).
 
 A record that fails validation is stored in `rejected_rows` (source "stream", `row_number` =
 the message's stream sequence) and the rest flows; a message that is not JSON at all (or not a
@@ -35,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from monitor.config import ModelConfig
 from monitor.context import ModelContext, load_context
-from monitor.ingest.pipeline import apply_labels, ingest_frame
+from monitor.ingest.pipeline import Pending, ingest_frame
 from monitor.ingest.records import (
     MAX_FIELDS,
     Reject,
@@ -48,6 +50,7 @@ from monitor.ingest.records import (
 )
 from monitor.ingest.rejects import store_rejects
 from monitor.ingest.validate import REJECT_COLUMNS
+from monitor.ingest.writers import Overlap, id_hashes, note_writes, overlaps, recheck, writes_seen
 from monitor.locking import ingest_lock
 from monitor.stream.models import StreamConsumer
 from monitor.stream.source import KINDS, Delivery, Source
@@ -134,7 +137,7 @@ def parse_deliveries(deliveries: Sequence[Delivery], max_fields: int = MAX_FIELD
 
 
 def _retryable(error: Exception) -> bool:
-    if isinstance(error, IntegrityError):
+    if isinstance(error, (IntegrityError, Overlap)):
         return True
     code = getattr(error, "sqlstate", None) or getattr(getattr(error, "orig", None), "sqlstate", None)
     return code in RETRY_SQLSTATES
@@ -164,21 +167,22 @@ def ingest_batch(engine: Engine, model: ModelConfig, deliveries: Sequence[Delive
 
 def _ingest(conn: Connection, model: ModelConfig, deliveries: Sequence[Delivery], parsed: _Parsed, *,
             stream: str, consumer: str, source_type: str) -> BatchResult:
+    """Phase one without the model's lock (rows validated and stored), phase two under it
+    (counts, hooks, the label join); see `monitor.ingest.writers`."""
     ctx = load_context(conn, model)
     max_fields = model.limits.max_fields if model.limits else MAX_FIELDS
     frames = {kind: records_frame(parsed.records[kind], ctx, kind, max_fields=max_fields) for kind in KINDS}
-    waiting = time.monotonic()
-    ingest_lock(conn, ctx.model_id)  # first: writers of one model queue, never deadlock
+    seen = writes_seen(conn, ctx.model_id)  # before the lookups of stored ids
+    pending = Pending()
     result = BatchResult(messages=len(deliveries), redelivered=sum(d.redelivered for d in deliveries),
-                         poison=len(parsed.poison) + len(parsed.unknown), rejected=len(parsed.unknown),
-                         lock_seconds=time.monotonic() - waiting)
+                         poison=len(parsed.poison) + len(parsed.unknown), rejected=len(parsed.unknown))
     for delivery in parsed.unknown:
         log.warning("message %d on subject %s is neither predictions nor labels: terminated",
                     delivery.sequence, delivery.subject)
     for kind in KINDS:  # predictions first: a label in the same batch finds its prediction
         frame, refused = frames[kind]
         early = pd.DataFrame(sorted(parsed.refused[kind] + refused), columns=REJECT_COLUMNS)
-        outcome = ingest_frame(conn, ctx, kind, frame, source=SOURCE) if len(frame) else None
+        outcome = ingest_frame(conn, ctx, kind, frame, source=SOURCE, pending=pending) if len(frame) else None
         store_rejects(conn, ctx, kind, SOURCE, None, early)
         accepted = outcome.accepted if outcome is not None else 0
         result.predictions += accepted if kind == "predictions" else 0
@@ -187,10 +191,24 @@ def _ingest(conn: Connection, model: ModelConfig, deliveries: Sequence[Delivery]
         result.rejected += len(early) + (outcome.rejected if outcome is not None else 0)
         for rejects in (early, outcome.rejects if outcome is not None else early.iloc[:0]):
             result.dead_letters += [_dead_letter(ctx, kind, row) for row in rejects.itertuples(index=False)]
-    if result.predictions and not len(frames["labels"][0]):
-        # labels that came before these predictions (in earlier batches) are counted now, not at
-        # the scheduler's next tick; a batch with labels did it in load_labels already
-        apply_labels(conn, ctx)
+    waiting = time.monotonic()
+    ingest_lock(conn, ctx.model_id)  # phase two: writers of one model queue here, until the commit
+    result.lock_seconds = time.monotonic() - waiting
+    predictions, labels = pending.prediction_ids(), pending.stored_label_ids()
+    hashes = id_hashes(predictions, labels)
+    if len(hashes):
+        overlap = overlaps(conn, ctx.model_id, seen, hashes)
+        if overlap is None:  # a writer that did not list its ids: look in the tables
+            overlap = recheck(conn, ctx.model_id, predictions, labels)
+        if overlap:
+            raise Overlap(f"another writer stored some of these {len(hashes)} ids meanwhile")
+        note_writes(conn, ctx.model_id, hashes)
+    # labels that came before these predictions (in earlier batches, or committed by another
+    # writer while this one ran) are counted now, not at the scheduler's next tick; only the
+    # waiting labels of the ids stored here are looked at (whichever of two overlapping
+    # writers commits second sees the other's rows: see monitor.ingest.writers)
+    pending.labels = pending.labels or result.predictions > 0
+    pending.flush(conn, ctx, scope=list(dict.fromkeys(predictions + labels)))
     result.terminate = {d.sequence for d in (*parsed.poison, *parsed.unknown)}
     now = time.time()
     result.pending = deliveries[-1].pending if deliveries else None
