@@ -53,7 +53,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from monitor.config import ModelConfig, MonitorConfig
 from monitor.context import ModelContext, load_context
-from monitor.ingest.pipeline import IngestResult, apply_labels, load_labels, load_predictions
+from monitor.ingest.pipeline import IngestResult, Pending, load_labels, load_predictions
 from monitor.ingest.rejects import store_rejects
 from monitor.ingest.writers import note_writes
 from monitor.locking import INGEST_LOCK_SPACE, ingest_lock
@@ -220,6 +220,7 @@ def aggregate_rows(conn: Connection, ctx: ModelContext, rows: list[tuple]) -> Dr
     them, in the caller's transaction (which holds the model's lock)."""
     drained = Drained(rows=len(rows))
     note_writes(conn, ctx.model_id, None)  # raw rows stored under the lock: stream consumers check
+    pending = Pending()
     accepted_predictions = 0
     prefix = ctx.config.predictions.score_prefix
     for kind in KINDS:
@@ -233,7 +234,7 @@ def aggregate_rows(conn: Connection, ctx: ModelContext, rows: list[tuple]) -> Dr
         for picked, records in groups.values():  # same score columns, in order of first arrival
             frame, body_rows = _frame(picked, records)
             load = load_predictions if kind == "predictions" else load_labels
-            result = load(conn, ctx, frame, as_of=None)
+            result = load(conn, ctx, frame, as_of=None, pending=pending)
             store_rejects(conn, ctx, kind, "api", None, _body_rows(result.rejects, body_rows))
             if getattr(drained, kind) is None:
                 setattr(drained, kind, result)
@@ -241,8 +242,10 @@ def aggregate_rows(conn: Connection, ctx: ModelContext, rows: list[tuple]) -> Dr
                 getattr(drained, kind).add(result)
             if kind == "predictions":
                 accepted_predictions += result.accepted
-    if accepted_predictions:
-        apply_labels(conn, ctx)  # labels that came before their predictions, in earlier batches
+    # counts and hooks in one pass; labels that came before these predictions (in earlier
+    # batches) are counted now: only the waiting labels of the ids stored here are looked at
+    pending.labels = pending.labels or accepted_predictions > 0
+    pending.flush(conn, ctx, scope=list(dict.fromkeys(pending.prediction_ids() + pending.stored_label_ids())))
     _delete(conn, [int(row[0]) for row in rows])
     return drained
 

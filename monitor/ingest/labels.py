@@ -137,19 +137,25 @@ def _pending_with_predictions(conn: Connection, ctx: ModelContext,
     usually few rows), then their predictions by id, newest weeks first. PostgreSQL planned the
     join as a walk over all of the model's predictions whenever its statistics were missing or
     stale (fresh weekly partitions, autovacuum behind): a cost that grew with the history."""
+    query = (select(LABELS.c.prediction_id, LABELS.c.label, LABELS.c.applied_label, LABELS.c.label_ts)
+             .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply))
+    waiting: list[tuple]
     if scope is None:
-        waiting = conn.execute(
-            select(LABELS.c.prediction_id, LABELS.c.label, LABELS.c.applied_label, LABELS.c.label_ts)
-            .where(LABELS.c.model_id == ctx.model_id, LABELS.c.needs_apply)
-        ).fetchall()
+        waiting = [tuple(row) for row in conn.execute(query)]
     else:
-        waiting = select_in(conn, LABELS, key_column="prediction_id", keys=scope,
-                            columns=["label", "applied_label", "label_ts"],
-                            equal={"model_id": ctx.model_id, "needs_apply": True})
+        # few waiting (the usual case): read them all and keep the scope's, cheaper than one
+        # index probe per id of the scope; many (labels whose prediction never comes): probe
+        waiting = [tuple(row) for row in conn.execute(query.limit(len(scope) + 1))]
+        if len(waiting) > len(scope):
+            waiting = select_in(conn, LABELS, key_column="prediction_id", keys=scope,
+                                columns=["label", "applied_label", "label_ts"],
+                                equal={"model_id": ctx.model_id, "needs_apply": True})
+        else:
+            wanted = set(scope)
+            waiting = [row for row in waiting if row[0] in wanted]
     if not waiting:
         return None
-    labels = pd.DataFrame([tuple(row) for row in waiting],
-                          columns=["prediction_id", "label", "applied_label", "label_ts"])
+    labels = pd.DataFrame(waiting, columns=["prediction_id", "label", "applied_label", "label_ts"])
     joined = stored_predictions(conn, ctx, labels)
     if joined.empty:
         return None

@@ -29,7 +29,17 @@ from typing import cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, Table, delete, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
