@@ -23,6 +23,7 @@ from sqlalchemy import Engine, func, select, text
 from monitor.config import load_config
 from monitor.context import load_context
 from monitor.ingest.ledger import ingest_file
+from monitor.ingest.writers import KEEP, PRUNE_EVERY, id_hashes, note_writes, overlaps, writes_seen
 from monitor.locking import ingest_lock
 from monitor.store.db import make_engine
 from monitor.store.models import RejectedRow
@@ -229,3 +230,28 @@ def test_a_label_stored_while_its_prediction_is_stored_by_another_batch_is_count
     holder.close()
     _finish(*batches)
     assert snapshot(engine) == _expected(predictions, labels)  # every label applied, no tick
+
+
+def test_the_log_says_when_it_cannot_tell(database: tuple[Engine, Path]) -> None:
+    """`overlaps`: False with no writer since, True on a shared id, None after a writer that
+    did not list its ids or once the rows since have been pruned (then the tables are read)."""
+    engine, config_path = database
+    with engine.begin() as conn:
+        model_id = load_context(conn, load_config(config_path).models[0]).model_id
+        mine = id_hashes(["a", "b"], ["c"])
+        start = writes_seen(conn, model_id)
+        assert start is not None
+        assert overlaps(conn, model_id, start, mine) is False
+        note_writes(conn, model_id, id_hashes(["x"], ["a"]))  # "a" as a label, not a prediction
+        assert overlaps(conn, model_id, start, mine) is False
+        note_writes(conn, model_id, id_hashes([], ["c"]))
+        assert overlaps(conn, model_id, start, mine) is True
+        later = writes_seen(conn, model_id)
+        note_writes(conn, model_id, None)
+        assert overlaps(conn, model_id, later, mine) is None
+        for _ in range(KEEP + PRUNE_EVERY):
+            note_writes(conn, model_id, id_hashes(["z"], []))
+        assert overlaps(conn, model_id, start, mine) is None  # its rows are gone: cannot tell
+        recent = writes_seen(conn, model_id)
+        note_writes(conn, model_id, id_hashes(["y"], []))
+        assert overlaps(conn, model_id, recent, mine) is False
