@@ -81,7 +81,7 @@ def _old_predictions(model_id: int, cutoff: int, weeks_before: int | None = None
     unapplied = exists().where(
         LABELS.c.model_id == PREDICTIONS.c.model_id,
         LABELS.c.prediction_id == PREDICTIONS.c.prediction_id,
-        LABELS.c.needs_apply.is_(True),
+        LABELS.c.needs_apply,  # the partial index of waiting labels (migration 0015)
     )
     return and_(PREDICTIONS.c.model_id == model_id, PREDICTIONS.c.bucket_start < cutoff,
                 _older(PREDICTIONS, PREDICTIONS.c.ts, cutoff, weeks_before), ~unapplied)
