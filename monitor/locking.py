@@ -237,7 +237,8 @@ def ingest_lock(conn: Connection, model_id: int) -> None:
     Concurrent ingest batches of a model update the same hot count rows, slices and pending
     labels in orders no key sort can align across tables, so without it they deadlock or
     collide on new keys and must be retried; with it they queue. Take it first thing in
-    the transaction."""
+    the transaction; a stream consumer takes it only after storing its rows, for the counts,
+    and checks for overlapping writers under it (`monitor.ingest.writers`)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:space, :model)"),
                      {"space": INGEST_LOCK_SPACE, "model": int(model_id)})

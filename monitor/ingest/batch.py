@@ -34,13 +34,14 @@ class Pending:
     direct: list[pd.DataFrame] = field(default_factory=list)
     labels: bool = False  # a label file was loaded: waiting labels are applied at the flush
     rows: int = 0
-    label_ids: list[pd.Series] = field(default_factory=list)  # labels stored (new or corrected)
+    label_ids: list[pd.Series] = field(default_factory=list)  # labels stored, new or corrected (load_labels)
 
     def prediction_ids(self) -> list[str]:
         """The ids of the predictions stored (accepted) so far."""
         return [str(v) for frames in self.predictions.values() for f in frames for v in f["prediction_id"]]
 
     def stored_label_ids(self) -> list[str]:
+        """The ids of the labels stored (new or corrected) so far by `load_labels`."""
         return [str(v) for ids in self.label_ids for v in ids]
 
     def add_predictions(self, rows: pd.DataFrame) -> None:
@@ -62,9 +63,12 @@ class Pending:
         self.rows += other.rows
         self.label_ids.extend(other.label_ids)
 
-    def flush(self, conn: Connection, ctx: ModelContext, scope: list[str] | None = None) -> None:
-        """Counts and hooks of everything pending, in the caller's transaction (`scope`: see
-        `apply_labels_with`)."""
+    def flush(self, conn: Connection, ctx: ModelContext, *, scoped: bool = False) -> None:
+        """Counts and hooks of everything pending, in the caller's transaction. `scoped`: only
+        the waiting labels of the ids stored here are looked at (`apply_labels_with`'s scope),
+        for callers whose labels all came through `load_labels` (a batch of files does not
+        record its label ids and applies every waiting label)."""
+        scope = list(dict.fromkeys(self.prediction_ids() + self.stored_label_ids())) if scoped else None
         for frames in self.predictions.values():
             count_predictions(conn, ctx, frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True))
         if self.labels:

@@ -245,7 +245,7 @@ def aggregate_rows(conn: Connection, ctx: ModelContext, rows: list[tuple]) -> Dr
     # counts and hooks in one pass; labels that came before these predictions (in earlier
     # batches) are counted now: only the waiting labels of the ids stored here are looked at
     pending.labels = pending.labels or accepted_predictions > 0
-    pending.flush(conn, ctx, scope=list(dict.fromkeys(pending.prediction_ids() + pending.stored_label_ids())))
+    pending.flush(conn, ctx, scoped=True)
     _delete(conn, [int(row[0]) for row in rows])
     return drained
 

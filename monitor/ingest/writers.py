@@ -24,22 +24,12 @@ runs there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import (
-    BigInteger,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    Table,
-    delete,
-    func,
-    insert,
-    select,
-)
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, Table, delete, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -48,6 +38,8 @@ from monitor.store.bulk import select_in
 from monitor.store.models import Label, Prediction
 from monitor.timeutil import now_epoch
 
+# two hash keys (16 bytes each): the same id stored as a prediction and as a label hashes apart
+HASH_KEYS = {"predictions": "monitor-predicts", "labels": "monitor-labelled"}
 KEEP = 500  # rows kept per model; an older phase one falls back to `recheck`
 PRUNE_EVERY = 50  # appends between two prunes
 
@@ -61,7 +53,6 @@ class IngestCommit(Base):
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     committed_at: Mapped[int] = mapped_column(BigInteger)
     id_hashes: Mapped[bytes | None] = mapped_column(LargeBinary)  # sorted int64; NULL: not listed
-    ids: Mapped[int | None] = mapped_column(Integer)  # how many ids (for people reading the table)
 
 
 TABLE = cast(Table, IngestCommit.__table__)  # a mapped class's __table__ is declared as FromClause
@@ -76,14 +67,12 @@ def _active(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def id_hashes(predictions: Iterable[str], labels: Iterable[str]) -> np.ndarray:
+def id_hashes(predictions: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     """Sorted unique 64-bit hashes of prediction ids stored as predictions and as labels (the
     same id in both tables hashes differently)."""
-    tagged = [f"p\x00{v}" for v in predictions] + [f"l\x00{v}" for v in labels]
-    if not tagged:
-        return np.empty(0, dtype=np.int64)
-    hashed = pd.util.hash_pandas_object(pd.Series(tagged, dtype=object), index=False).to_numpy()
-    return np.unique(hashed.view(np.int64))
+    hashed = [pd.util.hash_pandas_object(pd.Series(ids, dtype=object), index=False, hash_key=HASH_KEYS[kind])
+              .to_numpy().view(np.int64) for kind, ids in (("predictions", predictions), ("labels", labels)) if len(ids)]
+    return np.unique(np.concatenate(hashed)) if hashed else np.empty(0, dtype=np.int64)
 
 
 def writes_seen(conn: Connection, model_id: int) -> int | None:
@@ -118,14 +107,14 @@ def overlaps(conn: Connection, model_id: int, since: int | None, hashes: np.ndar
 def note_writes(conn: Connection, model_id: int, hashes: np.ndarray | None) -> None:
     """Under the lock: append this transaction's row (`hashes` None: ids not listed). Every
     writer that stores raw rows of the model outside a consumer's phase one must call it, or
-    consumers could miss its ids (`monitor.locking.ingest_lock` does, for all its callers)."""
+    consumers could miss its ids: file batches (`monitor.ingest.ledger`), inbox drains
+    (`monitor.ingest.inbox.aggregate_rows`) and `?wait=true` writes (`monitor.api.routes`)."""
     if not _active(conn):
         return
     seq = int(conn.execute(select(func.coalesce(func.max(TABLE.c.seq), 0))
                            .where(TABLE.c.model_id == model_id)).scalar_one()) + 1
     blob = None if hashes is None else np.ascontiguousarray(hashes, dtype=np.int64).tobytes()
-    conn.execute(insert(TABLE).values(model_id=model_id, seq=seq, committed_at=now_epoch(), id_hashes=blob,
-                                      ids=None if hashes is None else len(hashes)))
+    conn.execute(insert(TABLE).values(model_id=model_id, seq=seq, committed_at=now_epoch(), id_hashes=blob))
     if seq % PRUNE_EVERY == 0:
         conn.execute(delete(TABLE).where(TABLE.c.model_id == model_id, TABLE.c.seq <= seq - KEEP))
 

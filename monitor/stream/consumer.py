@@ -208,7 +208,7 @@ def _ingest(conn: Connection, model: ModelConfig, deliveries: Sequence[Delivery]
     # waiting labels of the ids stored here are looked at (whichever of two overlapping
     # writers commits second sees the other's rows: see monitor.ingest.writers)
     pending.labels = pending.labels or result.predictions > 0
-    pending.flush(conn, ctx, scope=list(dict.fromkeys(predictions + labels)))
+    pending.flush(conn, ctx, scoped=True)
     result.terminate = {d.sequence for d in (*parsed.poison, *parsed.unknown)}
     now = time.time()
     result.pending = deliveries[-1].pending if deliveries else None

@@ -2,9 +2,10 @@
 
 `labeled_at` told label application whether a prediction's first label had been counted (for
 the label arrival counts). The label itself says so: `applied_label` is None until a label of
-the prediction has been counted, and a correction keeps there the label it replaces. Without the column, ingesting a label never updates
-`predictions`, whose rows (weekly partitions on PostgreSQL) become insert-only: no dead row
-per label for vacuum to clean, and one UPDATE per batch of labels less (bench/stream.py).
+the prediction has been counted, and a correction keeps there the label it replaces. Without
+the column, ingesting a label never updates `predictions`, whose rows (weekly partitions on
+PostgreSQL) become insert-only: no dead row per label for vacuum to clean, and one UPDATE per
+batch of labels less (bench/stream.py).
 
 SQLite drops the column in place (ALTER TABLE ... DROP COLUMN, SQLite 3.35 and later; older
 versions copy the table). The downgrade brings the column back filled with the time of each

@@ -32,7 +32,6 @@ def upgrade() -> None:
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("committed_at", sa.BigInteger(), nullable=False),
         sa.Column("id_hashes", sa.LargeBinary(), nullable=True),
-        sa.Column("ids", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(["model_id"], ["monitored_models.id"],
                                 name=op.f("fk_ingest_commits_model_id_monitored_models"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("model_id", "seq", name=op.f("pk_ingest_commits")),
