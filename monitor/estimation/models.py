@@ -12,9 +12,10 @@
   reference one and each rolling refit on matured labels, with its fit span (prediction
   times), number of labels and positives and the per-class maps, so that a past estimate can
   be traced and reproduced; and each due refit skipped for too few labels (kind `skipped`).
-- `estimation_scores`: the logged scores of recent predictions (comma-separated text, classes
-  in the model's order, exact round-trip), what a rolling calibration is fitted on once their labels are in; rows
-  older than any future fit span are pruned at each refit.
+- `estimation_scores`: the logged scores of recent predictions (packed binary: one big-endian
+  float64 per class in the model's order, exact; comma-separated text before migration 0016),
+  what a rolling calibration is fitted on once their labels are in; rows older than any
+  future fit span are pruned at each refit.
 - `calibration_usage`: scored predictions per (bucket, calibration used): additive, so a
   window's calibrations are a SUM, like the counts.
 """
@@ -32,8 +33,8 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
-    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -127,7 +128,7 @@ class EstimationScore(Base):
     )
     prediction_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     ts: Mapped[int] = mapped_column(BigInteger)
-    scores: Mapped[str] = mapped_column(Text)  # comma-separated floats, classes in model order
+    scores: Mapped[bytes] = mapped_column(LargeBinary)  # big-endian float64 per class, model order
 
 
 class CalibrationUsage(Base):

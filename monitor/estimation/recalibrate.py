@@ -22,7 +22,6 @@ refitted on that span's (score, label) pairs and stored as a new calibration.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -117,14 +116,21 @@ def record_usage(conn: Connection, ctx: ModelContext, buckets: np.ndarray, ids: 
     add_counts(conn, USAGE, frame, key_columns=["model_id", "bucket_start", "calibration_id"], value_columns=["n_scored"])
 
 
-def _as_text(scores: np.ndarray) -> list[str]:
-    """One comma-separated line per row, floats with round-trip precision (their repr, as
-    pandas' to_csv writes them): one json.dumps of the whole matrix, then split into rows
-    (a third of to_csv's cost; the scores are complete, so never NaN)."""
-    values = np.asarray(scores, dtype=np.float64)
-    if values.size == 0:
-        return [""] * len(values)
-    return json.dumps(values.tolist(), separators=(",", ":"))[2:-2].split("],[")
+SCORE_DTYPE = np.dtype(">f8")  # how `estimation_scores.scores` packs a row: big-endian float64s
+
+
+def pack_scores(scores: np.ndarray) -> list[bytes]:
+    """One bytes value per row: its floats as big-endian float64 (exact, and what PostgreSQL's
+    float8send gives, so migration 0016 converts old text rows in SQL), classes in order."""
+    values = np.ascontiguousarray(np.asarray(scores, dtype=np.float64).astype(SCORE_DTYPE, copy=False))
+    if values.ndim != 2 or values.shape[1] == 0:
+        return [b""] * len(values)
+    return cast(list[bytes], values.view(np.dtype((np.void, values.shape[1] * 8))).ravel().tolist())
+
+
+def unpack_scores(packed: list[bytes], k: int) -> np.ndarray:
+    """The (rows, k) float64 matrix of `pack_scores` values."""
+    return np.frombuffer(b"".join(packed), dtype=SCORE_DTYPE).astype(np.float64).reshape(-1, k)
 
 
 def store_scores(conn: Connection, ctx: ModelContext, rows: pd.DataFrame, scores: np.ndarray) -> None:
@@ -133,7 +139,7 @@ def store_scores(conn: Connection, ctx: ModelContext, rows: pd.DataFrame, scores
         return
     insert_frame(conn, SCORES, pd.DataFrame({
         "model_id": ctx.model_id, "prediction_id": rows["prediction_id"].astype(str).to_numpy(),
-        "ts": rows["ts"].astype(np.int64).to_numpy(), "scores": _as_text(scores),
+        "ts": rows["ts"].astype(np.int64).to_numpy(), "scores": pack_scores(scores),
     }))
 
 
@@ -173,10 +179,10 @@ def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int) -> t
     parts: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     # in chunks: 28 days of a busy model are millions of rows, and rows plus one split list of
-    # all their score texts held about 0.6 GB at 1M predictions (the ingest's peak memory)
+    # all their scores (as text then) held about 0.6 GB at 1M predictions (the ingest's peak memory)
     result = conn.execute(query.execution_options(yield_per=PAIR_CHUNK))  # the statement's option only
     for chunk in result.partitions():
-        parts.append(np.array(",".join(r[0] for r in chunk).split(","), dtype=np.float64).reshape(-1, k))
+        parts.append(unpack_scores([r[0] for r in chunk], k))
         labels.append(np.array([r[1] for r in chunk], dtype=object))
     if not parts:
         return np.empty((0, k)), np.empty(0, dtype=object)

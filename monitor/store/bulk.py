@@ -159,10 +159,10 @@ def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
 
 
 def _plain_types(table: Table, columns: list[str]) -> bool:
-    """True when every column is a plain number/string/bool the driver binds as is."""
-    from sqlalchemy import BigInteger, Boolean, Float, Integer, String, Text
+    """True when every column is a plain number/string/bool/bytes the driver binds as is."""
+    from sqlalchemy import BigInteger, Boolean, Float, Integer, LargeBinary, String, Text
 
-    plain = (BigInteger, Boolean, Float, Integer, String, Text)
+    plain = (BigInteger, Boolean, Float, Integer, LargeBinary, String, Text)
     return all(c in table.c and isinstance(table.c[c].type, plain) for c in columns)
 
 

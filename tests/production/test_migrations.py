@@ -39,3 +39,35 @@ def test_the_chain_downgrades_to_nothing_and_upgrades_again(engine: Engine) -> N
             MigrationContext.configure(conn, opts={"include_object": _not_a_partition}), metadata)
     assert {"predictions", "labels", "confusion_counts", "prediction_counts"} <= tables
     assert differences == []
+
+
+def test_0016_packs_stored_score_texts_exactly_and_back(engine: Engine) -> None:
+    """Rows written as text by the old code are packed in place (PostgreSQL in SQL with
+    float8send, SQLite in Python), read back bit for bit, and the downgrade restores the
+    exact text the old code wrote."""
+    import json
+
+    import numpy as np
+    from sqlalchemy import text
+
+    from monitor.estimation.recalibrate import unpack_scores
+
+    _run(engine, "downgrade", "0015")
+    rng = np.random.default_rng(7)
+    scores = np.vstack([rng.random((200, 3)), [[0.0, 1.0, 1e-05], [1 / 3, 2e-308, 0.1 + 0.2]]])
+    texts = [",".join(json.dumps(v) for v in row) for row in scores.tolist()]
+    with engine.begin() as conn:
+        model = conn.execute(text("INSERT INTO monitored_models (name, classes, minority_classes, created_at) "
+                                  "VALUES ('m16', '[]', '[]', CURRENT_TIMESTAMP) RETURNING id")).scalar_one()
+        conn.execute(text("INSERT INTO estimation_scores (model_id, prediction_id, ts, scores) VALUES (:m, :p, :t, :s)"),
+                     [{"m": model, "p": f"p{i:04d}", "t": i, "s": s} for i, s in enumerate(texts)])
+    _run(engine, "upgrade", "0016")
+    with engine.connect() as conn:
+        packed = conn.execute(text("SELECT scores FROM estimation_scores ORDER BY prediction_id")).scalars().all()
+    assert all(isinstance(p, bytes) and len(p) == 24 for p in packed)
+    assert np.array_equal(unpack_scores(list(packed), 3), scores)  # exact, not approximately
+    _run(engine, "downgrade", "0015")
+    with engine.connect() as conn:
+        back = conn.execute(text("SELECT scores FROM estimation_scores ORDER BY prediction_id")).scalars().all()
+    assert back == texts
+    upgrade(engine)

@@ -103,7 +103,7 @@ def test_upgrade_converts_a_database_with_data(request: pytest.FixtureRequest, t
                            'segments = ["g"]\n')
     result = CliRunner().invoke(main, ["--config", str(config_file), "db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert current_revision(engine) == "0015"
+    assert current_revision(engine) == "0016"
     with engine.connect() as conn:
         assert is_partitioned(conn, "predictions") and is_partitioned(conn, "labels")
         # migration 0012: no per-row foreign key trigger on the raw tables, kept elsewhere
