@@ -179,11 +179,24 @@ def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int) -> t
     parts: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     # in chunks: 28 days of a busy model are millions of rows, and rows plus one split list of
-    # all their scores (as text then) held about 0.6 GB at 1M predictions (the ingest's peak memory)
-    result = conn.execute(query.execution_options(yield_per=PAIR_CHUNK))  # the statement's option only
-    for chunk in result.partitions():
-        parts.append(unpack_scores([r[0] for r in chunk], k))
-        labels.append(np.array([r[1] for r in chunk], dtype=object))
+    # all their scores (as text then) held about 0.6 GB at 1M predictions (the ingest's peak
+    # memory); on the driver's cursor (server-side on PostgreSQL): no Row objects
+    compiled = query.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    driver = conn.connection.driver_connection
+    postgres = conn.dialect.name == "postgresql"
+    cursor = driver.cursor(name="monitor_mature_pairs") if postgres else driver.cursor()  # type: ignore[union-attr]
+    try:
+        if postgres:
+            cursor.itersize = PAIR_CHUNK
+            cursor.execute(str(compiled), params)
+        else:
+            cursor.execute(str(compiled), [params[name] for name in compiled.positiontup or []])
+        while chunk := cursor.fetchmany(PAIR_CHUNK):
+            parts.append(unpack_scores([r[0] for r in chunk], k))
+            labels.append(np.array([r[1] for r in chunk], dtype=object))
+    finally:
+        cursor.close()
     if not parts:
         return np.empty((0, k)), np.empty(0, dtype=object)
     return np.concatenate(parts), np.concatenate(labels)
