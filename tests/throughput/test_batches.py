@@ -45,8 +45,9 @@ def _tables(url: str) -> dict[str, pd.DataFrame]:
                 # a label and its correction in one batch cancel before they are written; one
                 # file at a time leaves a count of 0 behind: the same sums either way
                 frame = frame.loc[frame["n"] != 0]
-            for column in [c for c in frame.columns if frame[c].dtype == object]:  # JSON: comparable text
-                frame[column] = frame[column].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
+            for column in [c for c in frame.columns if frame[c].dtype == object]:  # JSON, bytes: comparable text
+                frame[column] = frame[column].map(
+                    lambda v: v if v is None or isinstance(v, str) else v.hex() if isinstance(v, bytes) else json.dumps(v))
             # sums of floats may differ in the last bits (other grouping): sort by the rest
             keys = [c for c in frame.columns if not pd.api.types.is_float_dtype(frame[c])]
             out[table] = frame.sort_values(keys, kind="stable").reset_index(drop=True) if keys else frame

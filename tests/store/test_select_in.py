@@ -1,0 +1,49 @@
+"""`select_in`, the lookup of stored ids on the ingest hot path: on PostgreSQL text keys go as
+one array literal the server parses (`array_param`); hostile ids must still match exactly."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, insert, text
+
+import math
+
+from monitor.store.bulk import array_literal, array_param, select_in
+from monitor.store.models import Prediction
+
+HOSTILE = ['a"b', "c\\d", "", "NULL", "null", "{x,y}", " sp ", "é", "a,b", 'a","b', '\\"', '"', "\t", "x\ny",
+           "💥", "}", "{", "'", "ARRAY[1]", "p" * 200]
+
+
+def test_hostile_ids_are_found_exactly_and_only_them(engine: Engine) -> None:
+    with engine.begin() as conn:
+        model = conn.execute(text("INSERT INTO monitored_models (name, created_at) VALUES ('m', CURRENT_TIMESTAMP) "
+                                  "RETURNING id")).scalar_one()
+        stored = [*HOSTILE, *(f"id-{i}" for i in range(300))]
+        conn.execute(insert(Prediction), [
+            {"model_id": model, "prediction_id": pid, "ts": i, "bucket_start": 0, "slice_id": 0, "predicted": "a",
+             "content_hash": i} for i, pid in enumerate(stored)])
+        asked = [*HOSTILE, "id-7", "id-299", "missing", 'missing"', "a"]
+        found = select_in(conn, Prediction.__table__, key_column="prediction_id", keys=asked,
+                          columns=["ts"], equal={"model_id": model})
+    assert sorted(found) == sorted((pid, stored.index(pid)) for pid in [*HOSTILE, "id-7", "id-299"])
+
+
+def test_the_array_literal_is_read_back_as_the_keys(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as conn:
+        for keys in (HOSTILE, ["plain", "ids"], [], ["NULL"]):
+            value, cast = array_param(keys)
+            assert cast == "::text[]"
+            driver = conn.connection.driver_connection
+            assert driver.execute(f"SELECT %s{cast}", [value]).fetchone()[0] == keys  # type: ignore[union-attr]
+        assert array_param([1, 2]) == ([1, 2], "")
+        # the count upserts' arrays: numbers exact (floats by their shortest repr), NULLs, booleans
+        floats = [0.1, 1 / 3, 1e-300, -2.5, 2.0**60, math.inf, -math.inf]
+        cases = [([1, -5, 2**62, 0], "int8[]"), (floats, "float8[]"), ([1.5, None, 2.0], "float8[]"),
+                 ([True, False, None], "bool[]"), ([1, None, 3], "int8[]"), ([*HOSTILE, None], "text[]")]
+        for values, kind in cases:
+            got = driver.execute(f"SELECT %s::{kind}", [array_literal(values)]).fetchone()[0]  # type: ignore[union-attr]
+            assert got == values, kind
+        nan = driver.execute("SELECT %s::float8[]", [array_literal([math.nan])]).fetchone()[0]  # type: ignore[union-attr]
+        assert math.isnan(nan[0])
