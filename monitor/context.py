@@ -72,13 +72,18 @@ def load_context(conn: Connection, model: ModelConfig) -> ModelContext:
     if row is None:  # first sight: stored, then read back as stored
         ensure_model(conn, model)
         row = conn.execute(query).one()
-    classes = list(model.classes or row.classes or [])
-    minority = list(model.minority_classes or row.minority_classes or [])
+    return context_from_row(model, row.id, row.classes, row.minority_classes)
+
+
+def context_from_row(model: ModelConfig, model_id: int, classes: list[str] | None,
+                     minority: list[str] | None) -> ModelContext:
+    """The context of `model` from its stored `monitored_models` row's id and learned classes
+    (for callers that read that row within a larger query)."""
     return ModelContext(
         config=model,
-        model_id=int(row.id),
-        classes=classes,
-        minority_classes=minority,
+        model_id=int(model_id),
+        classes=list(model.classes or classes or []),
+        minority_classes=list(model.minority_classes or minority or []),
         segments=list(model.segments),
         features=list(model.features),
     )

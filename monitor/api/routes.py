@@ -33,7 +33,7 @@ import pandas as pd
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from monitor.api.bodies import (
@@ -299,10 +299,14 @@ RETRY_SQLSTATES = ("40001", "40P01", "23505")  # serialization failure, deadlock
 
 def _retryable(error: Exception) -> bool:
     """Concurrent writers on PostgreSQL: a deadlock, a serialization failure or two inserts of
-    the same new key roll the transaction back whole, so running it again is safe. Errors
+    the same new key roll the transaction back whole, so running it again is safe. So is a
+    write on a connection the server had closed (the write engine does not ping before each
+    checkout): even if its rows were stored, the inbox counts each prediction id once. Errors
     may come wrapped by SQLAlchemy or straight from the driver (raw-cursor bulk paths)."""
     if isinstance(error, IntegrityError):
         return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True  # a connection the server closed (restart, idle timeout): the pool gives a new one
     code = getattr(error, "sqlstate", None) or getattr(getattr(error, "orig", None), "sqlstate", None)
     return code in RETRY_SQLSTATES
 
@@ -354,12 +358,13 @@ def drainer(app: Any = None) -> Drainer:
 
 def stop_background(app: Any) -> None:
     """Stop the app's inbox drainer thread (tests, shutdown; queued rows stay queued) and
-    close the health check's engine."""
+    close the health check's and the writes' engines."""
     state_ = app.extensions.get("monitor_api", {})
     if state_.get("drainer") is not None:
         state_["drainer"].stop()
-    if state_.get("health_engine") is not None:
-        state_["health_engine"].dispose()
+    for key in ("health_engine", "write_engine"):
+        if state_.get(key) is not None:
+            state_[key].dispose()
 
 
 def _validated(ctx: ModelContext, kind: str, frame: pd.DataFrame, received: int) -> tuple[IngestResult, pd.DataFrame]:
@@ -400,9 +405,18 @@ def _write(model: str, kind: str) -> Response:
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             received = now_micros()
+            checked = wait or bool(unparsed)  # no plain path for these
+            if not checked and engine.dialect.name == "postgresql":
+                fast = _queue_plain(engine, model_config, kind, records, received, max_fields)
+                if isinstance(fast, tuple):
+                    queued, progress = fast
+                    result = IngestResult(read=queued, accepted=queued, rejects=_NO_REJECTS)
+                    early = _NO_REJECTS
+                    break
+                checked = fast is _NOT_PLAIN
             with engine.begin() as conn:
                 ctx = load_context(conn, model_config)
-                plain = None if wait or unparsed else plain_records(
+                plain = None if checked else plain_records(
                     records, ctx, kind, received=received // 1_000_000, max_fields=max_fields)
                 if plain is not None:  # the usual body: every record plainly valid, no frame
                     result = IngestResult(read=len(plain), accepted=len(plain), rejects=_NO_REJECTS)
@@ -441,6 +455,32 @@ def _write(model: str, kind: str) -> Response:
         "rejects": reasons[:MAX_REJECTS_SHOWN], "rejects_truncated": len(reasons) > MAX_REJECTS_SHOWN,
         "queued": int(queued), "aggregated_through": to_iso(progress.aggregated_through),
     })
+
+
+_NOT_PLAIN = object()
+
+
+def _queue_plain(engine: Engine, model_config: ModelConfig, kind: str, records: list, received: int,
+                 max_fields: int) -> tuple[int, Any] | object | None:
+    """The usual POST on PostgreSQL (every record plainly valid): one query (the model and its
+    oldest queued row) and one COPY into the inbox, in autocommit: the COPY is atomic by itself,
+    and no BEGIN or COMMIT round trip is paid. (rows queued, the inbox status after them);
+    `_NOT_PLAIN` when a record needs the full validation; None when the model is not stored
+    yet (the transaction of the general path stores it)."""
+    from monitor.ingest.inbox import context_and_oldest, enqueue_records, queued_status
+    from monitor.ingest.quick import plain_records
+
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        found = context_and_oldest(conn, model_config)
+        if found is None:
+            return None
+        ctx, oldest = found
+        plain = plain_records(records, ctx, kind, received=received // 1_000_000, max_fields=max_fields)
+        if plain is None:
+            return _NOT_PLAIN
+        queued = enqueue_records(conn, ctx, kind, plain, received_at=received)
+    return queued, queued_status(oldest, received)
 
 
 def _help_drain(engine: Engine, model_config: ModelConfig) -> None:

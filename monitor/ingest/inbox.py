@@ -52,7 +52,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from monitor.config import ModelConfig, MonitorConfig
-from monitor.context import ModelContext, load_context
+from monitor.context import ModelContext, context_from_row, load_context
 from monitor.ingest.pipeline import IngestResult, Pending, load_labels, load_predictions
 from monitor.ingest.rejects import store_rejects
 from monitor.ingest.writers import note_writes
@@ -165,6 +165,25 @@ def status(conn: Connection, model_id: int, *, now: int | None = None, counts: b
                        None if oldest is None else int(oldest), int(through))
 
 
+def context_and_oldest(conn: Connection, model: ModelConfig) -> tuple[ModelContext, int | None] | None:
+    """The model's context and the receive time (epoch microseconds) of its oldest queued row,
+    in one query (a POST's only read before it queues); None when the model is not stored yet."""
+    oldest = (select(INBOX.c.received_at).where(INBOX.c.model_id == MonitoredModel.id)
+              .order_by(INBOX.c.id).limit(1).scalar_subquery())
+    row = conn.execute(select(MonitoredModel.id, MonitoredModel.classes, MonitoredModel.minority_classes, oldest)
+                       .where(MonitoredModel.name == model.name)).one_or_none()
+    if row is None:
+        return None
+    return context_from_row(model, row[0], row[1], row[2]), (None if row[3] is None else int(row[3]))
+
+
+def queued_status(oldest: int | None, received_at: int) -> InboxStatus:
+    """`status(counts=False)` right after rows received at `received_at` were queued, from the
+    oldest row queued before them (`context_and_oldest`)."""
+    first = received_at if oldest is None else min(oldest, received_at)
+    return InboxStatus(0, 0, first, first // 1_000_000)
+
+
 def queue_depths(conn: Connection) -> dict[tuple[str, str], tuple[int, int]]:
     """(model name, kind) -> (rows queued, oldest receive time in epoch microseconds)."""
     rows = conn.execute(
@@ -254,7 +273,9 @@ def _delete(conn: Connection, ids: list[int]) -> None:
     """Delete inbox rows by id: one array parameter on PostgreSQL (an IN list of thousands of
     placeholders costs more to build and parse than to run), chunks of an IN list elsewhere."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("DELETE FROM inbox WHERE id = ANY(CAST(:ids AS BIGINT[]))"), {"ids": ids})
+        # the ids as one array literal: psycopg would dump a list element by element in Python
+        conn.execute(text("DELETE FROM inbox WHERE id = ANY(CAST(:ids AS BIGINT[]))"),
+                     {"ids": "{" + ",".join(map(str, map(int, ids))) + "}"})
         return
     for start in range(0, len(ids), DELETE_CHUNK):
         conn.execute(delete(INBOX).where(INBOX.c.id.in_(ids[start:start + DELETE_CHUNK])))

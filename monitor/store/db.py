@@ -32,9 +32,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # empty, which scans the partition whole for every row once it has filled (seen:
             # the labelled-at update of a stream batch took 4 s after 800k predictions)
             connect_args = {"prepare_threshold": None, **kwargs.pop("connect_args", {})}
-            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+            engine = create_engine(url, connect_args=connect_args, **{"pool_pre_ping": True, **kwargs})
         else:
-            engine = create_engine(url, pool_pre_ping=True, **kwargs)
+            engine = create_engine(url, **{"pool_pre_ping": True, **kwargs})
     except (ArgumentError, NoSuchModuleError) as error:
         raise DatabaseError(f"bad database_url {url!r}: {error}") from None
     return engine
