@@ -1,6 +1,6 @@
 """Benchmark: `monitor ingest` of many small files against the bare floor on the same files.
 
-    python bench/ingest_files.py [--files 300] [--rows-per-file 1000] [--quick]
+    python bench/ingest_files.py [--files 300] [--rows-per-file 1000] [--quick] [--repeat 1]
                                  [--db-url postgresql://...] [--profile FILE]
 
 Data: `Scenario(n_numeric=8, n_categorical=2, segments=("sex", "region"))` (10 features, 3
@@ -15,7 +15,8 @@ formats cycle csv, jsonl, parquet (the layout of per-pod hourly logs).
     stores every row, every column, in one transaction: sqlite3 executemany into plain
     tables, or on PostgreSQL (`--db-url`) psycopg COPY into plain tables of a scratch database.
 
-The ratio (a)/(b) is measured in the same run (target <= 2). Writing the files is not timed;
+The ratio (a)/(b) is measured in the same run (target <= 2); `--repeat N` measures the pair N
+times in turn and prints the median ratio and the range (a single floor varies by 10-20%). Writing the files is not timed;
 the load average is printed next to each phase (the machine may be shared).
 """
 
@@ -137,6 +138,8 @@ def main() -> None:
                              "ingest and floor run in scratch databases created there and dropped after")
     parser.add_argument("--profile", default=None, help="write cProfile stats of the ingest here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure (a) then (b) this many times and print the median ratio (the floor varies run to run)")
     args = parser.parse_args()
     n_files = 60 if args.quick else args.files
     days = 30
@@ -156,41 +159,48 @@ def main() -> None:
         write_files(data.predictions, data.prediction_epoch, work / "predictions", "predictions", n_files)
         write_files(labels, label_epoch, work / "labels", "labels", n_files)
         data.reference.to_parquet(work / "reference.parquet", index=False)
-        config = load_config(write_config(work, scenario, database_url=dbs.fresh("ingest")))
         n_pred, n_lab = len(data.predictions), len(labels)
         print(f"many-small-files ingest: {n_pred:,} predictions in {n_files} files + {n_lab:,} labels in "
               f"{n_files} files (csv/jsonl/parquet), {len(scenario.features)} features, segments "
               f"{', '.join(scenario.segments)}; {backend}; written in {time.perf_counter() - began:.0f} s "
               f"(imports {imports:.1f} s)")
-        engine = make_engine(config.database_url)
-        upgrade(engine)
-        profiler = cProfile.Profile() if args.profile else None
-        load_a = load()
-        with Clock() as ingest:
-            if profiler:
-                profiler.enable()
-            summary = sweep(engine, config, as_of=end)
-            if profiler:
-                profiler.disable()
-        load_a += f" -> {load()}"
-        engine.dispose()
-        if profiler:
-            profiler.dump_stats(args.profile)
-        model = summary.models[0]
-        if model.errors:
-            raise SystemExit(f"ingest failed: {model.errors}")
-        load_b = load()
-        floor, floor_rows = floor_postgres(work, dbs.fresh("floor")) if args.db_url else floor_sqlite(work)
-        load_b += f" -> {load()}"
-        assert floor_rows == n_pred + n_lab, (floor_rows, n_pred, n_lab)
         total = n_pred + n_lab
         floor_name = "COPY" if args.db_url else "sqlite3 executemany"
         print(f"{'phase':<46}{'rows':>11}{'wall s':>9}{'rows/s':>10}{'cpu s':>8}   load 1/5 min")
-        for name, clock, where in ((f"(a) monitor ingest (sweep), {backend}", ingest, load_a),
-                                   (f"(b) floor: pandas read + {floor_name}", floor, load_b)):
-            print(f"{name:<46}{total:>11,}{clock.wall:>9.2f}{total / clock.wall:>10,.0f}{clock.cpu:>8.2f}   {where}")
-        print(f"{'    ratio (a) / (b), target <= 2':<46}{'':>11}{ingest.wall / floor.wall:>9.2f}{'':>10}"
-              f"{ingest.cpu / floor.cpu:>8.2f}")
+        ratios: list[tuple[float, float]] = []
+        for attempt in range(args.repeat):  # (a) then (b), alternating: both see the same machine
+            config = load_config(write_config(work, scenario, database_url=dbs.fresh(f"ingest{attempt}")))
+            engine = make_engine(config.database_url)
+            upgrade(engine)
+            profiler = cProfile.Profile() if args.profile and attempt == 0 else None
+            load_a = load()
+            with Clock() as ingest:
+                if profiler:
+                    profiler.enable()
+                summary = sweep(engine, config, as_of=end)
+                if profiler:
+                    profiler.disable()
+            load_a += f" -> {load()}"
+            engine.dispose()
+            if profiler:
+                profiler.dump_stats(args.profile)
+            model = summary.models[0]
+            if model.errors:
+                raise SystemExit(f"ingest failed: {model.errors}")
+            load_b = load()
+            floor, floor_rows = floor_postgres(work, dbs.fresh(f"floor{attempt}")) if args.db_url else floor_sqlite(work)
+            load_b += f" -> {load()}"
+            assert floor_rows == n_pred + n_lab, (floor_rows, n_pred, n_lab)
+            for name, clock, where in ((f"(a) monitor ingest (sweep), {backend}", ingest, load_a),
+                                       (f"(b) floor: pandas read + {floor_name}", floor, load_b)):
+                print(f"{name:<46}{total:>11,}{clock.wall:>9.2f}{total / clock.wall:>10,.0f}{clock.cpu:>8.2f}   {where}")
+            print(f"{'    ratio (a) / (b), target <= 2':<46}{'':>11}{ingest.wall / floor.wall:>9.2f}{'':>10}"
+                  f"{ingest.cpu / floor.cpu:>8.2f}")
+            ratios.append((ingest.wall / floor.wall, ingest.cpu / floor.cpu))
+        if len(ratios) > 1:
+            walls, cpus = sorted(r[0] for r in ratios), sorted(r[1] for r in ratios)
+            print(f"{f'    median of {len(ratios)} ratios (range)':<46}{'':>11}{float(np.median(walls)):>9.2f}{'':>10}"
+                  f"{float(np.median(cpus)):>8.2f}   wall {walls[0]:.2f}-{walls[-1]:.2f}, cpu {cpus[0]:.2f}-{cpus[-1]:.2f}")
         print(f"  per file: {ingest.wall / (2 * n_files) * 1000:.0f} ms ingest, "
               f"{floor.wall / (2 * n_files) * 1000:.0f} ms floor; {model.files_read} files read, "
               f"{model.predictions:,} predictions and {model.labels:,} labels accepted, "
