@@ -148,6 +148,33 @@ def _app_with_stopped_drainer(config) -> Flask:  # type: ignore[no-untyped-def]
     return app
 
 
+def test_a_write_on_a_connection_the_server_closed_is_retried_on_a_new_one(db_url: str, tmp_path: Path) -> None:
+    """The write engine does not ping before each checkout: after the server dropped its
+    connections (a restart, an idle timeout), the next POST fails once, inside, and succeeds on
+    a new connection, with nothing lost or doubled."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite connections are not closed by a server")
+    config = make_config(db_url, tmp_path)
+    app = _app_with_stopped_drainer(config)
+    predictions, _ = make_records(40, seed=11)
+    admin = make_engine(db_url)
+    try:
+        with running(app) as base:
+            first = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions[:20], timeout=30)
+            with admin.connect() as conn:  # every other session of this database, the API's pool included
+                killed = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+            second = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions[20:], timeout=30)
+        flush_inbox(config)
+    finally:
+        stop_background(app)
+        admin.dispose()
+    assert killed >= 1
+    assert first.status_code == 200 and second.status_code == 200, second.text
+    assert second.json()["accepted"] == 20
+    assert _totals(db_url)["predictions"] == 40
+
+
 def test_queued_rows_show_in_the_answer_the_ingest_route_and_metrics(db_url: str, tmp_path: Path) -> None:
     config = make_config(db_url, tmp_path)
     app = _app_with_stopped_drainer(config)
