@@ -149,9 +149,9 @@ def _app_with_stopped_drainer(config) -> Flask:  # type: ignore[no-untyped-def]
 
 
 def test_a_write_on_a_connection_the_server_closed_is_retried_on_a_new_one(db_url: str, tmp_path: Path) -> None:
-    """The write engine does not ping before each checkout: after the server dropped its
-    connections (a restart, an idle timeout), the next POST fails once, inside, and succeeds on
-    a new connection, with nothing lost or doubled."""
+    """The write engine and the health check's do not ping before each checkout: after the
+    server dropped their connections (a restart, an idle timeout), the next POST and the next
+    /healthz fail once, inside, and succeed on a new connection, with nothing lost or doubled."""
     if not db_url.startswith("postgresql"):
         pytest.skip("SQLite connections are not closed by a server")
     config = make_config(db_url, tmp_path)
@@ -161,16 +161,19 @@ def test_a_write_on_a_connection_the_server_closed_is_retried_on_a_new_one(db_ur
     try:
         with running(app) as base:
             first = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions[:20], timeout=30)
+            assert requests.get(f"{base}/healthz", timeout=30).status_code == 200  # its pool holds a connection
             with admin.connect() as conn:  # every other session of this database, the API's pool included
                 killed = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
             second = requests.post(f"{base}/api/v1/models/m/predictions", json=predictions[20:], timeout=30)
+            health = requests.get(f"{base}/healthz", timeout=30)  # no ping either: retried once
         flush_inbox(config)
     finally:
         stop_background(app)
         admin.dispose()
     assert killed >= 1
     assert first.status_code == 200 and second.status_code == 200, second.text
+    assert health.status_code == 200, health.text
     assert second.json()["accepted"] == 20
     assert _totals(db_url)["predictions"] == 40
 
