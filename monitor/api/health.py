@@ -18,7 +18,7 @@ import logging
 import threading
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from monitor.store.db import NOT_MIGRATED, DatabaseError, is_migrated, is_missing_table
@@ -85,23 +85,21 @@ def _check(engine: Engine) -> bool:
     """Whether the database answers (else a driver error) and is migrated. On PostgreSQL one
     query in autocommit (one round trip: under load each one waits for the server's turn on
     the CPU), retried once on a new connection if the server had closed the pooled one."""
-    if engine.dialect.name != "postgresql":
-        with engine.connect() as conn:
-            migrated = is_migrated(conn, REQUIRED_TABLE)
-            conn.rollback()
-        return migrated
     try:
-        return _migrated_table(engine)
+        return _migrated(engine)
     except DBAPIError as error:
         if not error.connection_invalidated:
             raise
-    return _migrated_table(engine)  # the pool has dropped the closed connections: a new one
+    return _migrated(engine)  # the pool has dropped the closed connections: a new one
 
 
-def _migrated_table(engine: Engine) -> bool:
+def _migrated(engine: Engine) -> bool:
     with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        return bool(conn.execute(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": REQUIRED_TABLE}).scalar())
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN round trip
+        migrated = is_migrated(conn, REQUIRED_TABLE)
+        conn.rollback()
+    return migrated
 
 
 @blueprint.get("/healthz")

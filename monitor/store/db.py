@@ -74,8 +74,11 @@ def _begin_deferred(conn: Connection) -> None:
 
 
 def is_migrated(conn: Connection, table: str = "monitored_models") -> bool:
-    """Ping the database (`SELECT 1`; a driver error when it does not answer), then say
-    whether `table` (one every migrated database has) exists."""
+    """Ping the database (a driver error when it does not answer) and say whether `table`
+    (one every migrated database has) exists: on PostgreSQL one query (`to_regclass`, one round
+    trip), elsewhere `SELECT 1` and the inspector."""
+    if conn.dialect.name == "postgresql":
+        return bool(conn.execute(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": table}).scalar())
     conn.execute(text("SELECT 1"))
     return inspect(conn).has_table(table)
 

@@ -128,4 +128,7 @@ def test_it_never_answers_5xx_and_accounts_for_every_record(sqlite_url: str, tmp
                  "/metrics", "/healthz"):
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.get_data(as_text=True)[:300])
+    from monitor.api.routes import stop_background
+
+    stop_background(app)  # the drainer thread a write started: it must not outlive the database
     app.extensions["monitor_api"]["engine"].dispose()
