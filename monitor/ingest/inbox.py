@@ -58,7 +58,7 @@ from monitor.ingest.rejects import store_rejects
 from monitor.ingest.writers import note_writes
 from monitor.locking import INGEST_LOCK_SPACE, ingest_lock
 from monitor.store.base import Base
-from monitor.store.bulk import driver_errors
+from monitor.store.bulk import array_literal, driver_errors
 from monitor.store.models import MonitoredModel
 
 log = logging.getLogger("monitor.inbox")
@@ -275,7 +275,7 @@ def _delete(conn: Connection, ids: list[int]) -> None:
     if conn.dialect.name == "postgresql":
         # the ids as one array literal: psycopg would dump a list element by element in Python
         conn.execute(text("DELETE FROM inbox WHERE id = ANY(CAST(:ids AS BIGINT[]))"),
-                     {"ids": "{" + ",".join(map(str, map(int, ids))) + "}"})
+                     {"ids": array_literal([int(i) for i in ids])})
         return
     for start in range(0, len(ids), DELETE_CHUNK):
         conn.execute(delete(INBOX).where(INBOX.c.id.in_(ids[start:start + DELETE_CHUNK])))
