@@ -16,8 +16,9 @@ formats cycle csv, jsonl, parquet (the layout of per-pod hourly logs).
     tables, or on PostgreSQL (`--db-url`) psycopg COPY into plain tables of a scratch database.
 
 The ratio (a)/(b) is measured in the same run (target <= 2); `--repeat N` measures the pair N
-times in turn and prints the median ratio and the range (a single floor varies by 10-20%). Writing the files is not timed;
-the load average is printed next to each phase (the machine may be shared).
+times in turn and prints the median ratio and the range (a single floor varies by 10-20%).
+Writing the files is not timed; the load average is printed next to each phase (the machine
+may be shared).
 """
 
 from __future__ import annotations

@@ -287,8 +287,10 @@ def _array_element(value: Any) -> str:
         return "NULL"
     if isinstance(value, bool):
         return "t" if value else "f"
-    if isinstance(value, (int, float)):
-        return repr(value)
+    if isinstance(value, float):
+        return repr(float(value))  # numpy's float64 is a float whose repr is "np.float64(...)"
+    if isinstance(value, int):
+        return repr(int(value))
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -3,9 +3,10 @@ one array literal the server parses (`array_param`); hostile ids must still matc
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, insert, text
-
 import math
+
+import numpy as np
+from sqlalchemy import Engine, insert, text
 
 from monitor.store.bulk import array_literal, array_param, select_in
 from monitor.store.models import Prediction
@@ -41,7 +42,8 @@ def test_the_array_literal_is_read_back_as_the_keys(engine: Engine) -> None:
         # the count upserts' arrays: numbers exact (floats by their shortest repr), NULLs, booleans
         floats = [0.1, 1 / 3, 1e-300, -2.5, 2.0**60, math.inf, -math.inf]
         cases = [([1, -5, 2**62, 0], "int8[]"), (floats, "float8[]"), ([1.5, None, 2.0], "float8[]"),
-                 ([True, False, None], "bool[]"), ([1, None, 3], "int8[]"), ([*HOSTILE, None], "text[]")]
+                 ([True, False, None], "bool[]"), ([1, None, 3], "int8[]"), ([*HOSTILE, None], "text[]"),
+                 ([np.float64(0.1), None, np.int64(7)], "float8[]")]  # numpy scalars as their Python values
         for values, kind in cases:
             got = driver.execute(f"SELECT %s::{kind}", [array_literal(values)]).fetchone()[0]  # type: ignore[union-attr]
             assert got == values, kind

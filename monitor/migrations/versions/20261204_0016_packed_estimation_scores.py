@@ -49,7 +49,8 @@ def _unpack(packed: bytes) -> str:
 
 
 def _rewrite(convert: Callable) -> None:  # type: ignore[type-arg]
-    """Convert every row's `scores` with `convert`, in chunks by primary key (SQLite)."""
+    """Convert every row's `scores` with `convert`, in chunks by primary key (SQLite both
+    ways; PostgreSQL on the way down, from the hex text its ALTER leaves)."""
     conn = op.get_bind()
     table = sa.table("estimation_scores", sa.column("model_id"), sa.column("prediction_id"), sa.column("scores"))
     last: tuple = (-1, "")
