@@ -7,9 +7,11 @@ it breaks, and every other row goes on (docs/contract.md §1, docs/design.md pri
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -91,7 +93,10 @@ def _text(frame: pd.DataFrame, column: str) -> np.ndarray:
     values = series.to_numpy()
     if values.dtype == object and _plain_text(values):
         out = np.empty(len(values), dtype=object)
-        out[:] = [v.strip() if type(v) is str else None for v in values]
+        try:  # the usual column: every value a str
+            out[:] = list(map(str.strip, values))
+        except TypeError:
+            out[:] = [v.strip() if type(v) is str else None for v in values]
         return out
     text = series.astype("string").str.strip()
     return text.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
@@ -102,6 +107,10 @@ _MISSING_TYPES = (type(None), type(pd.NA))
 
 def _plain_text(values: np.ndarray) -> bool:
     """Only str (all ASCII) and missing values (None, NA, float NaN) in an object array."""
+    try:  # the usual column: every value a str
+        return "".join(values).isascii()
+    except TypeError:
+        pass
     types = set(map(type, values))
     if not types <= {str, float, *_MISSING_TYPES}:
         return False
@@ -111,8 +120,8 @@ def _plain_text(values: np.ndarray) -> bool:
 
 
 def _blank(values: np.ndarray) -> np.ndarray:
-    """Missing or empty text."""
-    return np.fromiter((v is None or v == "" for v in values), dtype=bool, count=len(values))
+    """Missing or empty text (of `_text`'s str and None values)."""
+    return np.equal(values, "") | np.equal(values, None)
 
 
 def _unknown_class(values: np.ndarray, classes: list[str]) -> Callable[[np.ndarray], np.ndarray]:
@@ -127,8 +136,14 @@ def _unknown_class(values: np.ndarray, classes: list[str]) -> Callable[[np.ndarr
 
 
 def _unknown(values: np.ndarray, classes: list[str]) -> np.ndarray:
-    known = set(classes)
-    return np.fromiter((v is not None and v not in known for v in values), dtype=bool, count=len(values))
+    """Present text that is not one of `classes` (of `_text`'s str and None values)."""
+    if len(classes) > 16:
+        known = set(classes)
+        return np.fromiter((v is not None and v not in known for v in values), dtype=bool, count=len(values))
+    unknown = ~np.equal(values, None)
+    for cls in classes:
+        unknown &= ~np.equal(values, cls)
+    return unknown
 
 
 def _numbers(text: pd.Series) -> pd.Series:
@@ -231,7 +246,10 @@ def _plain_epochs(values: pd.Series, auto: bool) -> tuple[np.ndarray, np.ndarray
         return None
     text = _text(values.to_frame("t"), "t")
     present = ~_blank(text)
-    timelike = np.fromiter((v is not None and ":" in v for v in text), dtype=bool, count=len(text))
+    try:  # every value a str
+        timelike = np.fromiter(map(operator.contains, text, repeat(":")), dtype=bool, count=len(text))
+    except TypeError:
+        timelike = np.fromiter((v is not None and ":" in v for v in text), dtype=bool, count=len(text))
     numeric = np.full(len(text), np.nan)
     rest = present & ~timelike
     if rest.any():
@@ -240,19 +258,56 @@ def _plain_epochs(values: pd.Series, auto: bool) -> tuple[np.ndarray, np.ndarray
     epochs = _milliseconds(numeric, auto)
     todo = present & np.isnan(numeric)
     if todo.any():
-        years = np.asarray([float(m.group(1)) if (m := _YEAR.match(v)) else np.nan for v in text[todo]])
-        iso = np.full(len(years), np.nan)
-        far = (years < 1700) | (years > 2200)
-        iso[far] = np.where(years[far] < 1700, -np.inf, np.inf)
+        iso = _plain_iso(text[todo])
+        if iso is None:
+            return None
+        epochs[todo] = iso
+    return epochs, present & np.isnan(epochs)
+
+
+# a time this close to (or beyond) 1700-01-01 or 2201-01-01 UTC may have a year outside
+# [1700, 2200] in its text (with its UTC offset): its year is then read from the text
+_YEARS_FROM = float(np.datetime64("1700-01-01", "s").astype(np.int64)) + 3 * 86_400
+_YEARS_TO = float(np.datetime64("2201-01-01", "s").astype(np.int64)) - 3 * 86_400
+
+
+def _years(texts: np.ndarray) -> np.ndarray:
+    return np.asarray([float(m.group(1)) if (m := _YEAR.match(v)) else np.nan for v in texts])
+
+
+def _far(years: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(years outside [1700, 2200], their value: -inf before, +inf after)."""
+    far = (years < 1700) | (years > 2200)
+    return far, np.where(years[far] < 1700, -np.inf, np.inf)
+
+
+def _plain_iso(texts: np.ndarray) -> np.ndarray | None:
+    """`_parse_iso` of stripped str texts: one `pd.to_datetime` of them all; the year is read
+    from the text (a regex per text) only where the time is unparsable or near those years.
+    None when pandas raises on the texts without a far year (the general path decides)."""
+    try:
+        parsed = pd.to_datetime(pd.Series(texts, dtype="string"), errors="coerce", utc=True, format="ISO8601")
+        iso = _datetime_seconds(parsed)
+    except (ValueError, OverflowError, TypeError):  # a far year may be what pandas cannot take
+        iso = np.full(len(texts), np.nan)
+        far, value = _far(_years(texts))
+        iso[far] = value
         if not far.all():
             try:
-                parsed = pd.to_datetime(pd.Series(text[todo][~far], dtype="string"), errors="coerce", utc=True,
+                parsed = pd.to_datetime(pd.Series(texts[~far], dtype="string"), errors="coerce", utc=True,
                                         format="ISO8601")
             except (ValueError, OverflowError, TypeError):
                 return None
             iso[~far] = _datetime_seconds(parsed)
-        epochs[todo] = iso
-    return epochs, present & np.isnan(epochs)
+        return iso
+    with np.errstate(invalid="ignore"):
+        check = np.isnan(iso) | (iso < _YEARS_FROM) | (iso > _YEARS_TO)
+    if check.any():
+        far, value = _far(_years(texts[check]))
+        picked = iso[check]
+        picked[far] = value
+        iso[check] = picked
+    return iso
 
 
 def _milliseconds(epochs: np.ndarray, auto: bool) -> np.ndarray:
@@ -307,8 +362,7 @@ def _reject_nul(rejector: _Rejector, frame: pd.DataFrame) -> None:
         if column == "_row" or not (values.dtype == object or pd.api.types.is_string_dtype(values)):
             continue
         array = values.to_numpy()
-        if array.dtype == object and set(map(type, array)) <= _NO_NUL_TYPES \
-                and "\x00" not in "".join([v for v in array if type(v) is str]):
+        if array.dtype == object and _no_nul(array):
             continue  # the usual column: plain values, no NUL (checked without pandas)
         try:
             nul = values.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
@@ -318,7 +372,21 @@ def _reject_nul(rejector: _Rejector, frame: pd.DataFrame) -> None:
             rejector.reject(nul, str(column)[:200], "contains a NUL character")
 
 
+def _no_nul(array: np.ndarray) -> bool:
+    """An object column of plain values (`_NO_NUL_TYPES`) without a NUL character."""
+    try:
+        joined = "".join(array)  # every value a str
+    except TypeError:
+        if not set(map(type, array)) <= _NO_NUL_TYPES:
+            return False
+        joined = "".join([v for v in array if type(v) is str])
+    return "\x00" not in joined
+
+
 def _reject_long(rejector: _Rejector, values: np.ndarray, field: str, limit: int, what: str) -> None:
+    """Reject text (of `_text`'s str and None values) longer than `limit`."""
+    if max(map(len, filter(None, values)), default=0) <= limit:
+        return
     lengths = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int64, count=len(values))
     too_long = lengths > limit
     if too_long.any():
