@@ -178,6 +178,7 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path]
     outcomes: list[FileOutcome | None] = []
     current = paths[0] if paths else Path()
     staged: list[_Staged] = []
+    staged_rows = 0  # rows of `staged` (summed as files are staged, not at every file)
 
     def done(slot: int, outcome: FileOutcome) -> None:
         outcomes[slot] = outcome
@@ -191,7 +192,7 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path]
             pending = Pending()
             noted = False
             for path in paths:
-                if pending.rows + sum(s.rows for s in staged) >= limit:
+                if pending.rows + staged_rows >= limit:
                     break
                 current = path
                 slot = len(outcomes)
@@ -215,10 +216,11 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path]
                         done(slot, read)
                     else:
                         staged.append(_Staged(slot, path, row, stat, digest, print_, *read))
+                        staged_rows += staged[-1].rows
                     continue
                 for slot_, outcome in _load_staged(conn, ctx, kind, staged, as_of, pending, limit):
                     done(slot_, outcome)
-                staged = []
+                staged, staged_rows = [], 0
                 done(slot, _ingest_one(conn, ctx, kind, path, as_of, pending, limit, row, stat, digest, print_))
             for slot_, outcome in _load_staged(conn, ctx, kind, staged, as_of, pending, limit):
                 done(slot_, outcome)

@@ -48,7 +48,7 @@ def _python_column(series: pd.Series) -> list[Any]:
     """One column as Python scalars (numpy scalars unwrapped), None where missing."""
     missing = series.isna().to_numpy()
     values = series.tolist()  # int64/float64 -> int/float; object columns keep their items
-    if series.dtype == object:
+    if series.dtype == object and any(issubclass(t, np.generic) for t in set(map(type, values))):
         values = [v.item() if isinstance(v, np.generic) else v for v in values]
     if missing.any():
         values = [None if m else v for v, m in zip(values, missing, strict=True)]
