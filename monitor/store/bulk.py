@@ -130,9 +130,12 @@ def _copy_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> None:
     with driver_errors(conn, statement.as_string(driver)):
         with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
             for start in range(0, len(frame), CHUNK):
-                for row in _rows(frame.iloc[start : start + CHUNK]):
-                    if any(processors):
-                        row = tuple(p(v) if p else v for p, v in zip(processors, row, strict=True))
+                part = frame.iloc[start : start + CHUNK]
+                columns = [_python_column(part[c]) for c in part.columns]
+                for i, process in enumerate(processors):  # a column at a time, not a row
+                    if process is not None:
+                        columns[i] = list(map(process, columns[i]))
+                for row in zip(*columns, strict=True):
                     copy.write_row(row)
 
 
