@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import Engine, Row, Table, delete, insert, select, update
+from sqlalchemy import Engine, Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -258,20 +258,19 @@ def _load_staged(conn: Connection, ctx: ModelContext, kind: str, staged: list[_S
     mine = Pending()
     try:
         with conn.begin_nested():
-            file_ids = [_ledger_row(conn, ctx, kind, s.path, s.row) for s in staged]
+            file_ids = _ledger_rows(conn, ctx, kind, [(s.path, s.row) for s in staged])
             frames = [_frame(s.chunks) for s in staged]
             loader = load_prediction_files if kind == "predictions" else load_label_files
             results = loader(conn, ctx, frames, file_ids, as_of=as_of, pending=mine)
             conn.execute(delete(RejectedRow).where(RejectedRow.model_id == ctx.model_id, RejectedRow.kind == kind,
                                                    RejectedRow.source.in_([str(s.path) for s in staged])))
-            out = []
-            for s, file_id, result in zip(staged, file_ids, results, strict=True):
+            for s, result in zip(staged, results, strict=True):
                 for chunk in s.chunks:
                     if len(chunk.rejects):  # rows the reader could not parse
                         result.add(IngestResult(read=len(chunk.rejects), rejected=len(chunk.rejects),
                                                 rejects=chunk.rejects))
-                out.append((s.slot, _file_done(conn, ctx, kind, s.path, s.row, s.stat, s.digest, s.print_,
-                                               file_id, result, s.state, rejects_cleared=True)))
+            outcomes = _files_done(conn, ctx, kind, staged, file_ids, results)
+            out = [(s.slot, outcome) for s, outcome in zip(staged, outcomes, strict=True)]
     except DBAPIError as error:
         if isinstance(error, OperationalError) or error.connection_invalidated:
             raise  # the database is gone: the batch cannot commit
@@ -349,20 +348,43 @@ def _file_done(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: 
                stat: os.stat_result, digest: str, print_: str, file_id: int, result: IngestResult,
                reading: ReadState, *, rejects_cleared: bool = False) -> FileOutcome:
     """A loaded file's rejects (replacing earlier ones) and ledger row."""
-    if reading.tail_held:  # the unterminated last line: read when the file settles
-        result.waiting += 1
-    status = "partial" if result.waiting else "done"
+    status, values = _done_values(row, stat, digest, print_, result, reading)
     if not rejects_cleared:
         conn.execute(delete(RejectedRow).where(RejectedRow.model_id == ctx.model_id,
                                                RejectedRow.kind == kind, RejectedRow.source == str(path)))
     store_rejects(conn, ctx, kind, str(path), file_id, result.rejects)
-    conn.execute(update(FILES).where(FILES.c.id == file_id).values(
+    conn.execute(update(FILES).where(FILES.c.id == file_id).values(**values))
+    return FileOutcome(str(path), kind, status, result)
+
+
+def _done_values(row: Row[Any] | None, stat: os.stat_result, digest: str, print_: str, result: IngestResult,
+                 reading: ReadState) -> tuple[str, dict[str, Any]]:
+    """(status, ledger values) of a loaded file."""
+    if reading.tail_held:  # the unterminated last line: read when the file settles
+        result.waiting += 1
+    status = "partial" if result.waiting else "done"
+    return status, dict(
         size=stat.st_size, mtime=stat.st_mtime, sha256=digest, fingerprint=print_, status=status, error=None,
         rows_read=result.read, rows_accepted=_accepted_total(row, result, digest),
         rows_rejected=result.rejected, rows_waiting=result.waiting,
         visible_until=None if reading.tail_held else result.next_visible,
-        ingested_at=utcnow()))
-    return FileOutcome(str(path), kind, status, result)
+        ingested_at=utcnow())
+
+
+def _files_done(conn: Connection, ctx: ModelContext, kind: str, staged: list[_Staged], file_ids: list[int],
+                results: list[IngestResult]) -> list[FileOutcome]:
+    """`_file_done` of a batch's loaded files (their earlier rejects already deleted): the
+    rejects of each, then every ledger row in one executemany (not a statement per file)."""
+    outcomes, params = [], []
+    for s, file_id, result in zip(staged, file_ids, results, strict=True):
+        status, values = _done_values(s.row, s.stat, s.digest, s.print_, result, s.state)
+        store_rejects(conn, ctx, kind, str(s.path), file_id, result.rejects)
+        params.append({"file_id_": file_id, **{f"{name}_": value for name, value in values.items()}})
+        outcomes.append(FileOutcome(str(s.path), kind, status, result))
+    columns = [name for name in params[0] if name != "file_id_"]
+    conn.execute(update(FILES).where(FILES.c.id == bindparam("file_id_"))
+                 .values({name[:-1]: bindparam(name) for name in columns}), params)
+    return outcomes
 
 
 def _failed(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: Row[Any] | None,
@@ -380,6 +402,25 @@ def _accepted_total(row: Row[Any] | None, result: IngestResult, digest: str) -> 
     """Rows of this file stored so far (earlier partial reads plus this one)."""
     earlier = row.rows_accepted if row is not None and row.sha256 == digest else 0
     return int(earlier or 0) + result.accepted
+
+
+def _ledger_rows(conn: Connection, ctx: ModelContext, kind: str, files: list[tuple[Path, Row[Any] | None]]
+                 ) -> list[int]:
+    """`_ledger_row` of several files: the new ones inserted in one executemany that returns
+    their ids in order, where the dialect can (SQLite 3.35+, PostgreSQL), else one by one."""
+    ids = [int(row.id) if row is not None else 0 for _, row in files]
+    new = [i for i, (_, row) in enumerate(files) if row is None]
+    if len(new) < 2 or not conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+        for i in new:
+            ids[i] = _ledger_row(conn, ctx, kind, files[i][0], None)
+        return ids
+    now = utcnow()
+    inserted = conn.execute(insert(FILES).returning(FILES.c.id, sort_by_parameter_order=True), [
+        {"model_id": ctx.model_id, "kind": kind, "path": str(files[i][0]), "status": "reading", "ingested_at": now}
+        for i in new]).scalars().all()
+    for i, file_id in zip(new, inserted, strict=True):
+        ids[i] = int(file_id)
+    return ids
 
 
 def _ledger_row(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: Row[Any] | None) -> int:
