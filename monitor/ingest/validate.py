@@ -119,9 +119,12 @@ def _plain_text(values: np.ndarray) -> bool:
     return "".join([v for v in values if type(v) is str]).isascii()
 
 
+_NONE = np.array(None, dtype=object)  # compared element by element: `values == None`
+
+
 def _blank(values: np.ndarray) -> np.ndarray:
     """Missing or empty text (of `_text`'s str and None values)."""
-    return np.equal(values, "") | np.equal(values, None)
+    return np.equal(values, "") | np.equal(values, _NONE)
 
 
 def _unknown_class(values: np.ndarray, classes: list[str]) -> Callable[[np.ndarray], np.ndarray]:
@@ -140,7 +143,7 @@ def _unknown(values: np.ndarray, classes: list[str]) -> np.ndarray:
     if len(classes) > 16:
         known = set(classes)
         return np.fromiter((v is not None and v not in known for v in values), dtype=bool, count=len(values))
-    unknown = ~np.equal(values, None)
+    unknown = ~np.equal(values, _NONE)
     for cls in classes:
         unknown &= ~np.equal(values, cls)
     return unknown
