@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 import monitor.ingest.ledger as ledger
-from monitor.config import load_config
+from monitor.config import ModelConfig, load_config
+from monitor.context import context_from_row, ensure_model
 from monitor.simulate import simulate, write_config, write_logs
 from monitor.store.db import make_engine
 from tests.conftest import fresh_database_url
@@ -113,3 +114,24 @@ def test_files_loaded_together_store_what_one_by_one_stores(tmp_path, db_url, re
     (got_rejects, got_files), (want_rejects, want_files) = _rejects_and_ledger(db_url), _rejects_and_ledger(one_url)
     pd.testing.assert_frame_equal(got_rejects, want_rejects, check_dtype=False)
     pd.testing.assert_frame_equal(got_files, want_files, check_dtype=False)
+
+
+@pytest.mark.parametrize("one_statement", [True, False], ids=["one-executemany", "one-by-one"])
+def test_ledger_rows_of_a_batch_follow_the_files_order(engine, monkeypatch, one_statement):  # type: ignore[no-untyped-def]
+    """`ledger._ledger_rows`: a file with a ledger row keeps its id, new files get theirs in
+    the batch's order, whether one executemany returns them (where the dialect keeps their
+    order) or they are inserted one by one (where it cannot)."""
+    if not one_statement:
+        monkeypatch.setattr(engine.dialect, "insert_executemany_returning_sort_by_parameter_order", False)
+    elif not engine.dialect.insert_executemany_returning_sort_by_parameter_order:
+        pytest.skip("this SQLite cannot return the ids of an executemany in order (3.35+ can)")
+    model = ModelConfig(name="m", classes=["neg", "pos"])
+    with engine.begin() as conn:
+        ctx = context_from_row(model, ensure_model(conn, model), None, None)
+        existing = ledger._ledger_row(conn, ctx, "predictions", Path("b.csv"), None)
+        row = conn.execute(select(ledger.FILES).where(ledger.FILES.c.id == existing)).one()
+        files = [(Path(f"{name}.csv"), row if name == "b" else None) for name in "cbad"]
+        ids = ledger._ledger_rows(conn, ctx, "predictions", files)
+        paths = {int(i): p for i, p in conn.execute(select(ledger.FILES.c.id, ledger.FILES.c.path))}
+    assert ids[1] == existing and len(set(ids)) == 4
+    assert [paths[i] for i in ids] == ["c.csv", "b.csv", "a.csv", "d.csv"]
