@@ -1,6 +1,7 @@
 """Benchmark: ingestion throughput against a bare baseline, and the cost of one more tick.
 
-    python bench/ingest.py [--rows 1000000] [--quick] [--db-url postgresql://...] [--profile FILE] [--memory]
+    python bench/ingest.py [--rows 1000000] [--quick] [--repeat 1] [--db-url postgresql://...] [--profile FILE]
+                           [--memory]
 
 Data: `Scenario(n_numeric=8, n_categorical=2)` (10 features, 3 classes with scores, 3
 segments), `--rows` predictions spread over 30 days (one CSV file per day), and the label
@@ -13,6 +14,8 @@ labels as the simulator makes them; labels of the last days' predictions are sti
     drift and estimation hooks, alert evaluation.
 (b) baseline: pandas `read_csv` of the same files + `sqlite3` executemany of the same rows
     (every column) into two plain tables, in one transaction.
+    `--repeat N` measures (a), each time on a fresh database, then (b), N times in turn and
+    prints the median ratio and its range (the baseline alone varies from run to run).
 (c) extra tick: one more hour of predictions and of labels as new files, then one
     `run_tick`; measured after 1, 10 and 30 days of history (median of `--extra-ticks`).
     Target: under 1 s, and not growing with history (bench/tick.py measures 1 to 365 days).
@@ -168,6 +171,20 @@ def warm_imports() -> float:
     return time.perf_counter() - started
 
 
+def config_reading(folder: Path, root: Path, scenario: Scenario, db_url: str) -> Path:
+    """A config file in `folder` that reads the files of `root` into the database `db_url`."""
+    config = write_config(folder, scenario, database_url=db_url)
+    text = config.read_text(encoding="utf-8")
+    for relative in ('"predictions/', '"labels/', '"reference.parquet"'):  # the files of `root`
+        text = text.replace(relative, f'"{root.as_posix()}/{relative[1:]}')
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+def repeat_config(folder: Path, root: Path, scenario: Scenario, db_url: str):  # type: ignore[no-untyped-def]
+    return load_config(config_reading(folder, root, scenario, db_url))
+
+
 def full_pipeline(config, profile: str | None) -> tuple[Clock, object]:  # type: ignore[no-untyped-def]
     engine = make_engine(config.database_url)
     upgrade(engine)
@@ -245,12 +262,7 @@ def peak_memory(root: Path, scenario: Scenario, database_url: str, as_of: int) -
     import subprocess
     import sys
 
-    other = root / "memory"
-    config = write_config(other, scenario, database_url=database_url)
-    text = config.read_text(encoding="utf-8")
-    for relative in ('"predictions/', '"labels/', '"reference.parquet"'):  # the files of `root`
-        text = text.replace(relative, f'"{root.as_posix()}/{relative[1:]}')
-    config.write_text(text, encoding="utf-8")
+    config = config_reading(root / "memory", root, scenario, database_url)
     upgrade_engine = make_engine(database_url)
     upgrade(upgrade_engine)
     upgrade_engine.dispose()
@@ -299,6 +311,9 @@ def main() -> None:
     parser.add_argument("--histories", default="1,10,30", help="days of history before the extra ticks")
     parser.add_argument("--profile", default=None, help="write cProfile stats of the full pipeline here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure (a) then (b) this many times, each (a) on a fresh database, and print the "
+                             "median ratio (the baseline alone varies from run to run)")
     parser.add_argument("--memory", action="store_true",
                         help="also run `monitor ingest` of the same files in a process of its own and print its peak memory")
     args = parser.parse_args()
@@ -344,6 +359,16 @@ def main() -> None:
         load_base = f"{load_before} -> {load()}"
         total = n_pred + n_lab
         assert base_rows == total, (base_rows, total)
+        pairs = [(full_clock, base_clock, load_full, load_base)]
+        for attempt in range(1, args.repeat):  # (a) on a fresh database of the same files, then (b)
+            again = repeat_config(work / f"repeat{attempt}", main_root, scenario, dbs.fresh(f"repeat{attempt}"))
+            _AS_OF[str(again.base_dir)] = start + DAYS * DAY
+            load_before = load()
+            clock_a, _ = full_pipeline(again, None)
+            load_a = f"{load_before} -> {load()}"
+            load_before = load()
+            clock_b, _ = baseline(main_root)
+            pairs.append((clock_a, clock_b, load_a, f"{load_before} -> {load()}"))
 
         memory = peak_memory(main_root, scenario, dbs.fresh("memory"), start + DAYS * DAY) if args.memory else None
 
@@ -370,12 +395,19 @@ def main() -> None:
         hour_lab = int(((data.label_epoch >= hour[0]) & (data.label_epoch < hour[1])).sum())
         print()
         print(f"{'phase':<46}{'rows':>11}{'wall s':>9}{'rows/s':>10}{'cpu s':>8}   load 1/5 min")
-        for name, clock in ((f"(a) full pipeline: run_tick, {backend}", full_clock),
-                            ("(b) baseline: read_csv + sqlite3 executemany", base_clock)):
-            print(f"{name:<46}{total:>11,}{clock.wall:>9.1f}{total / clock.wall:>10,.0f}{clock.cpu:>8.1f}   "
-                  + (load_full if clock is full_clock else load_base))
-        print(f"{'    ratio (a) / (b), target <= 2':<46}{'':>11}{full_clock.wall / base_clock.wall:>9.2f}"
-              f"{'':>10}{full_clock.cpu / base_clock.cpu:>8.2f}")
+        for clock_a, clock_b, load_a, load_b in pairs:
+            for name, clock, where in ((f"(a) full pipeline: run_tick, {backend}", clock_a, load_a),
+                                       ("(b) baseline: read_csv + sqlite3 executemany", clock_b, load_b)):
+                print(f"{name:<46}{total:>11,}{clock.wall:>9.1f}{total / clock.wall:>10,.0f}{clock.cpu:>8.1f}   "
+                      + where)
+            print(f"{'    ratio (a) / (b), target <= 2':<46}{'':>11}{clock_a.wall / clock_b.wall:>9.2f}"
+                  f"{'':>10}{clock_a.cpu / clock_b.cpu:>8.2f}")
+        if len(pairs) > 1:
+            walls = [a.wall / b.wall for a, b, _, _ in pairs]
+            cpus = [a.cpu / b.cpu for a, b, _, _ in pairs]
+            print(f"{f'    median of {len(pairs)} ratios (range)':<46}{'':>11}{statistics.median(walls):>9.2f}"
+                  f"{'':>10}{statistics.median(cpus):>8.2f}   wall {min(walls):.2f}-{max(walls):.2f}, "
+                  f"cpu {min(cpus):.2f}-{max(cpus):.2f}")
         print(f"    (a) includes {full_evaluate:.1f} s of alert evaluation at the end of the tick")
         print(f"(c) one extra tick of 1 hour (~{hour_pred:,} predictions + ~{hour_lab:,} labels, 2 new files), "
               f"target < 1 s and flat in history; wall s (of which alert evaluation):")
