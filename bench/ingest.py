@@ -132,6 +132,20 @@ class Clock:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
+def ratio_line(a: Clock, b: Clock) -> str:
+    """The ratio row of (a) over (b), wall and CPU, under the phase table's columns."""
+    return (f"{'    ratio (a) / (b), target <= 2':<46}{'':>11}{a.wall / b.wall:>9.2f}"
+            f"{'':>10}{a.cpu / b.cpu:>8.2f}")
+
+
+def median_line(ratios: list[tuple[float, float]]) -> str:
+    """The median row of several (wall, CPU) ratios, with their ranges."""
+    walls, cpus = sorted(r[0] for r in ratios), sorted(r[1] for r in ratios)
+    return (f"{f'    median of {len(ratios)} ratios (range)':<46}{'':>11}{statistics.median(walls):>9.2f}"
+            f"{'':>10}{statistics.median(cpus):>8.2f}   wall {walls[0]:.2f}-{walls[-1]:.2f}, "
+            f"cpu {cpus[0]:.2f}-{cpus[-1]:.2f}")
+
+
 class EvaluateTimer:
     """Wall seconds spent in alert evaluation (`monitor.alerts.engine.evaluate`, which
     `run_tick` calls after ingesting), to tell ingestion apart from it."""
@@ -400,14 +414,9 @@ def main() -> None:
                                        ("(b) baseline: read_csv + sqlite3 executemany", clock_b, load_b)):
                 print(f"{name:<46}{total:>11,}{clock.wall:>9.1f}{total / clock.wall:>10,.0f}{clock.cpu:>8.1f}   "
                       + where)
-            print(f"{'    ratio (a) / (b), target <= 2':<46}{'':>11}{clock_a.wall / clock_b.wall:>9.2f}"
-                  f"{'':>10}{clock_a.cpu / clock_b.cpu:>8.2f}")
+            print(ratio_line(clock_a, clock_b))
         if len(pairs) > 1:
-            walls = [a.wall / b.wall for a, b, _, _ in pairs]
-            cpus = [a.cpu / b.cpu for a, b, _, _ in pairs]
-            print(f"{f'    median of {len(pairs)} ratios (range)':<46}{'':>11}{statistics.median(walls):>9.2f}"
-                  f"{'':>10}{statistics.median(cpus):>8.2f}   wall {min(walls):.2f}-{max(walls):.2f}, "
-                  f"cpu {min(cpus):.2f}-{max(cpus):.2f}")
+            print(median_line([(a.wall / b.wall, a.cpu / b.cpu) for a, b, _, _ in pairs]))
         print(f"    (a) includes {full_evaluate:.1f} s of alert evaluation at the end of the tick")
         print(f"(c) one extra tick of 1 hour (~{hour_pred:,} predictions + ~{hour_lab:,} labels, 2 new files), "
               f"target < 1 s and flat in history; wall s (of which alert evaluation):")

@@ -38,7 +38,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import Clock, Databases, load, warm_imports  # noqa: E402
+from ingest import Clock, Databases, load, median_line, ratio_line, warm_imports  # noqa: E402
 
 from monitor.config import load_config  # noqa: E402
 from monitor.ingest.sweep import sweep  # noqa: E402
@@ -195,13 +195,10 @@ def main() -> None:
             for name, clock, where in ((f"(a) monitor ingest (sweep), {backend}", ingest, load_a),
                                        (f"(b) floor: pandas read + {floor_name}", floor, load_b)):
                 print(f"{name:<46}{total:>11,}{clock.wall:>9.2f}{total / clock.wall:>10,.0f}{clock.cpu:>8.2f}   {where}")
-            print(f"{'    ratio (a) / (b), target <= 2':<46}{'':>11}{ingest.wall / floor.wall:>9.2f}{'':>10}"
-                  f"{ingest.cpu / floor.cpu:>8.2f}")
+            print(ratio_line(ingest, floor))
             ratios.append((ingest.wall / floor.wall, ingest.cpu / floor.cpu))
         if len(ratios) > 1:
-            walls, cpus = sorted(r[0] for r in ratios), sorted(r[1] for r in ratios)
-            print(f"{f'    median of {len(ratios)} ratios (range)':<46}{'':>11}{float(np.median(walls)):>9.2f}{'':>10}"
-                  f"{float(np.median(cpus)):>8.2f}   wall {walls[0]:.2f}-{walls[-1]:.2f}, cpu {cpus[0]:.2f}-{cpus[-1]:.2f}")
+            print(median_line(ratios))
         print(f"  per file: {ingest.wall / (2 * n_files) * 1000:.0f} ms ingest, "
               f"{floor.wall / (2 * n_files) * 1000:.0f} ms floor; {model.files_read} files read, "
               f"{model.predictions:,} predictions and {model.labels:,} labels accepted, "
