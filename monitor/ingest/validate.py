@@ -188,8 +188,8 @@ def _parse_iso(text: pd.Series) -> np.ndarray:
     out = np.full(len(text), np.nan)
     years = pd.to_numeric(text.str.extract(_YEAR, expand=False), errors="coerce").to_numpy(
         dtype=np.float64, na_value=np.nan)
-    far = (years < 1700) | (years > 2200)
-    out[far] = np.where(years[far] < 1700, -np.inf, np.inf)
+    far, value = _far(years)
+    out[far] = value
     todo = text.notna().to_numpy(dtype=bool) & ~far
     if not todo.any():
         return out
@@ -287,22 +287,13 @@ def _far(years: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _plain_iso(texts: np.ndarray) -> np.ndarray | None:
     """`_parse_iso` of stripped str texts: one `pd.to_datetime` of them all; the year is read
     from the text (a regex per text) only where the time is unparsable or near those years.
-    None when pandas raises on the texts without a far year (the general path decides)."""
+    None when pandas raises on them (the general path `_parse_iso` then sets far years aside
+    first and parses the rest one by one if it must)."""
     try:
         parsed = pd.to_datetime(pd.Series(texts, dtype="string"), errors="coerce", utc=True, format="ISO8601")
         iso = _datetime_seconds(parsed)
-    except (ValueError, OverflowError, TypeError):  # a far year may be what pandas cannot take
-        iso = np.full(len(texts), np.nan)
-        far, value = _far(_years(texts))
-        iso[far] = value
-        if not far.all():
-            try:
-                parsed = pd.to_datetime(pd.Series(texts[~far], dtype="string"), errors="coerce", utc=True,
-                                        format="ISO8601")
-            except (ValueError, OverflowError, TypeError):
-                return None
-            iso[~far] = _datetime_seconds(parsed)
-        return iso
+    except (ValueError, OverflowError, TypeError):  # e.g. a far year pandas cannot take
+        return None
     with np.errstate(invalid="ignore"):
         check = np.isnan(iso) | (iso < _YEARS_FROM) | (iso > _YEARS_TO)
     if check.any():
