@@ -18,7 +18,8 @@ from sqlalchemy import func, select, text
 from monitor.api import register
 from monitor.api.routes import drainer, stop_background
 from monitor.context import load_context
-from monitor.ingest.inbox import INBOX, aggregate_rows, drain, enqueue
+from monitor.ingest.inbox import INBOX, aggregate_rows, drain, enqueue, enqueue_records
+from monitor.ingest.records import json_decoder, loads
 from monitor.locking import INGEST_LOCK_SPACE
 from monitor.store.db import make_engine
 from monitor.store.models import ConfusionCount, Label, Prediction, PredictionCount
@@ -122,6 +123,36 @@ def test_an_aborted_aggregation_loses_nothing_and_a_rerun_counts_once(db_url: st
     assert _totals(db_url) == {"predictions": 120, "labels": 120, "prediction_counts": 120,
                                "confusion_counts": 120, "inbox": 0}
     assert _confusion(db_url) == _oracle(predictions, labels)
+
+
+ODD_BODY = """[
+ {"s": "back\\\\slash \\"quoted\\" tab\\t nl\\n cr\\r \\\\N \\u00e9 \\u2028 \\ud83d\\ude00", "n": 1},
+ {"big": 123456789012345678901234567890, "neg": -9223372036854775809, "edge": 9223372036854775807},
+ {"nan": NaN, "inf": Infinity, "minf": -Infinity, "huge": 1e400},
+ {"tiny": 5e-324, "f": 0.1, "negzero": -0.0, "e": 1e-7, "g": 1.7976931348623157e308, "x": 12.50},
+ {"nested": [null, 1, "a\\\\b", {"k": [1.5, null]}], "t": true, "u": false}
+]"""
+
+
+def test_queued_records_read_back_as_python_json_writes_them(db_url: str, tmp_path: Path) -> None:
+    """The inbox's text of each record (orjson, or json where orjson differs) parses back to
+    the values json itself would have stored, through COPY's escaping on PostgreSQL."""
+    config = make_config(db_url, tmp_path)
+    records = loads(json_decoder(100), ODD_BODY) + [{"plain": [float("inf"), float("nan"), -1.5]}]
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            ctx = load_context(conn, config.models[0])
+            enqueue_records(conn, ctx, "predictions", list(enumerate(records, start=1)), received_at=7)
+            stored = conn.execute(select(INBOX.c.row_number, INBOX.c.received_at, INBOX.c.record)
+                                  .order_by(INBOX.c.id)).all()
+    finally:
+        engine.dispose()
+    assert [(number, received) for number, received, _ in stored] == [(n, 7) for n in range(1, 7)]
+    for (_, _, queued), record in zip(stored, records, strict=True):
+        expected = json.loads(json.dumps(record, ensure_ascii=False))
+        # dumped again for the comparison: NaN != NaN
+        assert json.dumps(json.loads(queued)) == json.dumps(expected)
 
 
 def test_wait_true_answers_the_counts_of_a_direct_write(db_url: str, tmp_path: Path, serve) -> None:
