@@ -159,6 +159,17 @@ def expected_counts(
     return pd.concat(frames, ignore_index=True)[columns]
 
 
+def kept_scores(ctx: ModelContext, rows: pd.DataFrame) -> list[bytes | None] | None:
+    """`predictions.scores` of predictions about to be stored (validated rows): their packed
+    scores, None for a row without every score; None for all when the rolling recalibration
+    has none to keep (off, estimation disabled, or a score column missing)."""
+    if (rows.empty or not ctx.config.estimation.recalibrate or not _enabled(ctx)
+            or not _has_scores(ctx, rows)):
+        return None
+    scores, complete = _score_matrix(ctx, rows)
+    return recalibration.packed_scores(scores, complete)
+
+
 def on_predictions(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> None:
     """Add the batch's expected counts to `expected_counts` (additive upsert).
 
@@ -171,7 +182,6 @@ def on_predictions(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> N
     if not complete.any():
         return
     rows = rows.loc[complete]
-    recalibration.store_scores(conn, ctx, rows, scores[complete])
     reference, rolling = recalibration.usable(conn, ctx)
     chosen = recalibration.choose(rows["ts"].to_numpy(), rolling)
     parts = []

@@ -12,10 +12,9 @@
   reference one and each rolling refit on matured labels, with its fit span (prediction
   times), number of labels and positives and the per-class maps, so that a past estimate can
   be traced and reproduced; and each due refit skipped for too few labels (kind `skipped`).
-- `estimation_scores`: the logged scores of recent predictions (packed binary: one big-endian
-  float64 per class in the model's order, exact; comma-separated text before migration 0016),
-  what a rolling calibration is fitted on once their labels are in; rows older than any
-  future fit span are pruned at each refit.
+- the scores a rolling calibration is fitted on, once their labels are in, are kept with
+  their prediction (`predictions.scores`, migration 0017; a table of their own,
+  `estimation_scores`, before) and cleared at each refit once older than any future fit span.
 - `calibration_usage`: scored predictions per (bucket, calibration used): additive, so a
   window's calibrations are a SUM, like the counts.
 """
@@ -33,7 +32,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -115,20 +113,6 @@ class EstimationCalibration(Base):
     n_positive: Mapped[dict[str, Any]] = mapped_column(JSON)  # class -> labelled positives
     maps: Mapped[dict[str, Any]] = mapped_column(JSON)  # class -> {"x", "y"} or null
     fitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class EstimationScore(Base):
-    """Logged scores of one recent prediction (kept for rolling recalibration)."""
-
-    __tablename__ = "estimation_scores"
-    __table_args__ = (Index("ix_estimation_scores_model_ts", "model_id", "ts"),)
-
-    model_id: Mapped[int] = mapped_column(
-        ForeignKey("monitored_models.id", ondelete="CASCADE"), primary_key=True
-    )
-    prediction_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    ts: Mapped[int] = mapped_column(BigInteger)
-    scores: Mapped[bytes] = mapped_column(LargeBinary)  # big-endian float64 per class, model order
 
 
 class CalibrationUsage(Base):

@@ -6,14 +6,15 @@ predictions has its labels in (their coverage has reached `maturity` of the usua
 coverage, from the label arrival curve of `monitor.metrics.maturity`), the per-class maps are
 refitted on that span's (score, label) pairs and stored as a new calibration.
 
-- `store_scores` (in the prediction hook): keeps the logged scores of new predictions in
-  `estimation_scores`, what a refit needs (the counts tables keep no scores).
+- `packed_scores` (through `monitor.estimation.aggregate.kept_scores`, as a prediction is
+  stored): its logged scores, kept in `predictions.scores`, what a refit needs (the counts
+  tables keep no scores).
 - `recalibrate` (once per tick, after labels are applied): every `recalibration_every`, fits a
   calibration on the mature predictions with `fit_end - recalibration_span <= ts < fit_end`,
   `fit_end` the maturity frontier, when every class has `recalibration_min_positives`
   labelled positives and negatives there; otherwise a `skipped` record (span and positives,
   no maps) says so and the newest earlier calibration (the reference one when there is none)
-  stays in use. Scores older than any future fit span are then deleted.
+  stays in use. Scores older than any future fit span are then cleared (`clear_scores`).
 - `choose` (in the prediction hook): the calibration each prediction is estimated with: the
   rolling one with the latest `fit_end <= ts` (fitted strictly before the prediction: it
   never sees the labels it estimates), else the reference one. `calibration_usage` counts the
@@ -28,18 +29,18 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
 from monitor.estimation.calibration import ClassCalibration, fit_class
-from monitor.estimation.models import CalibrationUsage, EstimationCalibration, EstimationScore
-from monitor.store.bulk import add_counts, insert_frame
-from monitor.store.models import Label
+from monitor.estimation.models import CalibrationUsage, EstimationCalibration
+from monitor.store.bulk import add_counts
+from monitor.store.models import Label, Prediction
 from monitor.timeutil import parse_duration
 
 CALIBRATIONS = cast(Table, EstimationCalibration.__table__)
-SCORES = cast(Table, EstimationScore.__table__)
+PREDICTIONS = cast(Table, Prediction.__table__)
 USAGE = cast(Table, CalibrationUsage.__table__)
 LABELS = cast(Table, Label.__table__)
 NO_CALIBRATION = 0  # calibration_usage id of predictions estimated from raw scores
@@ -116,7 +117,7 @@ def record_usage(conn: Connection, ctx: ModelContext, buckets: np.ndarray, ids: 
     add_counts(conn, USAGE, frame, key_columns=["model_id", "bucket_start", "calibration_id"], value_columns=["n_scored"])
 
 
-SCORE_DTYPE = np.dtype(">f8")  # how `estimation_scores.scores` packs a row: big-endian float64s
+SCORE_DTYPE = np.dtype(">f8")  # how `predictions.scores` packs a row: big-endian float64s
 
 
 def pack_scores(scores: np.ndarray) -> list[bytes]:
@@ -133,14 +134,13 @@ def unpack_scores(packed: list[bytes], k: int) -> np.ndarray:
     return np.frombuffer(b"".join(packed), dtype=SCORE_DTYPE).astype(np.float64).reshape(-1, k)
 
 
-def store_scores(conn: Connection, ctx: ModelContext, rows: pd.DataFrame, scores: np.ndarray) -> None:
-    """Keep the (complete) scores of new predictions for later refits."""
-    if not ctx.config.estimation.recalibrate or len(rows) == 0:
-        return
-    insert_frame(conn, SCORES, pd.DataFrame({
-        "model_id": ctx.model_id, "prediction_id": rows["prediction_id"].astype(str).to_numpy(),
-        "ts": rows["ts"].astype(np.int64).to_numpy(), "scores": pack_scores(scores),
-    }))
+def packed_scores(scores: np.ndarray, complete: np.ndarray) -> list[bytes | None]:
+    """The packed scores of the rows with every score (`complete`), None for the others."""
+    packed: list[bytes | None] = list(pack_scores(scores))
+    if not complete.all():
+        for i in np.flatnonzero(~complete).tolist():
+            packed[i] = None
+    return packed
 
 
 def maturity_age(ctx: ModelContext, bins: np.ndarray, shares: np.ndarray) -> int | None:
@@ -172,9 +172,13 @@ PAIR_CHUNK = 50_000  # rows of (scores, label) read and parsed at a time
 
 def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
     """(scores (rows, classes), label strings) of stored predictions in [start, end) with a label."""
-    query = (select(SCORES.c.scores, LABELS.c.label)
-             .join(LABELS, (LABELS.c.model_id == SCORES.c.model_id) & (LABELS.c.prediction_id == SCORES.c.prediction_id))
-             .where(SCORES.c.model_id == ctx.model_id, SCORES.c.ts >= start, SCORES.c.ts < end))
+    table = PREDICTIONS
+    query = (select(table.c.scores, LABELS.c.label)
+             .join(LABELS, (LABELS.c.model_id == table.c.model_id) & (LABELS.c.prediction_id == table.c.prediction_id))
+             .where(table.c.model_id == ctx.model_id, table.c.scores.is_not(None),
+                    # bucket_start for the (model_id, bucket_start) index; ts is PostgreSQL's partition key
+                    table.c.bucket_start > start - ctx.bucket, table.c.bucket_start < end,
+                    table.c.ts >= start, table.c.ts < end))
     k = len(ctx.classes)
     parts: list[np.ndarray] = []
     labels: list[np.ndarray] = []
@@ -236,8 +240,20 @@ def recalibrate(conn: Connection, ctx: ModelContext, as_of: int, age: int | None
         model_id=ctx.model_id, kind="rolling" if maps is not None else "skipped", fit_start=fit_end - span,
         fit_end=fit_end, as_of=as_of, n_labels=len(labels), n_positive=positives, maps=maps or {},
     )).inserted_primary_key
-    conn.execute(delete(SCORES).where(SCORES.c.model_id == ctx.model_id, SCORES.c.ts < fit_end - 2 * span))
+    clear_scores(conn, ctx, fit_end - 2 * span, span)
     return int(new_id[0]) if new_id and maps is not None else None
+
+
+def clear_scores(conn: Connection, ctx: ModelContext, before: int, span: int) -> None:
+    """Clear the kept scores of predictions older than `before` (no future fit reads them).
+    Only the span below `before` is looked at, so the cost stays that of a span whatever the
+    history: a refit runs every `recalibration_every`, shorter than a span, and scores
+    further back were cleared by an earlier one."""
+    table = PREDICTIONS
+    conn.execute(update(table).where(
+        table.c.model_id == ctx.model_id, table.c.scores.is_not(None),
+        table.c.bucket_start >= before - span - ctx.bucket, table.c.bucket_start < before,
+        table.c.ts >= before - span, table.c.ts < before).values(scores=None))
 
 
 def due(conn: Connection, ctx: ModelContext, as_of: int) -> bool:

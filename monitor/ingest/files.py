@@ -21,6 +21,7 @@ import pandas as pd
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
+from monitor.estimation.aggregate import kept_scores
 from monitor.ingest.batch import Pending
 from monitor.ingest.pipeline import (
     LABELS,
@@ -168,21 +169,34 @@ def load_prediction_files(conn: Connection, ctx: ModelContext, frames: list[pd.D
         return _finish(results, parts)
     new["slice_id"] = slice_ids(conn, ctx, new).to_numpy()
     new["bucket_start"] = new["ts"] - new["ts"] % ctx.bucket
-    insert_frame(conn, PREDICTIONS, pd.DataFrame({
+    stored_rows = pd.DataFrame({
         "model_id": ctx.model_id, "prediction_id": new["prediction_id"], "ts": new["ts"],
         "bucket_start": new["bucket_start"], "slice_id": new["slice_id"], "predicted": new["predicted"],
         "model_version": new["model_version"].astype(object), "content_hash": new["content_hash"],
         "file_id": np.asarray(file_ids, dtype=np.int64)[new["_file"].to_numpy()],
-    }))
-    _count(results, new["_file"].to_numpy(), "accepted")
+    })
     # the accepted rows with their slices to the aggregation, a frame per group (its files in
-    # order: `Pending` concatenates the frames of the same columns, in file order either way)
+    # order: `Pending` concatenates the frames of the same columns, in file order either way),
+    # and their kept scores (a group's score columns are its own) to the insert
+    accepted_groups = []
+    scores: np.ndarray | None = None
     for number, members in sorted(new.groupby("_group").indices.items(), key=lambda item: item[1][0]):
         rows = groups[int(number)].validated.rows
         picked = new.iloc[members]
         accepted = rows.iloc[picked["_at"].to_numpy()]
         accepted = accepted.assign(slice_id=picked["slice_id"].to_numpy(),
                                    bucket_start=picked["bucket_start"].to_numpy())
+        kept = kept_scores(ctx, accepted)
+        if kept is not None:
+            if scores is None:
+                scores = np.full(len(new), None, dtype=object)
+            scores[members] = kept
+        accepted_groups.append(accepted)
+    if scores is not None:
+        stored_rows["scores"] = scores
+    insert_frame(conn, PREDICTIONS, stored_rows)
+    _count(results, new["_file"].to_numpy(), "accepted")
+    for accepted in accepted_groups:
         pending.add_predictions(accepted.drop(columns=["_row"]).reset_index(drop=True))
     return _finish(results, parts)
 

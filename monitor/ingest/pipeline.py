@@ -19,6 +19,7 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
+from monitor.estimation.aggregate import kept_scores
 from monitor.ingest.batch import Pending, count_predictions
 from monitor.ingest.labels import apply_labels, apply_labels_with, stored_predictions
 from monitor.ingest.rejects import store_rejects
@@ -135,12 +136,16 @@ def load_predictions(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *
     if rows.empty:
         return result
     rows = rows.assign(slice_id=slice_ids(conn, ctx, rows), bucket_start=rows["ts"] - rows["ts"] % ctx.bucket)
-    insert_frame(conn, PREDICTIONS, pd.DataFrame({
+    stored_rows = pd.DataFrame({
         "model_id": ctx.model_id, "prediction_id": rows["prediction_id"], "ts": rows["ts"],
         "bucket_start": rows["bucket_start"], "slice_id": rows["slice_id"], "predicted": rows["predicted"],
         "model_version": rows["model_version"].astype(object), "content_hash": rows["content_hash"],
         "file_id": file_id,
-    }))
+    })
+    scores = kept_scores(ctx, rows)
+    if scores is not None:
+        stored_rows["scores"] = scores
+    insert_frame(conn, PREDICTIONS, stored_rows)
     accepted = rows.drop(columns=["_row", "content_hash"])
     if pending is not None:
         pending.add_predictions(accepted)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     text,
@@ -129,6 +130,10 @@ class Prediction(Base):
     model_version: Mapped[str | None] = mapped_column(String(200))
     content_hash: Mapped[int] = mapped_column(BigInteger)
     file_id: Mapped[int | None] = mapped_column(Integer)
+    # the scores the rolling recalibration fits on (monitor.estimation.recalibrate.pack_scores:
+    # a big-endian float64 per class, model order), NULL when the estimation keeps none
+    # (migration 0017; they had a table of their own, estimation_scores, before)
+    scores: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Label(Base):

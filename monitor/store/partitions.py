@@ -71,7 +71,7 @@ def is_partition_table(name: str) -> bool:
 
 # raw tables whose foreign key to monitored_models migration 0012 drops on PostgreSQL (a
 # trigger per row); the models still declare it, and SQLite keeps it
-UNKEYED_RAW_TABLES = frozenset({"predictions", "labels", "estimation_scores", "inbox"})
+UNKEYED_RAW_TABLES = frozenset({"predictions", "labels", "inbox"})
 
 
 def compared_with_models(obj: Any, name: str | None, type_: str) -> bool:

@@ -18,9 +18,10 @@ from sqlalchemy import func, select
 from monitor.config import EstimationSettings, ModelConfig
 from monitor.context import load_context
 from monitor.estimation import aggregate, recalibrate, service
-from monitor.estimation.models import EstimationCalibration, EstimationScore
+from monitor.estimation.models import EstimationCalibration
 from monitor.ingest.pipeline import ingest_frame
 from monitor.metrics.service import metrics_frame
+from monitor.store.models import Prediction
 from monitor.store.windows import WindowSpec
 from monitor.timeutil import to_iso
 from tests.estimation.helpers import CLASSES, canonical, random_calibrated
@@ -66,7 +67,7 @@ def test_a_rolling_calibration_is_fitted_on_mature_labelled_predictions_only(eng
         table = recalibrate.CALIBRATIONS
         stored = SimpleNamespace(**conn.execute(select(table).where(table.c.id == new_id)).mappings().one())
         kinds = conn.execute(select(EstimationCalibration.kind).order_by(EstimationCalibration.id)).scalars().all()
-        kept = conn.execute(select(func.min(EstimationScore.ts))).scalar()
+        kept = conn.execute(select(func.min(Prediction.ts)).where(Prediction.scores.is_not(None))).scalar()
     assert new_id is not None and again is None
     assert kinds == ["reference", "rolling"]
     assert (stored.fit_start, stored.fit_end) == (as_of - 3 * DAY - 4 * DAY, as_of - 3 * DAY)
@@ -170,7 +171,8 @@ def test_switched_off_it_stores_no_scores_and_fits_nothing(sqlite_url) -> None: 
         ingest_frame(conn, ctx, "predictions", data.drop(columns=["label"]), as_of=START + 4 * DAY)
         ingest_frame(conn, ctx, "labels", labels_of(data, 3600), as_of=START + 4 * DAY)
         assert recalibrate.recalibrate(conn, ctx, START + 4 * DAY, DAY) is None
-        assert conn.execute(select(func.count()).select_from(EstimationScore)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(Prediction)).scalar() == len(data)
+        assert conn.execute(select(func.count()).where(Prediction.scores.is_not(None))).scalar() == 0
     engine.dispose()
 
 
@@ -193,3 +195,31 @@ def test_mature_pairs_read_in_chunks_are_the_labelled_rows_of_the_span(engine, m
     assert len(found) == len(wanted) > 3 * 7
     np.testing.assert_allclose(found[columns].to_numpy(), wanted[columns].to_numpy(dtype=float), rtol=1e-12)
     assert found["label"].tolist() == wanted["label"].tolist()
+
+
+def test_kept_scores_are_exact_and_a_refit_clears_those_older_than_two_spans(engine) -> None:  # type: ignore[no-untyped-def]
+    """`predictions.scores` holds each prediction's scores bit for bit (NULL for one without
+    every score); a refit clears them for predictions older than two spans before its fit end
+    and keeps the rest. Oracle: the input frame."""
+    data = random_calibrated(1200, seed=41, days=12)
+    data.loc[data.index[7], f"score_{CLASSES[1]}"] = np.nan  # incomplete: counted, no scores kept
+    as_of = START + 12 * DAY
+    with engine.begin() as conn:
+        ctx = context(conn)
+        aggregate.on_reference(conn, ctx, canonical(conn, ctx, random_calibrated(1000, seed=42)))
+        ingest_frame(conn, ctx, "predictions", data.drop(columns=["label"]), as_of=as_of)
+        before = dict(conn.execute(select(Prediction.prediction_id, Prediction.scores)).all())
+        ingest_frame(conn, ctx, "labels", labels_of(data, 3600), as_of=as_of)
+        assert recalibrate.recalibrate(conn, ctx, as_of, DAY) is not None  # fit end: day 11
+        after = dict(conn.execute(select(Prediction.prediction_id, Prediction.scores)).all())
+    columns = [f"score_{c}" for c in CLASSES]
+    complete = data[columns].notna().all(axis=1)
+    assert set(before) == set(data["prediction_id"])
+    assert {i for i, s in before.items() if s is None} == set(data.loc[~complete, "prediction_id"]) != set()
+    kept = data[complete]
+    np.testing.assert_array_equal(
+        recalibrate.unpack_scores([before[i] for i in kept["prediction_id"]], len(CLASSES)),
+        kept[columns].to_numpy(dtype=np.float64))  # exact
+    cut = START + 11 * DAY - 2 * 4 * DAY
+    assert {i for i, s in after.items() if s is not None} == set(kept.loc[kept["timestamp"] >= cut, "prediction_id"])
+    assert all(after[i] == before[i] for i, s in after.items() if s is not None)

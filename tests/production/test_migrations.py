@@ -71,3 +71,38 @@ def test_0016_packs_stored_score_texts_exactly_and_back(engine: Engine) -> None:
         back = conn.execute(text("SELECT scores FROM estimation_scores ORDER BY prediction_id")).scalars().all()
     assert back == texts
     upgrade(engine)
+
+
+def test_0017_moves_the_kept_scores_into_their_predictions_and_back(engine: Engine) -> None:
+    """The rows of `estimation_scores` land in their predictions' `scores` (the others stay
+    NULL) and the table goes; the downgrade brings back the table with the same rows."""
+    import numpy as np
+    from sqlalchemy import text
+
+    from monitor.estimation.recalibrate import pack_scores
+
+    _run(engine, "downgrade", "0016")
+    packed = pack_scores(np.random.default_rng(17).random((6, 3)))
+    with engine.begin() as conn:
+        model = conn.execute(text("INSERT INTO monitored_models (name, classes, minority_classes, created_at) "
+                                  "VALUES ('m17', '[]', '[]', CURRENT_TIMESTAMP) RETURNING id")).scalar_one()
+        conn.execute(text("INSERT INTO predictions (model_id, prediction_id, ts, bucket_start, slice_id, predicted, "
+                          "content_hash) VALUES (:m, :p, :t, :t, 1, 'a', 0)"),
+                     [{"m": model, "p": f"p{i}", "t": 1_704_067_200 + i * 86_400 * 3} for i in range(10)])
+        conn.execute(text("INSERT INTO estimation_scores (model_id, prediction_id, ts, scores) VALUES (:m, :p, :t, :s)"),
+                     [{"m": model, "p": f"p{i}", "t": 1_704_067_200 + i * 86_400 * 3, "s": s}
+                      for i, s in enumerate(packed)])
+    _run(engine, "upgrade", "0017")
+    with engine.connect() as conn:
+        moved = dict(conn.execute(text("SELECT prediction_id, scores FROM predictions")).all())
+        assert "estimation_scores" not in inspect(conn).get_table_names()
+    assert {p: (bytes(s) if s is not None else None) for p, s in moved.items()} == {
+        f"p{i}": packed[i] if i < 6 else None for i in range(10)}
+    _run(engine, "downgrade", "0016")
+    with engine.connect() as conn:
+        back = conn.execute(text("SELECT model_id, prediction_id, ts, scores FROM estimation_scores "
+                                 "ORDER BY prediction_id")).all()
+        assert "scores" not in {c["name"] for c in inspect(conn).get_columns("predictions")}
+    assert [(m, p, t, bytes(s)) for m, p, t, s in back] == [
+        (model, f"p{i}", 1_704_067_200 + i * 86_400 * 3, packed[i]) for i in range(6)]
+    upgrade(engine)

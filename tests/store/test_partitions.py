@@ -103,11 +103,11 @@ def test_upgrade_converts_a_database_with_data(request: pytest.FixtureRequest, t
                            'segments = ["g"]\n')
     result = CliRunner().invoke(main, ["--config", str(config_file), "db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert current_revision(engine) == "0016"
+    assert current_revision(engine) == "0017"
     with engine.connect() as conn:
         assert is_partitioned(conn, "predictions") and is_partitioned(conn, "labels")
         # migration 0012: no per-row foreign key trigger on the raw tables, kept elsewhere
-        assert not any(inspect(conn).get_foreign_keys(t) for t in ("predictions", "labels", "estimation_scores", "inbox"))
+        assert not any(inspect(conn).get_foreign_keys(t) for t in ("predictions", "labels", "inbox"))
         assert inspect(conn).get_foreign_keys("alerts")
         weeks = {p.lower for p in partitions(conn, "predictions")}
         assert {week_start(int(t)) for t in predictions["timestamp"]} <= weeks
@@ -115,7 +115,9 @@ def test_upgrade_converts_a_database_with_data(request: pytest.FixtureRequest, t
     after_raw = _raw(engine)
     # migration 0013 drops `labeled_at`, which these rows (ingested by today's code) never set
     assert before_raw[0]["labeled_at"].isna().all()
-    pd.testing.assert_frame_equal(before_raw[0].drop(columns="labeled_at"), after_raw[0])
+    # migration 0017 adds `scores`, NULL for predictions without score columns (as these)
+    assert after_raw[0]["scores"].isna().all()
+    pd.testing.assert_frame_equal(before_raw[0].drop(columns="labeled_at"), after_raw[0].drop(columns="scores"))
     pd.testing.assert_frame_equal(before_raw[1], after_raw[1])
     assert (before_counts == _confusion(engine)).all()
 
