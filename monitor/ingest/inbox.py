@@ -60,7 +60,7 @@ from monitor.ingest.rejects import store_rejects
 from monitor.ingest.writers import note_writes
 from monitor.locking import INGEST_LOCK_SPACE, ingest_lock
 from monitor.store.base import Base
-from monitor.store.bulk import array_literal, driver_errors
+from monitor.store.bulk import array_literal, driver_errors, fetch_one
 from monitor.store.models import MonitoredModel
 
 log = logging.getLogger("monitor.inbox")
@@ -197,7 +197,7 @@ def status(conn: Connection, model_id: int, *, now: int | None = None, counts: b
 
 
 # built once: building this select and its cache key took more of a POST's CPU than running
-# it (a statement built per call gets a new cache key; this one's is computed once)
+# it (a statement built per call gets a new cache key); run by `fetch_one`
 _CONTEXT_AND_OLDEST = select(
     MonitoredModel.id, MonitoredModel.classes, MonitoredModel.minority_classes,
     select(INBOX.c.received_at).where(INBOX.c.model_id == MonitoredModel.id)
@@ -208,7 +208,7 @@ _CONTEXT_AND_OLDEST = select(
 def context_and_oldest(conn: Connection, model: ModelConfig) -> tuple[ModelContext, int | None] | None:
     """The model's context and the receive time (epoch microseconds) of its oldest queued row,
     in one query (a POST's only read before it queues); None when the model is not stored yet."""
-    row = conn.execute(_CONTEXT_AND_OLDEST, {"name": model.name}).one_or_none()
+    row = fetch_one(conn, _CONTEXT_AND_OLDEST, {"name": model.name})
     if row is None:
         return None
     return context_from_row(model, row[0], row[1], row[2]), (None if row[3] is None else int(row[3]))

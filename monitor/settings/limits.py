@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -41,8 +42,19 @@ class Limits(Strict):
 
     @property
     def earliest_epoch(self) -> int:
-        return parse_time(self.earliest_timestamp)
+        return _epoch(self.earliest_timestamp)
 
     @property
     def max_future_seconds(self) -> int:
-        return parse_duration(self.max_future)
+        return _seconds(self.max_future)
+
+
+# read for every HTTP write: parsed once per text (parsing a time is a pandas call)
+@functools.lru_cache(maxsize=256)
+def _epoch(text: str) -> int:
+    return parse_time(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _seconds(text: str) -> int:
+    return parse_duration(text)

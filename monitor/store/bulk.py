@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import JSON, Integer, Table
+from sqlalchemy import JSON, Integer, Select, Table
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import DBAPIError
 
@@ -112,6 +112,31 @@ def driver_errors(conn: Connection, statement: str) -> Iterator[None]:
             conn.invalidate()
         raise DBAPIError.instance(statement, None, error, dbapi_error,
                                   connection_invalidated=disconnected, dialect=conn.dialect) from error
+
+
+_COMPILED: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
+
+
+def fetch_one(conn: Connection, statement: Select[Any], params: dict[str, Any]) -> tuple | None:
+    """The first row of a module-level `statement` (built once, with `bindparam`s), as a
+    tuple, or None: on PostgreSQL on the driver's cursor with the SQL compiled once per
+    process (SQLAlchemy's execution of a small query costs more CPU than its round trip;
+    psycopg returns the same values, JSON included); elsewhere through SQLAlchemy."""
+    if conn.dialect.name != "postgresql":
+        row = conn.execute(statement, params).first()
+        return None if row is None else tuple(row)
+    key = (id(statement), conn.dialect.name)
+    if key not in _COMPILED:
+        compiled = statement.compile(dialect=conn.dialect)
+        # the statement's own values (a LIMIT's), by the names the SQL text uses
+        defaults = {name: value for name, value in compiled.construct_params(params).items() if name not in params}
+        _COMPILED[key] = (str(compiled), defaults)
+    sql, defaults = _COMPILED[key]
+    driver = conn.connection.driver_connection
+    with driver_errors(conn, sql), driver.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(sql, {**defaults, **params})
+        found = cursor.fetchone()
+    return None if found is None else tuple(found)
 
 
 def _copy_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> None:

@@ -50,3 +50,28 @@ def test_the_array_literal_is_read_back_as_the_keys(engine: Engine) -> None:
             assert got == values, kind
         nan = driver.execute("SELECT %s::float8[]", [array_literal([math.nan])]).fetchone()[0]  # type: ignore[union-attr]
         assert math.isnan(nan[0])
+
+
+def test_fetch_one_gives_what_sqlalchemy_gives(engine: Engine) -> None:
+    """`fetch_one` (the driver's cursor on PostgreSQL, SQL compiled once) returns the row
+    SQLAlchemy returns for the same module-level statement: JSON decoded, a LIMIT's own value
+    bound, None when no row matches; a second call reuses the compiled text."""
+    from sqlalchemy import bindparam, select
+
+    from monitor.store.bulk import fetch_one
+    from monitor.store.models import MonitoredModel
+
+    oldest = (select(Prediction.ts).where(Prediction.model_id == MonitoredModel.id)
+              .order_by(Prediction.ts).limit(1).scalar_subquery())
+    statement = select(MonitoredModel.id, MonitoredModel.classes, oldest).where(
+        MonitoredModel.name == bindparam("name"))
+    with engine.begin() as conn:
+        model = conn.execute(insert(MonitoredModel).values(name="x'; --", classes=["a", "é"],
+                                                           minority_classes=[])).inserted_primary_key[0]
+        conn.execute(insert(Prediction), [
+            {"model_id": model, "prediction_id": f"p{i}", "ts": ts, "bucket_start": ts, "slice_id": 1,
+             "predicted": "a", "content_hash": 0} for i, ts in enumerate([50, 20, 90])])
+        for name in ["x'; --", "x'; --", "absent"]:
+            expected = conn.execute(statement, {"name": name}).first()
+            assert fetch_one(conn, statement, {"name": name}) == (None if expected is None else tuple(expected))
+        assert fetch_one(conn, statement, {"name": "x'; --"}) == (model, ["a", "é"], 20)
