@@ -1,6 +1,6 @@
 """Load test of the HTTP API: gunicorn (4 workers) on PostgreSQL, 50 concurrent clients.
 
-    python bench/api_load.py [--clients 50] [--duration 15] [--workers 4] [--threads 4] [--batch 50]
+    python bench/api_load.py [--clients 50] [--duration 60] [--workers 4] [--threads 4] [--batch 50]
                              [--rate 0] [--reads readers|per-write] [--scrape 5] [--poll 0.5]
                              [--modes inbox,direct] [--admin-url postgresql://postgres@127.0.0.1:5432/test]
 
@@ -414,7 +414,9 @@ def report(run: dict) -> tuple[dict[str, float], bool]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per mode")
+    parser.add_argument("--duration", type=float, default=60.0,
+                        help="seconds per mode (60: a backlog that aggregation cannot clear shows within"
+                             " a minute; 15-20 s runs near the limit ended before it built up)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (as docker/)")
     parser.add_argument("--batch", type=int, default=50, help="records per POST")
