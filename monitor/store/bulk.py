@@ -114,7 +114,7 @@ def driver_errors(conn: Connection, statement: str) -> Iterator[None]:
                                   connection_invalidated=disconnected, dialect=conn.dialect) from error
 
 
-_COMPILED: dict[tuple[int, str], tuple[str, dict[str, Any]]] = {}
+_COMPILED: dict[int, tuple[Select[Any], str, dict[str, Any]]] = {}
 
 
 def fetch_one(conn: Connection, statement: Select[Any], params: dict[str, Any]) -> tuple | None:
@@ -125,13 +125,13 @@ def fetch_one(conn: Connection, statement: Select[Any], params: dict[str, Any]) 
     if conn.dialect.name != "postgresql":
         row = conn.execute(statement, params).first()
         return None if row is None else tuple(row)
-    key = (id(statement), conn.dialect.name)
-    if key not in _COMPILED:
+    cached = _COMPILED.get(id(statement))
+    if cached is None or cached[0] is not statement:  # the cache holds the statement: an id is never reused under it
         compiled = statement.compile(dialect=conn.dialect)
         # the statement's own values (a LIMIT's), by the names the SQL text uses
         defaults = {name: value for name, value in compiled.construct_params(params).items() if name not in params}
-        _COMPILED[key] = (str(compiled), defaults)
-    sql, defaults = _COMPILED[key]
+        cached = _COMPILED[id(statement)] = (statement, str(compiled), defaults)
+    _, sql, defaults = cached
     driver = conn.connection.driver_connection
     with driver_errors(conn, sql), driver.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(sql, {**defaults, **params})

@@ -58,7 +58,7 @@ def test_fetch_one_gives_what_sqlalchemy_gives(engine: Engine) -> None:
     bound, None when no row matches; a second call reuses the compiled text."""
     from sqlalchemy import bindparam, select
 
-    from monitor.store.bulk import fetch_one
+    from monitor.store.bulk import _COMPILED, fetch_one
     from monitor.store.models import MonitoredModel
 
     oldest = (select(Prediction.ts).where(Prediction.model_id == MonitoredModel.id)
@@ -75,3 +75,7 @@ def test_fetch_one_gives_what_sqlalchemy_gives(engine: Engine) -> None:
             expected = conn.execute(statement, {"name": name}).first()
             assert fetch_one(conn, statement, {"name": name}) == (None if expected is None else tuple(expected))
         assert fetch_one(conn, statement, {"name": "x'; --"}) == (model, ["a", "é"], 20)
+        # a statement whose id an earlier, collected one had: the cached SQL is not reused
+        other = select(MonitoredModel.name).where(MonitoredModel.id == bindparam("id"))
+        _COMPILED[id(other)] = _COMPILED.get(id(statement), (statement, "SELECT 1", {}))
+        assert fetch_one(conn, other, {"id": model}) == ("x'; --",)

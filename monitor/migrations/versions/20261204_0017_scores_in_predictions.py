@@ -43,7 +43,7 @@ def upgrade() -> None:
                    "WHERE e.model_id = predictions.model_id AND e.prediction_id = predictions.prediction_id "
                    "AND e.ts = predictions.ts) "
                    "WHERE EXISTS (SELECT 1 FROM estimation_scores e WHERE e.model_id = predictions.model_id "
-                   "AND e.prediction_id = predictions.prediction_id)")
+                   "AND e.prediction_id = predictions.prediction_id AND e.ts = predictions.ts)")
     op.drop_index("ix_estimation_scores_model_ts", table_name="estimation_scores")
     op.drop_table("estimation_scores")
 
