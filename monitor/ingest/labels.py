@@ -41,17 +41,21 @@ def stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame)
                              since=[first - RECENT_LOOKUP_WINDOW, first - LABEL_LOOKUP_WINDOW])
     if not found:
         return pd.DataFrame(columns=TODO_COLUMNS)
-    # the inner join in `fresh`'s order (its ids are unique), with dicts: a merge's fixed cost
-    # dominated a small file's labels
-    by_id = {row[0]: row for row in found}
+    # the inner join in `fresh`'s order (its ids are unique) by positions, a column at a time:
+    # a merge's fixed cost dominated a small file's labels, and a frame built from the row
+    # tuples cost more than the lookup itself on a large one
+    position = {row[0]: i for i, row in enumerate(found)}
     ids = fresh["prediction_id"].to_numpy()
-    take = np.fromiter((pid in by_id for pid in ids), dtype=bool, count=len(ids))
-    stored = pd.DataFrame([by_id[pid] for pid in ids[take]],
-                          columns=["prediction_id", "bucket_start", "slice_id", "predicted", "ts"])
+    at = np.fromiter((position.get(pid, -1) for pid in ids), dtype=np.int64, count=len(ids))
+    take = at >= 0
+    at = at[take]
+    _, bucket_start, slice_id, predicted, ts = zip(*found, strict=True)
     return pd.DataFrame({
         "prediction_id": pd.Series(ids[take], dtype=object), "label": pd.Series(fresh["label"].to_numpy()[take], dtype=object),
         "applied_label": None, "label_ts": fresh["label_ts"].to_numpy()[take],
-        **{c: stored[c] for c in ["bucket_start", "slice_id", "predicted", "ts"]},
+        "bucket_start": np.asarray(bucket_start, dtype=np.int64)[at], "slice_id": np.asarray(slice_id, dtype=np.int64)[at],
+        "predicted": pd.Series(np.asarray(predicted, dtype=object)[at], dtype=object),
+        "ts": np.asarray(ts, dtype=np.int64)[at],
     })[TODO_COLUMNS]
 
 
