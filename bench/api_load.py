@@ -256,6 +256,40 @@ def aggregation_probe(database_url: str, stop, results: multiprocessing.Queue) -
     results.put(stats.export())
 
 
+def cpu_snapshot(server: subprocess.Popen, scheduler: subprocess.Popen | None) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each role: the gunicorn master and workers,
+    `monitor run`, every PostgreSQL process of this machine, and the load generator (this
+    process and its ended children: clients, health probe, reader)."""
+    import psutil
+
+    def tree(pid: int) -> float:
+        try:
+            root = psutil.Process(pid)
+            total = 0.0
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    times = process.cpu_times()
+                    total += times.user + times.system
+                except psutil.NoSuchProcess:
+                    pass
+            return total
+        except psutil.NoSuchProcess:
+            return 0.0
+
+    postgres = 0.0
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] in ("postgres", "postmaster"):
+            try:
+                times = process.cpu_times()
+                postgres += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+    own = os.times()
+    return {"gunicorn": tree(server.pid), "monitor run": tree(scheduler.pid) if scheduler else 0.0,
+            "postgresql": postgres,
+            "load generator": own.user + own.system + own.children_user + own.children_system}
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) * 1000 if values else float("nan")
 
@@ -317,6 +351,7 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict:
         stop_probe = forked.Event()
         probe = forked.Process(target=aggregation_probe, args=(database_url, stop_probe, results))
         probe.start()
+        cpu_before = cpu_snapshot(server, scheduler)
         started = time.monotonic()
         deadline = started + args.duration
         wait = mode == "direct"
@@ -334,6 +369,10 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict:
         for _ in workers:
             stats.merge(results.get(timeout=args.duration + 300))
         elapsed = time.monotonic() - started
+        for worker in workers:
+            worker.join(timeout=30)  # ended: their CPU time now counts in os.times()
+        cpu_after = cpu_snapshot(server, scheduler)
+        cpu = {role: (cpu_after[role] - cpu_before[role]) / elapsed for role in cpu_after}
         stop_probe.set()
         stats.merge(results.get(timeout=300))  # the probe ends once the inbox is drained
         for worker in [*workers, probe]:
@@ -352,7 +391,7 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict:
                 "rejects": conn.execute(select(func.count()).select_from(RejectedRow)).scalar_one(),
             }
         engine.dispose()
-        return {"mode": mode, "stats": stats, "elapsed": elapsed, "stored": stored}
+        return {"mode": mode, "stats": stats, "elapsed": elapsed, "stored": stored, "cpu": cpu}
     finally:
         if scheduler is not None and scheduler.poll() is None:
             scheduler.terminate()
@@ -390,6 +429,9 @@ def report(run: dict) -> tuple[dict[str, float], bool]:
               f"p99 {percentile(stats.aggregated, 99):.0f} ms, max {max(stats.aggregated) * 1000:.0f} ms "
               f"({len(stats.aggregated)} queued POSTs timed)")
     print("stored: " + ", ".join(f"{k} {v}" for k, v in stored.items()))
+    cpu = run["cpu"]
+    print(f"CPU in use (cores, average over the run; {os.cpu_count()} on this machine): "
+          + ", ".join(f"{role} {cores:.2f}" for role, cores in cpu.items()) + f"; total {sum(cpu.values()):.2f}")
     checks = {
         "no errors": errors == 0,
         "predictions stored == new predictions accepted": stored["predictions"] == stats.new["predictions"],

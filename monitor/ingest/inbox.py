@@ -407,9 +407,13 @@ def queued_models(engine: Engine, *, min_age: float = 0.0) -> list[str]:
     return list(names)
 
 
-def drain(engine: Engine, config: MonitorConfig, *, wait: bool = False, min_age: float = 0.0) -> int:
+def drain(engine: Engine, config: MonitorConfig, *, wait: bool = False, min_age: float = 0.0,
+          until_empty: bool = True) -> int:
     """Aggregate the inbox of every configured model until empty (or, without `wait`, until
     another process is busy with it); `min_age`: only models whose oldest row waited that long.
+    `until_empty=False` (the drainer threads): a model's next batch only while its batches are
+    full (a backlog), so rows that keep arriving wait for the next pass and are aggregated
+    together, instead of many small batches that each pay the pipeline's fixed cost.
     Returns the rows aggregated here."""
     total = 0
     configured = {model.name: model for model in config.models}
@@ -417,9 +421,12 @@ def drain(engine: Engine, config: MonitorConfig, *, wait: bool = False, min_age:
         model = configured.get(name)
         if model is None:
             continue  # not in this process's config: left for one that knows the model
-        while (drained := drain_model(engine, model, wait=wait)) is not None:
+        limit = BATCH_ROWS
+        while (drained := drain_model(engine, model, wait=wait, limit=limit)) is not None:
             total += drained.rows
             log.debug("inbox of model %s: %d rows aggregated", name, drained.rows)
+            if not until_empty and drained.rows < limit:
+                break
     return total
 
 
@@ -467,12 +474,15 @@ class Drainer:
     def _run(self) -> None:
         idle_since = time.monotonic()
         while not self._stop.is_set():
+            # `interval` between the end of a pass and the next: under load the rows that keep
+            # arriving meanwhile make larger batches, so a pass costs less per row (a pass that
+            # started as soon as the last ended kept the batches small and fell behind)
             self._wake.wait(self.interval)
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
-                drained = drain(self.engine(), self.config, min_age=self.min_age)
+                drained = drain(self.engine(), self.config, min_age=self.min_age, until_empty=False)
                 queued = bool(queued_models(self.engine()))
             except Exception:  # noqa: BLE001 - the database may be down: keep trying
                 log.exception("draining the inbox failed; retrying")

@@ -96,6 +96,45 @@ def test_many_concurrent_posts_are_aggregated_exactly_once(db_url: str, tmp_path
     assert (progress["queued_predictions"], progress["queued_labels"], progress["oldest_queued_at"]) == (0, 0, None)
 
 
+def test_a_drainer_pass_takes_a_backlog_in_full_batches_and_then_waits(db_url: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`until_empty=False` (the drainer threads) goes on while its batches are full, so a
+    backlog is not left behind, and stops at the first batch that is not: what arrives
+    meanwhile waits for the next pass and makes a larger batch."""
+    import monitor.ingest.inbox as inbox
+
+    monkeypatch.setattr(inbox, "BATCH_ROWS", 50)
+    config = make_config(db_url, tmp_path)
+    predictions, labels = make_records(120, seed=5)
+    engine = make_engine(db_url)
+    batches: list[int] = []
+    arrived: list[bool] = []
+    real = inbox.drain_model
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        drained = real(*args, **kwargs)
+        batches.append(-1 if drained is None else drained.rows)
+        if len(batches) == 2 and not arrived:  # rows that arrive during the pass's last batch
+            arrived.append(True)
+            with engine.begin() as conn:
+                enqueue(conn, ctx, "labels", pd.DataFrame(labels).assign(_row=range(1, 121)), received_at=2)
+        return drained
+
+    monkeypatch.setattr(inbox, "drain_model", counted)
+    try:
+        with engine.begin() as conn:
+            ctx = load_context(conn, config.models[0])
+            enqueue(conn, ctx, "predictions", pd.DataFrame(predictions[:70]).assign(_row=range(1, 71)), received_at=1)
+        assert drain(engine, config, until_empty=False) == 70  # a full batch, then one that is not
+        assert batches == [50, 20]
+        assert _totals(db_url)["inbox"] == 120  # the labels that came meanwhile wait for the next pass
+        batches.clear()
+        assert drain(engine, config) == 120  # until empty: every batch, then nothing
+        assert batches == [50, 50, 20, -1]
+    finally:
+        engine.dispose()
+
+
 def test_an_aborted_aggregation_loses_nothing_and_a_rerun_counts_once(db_url: str, tmp_path: Path) -> None:
     config = make_config(db_url, tmp_path)
     predictions, labels = make_records(120, seed=3)
