@@ -66,6 +66,8 @@ from monitor.store.models import MonitoredModel
 log = logging.getLogger("monitor.inbox")
 BATCH_ROWS = 20_000  # rows aggregated per transaction (bounded memory, short locks)
 DELETE_CHUNK = 2_000
+# PostgreSQL: a drainer thread vacuums the inbox after this many rows left it (see vacuum_inbox)
+VACUUM_AFTER_ROWS = 50_000
 KINDS = ("predictions", "labels")
 
 
@@ -430,6 +432,27 @@ def drain(engine: Engine, config: MonitorConfig, *, wait: bool = False, min_age:
     return total
 
 
+def vacuum_inbox(engine: Engine) -> None:
+    """PostgreSQL: VACUUM the inbox, a queue whose every row is deleted soon after it came.
+
+    Each deleted row leaves a dead tuple in the table and in its index until a vacuum: at
+    3,000 predictions/s plus as many labels, 345,000 of them in 50 s beside some 20,000 live
+    rows, and the queries that look for the oldest queued row or claim a batch read past them,
+    ever slower. Autovacuum, where the server runs it, comes at most once a minute and by
+    default only after 20% of a table changed. So the drainer threads vacuum it themselves
+    every `VACUUM_AFTER_ROWS` rows: a plain VACUUM, which neither blocks nor waits for the
+    writers (SKIP_LOCKED: a vacuum already running is left to finish alone). Elsewhere nothing
+    (SQLite reuses the freed pages at once). A failure is logged: the next pass tries again."""
+    if engine.dialect.name != "postgresql":
+        return
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql(f'VACUUM (SKIP_LOCKED) "{INBOX.name}"')
+    except Exception:  # noqa: BLE001 - housekeeping: the drain itself has succeeded
+        log.warning("vacuuming the inbox failed; trying again later", exc_info=True)
+
+
 class Drainer:
     """A background thread that drains the inbox every `interval` seconds, and soon after
     `nudge()` (at most every `gap` seconds). Started by the first nudge in a process (so it
@@ -473,6 +496,7 @@ class Drainer:
 
     def _run(self) -> None:
         idle_since = time.monotonic()
+        since_vacuum = 0
         while not self._stop.is_set():
             # `interval` between the end of a pass and the next: under load the rows that keep
             # arriving meanwhile make larger batches, so a pass costs less per row (a pass that
@@ -487,6 +511,10 @@ class Drainer:
             except Exception:  # noqa: BLE001 - the database may be down: keep trying
                 log.exception("draining the inbox failed; retrying")
                 drained, queued = 0, True
+            since_vacuum += drained
+            if since_vacuum >= VACUUM_AFTER_ROWS:
+                vacuum_inbox(self.engine())
+                since_vacuum = 0
             if drained or queued:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since > self.idle_exit:

@@ -367,6 +367,59 @@ def test_the_schedulers_drainer_thread_aggregates_what_a_dead_api_process_queued
     assert _confusion(db_url) == _oracle(predictions, labels)
 
 
+def test_the_drainer_vacuums_the_inbox_it_emptied_on_postgresql(db_url: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every deleted inbox row stays a dead tuple until a vacuum (none while autovacuum is off,
+    as on this test server): after VACUUM_AFTER_ROWS drained rows a drainer thread vacuums the
+    table, and a vacuum of an emptied table gives its pages back."""
+    import time
+
+    import monitor.ingest.inbox as inbox
+
+    monkeypatch.setattr(inbox, "VACUUM_AFTER_ROWS", 100)
+    calls: list[int] = []
+    real = inbox.vacuum_inbox
+    monkeypatch.setattr(inbox, "vacuum_inbox", lambda engine: (calls.append(1), real(engine)))
+    config = make_config(db_url, tmp_path)
+    predictions, labels = make_records(300, seed=19)
+    engine = make_engine(db_url)
+    drainer_thread = inbox.Drainer(lambda: engine, config, interval=0.05, gap=0.0, idle_exit=float("inf"))
+    try:
+        with engine.begin() as conn:
+            ctx = load_context(conn, config.models[0])
+            enqueue(conn, ctx, "predictions", pd.DataFrame(predictions).assign(_row=range(1, 301)), received_at=1)
+            enqueue(conn, ctx, "labels", pd.DataFrame(labels).assign(_row=range(1, 301)), received_at=2)
+        drainer_thread.nudge()
+        for _ in range(1200):  # a bound, not a timing
+            if calls and _totals(db_url)["inbox"] == 0:
+                break
+            time.sleep(0.05)
+    finally:
+        drainer_thread.stop()
+    try:
+        assert calls, "the drainer did not vacuum after 600 rows left the inbox"
+        assert _totals(db_url)["inbox"] == 0
+        if engine.dialect.name == "postgresql":
+            size = "SELECT pg_relation_size('inbox')"
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql(size).scalar_one() == 0  # pages given back
+                conn.rollback()
+            with engine.begin() as conn:  # and again, directly: queued, drained, vacuumed
+                enqueue(conn, ctx, "labels", pd.DataFrame(labels).assign(_row=range(1, 301)), received_at=3)
+            drain(engine, config, wait=True)
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql(size).scalar_one() > 0  # the deleted rows' pages
+                conn.rollback()
+            real(engine)
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql(size).scalar_one() == 0
+                conn.rollback()
+        else:
+            real(engine)  # nothing to do on SQLite, and no error
+    finally:
+        engine.dispose()
+
+
 def test_a_conflict_found_at_aggregation_is_stored_as_a_reject_with_its_body_row(db_url: str, tmp_path: Path,
                                                                                 serve) -> None:
     from monitor.store.models import RejectedRow

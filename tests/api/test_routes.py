@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import precision_score, recall_score
@@ -111,6 +112,38 @@ def test_reads_list_models_alerts_drift_and_fairness(db_url: str, tmp_path: Path
         answer = requests.get(f"{base}/api/v1/models/m/{kind}", timeout=30)
         assert answer.status_code == 200, answer.text
         assert isinstance(answer.json(), list)
+
+
+def test_healthz_reuses_a_success_for_a_moment_and_never_a_failure(db_url: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask import Flask
+    from sqlalchemy import text
+
+    from monitor.api import health, register
+
+    app = Flask("health")
+    register(app, make_config(db_url, tmp_path))
+    client = app.test_client()
+    engine = make_engine(db_url)
+
+    def rename(old: str, new: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+    try:
+        monkeypatch.setattr(health, "FRESH_SECONDS", 3600.0)
+        assert client.get("/healthz").status_code == 200
+        rename("monitored_models", "monitored_models_away")  # the database looks unmigrated now
+        assert client.get("/healthz").status_code == 200  # within FRESH_SECONDS of a success: reused
+        monkeypatch.setattr(health, "FRESH_SECONDS", 0.0)
+        answer = client.get("/healthz")
+        assert answer.status_code == 503 and "monitor db upgrade" in answer.get_json()["error"]
+        monkeypatch.setattr(health, "FRESH_SECONDS", 3600.0)
+        assert client.get("/healthz").status_code == 503  # a failure is checked again, not reused
+        rename("monitored_models_away", "monitored_models")
+        assert client.get("/healthz").status_code == 200  # back at once
+    finally:
+        engine.dispose()
 
 
 def test_healthz_answers_ok_and_503_when_the_database_is_gone(db_url: str, tmp_path: Path, serve) -> None:
