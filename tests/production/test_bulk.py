@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from monitor.store.bulk import add_counts, in_key_order, insert_frame
+from monitor.store.bulk import add_counts, insert_frame
 from monitor.store.models import ConfusionCount, MonitoredModel, Prediction, RejectedRow
 
 HOSTILE = ["<script>alert(1)</script>", "'; DROP TABLE predictions; --", "tab\there", "new\nline",
@@ -51,8 +51,8 @@ def test_it_inserts_every_row_with_exact_values(engine: Engine) -> None:
 
 
 def test_rows_in_random_key_order_are_stored_row_for_row(engine: Engine) -> None:
-    """insert_frame sorts by the primary key before writing: each stored row still carries
-    its own values (the sort moves whole rows, missing values included)."""
+    """Rows in a random key order: each stored row carries its own values, missing ones
+    included."""
     model_id = _model(engine)
     frame = _predictions(model_id, 2000).sample(frac=1.0, random_state=7).reset_index(drop=True)
     with engine.begin() as conn:
@@ -65,17 +65,6 @@ def test_rows_in_random_key_order_are_stored_row_for_row(engine: Engine) -> None
         assert stored[column].tolist() == expected[column].tolist(), column
     assert stored["model_version"].isna().tolist() == expected["model_version"].isna().tolist()
     assert stored["file_id"].isna().tolist() == expected["file_id"].isna().tolist()
-
-
-def test_key_order_sorts_by_the_key_columns_that_vary_and_leaves_other_frames_alone() -> None:
-    frame = pd.DataFrame({"model_id": [3, 3, 3], "prediction_id": ["c", "a", "b"], "ts": [1, 2, 3]})
-    ordered = in_key_order(Prediction.__table__, frame)
-    assert ordered["prediction_id"].tolist() == ["a", "b", "c"]
-    assert ordered["ts"].tolist() == [2, 3, 1]
-    two = pd.DataFrame({"model_id": [2, 1, 2], "prediction_id": ["a", "b", "0"], "ts": [1, 2, 3]})
-    assert in_key_order(Prediction.__table__, two)["ts"].tolist() == [2, 3, 1]
-    partial = frame.drop(columns=["model_id"])  # without the whole key: as given
-    assert in_key_order(Prediction.__table__, partial) is partial
 
 
 def test_it_rolls_back_with_the_callers_transaction(engine: Engine) -> None:
