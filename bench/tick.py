@@ -37,6 +37,7 @@ from ingest import (  # noqa: E402
     Databases,
     EvaluateTimer,
     load,
+    settle,
     subset,
     warm_imports,
     workspace,
@@ -47,21 +48,6 @@ from monitor.simulate import Scenario, simulate  # noqa: E402
 from monitor.store.db import make_engine  # noqa: E402
 from monitor.store.migrate import upgrade  # noqa: E402
 from monitor.tick import run_tick  # noqa: E402
-
-
-def settle(engine, config, until: int) -> None:  # type: ignore[no-untyped-def]
-    """PostgreSQL, untimed: what production does in the background after a history arrives.
-    A backfill lands in the DEFAULT partitions (only this week and the next two exist ahead of
-    it); the next tick moves it to weekly partitions, which costs seconds once (9 s after 365
-    days here) and is no hourly cost. And autovacuum analyses the tables as they grow; this
-    server runs with autovacuum off, so ANALYZE stands in for it (without statistics the
-    planner misjudges the partitions' sizes)."""
-    summary = run_tick(engine, config, as_of=until, notify=False)  # moves DEFAULT's rows
-    if any(m.errors for m in summary.models):
-        raise SystemExit(f"settling tick failed: {[m.errors for m in summary.models]}")
-    with engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql("ANALYZE")
 
 
 def main() -> None:
