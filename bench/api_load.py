@@ -259,34 +259,32 @@ def aggregation_probe(database_url: str, stop, results: multiprocessing.Queue) -
 def cpu_snapshot(server: subprocess.Popen, scheduler: subprocess.Popen | None) -> dict[str, float]:
     """CPU seconds (user + system) used so far by each role: the gunicorn master and workers,
     `monitor run`, every PostgreSQL process of this machine, and the load generator (this
-    process and its ended children: clients, health probe, reader)."""
+    process and its ended children: clients, health probe, reader). A PostgreSQL backend that
+    exits during the run takes its CPU time with it, so that figure is a lower bound, and came
+    out negative once when many connections closed in a collapsing run."""
     import psutil
+
+    def seconds(processes: list[psutil.Process]) -> float:
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:  # ended between the listing and the reading
+                continue
+            total += times.user + times.system
+        return total
 
     def tree(pid: int) -> float:
         try:
             root = psutil.Process(pid)
-            total = 0.0
-            for process in [root, *root.children(recursive=True)]:
-                try:
-                    times = process.cpu_times()
-                    total += times.user + times.system
-                except psutil.NoSuchProcess:
-                    pass
-            return total
+            return seconds([root, *root.children(recursive=True)])
         except psutil.NoSuchProcess:
             return 0.0
 
-    postgres = 0.0
-    for process in psutil.process_iter(["name"]):
-        if process.info["name"] in ("postgres", "postmaster"):
-            try:
-                times = process.cpu_times()
-                postgres += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
+    postgres = [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
     own = os.times()
     return {"gunicorn": tree(server.pid), "monitor run": tree(scheduler.pid) if scheduler else 0.0,
-            "postgresql": postgres,
+            "postgresql": seconds(postgres),
             "load generator": own.user + own.system + own.children_user + own.children_system}
 
 

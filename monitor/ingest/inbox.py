@@ -12,7 +12,8 @@ Several processes may drain at once (gunicorn workers, the scheduler): a model's
 taken under the model's ingest lock (`monitor.locking.ingest_lock`'s key; PostgreSQL
 `pg_try_advisory_xact_lock`, so a drainer skips a model another one is busy with; SQLite
 write transactions are exclusive anyway). `Drainer` is the background thread that drains
-every second, or soon after a nudge from a write.
+every second (half a second in `monitor run`) after its last pass ended, or soon after a
+nudge from a write; on PostgreSQL it also vacuums the inbox (`vacuum_inbox`).
 
 How far aggregation has got (`aggregated_through`): every record received before that second
 is aggregated. It is the receive time of a model's oldest row still in the inbox, or now when
