@@ -117,8 +117,9 @@ class Databases:
         return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
 
 
-def workspace(root: Path, data: SimulatedData, scenario: Scenario, db_url: str):  # type: ignore[no-untyped-def]
-    write_logs(data, root, fmt="csv")
+def workspace(root: Path, data: SimulatedData, scenario: Scenario, db_url: str,  # type: ignore[no-untyped-def]
+              files_per_day: int = 1):
+    write_logs(data, root, fmt="csv", files_per_day=files_per_day)
     return load_config(write_config(root, scenario, database_url=db_url))
 
 

@@ -43,12 +43,18 @@ def _guarded(job: Callable[[MonitorConfig], Any], config_path: str | None) -> No
         log.exception("job failed")
 
 
+_scanned: dict[str, bool] = {}  # databases whose files this process has scanned in full once
+
+
 def _tick(config: MonitorConfig) -> None:
+    """One tick. The first of the process looks at every file (changes made while the
+    scheduler was down); later ones at settled files only in their hour of the day."""
     from monitor.tick import run_tick
 
     engine = make_engine(config.database_url)
     try:
-        summary = run_tick(engine, config, notify=False)
+        summary = run_tick(engine, config, notify=False, full_scan=not _scanned.get(config.database_url))
+        _scanned[config.database_url] = True
         log.info("%s", summary.render())
     finally:
         engine.dispose()

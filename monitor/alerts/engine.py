@@ -60,6 +60,14 @@ def evaluate(conn: Connection, config: MonitorConfig, ctx: ModelContext, as_of: 
     `errors` is None. The tick passes a list instead: the failure is logged with its traceback
     and appended there (the tick is then recorded as failed), and the model's other rules
     still run, so one broken rule never silences the recall alerts beside it."""
+    from monitor.metrics.maturity import reuse_curves
+
+    with reuse_curves():  # every rule reads the same label maturity curve
+        return _evaluate(conn, config, ctx, as_of, now, errors)
+
+
+def _evaluate(conn: Connection, config: MonitorConfig, ctx: ModelContext, as_of: int, now: int | None,
+              errors: list[str] | None) -> dict[str, int]:
     rules = {rule.name: rule for rule in rules_for(ctx.config)}
     last_ends = _last_ends(conn, ctx.model_id)
     horizon = parse_duration(config.retention.label_horizon)

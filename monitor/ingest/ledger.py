@@ -17,14 +17,16 @@ import glob
 import hashlib
 import logging
 import os
+import stat as stat_module
 import time
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import Engine, Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, Row, Table, and_, bindparam, delete, insert, not_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -32,7 +34,7 @@ from monitor.context import ModelContext
 from monitor.ingest.chunks import Chunk
 from monitor.ingest.files import load_label_files, load_prediction_files
 from monitor.ingest.pipeline import IngestResult, Pending, load_labels, load_predictions
-from monitor.ingest.readers import ReadState, UnreadableFile, is_supported, read_chunks
+from monitor.ingest.readers import SUFFIXES, ReadState, UnreadableFile, read_chunks
 from monitor.ingest.rejects import store_rejects
 from monitor.ingest.validate import REJECT_COLUMNS
 from monitor.ingest.writers import note_writes
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 FILES = cast(Table, IngestedFile.__table__)  # declared as FromClause; a mapped class's is a Table
 SETTLE_SECONDS = 10  # a file untouched this long is complete, even without a final newline
 EDGE_BYTES = 8192  # the fingerprint hashes this much of the head and of the tail
+RECENT_SECONDS = 86400  # a file changed this recently has its head and tail hashed on every tick
+VERIFY_HOURS = 24  # an older one in one hour of this many (its stat is compared on every tick)
+IN_PATHS = 500  # paths per IN list of a ledger lookup
 # The rejects of every unchanged file: one frame, not a new one per file and tick (a tick over
 # a year of daily files built 730 of them). Results only ever replace `rejects`, never edit it.
 _NO_REJECTS = pd.DataFrame(columns=REJECT_COLUMNS)
@@ -80,17 +85,26 @@ def fingerprint(path: Path, stat: os.stat_result) -> str:
     return f"{stat.st_ino}:{stat.st_ctime_ns}:{digest.hexdigest()[:32]}"
 
 
-def discover(ctx: ModelContext, kind: str, base_dir: Path) -> list[Path]:
+def discover(ctx: ModelContext, kind: str, base_dir: Path) -> list[str]:
+    """The names with a supported suffix the model's `path` glob of `kind` matches, in path
+    order, as strings and without a stat each (a tick over a year of hourly files lists 8,760
+    of them): `ingest_files` stats the ones it looks at and passes over anything not a file."""
     source = ctx.config.predictions if kind == "predictions" else ctx.config.labels
     if not source.path:
         return []
-    pattern = source.path if Path(source.path).is_absolute() else str(base_dir / source.path)
-    paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
-    found = [p for p in paths if p.is_file() and is_supported(p)]
+    # normalised as a Path is (no `.` or doubled separators): the names glob gives then are the
+    # ones `str(Path(name))` would give, the ledger's keys
+    pattern = str(Path(source.path)) if Path(source.path).is_absolute() else str(base_dir / source.path)
+    matches = glob.glob(pattern, recursive=True)
+    found = [name for name in matches if name.lower().endswith(SUFFIXES)]
+    if len({name.rpartition(os.sep)[0] for name in found}) <= 1:
+        found.sort()  # one directory: the strings sort as their paths do
+    else:
+        found.sort(key=_path_order)
     key = (ctx.name, kind, pattern)
     if not found and key not in _reported_empty:
         _reported_empty.add(key)  # once per process, not on every tick
-        skipped = len(paths) - len([p for p in paths if not p.is_file()])
+        skipped = len([name for name in matches if os.path.isfile(name)])
         log.warning("model %s: %s path %s matches no %s", ctx.name, kind, pattern,
                     f"supported file ({skipped} other files match)" if skipped else "file")
     elif found:
@@ -98,24 +112,61 @@ def discover(ctx: ModelContext, kind: str, base_dir: Path) -> list[Path]:
     return found
 
 
-def _needs_read(row: Row[Any] | None, stat: os.stat_result, path: Path,
-                as_of: int | None) -> tuple[bool, str | None, str]:
+def _path_order(name: str) -> list[str]:
+    """Sort key: the order of `Path` objects (component by component), without making them."""
+    return name.split(os.sep)
+
+
+def _needs_read(row: Row[Any] | None, stat: os.stat_result, path: str | Path,
+                as_of: int | None, *, verify: bool = True) -> tuple[bool, str | None, str]:
     """(read it?, sha256 if computed, fingerprint). A partial file is read again once the
     clock reaches its earliest waiting row (`visible_until` holds that time), not on every
-    tick; one whose last line was held back (`visible_until` None) on the next tick."""
-    print_ = fingerprint(path, stat)
+    tick; one whose last line was held back (`visible_until` None) on the next tick.
+
+    With `verify` False (`_verify_now`: a file settled a while and not in this hour's share)
+    a file whose size, mtime, inode and ctime all match its ledger row keeps its recorded
+    fingerprint without hashing its head and tail again."""
+    if row is not None and not verify and _same_stat(row, stat):
+        return row.status == "partial" and _due(row, as_of), None, str(row.fingerprint)
+    print_ = fingerprint(Path(path), stat)
     if row is None:
         return True, None, print_
 
     def due() -> bool:
-        return row.status == "partial" and (as_of is None or row.visible_until is None or as_of >= row.visible_until)
+        return row.status == "partial" and _due(row, as_of)
 
     if row.size == stat.st_size and row.mtime == stat.st_mtime and row.fingerprint == print_:
         return due(), None, print_
-    digest = sha256_of(path)
+    digest = sha256_of(Path(path))
     if digest == row.sha256:
         return due(), digest, print_
     return True, digest, print_
+
+
+def _due(row: Row[Any], as_of: int | None) -> bool:
+    return as_of is None or row.visible_until is None or as_of >= row.visible_until
+
+
+def _same_stat(row: Row[Any], stat: os.stat_result) -> bool:
+    """Size, mtime, and the inode and ctime recorded in the fingerprint, all unchanged."""
+    if row.fingerprint is None or row.size != stat.st_size or row.mtime != stat.st_mtime:
+        return False
+    inode, ctime, _ = str(row.fingerprint).split(":", 2)
+    return inode == str(stat.st_ino) and ctime == str(stat.st_ctime_ns)
+
+
+def _hour(name: str) -> int:
+    """The file's hour of the day (of VERIFY_HOURS), picked by a hash of its path."""
+    return zlib.crc32(name.encode("utf-8", "surrogateescape")) % VERIFY_HOURS
+
+
+def _verify_now(name: str, stat: os.stat_result, now: float) -> bool:
+    """Hash this file's head and tail on this tick? Always when its mtime is within the last
+    RECENT_SECONDS; otherwise in one hour of every VERIFY_HOURS (the hour picked by a hash of
+    its path), so a tick over a year of hourly files stats them but hashes about 1/24 of them,
+    and a rewrite that keeps size, mtime and ctime (a file system whose ctime says little) is
+    still noticed within a day."""
+    return now - stat.st_mtime < RECENT_SECONDS or _hour(name) == int(now // 3600) % VERIFY_HOURS
 
 
 def _settled(row: Row[Any] | None, stat: os.stat_result, print_: str) -> bool:
@@ -161,11 +212,15 @@ class _Staged:
         return sum(len(chunk.frame) for chunk in self.chunks)
 
 
-def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path], *, as_of: int | None,
-                 max_rows: int | None = None,
-                 on_file: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
+def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: Sequence[str | Path], *, as_of: int | None,
+                 max_rows: int | None = None, on_file: Callable[[FileOutcome], None] | None = None,
+                 full_scan: bool = True) -> list[FileOutcome]:
     """Read files from the front of `paths` in one transaction until `max_rows` rows are
     loaded (at least one file); return their outcomes, in order.
+
+    With `full_scan` False (the scheduler's ticks after its first) a settled file is not even
+    stat'ed outside its hour of the day (`_ledger`'s `passed_over`): a tick over a year of
+    hourly files then costs a listing and a few hundred stats, not 8,760 of each kind.
 
     Small files are read whole first, then loaded together (`monitor.ingest.files`: one
     validation, lookup and insert per batch, not per file), each with its own ledger row and
@@ -176,7 +231,9 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path]
     tick reads its files again. Raises BatchFailed when the batch cannot commit."""
     limit = max_rows if max_rows is not None else batch_rows()
     outcomes: list[FileOutcome | None] = []
-    current = paths[0] if paths else Path()
+    current: str | Path = paths[0] if paths else Path()
+    now = time.time()
+    settled_before, hour = now - RECENT_SECONDS, int(now // 3600) % VERIFY_HOURS
     staged: list[_Staged] = []
     staged_rows = 0  # rows of `staged` (summed as files are staged, not at every file)
 
@@ -188,24 +245,36 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path]
     try:
         with engine.begin() as conn:
             ingest_lock(conn, ctx.model_id)  # queue behind concurrent writers of this model (API)
-            known = _ledger(conn, ctx, kind)
+            known, passed_over = _ledger(conn, ctx, kind, passed_over=None if full_scan else (settled_before, hour))
             pending = Pending()
             noted = False
             for path in paths:
                 if pending.rows + staged_rows >= limit:
                     break
-                current = path
+                name = os.fspath(path)
+                current = name
                 slot = len(outcomes)
                 outcomes.append(None)
-                row = known.get(str(path))
-                stat = path.stat()
-                wanted, digest, print_ = _needs_read(row, stat, path, as_of)
+                row = known.get(name)
+                if name in passed_over:  # settled, outside its hour: not even a stat (bounded scan)
+                    done(slot, FileOutcome(name, kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
+                    continue
+                try:
+                    stat = os.stat(name)
+                except FileNotFoundError:  # removed since it was listed
+                    done(slot, FileOutcome(name, kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
+                    continue
+                if not stat_module.S_ISREG(stat.st_mode):  # a directory the glob matched
+                    done(slot, FileOutcome(name, kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
+                    continue
+                wanted, digest, print_ = _needs_read(row, stat, name, as_of, verify=_verify_now(name, stat, now))
                 if not wanted:
                     if digest is not None and row is not None:  # touched but identical: remember the new mtime
                         conn.execute(update(FILES).where(FILES.c.id == row.id).values(mtime=stat.st_mtime,
                                                                                       fingerprint=print_))
-                    done(slot, FileOutcome(str(path), kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
+                    done(slot, FileOutcome(name, kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
                     continue
+                path = Path(name)
                 digest = digest or sha256_of(path)
                 if not noted:  # raw rows stored under the lock: stream consumers check against them
                     note_writes(conn, ctx.model_id, None)
@@ -227,7 +296,7 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: list[Path]
             staged = []
             pending.flush(conn, ctx)
     except Exception as error:
-        raise BatchFailed(max(len(outcomes), 1), current) from error
+        raise BatchFailed(max(len(outcomes), 1), Path(current)) from error
     return [outcome for outcome in outcomes if outcome is not None]
 
 
@@ -307,11 +376,30 @@ def ingest_file(engine: Engine, ctx: ModelContext, kind: str, path: Path, *, as_
         raise failed.__cause__ or failed from None
 
 
-def _ledger(conn: Connection, ctx: ModelContext, kind: str) -> dict[str, Row[Any]]:
+def _ledger(conn: Connection, ctx: ModelContext, kind: str, *, passed_over: tuple[float, int] | None = None
+            ) -> tuple[dict[str, Row[Any]], set[str]]:
     """The model's ledger rows of `kind` by path, read once per batch: a tick over a year of
-    hourly files then costs one query, not one per file (the lock above keeps them current)."""
-    rows = conn.execute(select(FILES).where(FILES.c.model_id == ctx.model_id, FILES.c.kind == kind)).all()
-    return {row.path: row for row in rows}
+    hourly files then costs one query, not one per file (the lock above keeps them current).
+
+    With `passed_over` (settled_before, hour: a bounded scan), the files a tick passes over
+    (read whole, `done`, with an mtime at `settled_before` or older, outside their `hour` of the
+    day) come back as a set of names, not rows: a year of hourly files is 8,760 names to
+    fetch, not 8,760 rows with their hashes."""
+    c = FILES.c  # the columns a tick reads (not the error text nor the timestamps)
+    columns = (c.id, c.path, c.size, c.mtime, c.sha256, c.fingerprint, c.status, c.visible_until, c.rows_accepted)
+    mine = (c.model_id == ctx.model_id, c.kind == kind)
+    if passed_over is None:
+        rows = list(conn.execute(select(*columns).where(*mine)).all())
+        return {row.path: cast(Row[Any], row) for row in rows}, set()
+    settled_before, hour = passed_over
+    settled = and_(c.status == "done", c.mtime.is_not(None), c.mtime <= settled_before)
+    names = conn.execute(select(c.path).where(*mine, settled)).scalars().all()
+    skip = {name for name in names if _hour(name) != hour}
+    due = [name for name in names if name not in skip]  # settled, and this is their hour
+    rows = list(conn.execute(select(*columns).where(*mine, not_(settled))).all())
+    for start in range(0, len(due), IN_PATHS):
+        rows.extend(conn.execute(select(*columns).where(*mine, c.path.in_(due[start:start + IN_PATHS]))).all())
+    return {row.path: cast(Row[Any], row) for row in rows}, skip
 
 
 def _ingest_one(conn: Connection, ctx: ModelContext, kind: str, path: Path, as_of: int | None,

@@ -116,7 +116,7 @@ class TickSummary:
 
 
 def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_of: int | None,
-                  summary: ModelSummary, progress: Progress | None) -> None:
+                  summary: ModelSummary, progress: Progress | None, full_scan: bool = True) -> None:
     for kind in ("predictions", "labels"):
         paths = discover(ctx, kind, config.base_dir)
         task = progress.add_task(f"{ctx.name} {kind}", total=len(paths), rows=0) if progress else None
@@ -124,7 +124,8 @@ def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_o
         done = 0
         while done < len(paths):
             try:
-                outcomes = ingest_files(engine, ctx, kind, paths[done:], as_of=as_of, on_file=advance)
+                outcomes = ingest_files(engine, ctx, kind, paths[done:], as_of=as_of, on_file=advance,
+                                        full_scan=full_scan)
             except BatchFailed as failed:
                 _batch_failed(failed, summary)
                 outcomes = [FileOutcome(str(failed.path), kind, "unchanged", IngestResult())] * failed.consumed
@@ -155,9 +156,10 @@ def _batch_failed(failed: BatchFailed, summary: ModelSummary) -> None:
 
 def sweep(engine: Engine, config: MonitorConfig, *, model: str | None = None, as_of: int | None = None,
           evaluate: Evaluate | None = None, deliver: Deliver | None = None,
-          progress: bool = False) -> TickSummary:
+          progress: bool = False, full_scan: bool = True) -> TickSummary:
     """Ingest every model (or one), evaluating each after its files; then deliver. `as_of`
-    None means now (live)."""
+    None means now (live). `full_scan` False: settled files are looked at only in their hour
+    of the day (`monitor.ingest.ledger.ingest_files`)."""
     clock = as_of if as_of is not None else now_epoch()
     summary = TickSummary(as_of=clock)
     with engine.begin() as conn:
@@ -175,7 +177,7 @@ def sweep(engine: Engine, config: MonitorConfig, *, model: str | None = None, as
                 with engine.begin() as conn:
                     ctx = load_context(conn, model_config)
                     prepare_reference(conn, ctx, config.base_dir)
-                _ingest_model(engine, config, ctx, as_of, model_summary, bar)
+                _ingest_model(engine, config, ctx, as_of, model_summary, bar, full_scan)
                 if as_of is None:  # live: HTTP writes still in the inbox (issue 15) go in first
                     drain_one(engine, model_config, wait=True)
                 with engine.begin() as conn:

@@ -10,6 +10,9 @@ provisional: its labels are still arriving (docs/design.md principle 2).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import cast
 
 import numpy as np
@@ -26,8 +29,35 @@ CURVE_SPAN = 90 * 86400  # how much mature history the arrival curve is drawn fr
 DAY = 86400
 
 
+# Inside `reuse_curves()`: curves already drawn, by (connection, model, as_of). An alert
+# evaluation draws the same one for each rule's expected coverage and again for its settled test.
+_reused: ContextVar[dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] | None] = ContextVar(
+    "reused_curves", default=None)
+
+
+@contextmanager
+def reuse_curves() -> Iterator[None]:
+    """Within this block, `coverage_curve` draws each (connection, model, as_of) curve once:
+    for readers of one transaction that write no label counts meanwhile (alert evaluation)."""
+    token = _reused.set({})
+    try:
+        yield
+    finally:
+        _reused.reset(token)
+
+
 def coverage_curve(conn: Connection, ctx: ModelContext, as_of: int) -> tuple[np.ndarray, np.ndarray]:
     """(delay bins in hours, share of predictions labelled within that delay)."""
+    reused = _reused.get()
+    if reused is None:
+        return _coverage_curve(conn, ctx, as_of)
+    key = (id(conn), ctx.model_id, int(as_of))
+    if key not in reused:
+        reused[key] = _coverage_curve(conn, ctx, as_of)
+    return reused[key]
+
+
+def _coverage_curve(conn: Connection, ctx: ModelContext, as_of: int) -> tuple[np.ndarray, np.ndarray]:
     arrivals = LabelArrivalCount.__table__
     predictions = PredictionCount.__table__
     # Use the oldest buckets available, up to MATURE_AGE before as_of; with little history,

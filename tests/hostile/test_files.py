@@ -189,6 +189,97 @@ def test_a_file_replaced_with_the_same_size_and_mtime_is_read_again(tmp_path, db
     assert_counted_exactly(config_path, pd.concat([first, second]))
 
 
+def test_a_settled_file_is_hashed_again_in_its_hour_of_the_day(tmp_path, db_url):
+    """A file older than a day whose size, mtime, inode and ctime match its ledger row keeps
+    its recorded fingerprint (no hashing) except in one hour of 24; a rewrite on a file system
+    whose ctime says little is then still noticed within a day. Here the ledger row is set to
+    what such a file system would show: the new inode and ctime, the old head-and-tail hash."""
+    from sqlalchemy import select, update
+
+    from monitor.config import load_config
+    from monitor.ingest.ledger import FILES, VERIFY_HOURS, _needs_read, _verify_now
+    from monitor.store.db import make_engine
+
+    config_path = workspace(tmp_path, db_url)
+    path = tmp_path / "predictions" / "p.csv"
+    good_rows(8, prefix="a").to_csv(path, index=False)
+    old = 1_700_000_000  # more than a day ago
+    os.utime(path, (old, old))
+    assert tick(config_path).models[0].predictions == 8
+    second = good_rows(8, prefix="b")
+    second.to_csv(path, index=False)
+    os.utime(path, (old, old))
+    stat = path.stat()
+    engine = make_engine(load_config(config_path).database_url)
+    with engine.begin() as conn:
+        before = conn.execute(select(FILES).where(FILES.c.path == str(path))).one()
+        recorded = before.fingerprint
+        blind = f"{stat.st_ino}:{stat.st_ctime_ns}:{recorded.split(':')[2]}"
+        conn.execute(update(FILES).where(FILES.c.path == str(path)).values(fingerprint=blind))
+        row = conn.execute(select(FILES).where(FILES.c.path == str(path))).one()
+    engine.dispose()
+    assert _needs_read(before, stat, path, None, verify=False)[0] is True  # here the ctime moved
+    assert _needs_read(row, stat, path, None, verify=False)[0] is False  # stat alone: unchanged
+    assert _needs_read(row, stat, path, None, verify=True)[0] is True  # its hash: rewritten
+    hours = [_verify_now(str(path), stat, old + 2 * 86400 + hour * 3600) for hour in range(VERIFY_HOURS)]
+    assert sum(hours) == 1
+    assert all(_verify_now(str(path), stat, old + hour * 3600) for hour in range(VERIFY_HOURS))  # recent
+
+
+def test_a_bounded_scan_passes_over_settled_files_outside_their_hour(tmp_path, db_url):
+    """The scheduler's later ticks (`full_scan=False`) read new files at once but do not look
+    at a file settled for a day outside its hour; `monitor ingest` (a full scan) sees the change."""
+    import time
+
+    from monitor.ingest.ledger import VERIFY_HOURS, _hour
+
+    config_path = workspace(tmp_path, db_url)
+    hour = int(time.time() // 3600) % VERIFY_HOURS
+    # a name whose hour is neither this one nor the next (the test may cross an hour)
+    name = next(f"p{i}.csv" for i in range(100)
+                if _hour(str(tmp_path / "predictions" / f"p{i}.csv")) not in (hour, (hour + 1) % VERIFY_HOURS))
+    path = tmp_path / "predictions" / name
+    first = good_rows(8, prefix="a")
+    first.to_csv(path, index=False)
+    old = time.time() - 3 * 86400
+    os.utime(path, (old, old))
+    assert tick(config_path, full_scan=False).models[0].predictions == 8  # new: read at once
+    more = good_rows(4, prefix="b")
+    more.to_csv(path, mode="a", header=False, index=False)
+    os.utime(path, (old, old))  # changed, yet settled by its mtime
+    assert tick(config_path, full_scan=False).models[0].files_read == 0
+    fresh = tmp_path / "predictions" / "q.csv"
+    third = good_rows(3, prefix="c")
+    third.to_csv(fresh, index=False)
+    assert tick(config_path, full_scan=False).models[0].predictions == 3  # a new file still goes in
+    assert tick(config_path).models[0].predictions == 4  # the full scan notices the change
+    assert_counted_exactly(config_path, pd.concat([first, more, third]))
+
+
+def test_files_are_listed_in_path_order(tmp_path, sqlite_url):
+    """Names kept as strings still sort as `Path` objects do (component by component)."""
+    from pathlib import Path
+
+    from monitor.config import load_config
+    from monitor.context import ModelContext
+    from monitor.ingest.ledger import discover
+
+    config_path = workspace(tmp_path, sqlite_url)
+    config = load_config(config_path)
+    predictions = tmp_path / "predictions"
+    for name in ["a-b/c.csv", "a/b.csv", "a/B.csv", "a.csv", "a/b/c.csv", "z.txt", "dir.csv/x.csv"]:
+        (predictions / name).parent.mkdir(parents=True, exist_ok=True)
+        (predictions / name).write_text(HEADER + "\n")
+    model = config.models[0].model_copy(update={"predictions": config.models[0].predictions.model_copy(
+        update={"path": "predictions/**/*"})})
+    found = discover(ModelContext(config=model, model_id=1, classes=[], minority_classes=[]), "predictions",
+                     config.base_dir)
+    assert found == [str(p) for p in sorted(Path(p) for p in found)]
+    assert {Path(p).relative_to(predictions).as_posix() for p in found} == {
+        "a-b/c.csv", "a/b.csv", "a/B.csv", "a.csv", "a/b/c.csv", "dir.csv", "dir.csv/x.csv"}
+    assert tick(config_path).models[0].errors == []  # the directory named like a file is passed over
+
+
 def test_a_glob_that_matches_nothing_is_reported_once(tmp_path, sqlite_url, caplog):
     config_path = workspace(tmp_path, sqlite_url)
     caplog.set_level(logging.WARNING, logger="monitor.ingest.ledger")
