@@ -256,6 +256,39 @@ def test_a_bounded_scan_passes_over_settled_files_outside_their_hour(tmp_path, d
     assert_counted_exactly(config_path, pd.concat([first, more, third]))
 
 
+def test_the_schedulers_first_tick_looks_at_every_file_and_later_ones_do_not(tmp_path, db_url):
+    """`monitor run` scans in full once per process (changes made while it was down), then
+    passes over settled files outside their hour."""
+    import time
+
+    from monitor import scheduler
+    from monitor.config import load_config
+    from monitor.ingest.ledger import VERIFY_HOURS, _hour
+
+    config_path = workspace(tmp_path, db_url)
+    config = load_config(config_path)
+    hour = int(time.time() // 3600) % VERIFY_HOURS
+    name = next(f"p{i}.csv" for i in range(100)
+                if _hour(str(tmp_path / "predictions" / f"p{i}.csv")) not in (hour, (hour + 1) % VERIFY_HOURS))
+    path = tmp_path / "predictions" / name
+    first, more = good_rows(8, prefix="a"), good_rows(4, prefix="b")
+    first.to_csv(path, index=False)
+    old = time.time() - 3 * 86400
+    os.utime(path, (old, old))
+    scheduler._scanned.pop(config.database_url, None)
+    try:
+        scheduler._tick(config)  # the first: a full scan
+        more.to_csv(path, mode="a", header=False, index=False)
+        os.utime(path, (old, old))
+        scheduler._tick(config)  # later: the settled file is passed over
+        assert_counted_exactly(config_path, first)
+        scheduler._scanned.pop(config.database_url)  # as after a restart
+        scheduler._tick(config)
+        assert_counted_exactly(config_path, pd.concat([first, more]))
+    finally:
+        scheduler._scanned.pop(config.database_url, None)
+
+
 def test_files_are_listed_in_path_order(tmp_path, sqlite_url):
     """Names kept as strings still sort as `Path` objects do (component by component)."""
     from pathlib import Path
