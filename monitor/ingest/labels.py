@@ -5,6 +5,7 @@ a prediction's first label. Runs inside the caller's transaction.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import cast
 
 import numpy as np
@@ -44,18 +45,21 @@ def stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame)
     # the inner join in `fresh`'s order (its ids are unique) by positions, a column at a time:
     # a merge's fixed cost dominated a small file's labels, and a frame built from the row
     # tuples cost more than the lookup itself on a large one
-    position = {row[0]: i for i, row in enumerate(found)}
+    # (columns by itemgetter, not zip(*found): transposing 900k rows that way cost 1.1 s)
+    position = dict(zip(map(itemgetter(0), found), range(len(found))))
     ids = fresh["prediction_id"].to_numpy()
     at = np.fromiter((position.get(pid, -1) for pid in ids), dtype=np.int64, count=len(ids))
     take = at >= 0
     at = at[take]
-    _, bucket_start, slice_id, predicted, ts = zip(*found, strict=True)
+
+    def ints(k: int) -> np.ndarray:
+        return np.fromiter(map(itemgetter(k), found), dtype=np.int64, count=len(found))[at]
+
+    predicted = np.fromiter(map(itemgetter(3), found), dtype=object, count=len(found))[at]
     return pd.DataFrame({
         "prediction_id": pd.Series(ids[take], dtype=object), "label": pd.Series(fresh["label"].to_numpy()[take], dtype=object),
         "applied_label": None, "label_ts": fresh["label_ts"].to_numpy()[take],
-        "bucket_start": np.asarray(bucket_start, dtype=np.int64)[at], "slice_id": np.asarray(slice_id, dtype=np.int64)[at],
-        "predicted": pd.Series(np.asarray(predicted, dtype=object)[at], dtype=object),
-        "ts": np.asarray(ts, dtype=np.int64)[at],
+        "bucket_start": ints(1), "slice_id": ints(2), "predicted": pd.Series(predicted, dtype=object), "ts": ints(4),
     })[TODO_COLUMNS]
 
 
