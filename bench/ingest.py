@@ -19,7 +19,7 @@ labels as the simulator makes them; labels of the last days' predictions are sti
 (c) extra tick: one more hour of predictions and of labels as new files, then one
     `run_tick`; measured after 1, 10 and 30 days of history (median of `--extra-ticks`).
     Target: under 1 s, and not growing with history (bench/tick.py measures 1 to 365 days).
-    On PostgreSQL an untimed tick and ANALYZE settle the history first (`settle`).
+    On PostgreSQL an untimed tick and VACUUM ANALYZE settle the history first (`settle`).
 
 Simulating and writing the files is not timed. The machine is shared: the load average is
 printed next to every phase.
@@ -257,14 +257,16 @@ def settle(engine, config, until: int) -> None:  # type: ignore[no-untyped-def]
     A backfill lands in the DEFAULT partitions (only this week and the next two exist ahead of
     it); the next tick moves it to weekly partitions, which costs seconds once (9 s after 365
     days of bench/tick.py, 5-7 s after this bench's 30 days) and is no hourly cost. And
-    autovacuum analyses the tables as they grow; this server runs with autovacuum off, so
-    ANALYZE stands in for it (without statistics the planner misjudges the partitions' sizes)."""
+    autovacuum vacuums and analyses the tables as they grow; this server runs with autovacuum
+    off, so VACUUM ANALYZE stands in for it (without statistics the planner misjudges the
+    partitions' sizes, and the emptied DEFAULT partitions keep their dead rows: their index
+    alone cost 5-7 ms in every label lookup, and the tick's "is DEFAULT empty?" check as much)."""
     summary = run_tick(engine, config, as_of=until, notify=False)  # moves DEFAULT's rows
     if any(m.errors for m in summary.models):
         raise SystemExit(f"settling tick failed: {[m.errors for m in summary.models]}")
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql("ANALYZE")
+        conn.exec_driver_sql("VACUUM ANALYZE")
 
 
 def extra_ticks(config, data: SimulatedData, root: Path, start: int, n: int,  # type: ignore[no-untyped-def]

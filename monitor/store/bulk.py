@@ -290,6 +290,12 @@ def _pg_array_type(column) -> str:  # type: ignore[no-untyped-def]
 
 
 IN_CHUNK = 5_000
+# A PostgreSQL lookup of at most this many ids runs without parallel workers. Over weekly
+# partitions the planner expects each id in every week, so for a tick's ~100 ids it may seq-scan
+# all of them in parallel: 40 ms against 11 ms serial after a year (53 weeks of labels), and
+# the inbox drain's lookups every 0.5 s started two workers each time on a 2-core machine.
+# Larger lookups (a backfill, a big stream batch) keep the planner's choice.
+SERIAL_LOOKUP = 2_000
 
 
 def array_literal(values: Sequence[Any]) -> str:
@@ -380,9 +386,17 @@ def select_in(
             # planned for this very array (never a generic prepared plan, which would compare
             # every row with the whole array instead of hashing it or using the index)
             array, cast = array_param(keys)
+            before = None
+            if len(keys) <= SERIAL_LOOKUP:  # for this statement only (a rollback undoes it too)
+                cursor.execute("SELECT current_setting('max_parallel_workers_per_gather'), "
+                               "set_config('max_parallel_workers_per_gather', '0', true)")
+                before = cursor.fetchone()[0]  # type: ignore[index]
             cursor.execute(head + f"{quote(key_column)} = ANY({placeholder}{cast})", [*fixed, array],
                            prepare=False, binary=True)
-            return [tuple(row) for row in cursor.fetchall()]
+            found = [tuple(row) for row in cursor.fetchall()]
+            if before is not None:
+                cursor.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true)", [before])
+            return found
         out = []
         keys = sorted(keys)  # index order: each chunk reads neighbouring pages
         for start in range(0, len(keys), IN_CHUNK):

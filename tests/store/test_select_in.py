@@ -30,6 +30,50 @@ def test_hostile_ids_are_found_exactly_and_only_them(engine: Engine) -> None:
     assert sorted(found) == sorted((pid, stored.index(pid)) for pid in [*HOSTILE, "id-7", "id-299"])
 
 
+def test_a_small_lookup_runs_serial_and_leaves_the_transactions_setting_as_it_was(engine: Engine) -> None:
+    """PostgreSQL: up to SERIAL_LOOKUP ids are looked up without parallel workers (the planner
+    expects each id in every weekly partition and seq-scans them all in parallel); the
+    transaction's own setting is restored after, and a larger lookup keeps it throughout."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("parallel query is PostgreSQL's")
+    from monitor.store import bulk
+
+    table = Prediction.__table__
+    seen: list[str] = []
+    with engine.begin() as conn:
+        model = conn.execute(text("INSERT INTO monitored_models (name, created_at) VALUES ('m', CURRENT_TIMESTAMP) "
+                                  "RETURNING id")).scalar_one()
+        conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 3"))
+        driver = conn.connection.driver_connection
+        original = driver.cursor  # type: ignore[union-attr]
+
+        class Watching:  # the setting in force when the lookup itself runs
+            def __init__(self) -> None:
+                self.inner = original()
+
+            def execute(self, query, params=None, **options):  # type: ignore[no-untyped-def]
+                if "= ANY(" in query:
+                    seen.append(driver.execute(  # type: ignore[union-attr]
+                        "SELECT current_setting('max_parallel_workers_per_gather')").fetchone()[0])
+                return self.inner.execute(query, params, **options)
+
+            def __getattr__(self, name):  # type: ignore[no-untyped-def]
+                return getattr(self.inner, name)
+
+        driver.cursor = Watching  # type: ignore[union-attr]
+        try:
+            assert select_in(conn, table, key_column="prediction_id", keys=["a", "b"], columns=["ts"],
+                             equal={"model_id": model}) == []
+            after_small = conn.execute(text("SELECT current_setting('max_parallel_workers_per_gather')")).scalar()
+            big = [f"id-{i}" for i in range(bulk.SERIAL_LOOKUP + 1)]
+            assert select_in(conn, table, key_column="prediction_id", keys=big, columns=["ts"],
+                             equal={"model_id": model}) == []
+        finally:
+            driver.cursor = original  # type: ignore[union-attr]
+    assert seen == ["0", "3"]
+    assert after_small == "3"
+
+
 def test_the_array_literal_is_read_back_as_the_keys(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("array literals are PostgreSQL's (SQLite looks ids up with IN lists)")
