@@ -247,7 +247,8 @@ def test_a_bounded_scan_passes_over_settled_files_outside_their_hour(tmp_path, d
     more = good_rows(4, prefix="b")
     more.to_csv(path, mode="a", header=False, index=False)
     os.utime(path, (old, old))  # changed, yet settled by its mtime
-    assert tick(config_path, full_scan=False).models[0].files_read == 0
+    passed = tick(config_path, full_scan=False).models[0]
+    assert (passed.files_read, passed.files_failed, passed.errors) == (0, 0, [])  # not looked at, not failed
     fresh = tmp_path / "predictions" / "q.csv"
     third = good_rows(3, prefix="c")
     third.to_csv(fresh, index=False)
@@ -261,9 +262,13 @@ def test_the_schedulers_first_tick_looks_at_every_file_and_later_ones_do_not(tmp
     passes over settled files outside their hour."""
     import time
 
+    from sqlalchemy import select
+
     from monitor import scheduler
     from monitor.config import load_config
     from monitor.ingest.ledger import VERIFY_HOURS, _hour
+    from monitor.store.db import make_engine
+    from monitor.store.models import IngestRun
 
     config_path = workspace(tmp_path, db_url)
     config = load_config(config_path)
@@ -282,6 +287,11 @@ def test_the_schedulers_first_tick_looks_at_every_file_and_later_ones_do_not(tmp
         os.utime(path, (old, old))
         scheduler._tick(config)  # later: the settled file is passed over
         assert_counted_exactly(config_path, first)
+        engine = make_engine(config.database_url)
+        with engine.connect() as conn:
+            last = conn.execute(select(IngestRun.status, IngestRun.summary).order_by(IngestRun.id.desc())).first()
+        engine.dispose()
+        assert last is not None and last.status == "ok" and last.summary["models"][0]["files_failed"] == 0
         scheduler._scanned.pop(config.database_url)  # as after a restart
         scheduler._tick(config)
         assert_counted_exactly(config_path, pd.concat([first, more]))
