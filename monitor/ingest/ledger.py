@@ -42,6 +42,7 @@ from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
 from monitor.store.bulk import inserted_id
 from monitor.store.models import IngestedFile, RejectedRow
+from monitor.store.slices import fetch_tuples
 
 log = logging.getLogger(__name__)
 FILES = cast(Table, IngestedFile.__table__)  # declared as FromClause; a mapped class's is a Table
@@ -53,6 +54,9 @@ IN_PATHS = 500  # paths per IN list of a ledger lookup
 # The rejects of every unchanged file: one frame, not a new one per file and tick (a tick over
 # a year of daily files built 730 of them). Results only ever replace `rejects`, never edit it.
 _NO_REJECTS = pd.DataFrame(columns=REJECT_COLUMNS)
+# The result of every file a bounded scan passes over: one object, not one per file and tick
+# (8,760 of each kind after a year of hourly files). Nothing adds to an unchanged file's result.
+_PASSED_OVER = IngestResult(rejects=_NO_REJECTS)
 _reported_empty: set[tuple[str, str, str]] = set()  # globs that matched nothing, said once
 
 
@@ -252,13 +256,16 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: Sequence[s
                 if pending.rows + staged_rows >= limit:
                     break
                 name = os.fspath(path)
+                if name in passed_over:  # settled, outside its hour: not even a stat (bounded scan)
+                    outcome = FileOutcome(name, kind, "unchanged", _PASSED_OVER)
+                    outcomes.append(outcome)
+                    if on_file is not None:
+                        on_file(outcome)
+                    continue
                 current = name
                 slot = len(outcomes)
                 outcomes.append(None)
                 row = known.get(name)
-                if name in passed_over:  # settled, outside its hour: not even a stat (bounded scan)
-                    done(slot, FileOutcome(name, kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
-                    continue
                 try:
                     stat = os.stat(name)
                 except FileNotFoundError:  # removed since it was listed
@@ -393,7 +400,7 @@ def _ledger(conn: Connection, ctx: ModelContext, kind: str, *, passed_over: tupl
         return {row.path: cast(Row[Any], row) for row in rows}, set()
     settled_before, hour = passed_over
     settled = and_(c.status == "done", c.mtime.is_not(None), c.mtime <= settled_before)
-    names = conn.execute(select(c.path).where(*mine, settled)).scalars().all()
+    names = [name for (name,) in fetch_tuples(conn, select(c.path).where(*mine, settled))]
     skip = {name for name in names if _hour(name) != hour}
     due = [name for name in names if name not in skip]  # settled, and this is their hour
     rows = list(conn.execute(select(*columns).where(*mine, not_(settled))).all())
