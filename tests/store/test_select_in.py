@@ -30,20 +30,21 @@ def test_hostile_ids_are_found_exactly_and_only_them(engine: Engine) -> None:
     assert sorted(found) == sorted((pid, stored.index(pid)) for pid in [*HOSTILE, "id-7", "id-299"])
 
 
-def test_a_small_lookup_runs_serial_and_leaves_the_transactions_setting_as_it_was(engine: Engine) -> None:
-    """PostgreSQL: up to SERIAL_LOOKUP ids are looked up without parallel workers (the planner
-    expects each id in every weekly partition and seq-scans them all in parallel); the
-    transaction's own setting is restored after, and a larger lookup keeps it throughout."""
+def test_a_small_lookup_runs_serial_and_generic_and_leaves_the_transactions_settings(engine: Engine) -> None:
+    """PostgreSQL: up to SERIAL_LOOKUP ids are looked up without parallel workers, and up to
+    GENERIC_PLAN_LOOKUP with a generic plan (a custom plan seq-scans every weekly partition);
+    the transaction's own settings are restored after, and a larger lookup keeps them."""
     if engine.dialect.name != "postgresql":
         pytest.skip("parallel query is PostgreSQL's")
     from monitor.store import bulk
 
     table = Prediction.__table__
-    seen: list[str] = []
+    seen: list[tuple[str, str]] = []
     with engine.begin() as conn:
         model = conn.execute(text("INSERT INTO monitored_models (name, created_at) VALUES ('m', CURRENT_TIMESTAMP) "
                                   "RETURNING id")).scalar_one()
         conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 3"))
+        conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         driver = conn.connection.driver_connection
         original = driver.cursor  # type: ignore[union-attr]
 
@@ -54,7 +55,8 @@ def test_a_small_lookup_runs_serial_and_leaves_the_transactions_setting_as_it_wa
             def execute(self, query, params=None, **options):  # type: ignore[no-untyped-def]
                 if "= ANY(" in query:
                     seen.append(driver.execute(  # type: ignore[union-attr]
-                        "SELECT current_setting('max_parallel_workers_per_gather')").fetchone()[0])
+                        "SELECT current_setting('max_parallel_workers_per_gather'), "
+                        "current_setting('plan_cache_mode')").fetchone())
                 return self.inner.execute(query, params, **options)
 
             def __getattr__(self, name):  # type: ignore[no-untyped-def]
@@ -64,14 +66,16 @@ def test_a_small_lookup_runs_serial_and_leaves_the_transactions_setting_as_it_wa
         try:
             assert select_in(conn, table, key_column="prediction_id", keys=["a", "b"], columns=["ts"],
                              equal={"model_id": model}) == []
-            after_small = conn.execute(text("SELECT current_setting('max_parallel_workers_per_gather')")).scalar()
-            big = [f"id-{i}" for i in range(bulk.SERIAL_LOOKUP + 1)]
-            assert select_in(conn, table, key_column="prediction_id", keys=big, columns=["ts"],
-                             equal={"model_id": model}) == []
+            after_small = tuple(conn.execute(text("SELECT current_setting('max_parallel_workers_per_gather'), "
+                                                  "current_setting('plan_cache_mode')")).one())
+            for size in (bulk.GENERIC_PLAN_LOOKUP + 1, bulk.SERIAL_LOOKUP + 1):
+                keys = [f"id-{i}" for i in range(size)]
+                assert select_in(conn, table, key_column="prediction_id", keys=keys, columns=["ts"],
+                                 equal={"model_id": model}) == []
         finally:
             driver.cursor = original  # type: ignore[union-attr]
-    assert seen == ["0", "3"]
-    assert after_small == "3"
+    assert seen == [("0", "force_generic_plan"), ("0", "force_custom_plan"), ("3", "force_custom_plan")]
+    assert after_small == ("3", "force_custom_plan")
 
 
 def test_the_array_literal_is_read_back_as_the_keys(engine: Engine) -> None:
