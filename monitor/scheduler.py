@@ -43,7 +43,7 @@ def _guarded(job: Callable[[MonitorConfig], Any], config_path: str | None) -> No
         log.exception("job failed")
 
 
-_scanned: dict[str, bool] = {}  # databases whose files this process has scanned in full once
+_scanned: set[str] = set()  # databases whose files this process has scanned in full once
 
 
 def _tick(config: MonitorConfig) -> None:
@@ -53,8 +53,8 @@ def _tick(config: MonitorConfig) -> None:
 
     engine = make_engine(config.database_url)
     try:
-        summary = run_tick(engine, config, notify=False, full_scan=not _scanned.get(config.database_url))
-        _scanned[config.database_url] = True
+        summary = run_tick(engine, config, notify=False, full_scan=config.database_url not in _scanned)
+        _scanned.add(config.database_url)
         log.info("%s", summary.render())
     finally:
         engine.dispose()

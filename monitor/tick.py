@@ -25,7 +25,7 @@ def run_tick(engine: Engine, config: MonitorConfig, *, model: str | None = None,
     """Run one tick for every model (or one). `as_of` None means now (live). On PostgreSQL the
     raw tables' weekly partitions are created ahead first (monitor.store.partitions).
     `full_scan` False (the scheduler after its first tick): files settled for a day are
-    looked at in one hour of the day only, so the tick does not grow with the files kept."""
+    looked at in one hour of the day only, so the tick grows little with the files kept."""
     maintain_partitions(engine, as_of if as_of is not None else now_epoch())
     return sweep(engine, config, model=model, as_of=as_of, evaluate=evaluate,
                  deliver=deliver_pending if notify else None, progress=progress, full_scan=full_scan)

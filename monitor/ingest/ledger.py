@@ -170,7 +170,12 @@ def _verify_now(name: str, stat: os.stat_result, now: float) -> bool:
     its path), so a tick over a year of hourly files stats them but hashes about 1/24 of them,
     and a rewrite that keeps size, mtime and ctime (a file system whose ctime says little) is
     still noticed within a day."""
-    return now - stat.st_mtime < RECENT_SECONDS or _hour(name) == int(now // 3600) % VERIFY_HOURS
+    return now - stat.st_mtime < RECENT_SECONDS or _hour(name) == _hour_of_day(now)
+
+
+def _hour_of_day(now: float) -> int:
+    """The hour of the day (of VERIFY_HOURS) whose files are looked at in full at `now`."""
+    return int(now // 3600) % VERIFY_HOURS
 
 
 def _settled(row: Row[Any] | None, stat: os.stat_result, print_: str) -> bool:
@@ -237,7 +242,7 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: Sequence[s
     outcomes: list[FileOutcome | None] = []
     current: str | Path = paths[0] if paths else Path()
     now = time.time()
-    settled_before, hour = now - RECENT_SECONDS, int(now // 3600) % VERIFY_HOURS
+    settled_before, hour = now - RECENT_SECONDS, _hour_of_day(now)
     staged: list[_Staged] = []
     staged_rows = 0  # rows of `staged` (summed as files are staged, not at every file)
 

@@ -280,7 +280,7 @@ def test_the_schedulers_first_tick_looks_at_every_file_and_later_ones_do_not(tmp
     first.to_csv(path, index=False)
     old = time.time() - 3 * 86400
     os.utime(path, (old, old))
-    scheduler._scanned.pop(config.database_url, None)
+    scheduler._scanned.discard(config.database_url)
     try:
         scheduler._tick(config)  # the first: a full scan
         more.to_csv(path, mode="a", header=False, index=False)
@@ -292,11 +292,11 @@ def test_the_schedulers_first_tick_looks_at_every_file_and_later_ones_do_not(tmp
             last = conn.execute(select(IngestRun.status, IngestRun.summary).order_by(IngestRun.id.desc())).first()
         engine.dispose()
         assert last is not None and last.status == "ok" and last.summary["models"][0]["files_failed"] == 0
-        scheduler._scanned.pop(config.database_url)  # as after a restart
+        scheduler._scanned.remove(config.database_url)  # as after a restart
         scheduler._tick(config)
         assert_counted_exactly(config_path, pd.concat([first, more]))
     finally:
-        scheduler._scanned.pop(config.database_url, None)
+        scheduler._scanned.discard(config.database_url)
 
 
 def test_files_are_listed_in_path_order(tmp_path, sqlite_url):
