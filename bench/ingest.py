@@ -13,7 +13,8 @@ labels as the simulator makes them; labels of the last days' predictions are sti
     on the PostgreSQL server of `--db-url`): read, validate, dedupe, store, label join, counts,
     drift and estimation hooks, alert evaluation.
 (b) baseline: pandas `read_csv` of the same files + `sqlite3` executemany of the same rows
-    (every column) into two plain tables, in one transaction.
+    (every column) into two plain tables, in one transaction; with `--db-url`, psycopg COPY
+    of the same rows into plain text tables of a scratch database on the same server.
     `--repeat N` measures (a), each time on a fresh database, then (b), N times in turn and
     prints the median ratio and its range (the baseline alone varies from run to run).
 (c) extra tick: one more hour of predictions and of labels as new files, then one
@@ -252,6 +253,48 @@ def baseline(root: Path) -> tuple[Clock, int]:
     return clock, rows
 
 
+def read_any(path: Path) -> pd.DataFrame:
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    if path.suffix == ".jsonl":
+        return pd.read_json(path, lines=True, dtype=False)
+    return pd.read_parquet(path)
+
+
+def floor_postgres(root: Path, url: str) -> tuple[Clock, int]:
+    """pandas read of every file + psycopg COPY of every row into plain text tables."""
+    import psycopg
+    from psycopg import sql
+
+    rows = 0
+    with Clock() as clock:
+        with psycopg.connect(url) as conn, conn.cursor() as cursor:
+            for kind in ("predictions", "labels"):
+                columns: list[str] | None = None
+                for file in sorted((root / kind).iterdir()):
+                    frame = read_any(file)
+                    if columns is None:
+                        columns = list(frame.columns)
+                        cursor.execute(sql.SQL("CREATE TABLE {} ({})").format(
+                            sql.Identifier(kind), sql.SQL(", ").join(
+                                sql.SQL("{} text").format(sql.Identifier(c)) for c in columns)))
+                    frame = frame[columns].astype(object).where(frame[columns].notna(), None)
+                    statement = sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(kind))
+                    with cursor.copy(statement) as copy:
+                        for record in frame.itertuples(index=False, name=None):
+                            copy.write_row(record)
+                    rows += len(frame)
+            conn.commit()
+    return clock, rows
+
+
+def floor(root: Path, dbs: Databases) -> tuple[Clock, int]:
+    """(b): into SQLite, or with `--db-url` COPY into a scratch database on the same server."""
+    if not dbs.server_url:
+        return baseline(root)
+    return floor_postgres(root, dbs.fresh("floor"))
+
+
 def settle(engine, config, until: int) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL, untimed: what production does in the background after a history arrives.
     A backfill lands in the DEFAULT partitions (only this week and the next two exist ahead of
@@ -345,7 +388,7 @@ def main() -> None:
     parser.add_argument("--extra-ticks", type=int, default=3, help="extra hourly ticks per history length")
     parser.add_argument("--histories", default="1,10,30", help="days of history before the extra ticks")
     parser.add_argument("--profile", default=None, help="write cProfile stats of the full pipeline here")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and the scratch databases")
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure (a) then (b) this many times, each (a) on a fresh database, and print the "
                              "median ratio (the baseline alone varies from run to run)")
@@ -370,6 +413,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     dbs = Databases(work, args.db_url)
     backend = "postgresql" if args.db_url else "sqlite"
+    floor_name = "COPY" if args.db_url else "sqlite3 executemany"
     try:
         main_root = work / f"h{DAYS}"
         full = subset(data, start + DAYS * DAY)
@@ -390,7 +434,7 @@ def main() -> None:
             raise SystemExit(f"full pipeline failed: {model.errors}")
         load_full = f"{load_before} -> {load()}"
         load_before = load()
-        base_clock, base_rows = baseline(main_root)
+        base_clock, base_rows = floor(main_root, dbs)
         load_base = f"{load_before} -> {load()}"
         total = n_pred + n_lab
         assert base_rows == total, (base_rows, total)
@@ -402,7 +446,7 @@ def main() -> None:
             clock_a, _ = full_pipeline(again, None)
             load_a = f"{load_before} -> {load()}"
             load_before = load()
-            clock_b, _ = baseline(main_root)
+            clock_b, _ = floor(main_root, dbs)
             pairs.append((clock_a, clock_b, load_a, f"{load_before} -> {load()}"))
 
         memory = peak_memory(main_root, scenario, dbs.fresh("memory"), start + DAYS * DAY) if args.memory else None
@@ -432,7 +476,7 @@ def main() -> None:
         print(f"{'phase':<46}{'rows':>11}{'wall s':>9}{'rows/s':>10}{'cpu s':>8}   load 1/5 min")
         for clock_a, clock_b, load_a, load_b in pairs:
             for name, clock, where in ((f"(a) full pipeline: run_tick, {backend}", clock_a, load_a),
-                                       ("(b) baseline: read_csv + sqlite3 executemany", clock_b, load_b)):
+                                       (f"(b) baseline: read_csv + {floor_name}", clock_b, load_b)):
                 print(f"{name:<46}{total:>11,}{clock.wall:>9.1f}{total / clock.wall:>10,.0f}{clock.cpu:>8.1f}   "
                       + where)
             print(ratio_line(clock_a, clock_b))
@@ -455,8 +499,11 @@ def main() -> None:
         print(f"  total wall time {time.perf_counter() - began:.0f} s; work dir {work}"
               + ("" if args.keep else " (removed)"))
     finally:
-        dbs.drop_all()
-        if not args.keep:
+        if args.keep:
+            if dbs.created:
+                print(f"  kept the scratch databases: {', '.join(dbs.created)}")
+        else:
+            dbs.drop_all()
             shutil.rmtree(work, ignore_errors=True)
 
 

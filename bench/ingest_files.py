@@ -38,7 +38,16 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import Clock, Databases, load, median_line, ratio_line, warm_imports  # noqa: E402
+from ingest import (  # noqa: E402
+    Clock,
+    Databases,
+    floor_postgres,
+    load,
+    median_line,
+    ratio_line,
+    read_any,
+    warm_imports,
+)
 
 from monitor.config import load_config  # noqa: E402
 from monitor.ingest.sweep import sweep  # noqa: E402
@@ -68,14 +77,6 @@ def write_files(frame: pd.DataFrame, epochs: np.ndarray, folder: Path, stem: str
     return paths
 
 
-def read_any(path: Path) -> pd.DataFrame:
-    if path.suffix == ".csv":
-        return pd.read_csv(path)
-    if path.suffix == ".jsonl":
-        return pd.read_json(path, lines=True, dtype=False)
-    return pd.read_parquet(path)
-
-
 def floor_sqlite(root: Path) -> tuple[Clock, int]:
     """pandas read of every file + sqlite3 executemany of every row, one transaction."""
     path = root / "floor.db"
@@ -99,33 +100,6 @@ def floor_sqlite(root: Path) -> tuple[Clock, int]:
             conn.execute("COMMIT")
         finally:
             conn.close()
-    return clock, rows
-
-
-def floor_postgres(root: Path, url: str) -> tuple[Clock, int]:
-    """pandas read of every file + psycopg COPY of every row into plain text tables."""
-    import psycopg
-    from psycopg import sql
-
-    rows = 0
-    with Clock() as clock:
-        with psycopg.connect(url) as conn, conn.cursor() as cursor:
-            for kind in ("predictions", "labels"):
-                columns: list[str] | None = None
-                for file in sorted((root / kind).iterdir()):
-                    frame = read_any(file)
-                    if columns is None:
-                        columns = list(frame.columns)
-                        cursor.execute(sql.SQL("CREATE TABLE {} ({})").format(
-                            sql.Identifier(kind), sql.SQL(", ").join(
-                                sql.SQL("{} text").format(sql.Identifier(c)) for c in columns)))
-                    frame = frame[columns].astype(object).where(frame[columns].notna(), None)
-                    statement = sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(kind))
-                    with cursor.copy(statement) as copy:
-                        for record in frame.itertuples(index=False, name=None):
-                            copy.write_row(record)
-                    rows += len(frame)
-            conn.commit()
     return clock, rows
 
 

@@ -35,10 +35,13 @@ from monitor.store.base import utcnow
 from monitor.store.bulk import inserted_id
 from monitor.store.db import DatabaseError
 from monitor.store.models import IngestRun
+from monitor.store.partitions import analyze_grown
 from monitor.timeutil import now_epoch, to_iso
 
 if TYPE_CHECKING:  # rich is imported only when a progress bar is shown
     from rich.progress import Progress, TaskID
+
+ANALYZE_AFTER_ROWS = 50_000  # rows of a kind stored by a tick before its tables' statistics are looked at
 
 # (connection, config, model, clock) -> counts for the model's summary, e.g. alerts fired
 class Evaluate(Protocol):
@@ -121,7 +124,7 @@ def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_o
         paths = discover(ctx, kind, config.base_dir)
         task = progress.add_task(f"{ctx.name} {kind}", total=len(paths), rows=0) if progress else None
         advance = partial(_advance, progress, task) if progress is not None and task is not None else None
-        done = 0
+        done = written = 0
         while done < len(paths):
             try:
                 outcomes = ingest_files(engine, ctx, kind, paths[done:], as_of=as_of, on_file=advance,
@@ -131,7 +134,10 @@ def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_o
                 outcomes = [FileOutcome(str(failed.path), kind, "unchanged", IngestResult())] * failed.consumed
             for outcome in outcomes:
                 summary.add(outcome)
+                written += outcome.result.accepted
             done += len(outcomes)
+            if written >= ANALYZE_AFTER_ROWS and analyze_grown(engine, kind, written):
+                written = 0  # a backfill: its next batches and the tick's next steps are planned on fresh statistics
 
 
 def _advance(progress: Progress, task: TaskID, outcome: FileOutcome) -> None:
