@@ -243,13 +243,21 @@ def load_label_files(conn: Connection, ctx: ModelContext, frames: list[pd.DataFr
     state: dict[str, tuple[str, int]] = (
         {p: (lab, int(t)) for p, lab, t in zip(stored["prediction_id"], stored["label"], stored["label_ts"],
                                                strict=True)} if len(stored) else {})
-    fresh_at: list[int] = []
+    ids = newest["prediction_id"].tolist()
+    # an id once in the batch and not stored is new, whatever the order: only the others are
+    # judged one by one (a backfill's 900,000 labels took 0.5 s in that loop)
+    simple = ~newest["prediction_id"].duplicated(keep=False).to_numpy()
+    if state:
+        simple &= np.fromiter((pid not in state for pid in ids), dtype=bool, count=len(ids))
+    fresh_at: list[int] = np.flatnonzero(simple).tolist()
     corrections: list[int] = []
     skipped: list[int] = []
+    others = np.flatnonzero(~simple)
+    labels, times = newest["label"].to_numpy()[others].tolist(), newest["label_ts"].to_numpy()[others].tolist()
     # judged in file order, as successive reads would: new, a correction (another label, not
     # older than the one stored), or skipped
-    for at, (pid, label, ts) in enumerate(zip(newest["prediction_id"], newest["label"],
-                                              newest["label_ts"].to_numpy().tolist(), strict=True)):
+    for at, label, ts in zip(others.tolist(), labels, times, strict=True):
+        pid = ids[at]
         before = state.get(pid)
         if before is None:
             fresh_at.append(at)
@@ -261,6 +269,7 @@ def load_label_files(conn: Connection, ctx: ModelContext, frames: list[pd.DataFr
         state[pid] = (label, ts)
     files = newest["_file"].to_numpy()
     _count(results, files[skipped], "skipped")
+    fresh_at.sort()
     fresh = newest.iloc[fresh_at].reset_index(drop=True)
     direct = store_new_labels(conn, ctx, fresh, np.asarray(file_ids, dtype=np.int64)[fresh["_file"].to_numpy()])
     store_corrections(conn, ctx, newest.iloc[corrections])

@@ -31,8 +31,13 @@ TODO_COLUMNS = ["prediction_id", "label", "applied_label", "label_ts", "bucket_s
 
 def stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame) -> pd.DataFrame:
     """The new labels of `fresh` whose prediction is stored, joined with it (TODO_COLUMNS)."""
+    return stored_predictions_of(conn, ctx, fresh)[0]
+
+
+def stored_predictions_of(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """`stored_predictions`, and which rows of `fresh` it holds (a boolean mask)."""
     if fresh.empty:
-        return pd.DataFrame(columns=TODO_COLUMNS)
+        return pd.DataFrame(columns=TODO_COLUMNS), np.zeros(len(fresh), dtype=bool)
     # PostgreSQL: the last week's partitions first (most labels come within days), then those
     # within the label horizon, then older ones, each for the ids not found yet
     first = int(fresh["label_ts"].min())
@@ -41,7 +46,7 @@ def stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame)
                              equal={"model_id": ctx.model_id}, time_column="ts",
                              since=[first - RECENT_LOOKUP_WINDOW, first - LABEL_LOOKUP_WINDOW])
     if not found:
-        return pd.DataFrame(columns=TODO_COLUMNS)
+        return pd.DataFrame(columns=TODO_COLUMNS), np.zeros(len(fresh), dtype=bool)
     # the inner join in `fresh`'s order (its ids are unique) by positions, a column at a time:
     # a merge's fixed cost dominated a small file's labels, and a frame built from the row
     # tuples cost more than the lookup itself on a large one
@@ -60,7 +65,7 @@ def stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame)
         "prediction_id": pd.Series(ids[take], dtype=object), "label": pd.Series(fresh["label"].to_numpy()[take], dtype=object),
         "applied_label": None, "label_ts": fresh["label_ts"].to_numpy()[take],
         "bucket_start": ints(1), "slice_id": ints(2), "predicted": pd.Series(predicted, dtype=object), "ts": ints(4),
-    })[TODO_COLUMNS]
+    })[TODO_COLUMNS], take
 
 
 def _delay_bins(delay_seconds: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from monitor.context import ModelContext
 from monitor.estimation.aggregate import kept_scores
 from monitor.ingest.batch import Pending, count_predictions
-from monitor.ingest.labels import apply_labels, apply_labels_with, stored_predictions
+from monitor.ingest.labels import apply_labels, apply_labels_with, stored_predictions_of
 from monitor.ingest.rejects import store_rejects
 from monitor.ingest.slices import OTHER_SEGMENT, slice_ids
 from monitor.ingest.validate import REJECT_COLUMNS, validate_labels, validate_predictions
@@ -205,9 +205,7 @@ def store_new_labels(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame, f
     counted by the caller together with the other labels to apply, exactly as if it had been
     stored pending and applied by the join in `apply_labels` (which then has only the others
     to do). `file_id`: one id, or one per row of `fresh`."""
-    direct = stored_predictions(conn, ctx, fresh)
-    found = set(direct["prediction_id"])
-    applied = np.fromiter((pid in found for pid in fresh["prediction_id"]), dtype=bool, count=len(fresh))
+    direct, applied = stored_predictions_of(conn, ctx, fresh)
     applied_label = fresh["label"].to_numpy(dtype=object, copy=True)
     applied_label[~applied] = None  # stored pending: counted when its prediction comes
     insert_frame(conn, LABELS, pd.DataFrame({
