@@ -205,12 +205,11 @@ def analyze_grown(engine: Engine, table: str, written: int) -> list[str]:
     autovacuum; a role that does not own the table gets PostgreSQL's warning and no error."""
     if engine.dialect.name != "postgresql":
         return []
-    with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT t.relid::regclass::text, t.isleaf, c.relpages, c.reltuples, "
-            "pg_relation_size(t.relid) / current_setting('block_size')::int "
-            "FROM pg_partition_tree(to_regclass(:t)) t JOIN pg_class c ON c.oid = t.relid "
-            "WHERE t.isleaf OR t.level = 0"), {"t": table}).fetchall()
+    try:
+        rows = _tree_sizes(engine, table)
+    except DBAPIError as error:  # e.g. a server without pg_partition_tree (before PostgreSQL 12)
+        log.warning("statistics of %s not looked at: %s", table, str(error).splitlines()[0])
+        return []
     parent = [(name, counted) for name, leaf, _, counted, _ in rows if not leaf]
     if parent and (parent[0][1] < 0 or written >= parent[0][1]):
         targets = [parent[0][0]]
@@ -229,3 +228,13 @@ def analyze_grown(engine: Engine, table: str, written: int) -> list[str]:
     if analysed:
         log.info("statistics refreshed after %d rows written: %s", written, ", ".join(analysed))
     return analysed
+
+
+def _tree_sizes(engine: Engine, table: str) -> list[Any]:
+    """(name, is a leaf, pages and rows at its last ANALYZE, pages now) of `table` and its leaves."""
+    with engine.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT t.relid::regclass::text, t.isleaf, c.relpages, c.reltuples, "
+            "pg_relation_size(t.relid) / current_setting('block_size')::int "
+            "FROM pg_partition_tree(to_regclass(:t)) t JOIN pg_class c ON c.oid = t.relid "
+            "WHERE t.isleaf OR t.level = 0"), {"t": table}))
