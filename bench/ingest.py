@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -261,6 +262,18 @@ def read_any(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def floor_frames(root: Path) -> Iterator[tuple[str, pd.DataFrame, bool]]:
+    """(kind, frame with None for missing values, first file of its kind) of every file of
+    `root`, predictions then labels: what a floor writes."""
+    for kind in ("predictions", "labels"):
+        columns: list[str] | None = None
+        for file in sorted((root / kind).iterdir()):
+            frame = read_any(file)
+            first = columns is None
+            columns = list(frame.columns) if columns is None else columns
+            yield kind, frame[columns].astype(object).where(frame[columns].notna(), None), first
+
+
 def floor_postgres(root: Path, url: str) -> tuple[Clock, int]:
     """pandas read of every file + psycopg COPY of every row into plain text tables."""
     import psycopg
@@ -269,21 +282,15 @@ def floor_postgres(root: Path, url: str) -> tuple[Clock, int]:
     rows = 0
     with Clock() as clock:
         with psycopg.connect(url) as conn, conn.cursor() as cursor:
-            for kind in ("predictions", "labels"):
-                columns: list[str] | None = None
-                for file in sorted((root / kind).iterdir()):
-                    frame = read_any(file)
-                    if columns is None:
-                        columns = list(frame.columns)
-                        cursor.execute(sql.SQL("CREATE TABLE {} ({})").format(
-                            sql.Identifier(kind), sql.SQL(", ").join(
-                                sql.SQL("{} text").format(sql.Identifier(c)) for c in columns)))
-                    frame = frame[columns].astype(object).where(frame[columns].notna(), None)
-                    statement = sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(kind))
-                    with cursor.copy(statement) as copy:
-                        for record in frame.itertuples(index=False, name=None):
-                            copy.write_row(record)
-                    rows += len(frame)
+            for kind, frame, first in floor_frames(root):
+                if first:
+                    cursor.execute(sql.SQL("CREATE TABLE {} ({})").format(
+                        sql.Identifier(kind), sql.SQL(", ").join(
+                            sql.SQL("{} text").format(sql.Identifier(c)) for c in frame.columns)))
+                with cursor.copy(sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(kind))) as copy:
+                    for record in frame.itertuples(index=False, name=None):
+                        copy.write_row(record)
+                rows += len(frame)
             conn.commit()
     return clock, rows
 

@@ -41,11 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import (  # noqa: E402
     Clock,
     Databases,
+    floor_frames,
     floor_postgres,
     load,
     median_line,
     ratio_line,
-    read_any,
     warm_imports,
 )
 
@@ -86,17 +86,12 @@ def floor_sqlite(root: Path) -> tuple[Clock, int]:
         conn = sqlite3.connect(path, isolation_level=None)
         try:
             conn.execute("BEGIN")
-            for kind in ("predictions", "labels"):
-                columns: list[str] | None = None
-                for file in sorted((root / kind).iterdir()):
-                    frame = read_any(file)
-                    if columns is None:
-                        columns = list(frame.columns)
-                        conn.execute(f"CREATE TABLE {kind} ({', '.join(repr(c) for c in columns)})")
-                    frame = frame[columns].astype(object).where(frame[columns].notna(), None)
-                    sql = f"INSERT INTO {kind} VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
-                    conn.executemany(sql, frame.itertuples(index=False, name=None))
-                    rows += len(frame)
+            for kind, frame, first in floor_frames(root):
+                if first:
+                    conn.execute(f"CREATE TABLE {kind} ({', '.join(repr(c) for c in frame.columns)})")
+                sql = f"INSERT INTO {kind} VALUES ({', '.join('?' * frame.shape[1])})"  # noqa: S608
+                conn.executemany(sql, frame.itertuples(index=False, name=None))
+                rows += len(frame)
             conn.execute("COMMIT")
         finally:
             conn.close()
