@@ -120,6 +120,8 @@ class EstimationSettings(Strict):
     recalibration_span: Duration = "28d"  # span of mature labelled predictions fitted on
     recalibration_every: Duration = "1d"  # a new calibration at most this often
     recalibration_min_positives: int = Field(default=50, ge=1)  # per class, else the reference
+    # a refit of a busier span reads a uniform sample of about this many (score, label) pairs
+    recalibration_max_pairs: int = Field(default=250_000, ge=1_000)
     maturity: float = Field(default=0.95, gt=0.0, le=1.0)  # share of the usual label coverage
 
     _check_spans = field_validator("recalibration_span", "recalibration_every")(check_duration)

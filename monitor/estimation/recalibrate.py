@@ -15,6 +15,9 @@ refitted on that span's (score, label) pairs and stored as a new calibration.
   labelled positives and negatives there; otherwise a `skipped` record (span and positives,
   no maps) says so and the newest earlier calibration (the reference one when there is none)
   stays in use. Scores older than any future fit span are then cleared (`clear_scores`).
+  A span with more than `recalibration_max_pairs` labelled predictions (the daily confusion
+  counts say how many) is fitted on a uniform sample of about that many, picked by content
+  hash in the database, so a busy model's refit reads a bounded number of rows.
 - `choose` (in the prediction hook): the calibration each prediction is estimated with: the
   rolling one with the latest `fit_end <= ts` (fitted strictly before the prediction: it
   never sees the labels it estimates), else the reference one. `calibration_usage` counts the
@@ -23,6 +26,7 @@ refitted on that span's (score, label) pairs and stored as a new calibration.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -36,10 +40,13 @@ from monitor.context import ModelContext
 from monitor.estimation.calibration import ClassCalibration, fit_class
 from monitor.estimation.models import CalibrationUsage, EstimationCalibration
 from monitor.store.bulk import add_counts
-from monitor.store.models import Label, Prediction
+from monitor.store.models import ConfusionCountDaily, Label, Prediction
 from monitor.timeutil import parse_duration
 
+log = logging.getLogger(__name__)
 CALIBRATIONS = cast(Table, EstimationCalibration.__table__)
+CONFUSION_DAILY = cast(Table, ConfusionCountDaily.__table__)
+DAY = 86_400
 PREDICTIONS = cast(Table, Prediction.__table__)
 USAGE = cast(Table, CalibrationUsage.__table__)
 LABELS = cast(Table, Label.__table__)
@@ -168,20 +175,48 @@ def _latest_as_of(conn: Connection, ctx: ModelContext) -> int | None:
 
 
 PAIR_CHUNK = 50_000  # rows of (scores, label) read and parsed at a time
+SAMPLE_MODULUS = 100_000  # a sampled refit keeps the pairs with |content_hash % this| < its share of it
 
 
-def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scores (rows, classes), label strings) of stored predictions in [start, end) with a label."""
+def labelled_in(conn: Connection, ctx: ModelContext, start: int, end: int) -> int:
+    """Labelled predictions of the days that [start, end) touches, from the daily confusion
+    counts (a few thousand rows, not the span's pairs): what a refit would read, or a little more."""
+    table = CONFUSION_DAILY
+    return int(conn.execute(select(func.coalesce(func.sum(table.c.n), 0)).where(
+        table.c.model_id == ctx.model_id, table.c.bucket_start >= start - start % DAY,
+        table.c.bucket_start < end)).scalar() or 0)
+
+
+def sample_share(labelled: int, max_pairs: int) -> int | None:
+    """Of SAMPLE_MODULUS, the share of pairs a refit reads: None (all of them) when the span
+    holds at most `max_pairs`; otherwise about `max_pairs` of them (at least 1 in 100,000)."""
+    if labelled <= max_pairs:
+        return None
+    return max(1, SAMPLE_MODULUS * max_pairs // labelled)
+
+
+def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int, *,
+                 share: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (rows, classes), label strings) of stored predictions in [start, end) with a
+    label; with `share`, only those whose content hash falls in `share` of SAMPLE_MODULUS (a
+    uniform sample: the hash is of the prediction's time, class and segments, not of its
+    scores or label). The pairs come sorted by content hash, scores and label, so what is
+    fitted on them (the held-out split of `fit_class` is by position) does not depend on the
+    order in which the database returned them."""
     table = PREDICTIONS
-    query = (select(table.c.scores, LABELS.c.label)
+    query = (select(table.c.scores, LABELS.c.label, table.c.content_hash)
              .join(LABELS, (LABELS.c.model_id == table.c.model_id) & (LABELS.c.prediction_id == table.c.prediction_id))
              .where(table.c.model_id == ctx.model_id, table.c.scores.is_not(None),
                     # bucket_start for the (model_id, bucket_start) index; ts is PostgreSQL's partition key
                     table.c.bucket_start > start - ctx.bucket, table.c.bucket_start < end,
                     table.c.ts >= start, table.c.ts < end))
+    if share is not None:  # % keeps the dividend's sign on both backends: |remainder| < share
+        remainder = table.c.content_hash % SAMPLE_MODULUS
+        query = query.where(remainder > -share, remainder < share)
     k = len(ctx.classes)
     parts: list[np.ndarray] = []
     labels: list[np.ndarray] = []
+    hashes: list[np.ndarray] = []
     # in chunks: 28 days of a busy model are millions of rows, and rows plus one split list of
     # all their scores (as text then) held about 0.6 GB at 1M predictions (the ingest's peak
     # memory); on the driver's cursor (server-side on PostgreSQL): no Row objects
@@ -199,11 +234,15 @@ def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int) -> t
         while chunk := cursor.fetchmany(PAIR_CHUNK):
             parts.append(unpack_scores([r[0] for r in chunk], k))
             labels.append(np.array([r[1] for r in chunk], dtype=object))
+            hashes.append(np.fromiter((r[2] for r in chunk), dtype=np.int64, count=len(chunk)))
     finally:
         cursor.close()
     if not parts:
         return np.empty((0, k)), np.empty(0, dtype=object)
-    return np.concatenate(parts), np.concatenate(labels)
+    scores, label = np.concatenate(parts), np.concatenate(labels)
+    codes = np.unique(label, return_inverse=True)[1]
+    order = np.lexsort((codes, *scores.T[::-1], np.concatenate(hashes)))  # the last key sorts first
+    return scores[order], label[order]
 
 
 def fit_rolling(ctx: ModelContext, scores: np.ndarray, labels: np.ndarray
@@ -234,7 +273,13 @@ def recalibrate(conn: Connection, ctx: ModelContext, as_of: int, age: int | None
     span = parse_duration(settings.recalibration_span)
     fit_end = as_of - age
     fit_end -= fit_end % ctx.bucket
-    scores, labels = mature_pairs(conn, ctx, fit_end - span, fit_end)
+    labelled = labelled_in(conn, ctx, fit_end - span, fit_end)
+    share = sample_share(labelled, settings.recalibration_max_pairs)
+    scores, labels = mature_pairs(conn, ctx, fit_end - span, fit_end, share=share)
+    if share is not None:
+        log.info("%s: the span holds about %d labelled predictions: the refit reads %d of them, a uniform "
+                 "sample (recalibration_max_pairs %d)", ctx.name, labelled, len(labels),
+                 settings.recalibration_max_pairs)
     maps, positives = fit_rolling(ctx, scores, labels)
     new_id = conn.execute(insert(CALIBRATIONS).values(
         model_id=ctx.model_id, kind="rolling" if maps is not None else "skipped", fit_start=fit_end - span,

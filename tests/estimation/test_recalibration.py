@@ -30,9 +30,9 @@ DAY = 86400
 START = 1_704_067_200  # 2024-01-01
 
 
-def context(conn, **settings):  # type: ignore[no-untyped-def]
+def context(conn, name: str = "triage", **settings):  # type: ignore[no-untyped-def]
     estimation = {"calibration": "isotonic", "recalibration_span": "4d", "recalibration_min_positives": 20, **settings}
-    config = ModelConfig(name="triage", classes=CLASSES, segments=["sex", "region"], bucket="1h",
+    config = ModelConfig(name=name, classes=CLASSES, segments=["sex", "region"], bucket="1h",
                          estimation=EstimationSettings(**estimation))
     return load_context(conn, config)
 
@@ -223,3 +223,63 @@ def test_kept_scores_are_exact_and_a_refit_clears_those_older_than_two_spans(eng
     cut = START + 11 * DAY - 2 * 4 * DAY
     assert {i for i, s in after.items() if s is not None} == set(kept.loc[kept["timestamp"] >= cut, "prediction_id"])
     assert all(after[i] == before[i] for i, s in after.items() if s is not None)
+
+
+def test_a_busy_span_is_fitted_on_a_uniform_sample_of_about_max_pairs(engine) -> None:  # type: ignore[no-untyped-def]
+    """A span holding more labelled predictions than `recalibration_max_pairs` is fitted on
+    those whose content hash falls in the sampled share (|hash % 100000| < share): about
+    max_pairs of them. Oracle: the stored hashes filtered in numpy (C remainder, `np.fmod`),
+    and sklearn's isotonic regression on that sample."""
+    data = random_calibrated(12000, seed=51, days=10, sharpen=2.0)
+    as_of = START + 10 * DAY
+    with engine.begin() as conn:
+        ctx = context(conn, recalibration_max_pairs=1000)
+        aggregate.on_reference(conn, ctx, canonical(conn, ctx, random_calibrated(3000, seed=52, sharpen=2.0)))
+        ingest_frame(conn, ctx, "predictions", data.drop(columns=["label"]), as_of=as_of)
+        labelled = data[data["timestamp"] < START + 8 * DAY]
+        ingest_frame(conn, ctx, "labels", labels_of(labelled, DAY), as_of=as_of)
+        new_id = recalibrate.recalibrate(conn, ctx, as_of, 3 * DAY)
+        table = recalibrate.CALIBRATIONS
+        stored = SimpleNamespace(**conn.execute(select(table).where(table.c.id == new_id)).mappings().one())
+        hashes = pd.DataFrame(conn.execute(select(Prediction.prediction_id, Prediction.content_hash)).all(),
+                              columns=["prediction_id", "content_hash"])
+    span = labelled[(labelled["timestamp"] >= stored.fit_start) & (labelled["timestamp"] < stored.fit_end)]
+    share = recalibrate.sample_share(len(span), 1000)
+    assert share is not None and share < recalibrate.SAMPLE_MODULUS // 4
+    span = span.merge(hashes, on="prediction_id", validate="1:1")
+    remainder = np.fmod(span["content_hash"].to_numpy(np.int64), recalibrate.SAMPLE_MODULUS)
+    fit = span[np.abs(remainder) < share]
+    assert 800 <= stored.n_labels == len(fit) <= 1200
+    assert stored.n_positive == {c: int((fit["label"] == c).sum()) for c in CLASSES}
+    fresh = np.linspace(0, 1, 201)
+    for c in CLASSES:
+        oracle = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(
+            fit[f"score_{c}"], fit["label"] == c)
+        np.testing.assert_allclose(np.interp(fresh, stored.maps[c]["x"], stored.maps[c]["y"]), oracle.predict(fresh),
+                                   atol=1e-9)
+
+
+def test_the_refit_does_not_depend_on_the_order_the_database_returns_the_pairs(engine) -> None:  # type: ignore[no-untyped-def]
+    """The same predictions and labels stored in opposite orders (two models of one database)
+    give the same pairs, in the same order, and so the same fit, held-out split and all, with
+    `calibration = "auto"` (whose choice rests on the held-out ECEs)."""
+    data = random_calibrated(4000, seed=61, days=10, sharpen=2.0)
+    labelled = data[data["timestamp"] < START + 8 * DAY]
+    as_of = START + 10 * DAY
+    found = {}
+    with engine.begin() as conn:
+        for name, order in (("forward", slice(None)), ("backward", slice(None, None, -1))):
+            ctx = context(conn, name, calibration="auto")
+            aggregate.on_reference(conn, ctx, canonical(conn, ctx, random_calibrated(3000, seed=62, sharpen=2.0)))
+            ingest_frame(conn, ctx, "predictions", data.drop(columns=["label"]).iloc[order], as_of=as_of)
+            ingest_frame(conn, ctx, "labels", labels_of(labelled, DAY).iloc[order], as_of=as_of)
+            pairs = recalibrate.mature_pairs(conn, ctx, START + DAY, START + 7 * DAY)
+            new_id = recalibrate.recalibrate(conn, ctx, as_of, 3 * DAY)
+            table = recalibrate.CALIBRATIONS
+            found[name] = pairs, conn.execute(select(table.c.maps, table.c.n_labels).where(table.c.id == new_id)).one()
+    (scores, labels), fitted = found["forward"]
+    (scores_back, labels_back), fitted_back = found["backward"]
+    assert len(labels) > 1000
+    np.testing.assert_array_equal(scores, scores_back)
+    assert labels.tolist() == labels_back.tolist()
+    assert fitted == fitted_back
