@@ -171,6 +171,8 @@ def sweep(engine: Engine, config: MonitorConfig, *, model: str | None = None, as
     with engine.begin() as conn:
         run_id = inserted_id(conn.execute(insert(IngestRun).values(started_at=utcnow(), as_of=clock, status="running")))
     models = [config.model(model)] if model else config.models
+    for table in ("predictions", "labels"):  # grown since the last tick by any way in (HTTP, stream):
+        analyze_grown(engine, table)  # this tick's steps are planned on those statistics (PostgreSQL)
     bar = _progress() if progress else None
     status, error_text = "ok", None
     try:

@@ -181,12 +181,14 @@ def drop_partition(conn: Connection, table: str, partition: Partition) -> None:
 
 
 ANALYZE_MIN_PAGES = 1_000  # 8 MiB written to a leaf since its statistics: about 60,000 predictions
+ANALYZE_MIN_ROWS = 10_000  # the partitions count this many rows before the whole is analysed for growth
 ANALYZE_LOCK_TIMEOUT = "2s"  # behind a running VACUUM or ANALYZE of the same table: skipped, not waited for
 
 
-def analyze_grown(engine: Engine, table: str, written: int) -> list[str]:
-    """On PostgreSQL, after `written` rows went into `table`: ANALYZE what the write left
-    without statistics. Returns the names analysed.
+def analyze_grown(engine: Engine, table: str, written: int = 0) -> list[str]:
+    """On PostgreSQL, after `written` rows went into `table` (0: once per tick, whatever
+    came in by file, HTTP or stream): ANALYZE what was left without statistics. Returns the
+    names analysed.
 
     What autovacuum would do a minute later, done at once because the same tick's next steps
     are planned on these statistics. Without them a backfill's DEFAULT partition looked empty,
@@ -195,14 +197,16 @@ def analyze_grown(engine: Engine, table: str, written: int) -> list[str]:
     a whole, and the planner judges a join of two of them by those statistics (it expected
     billions of rows from that join without them).
 
-    - The partitioned table as a whole (which analyses its partitions too): when it has no
-      statistics yet, or `written` is at least the rows they counted (the write doubled it).
+    - The partitioned table as a whole (which analyses its partitions too), when it holds
+      rows and: it has no statistics yet; or `written` is at least the rows they counted (the
+      write doubled it); or its partitions' own statistics (autovacuum keeps those) count at
+      least twice those rows, and at least ANALYZE_MIN_ROWS (it doubled since, by any way in).
     - Otherwise each partition (or plain table) never analysed that holds rows, or grown by
       `ANALYZE_MIN_PAGES` and at least doubled since its statistics (`pg_class.relpages`).
 
-    Doubling bounds the work: a table filled in batches is analysed a logarithmic number of
-    times. A table whose lock is not granted within `ANALYZE_LOCK_TIMEOUT` is left to
-    autovacuum; a role that does not own the table gets PostgreSQL's warning and no error."""
+    Doubling bounds the work: a table that grows is analysed a logarithmic number of times.
+    A table whose lock is not granted within `ANALYZE_LOCK_TIMEOUT` is left to autovacuum, and
+    so is one the role does not own (PostgreSQL would only warn)."""
     if engine.dialect.name != "postgresql":
         return []
     try:
@@ -210,12 +214,21 @@ def analyze_grown(engine: Engine, table: str, written: int) -> list[str]:
     except DBAPIError as error:  # e.g. a server without pg_partition_tree (before PostgreSQL 12)
         log.warning("statistics of %s not looked at: %s", table, str(error).splitlines()[0])
         return []
-    parent = [(name, counted) for name, leaf, _, counted, _ in rows if not leaf]
-    if parent and (parent[0][1] < 0 or written >= parent[0][1]):
-        targets = [parent[0][0]]
+    leaves = [row for row in rows if row.isleaf]
+    parent = [row for row in rows if not row.isleaf]
+    holds_rows = any(row.pages > 0 for row in leaves)
+    counted = sum(max(row.reltuples, 0) for row in leaves)
+    if parent and holds_rows and (
+            parent[0].reltuples < 0 or written >= parent[0].reltuples
+            or counted >= max(2 * parent[0].reltuples, ANALYZE_MIN_ROWS)):
+        chosen = parent[:1]
     else:
-        targets = [name for name, leaf, before, counted, now in rows
-                   if leaf and ((counted < 0 and now > 0) or now - before >= max(ANALYZE_MIN_PAGES, before))]
+        chosen = [row for row in leaves
+                  if (row.reltuples < 0 and row.pages > 0) or row.pages - row.relpages >= max(ANALYZE_MIN_PAGES, row.relpages)]
+    targets = [row.name for row in chosen if row.mine]
+    if len(targets) < len(chosen):
+        log.info("statistics of %s left to autovacuum: the role does not own them",
+                 ", ".join(row.name for row in chosen if not row.mine))
     analysed: list[str] = []
     for name in targets:
         try:
@@ -226,15 +239,18 @@ def analyze_grown(engine: Engine, table: str, written: int) -> list[str]:
         except DBAPIError as error:  # a lock not granted in time: autovacuum will get to it
             log.warning("ANALYZE %s skipped: %s", name, str(error).splitlines()[0])
     if analysed:
-        log.info("statistics refreshed after %d rows written: %s", written, ", ".join(analysed))
+        log.info("statistics refreshed%s: %s", f" after {written} rows written" if written else "",
+                 ", ".join(analysed))
     return analysed
 
 
 def _tree_sizes(engine: Engine, table: str) -> list[Any]:
-    """(name, is a leaf, pages and rows at its last ANALYZE, pages now) of `table` and its leaves."""
+    """(name, isleaf, relpages and reltuples at its last ANALYZE, pages now, whether the role
+    owns it) of `table` and its leaves."""
     with engine.connect() as conn:
         return list(conn.execute(text(
-            "SELECT t.relid::regclass::text, t.isleaf, c.relpages, c.reltuples, "
-            "pg_relation_size(t.relid) / current_setting('block_size')::int "
+            "SELECT t.relid::regclass::text AS name, t.isleaf, c.relpages, c.reltuples, "
+            "pg_relation_size(t.relid) / current_setting('block_size')::int AS pages, "
+            "pg_has_role(c.relowner, 'USAGE') AS mine "
             "FROM pg_partition_tree(to_regclass(:t)) t JOIN pg_class c ON c.oid = t.relid "
             "WHERE t.isleaf OR t.level = 0"), {"t": table}))

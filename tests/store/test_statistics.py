@@ -6,12 +6,13 @@ a tick that stored a backfill leaves both raw tables with statistics."""
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 
 from monitor.config import parse_config
 from monitor.context import load_context
@@ -133,3 +134,76 @@ def test_a_backfill_tick_leaves_both_raw_tables_with_statistics(
     assert _counted(engine, "predictions") == 1200
     assert _counted(engine, "labels") == 1200
     engine.dispose()
+
+
+def test_growth_by_any_way_in_gets_the_whole_table_analysed_at_doubling(
+        request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows that come by HTTP or a stream (stored here as the inbox's drain stores them) are in
+    no tick's `written`, and autovacuum analyses the partitions, never the whole. Once the
+    partitions' own statistics count twice the rows of the whole table's, and at least
+    ANALYZE_MIN_ROWS, the whole table is analysed again; an empty one never is."""
+    url = fresh_database_url("postgres", request, tmp_path)
+    engine, config = make_engine(url), _config(url, tmp_path)
+    default = default_name("predictions")
+    monkeypatch.setattr(partitions, "ANALYZE_MIN_ROWS", 500)
+    assert analyze_grown(engine, "predictions") == []  # no rows: nothing to learn
+    _store(engine, config, _predictions(300, MONDAY - 20 * DAY, "a"))
+    assert analyze_grown(engine, "predictions") == ["predictions"]  # rows and no statistics yet
+    assert _counted(engine, "predictions") == 300
+
+    def autovacuum() -> None:  # what autovacuum does: the partition alone
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ANALYZE {default}")
+
+    _store(engine, config, _predictions(150, MONDAY - 19 * DAY, "b"))
+    autovacuum()
+    assert analyze_grown(engine, "predictions") == []  # 450 counted: not yet twice 300 nor 500
+    assert _counted(engine, "predictions") == 300
+    _store(engine, config, _predictions(200, MONDAY - 18 * DAY, "c"))
+    autovacuum()
+    assert analyze_grown(engine, "predictions") == ["predictions"]  # 650 >= 2 x 300 and >= 500
+    assert _counted(engine, "predictions") == 650
+    engine.dispose()
+
+
+def test_a_tick_analyses_what_came_in_without_files(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """A deployment that writes only by HTTP: the tick (no files at all) gives the raw tables
+    their first statistics, so its recalibration's join is not planned blind."""
+    url = fresh_database_url("postgres", request, tmp_path)
+    engine, config = make_engine(url), _config(url, tmp_path)
+    frame = _predictions(700, MONDAY - 20 * DAY, "h")
+    _store(engine, config, frame)
+    with engine.begin() as conn:
+        ingest_frame(conn, load_context(conn, config.model("m")), "labels",
+                     frame[["prediction_id"]].assign(label=frame["prediction"], timestamp=frame["timestamp"] + 60),
+                     as_of=MONDAY + 60 * DAY)
+    assert _counted(engine, "predictions") < 0 and _counted(engine, "labels") < 0
+    run_tick(engine, config, as_of=MONDAY, notify=False)
+    assert (_counted(engine, "predictions"), _counted(engine, "labels")) == (700, 700)
+    engine.dispose()
+
+
+def test_tables_the_role_does_not_own_are_left_to_autovacuum(
+        request: pytest.FixtureRequest, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A role that may read and write but does not own the tables: PostgreSQL would skip the
+    ANALYZE with a warning; it is not attempted, and the log says why."""
+    url = fresh_database_url("postgres", request, tmp_path)
+    engine, config = make_engine(url), _config(url, tmp_path)
+    _store(engine, config, _predictions(50, MONDAY - 20 * DAY, "a"))
+    role = f"monitor_t_{uuid.uuid4().hex[:10]}"
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+        conn.commit()
+    viewer = make_engine(make_url(url).set(username=role).render_as_string(hide_password=False))
+    try:
+        with caplog.at_level(logging.INFO, logger="monitor.partitions"):
+            assert analyze_grown(viewer, "predictions") == []
+        assert any("left to autovacuum: the role does not own them" in r.getMessage() for r in caplog.records)
+        assert _counted(engine, "predictions") < 0
+        assert analyze_grown(engine, "predictions") == ["predictions"]  # the owner does it
+    finally:
+        viewer.dispose()
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP ROLE "{role}"')
+            conn.commit()
+        engine.dispose()
