@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -36,8 +36,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         else:
             engine = create_engine(url, **{"pool_pre_ping": True, **kwargs})
     except (ArgumentError, NoSuchModuleError) as error:
-        raise DatabaseError(f"bad database_url {url!r}: {error}") from None
+        raise DatabaseError(f"bad database_url {_shown(url)!r}: {error}") from None
+    except ModuleNotFoundError as error:  # the URL's driver is not installed
+        if url.startswith("postgresql+psycopg"):
+            raise DatabaseError("postgresql:// URLs need psycopg 3, which is not installed: "
+                                "pip install 'classifier-monitor[postgres]'") from None
+        raise DatabaseError(f"database_url {_shown(url)!r} needs the module {error.name!r}, "
+                            "which is not installed") from None
     return engine
+
+
+def _shown(url: str) -> str:
+    """`url` as an error may show it: without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1] if "@" in url else url
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

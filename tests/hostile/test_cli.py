@@ -83,3 +83,29 @@ def test_table_options_are_checked_and_a_closed_pipe_ends_quietly(tmp_path, sqli
     reader.stdout.close()  # like `| head -1`
     errors = reader.stderr.read().decode()
     assert "Traceback" not in errors and "BrokenPipe" not in errors and reader.wait(timeout=120) in (0, 1)
+
+
+def _monitor_without(module: str, config: Path, *args: str) -> subprocess.CompletedProcess:
+    """`monitor` in a Python where `module` cannot be imported (as when it is not installed)."""
+    code = (f"import runpy, sys; sys.modules[{module!r}] = None; "
+            f"sys.argv = ['monitor', '--config', {str(config)!r}, *{list(args)!r}]; "
+            "runpy.run_module('monitor.cli', run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_a_postgresql_url_without_psycopg_says_what_to_install(tmp_path):
+    config = workspace(tmp_path, "postgresql://watcher:s3cret@127.0.0.1:1/none")
+    for args in (["db", "upgrade"], ["ingest", "--no-progress"]):
+        done = _monitor_without("psycopg", config, *args)
+        assert done.returncode == 1, (args, done.stderr)
+        assert done.stderr.strip().splitlines()[-1] == ("Error: postgresql:// URLs need psycopg 3, which is not "
+                                                        "installed: pip install 'classifier-monitor[postgres]'"), done.stderr
+        assert "Traceback" not in done.stderr and "s3cret" not in done.stderr
+
+
+def test_a_database_url_error_never_shows_its_password(tmp_path):
+    config = workspace(tmp_path, "nosuchdb://watcher:s3cret@127.0.0.1/x")
+    done = _monitor(config, "db", "upgrade")
+    assert done.returncode == 1, done.stderr
+    assert "s3cret" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "nosuchdb://watcher:***@127.0.0.1/x" in done.stderr, done.stderr
