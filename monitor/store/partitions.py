@@ -183,6 +183,7 @@ def drop_partition(conn: Connection, table: str, partition: Partition) -> None:
 ANALYZE_MIN_PAGES = 1_000  # 8 MiB written to a leaf since its statistics: about 60,000 predictions
 ANALYZE_MIN_ROWS = 10_000  # the partitions count this many rows before the whole is analysed for growth
 ANALYZE_LOCK_TIMEOUT = "2s"  # behind a running VACUUM or ANALYZE of the same table: skipped, not waited for
+_NOT_OWNED: set[tuple[str | None, str]] = set()  # (database, table) left to autovacuum: said once
 
 
 def analyze_grown(engine: Engine, table: str, written: int = 0) -> list[str]:
@@ -219,16 +220,17 @@ def analyze_grown(engine: Engine, table: str, written: int = 0) -> list[str]:
     holds_rows = any(row.pages > 0 for row in leaves)
     counted = sum(max(row.reltuples, 0) for row in leaves)
     if parent and holds_rows and (
-            parent[0].reltuples < 0 or written >= parent[0].reltuples
+            parent[0].reltuples < 0 or 0 < written >= parent[0].reltuples
             or counted >= max(2 * parent[0].reltuples, ANALYZE_MIN_ROWS)):
         chosen = parent[:1]
     else:
         chosen = [row for row in leaves
                   if (row.reltuples < 0 and row.pages > 0) or row.pages - row.relpages >= max(ANALYZE_MIN_PAGES, row.relpages)]
     targets = [row.name for row in chosen if row.mine]
-    if len(targets) < len(chosen):
-        log.info("statistics of %s left to autovacuum: the role does not own them",
-                 ", ".join(row.name for row in chosen if not row.mine))
+    foreign = [row.name for row in chosen if not row.mine and (engine.url.database, row.name) not in _NOT_OWNED]
+    if foreign:  # said once per process, not on every tick
+        _NOT_OWNED.update((engine.url.database, name) for name in foreign)
+        log.info("statistics of %s left to autovacuum: the role does not own them", ", ".join(foreign))
     analysed: list[str] = []
     for name in targets:
         try:
