@@ -51,6 +51,14 @@ def isotonic_oracle(fit: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
     return out / out.sum(axis=1, keepdims=True)
 
 
+def assert_isotonic_maps(maps: dict, fit: pd.DataFrame) -> None:
+    """The stored per-class maps are sklearn's isotonic regression on `fit`'s (score, label) pairs."""
+    fresh = np.linspace(0, 1, 201)
+    for c in CLASSES:
+        oracle = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(fit[f"score_{c}"], fit["label"] == c)
+        np.testing.assert_allclose(np.interp(fresh, maps[c]["x"], maps[c]["y"]), oracle.predict(fresh), atol=1e-9)
+
+
 def test_a_rolling_calibration_is_fitted_on_mature_labelled_predictions_only(engine) -> None:  # type: ignore[no-untyped-def]
     # 10 days of over-confident scores; days 0-7 labelled (one day late), days 8-9 not yet
     data = random_calibrated(6000, seed=31, days=10, sharpen=2.0)
@@ -75,13 +83,7 @@ def test_a_rolling_calibration_is_fitted_on_mature_labelled_predictions_only(eng
     fit = fit[(fit["timestamp"] >= stored.fit_start) & (fit["timestamp"] < stored.fit_end)]
     assert stored.n_labels == len(fit)
     assert stored.n_positive == {c: int((fit["label"] == c).sum()) for c in CLASSES}
-    # the stored maps are sklearn's isotonic regression on the span's raw (score, label) pairs
-    fresh = np.linspace(0, 1, 201)
-    for c in CLASSES:
-        oracle = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(
-            fit[f"score_{c}"], fit["label"] == c)
-        np.testing.assert_allclose(np.interp(fresh, stored.maps[c]["x"], stored.maps[c]["y"]), oracle.predict(fresh),
-                                   atol=1e-9)
+    assert_isotonic_maps(stored.maps, fit)  # sklearn's, on the span's raw (score, label) pairs
     assert kept == data["timestamp"].min()  # nothing older than two spans before the fit to prune yet
 
 
@@ -251,12 +253,7 @@ def test_a_busy_span_is_fitted_on_a_uniform_sample_of_about_max_pairs(engine) ->
     fit = span[np.abs(remainder) < share]
     assert 800 <= stored.n_labels == len(fit) <= 1200
     assert stored.n_positive == {c: int((fit["label"] == c).sum()) for c in CLASSES}
-    fresh = np.linspace(0, 1, 201)
-    for c in CLASSES:
-        oracle = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(
-            fit[f"score_{c}"], fit["label"] == c)
-        np.testing.assert_allclose(np.interp(fresh, stored.maps[c]["x"], stored.maps[c]["y"]), oracle.predict(fresh),
-                                   atol=1e-9)
+    assert_isotonic_maps(stored.maps, fit)
 
 
 def test_the_refit_does_not_depend_on_the_order_the_database_returns_the_pairs(engine) -> None:  # type: ignore[no-untyped-def]
