@@ -233,11 +233,13 @@ def test_cli_json_matches_the_doc(seeded: Seeded, contract: Contract, record: st
 @pytest.fixture(scope="module")
 def http(seeded: Seeded) -> Iterator[Callable[..., Any]]:
     from monitor.api import create_api_app
+    from monitor.api.routes import stop_background
 
     with pytest.MonkeyPatch.context() as patch:
         for name in ("MONITOR_API_TOKEN", "MONITOR_BASIC_AUTH", "MONITOR_API_TOKEN_FILE", "MONITOR_BASIC_AUTH_FILE"):
             patch.delenv(name, raising=False)
-        client = create_api_app(seeded.config).test_client()
+        app = create_api_app(seeded.config)
+        client = app.test_client()
 
         def call(method: str, url: str, **kwargs: Any) -> Any:
             response = getattr(client, method)(url, **kwargs)
@@ -246,6 +248,7 @@ def http(seeded: Seeded) -> Iterator[Callable[..., Any]]:
             return json.loads(response.get_data(as_text=True))
 
         yield call
+        stop_background(app)  # the inbox drainer the write test started: it must not outlive the database
 
 
 HTTP_READS = [
