@@ -312,3 +312,20 @@ def test_an_email_refused_for_now_is_retried_and_arrives_once_with_the_event_id(
     ids = [message["X-Monitor-Event-Id"] for message in messages]
     assert len(set(ids)) == 2 and all(len(key) == 32 for key in ids)
     assert {message["Message-ID"] for message in messages} == {f"<{key}@classifier-monitor>" for key in ids}
+
+
+def test_a_delivery_error_never_stores_the_webhook_token(engine: Engine, db_url: str) -> None:
+    """A Slack webhook's path is its token. When the receiver cannot be reached, the stored
+    error (the dashboard shows the delivery log) names the host and port,
+    never the path or query. The receiver is a port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/services/T0123/B0456/s3cretT0ken?key=k3y"
+    config = make_config(db_url, channels=[{"type": "slack", "name": "team", "url": url, "timeout": 1.0}])
+    fire(engine, config, count=1)
+    deliver_pending(engine, config, now=NOW, policy=DeliveryPolicy())
+    with engine.begin() as conn:
+        errors = deliveries_frame(conn)["error"].dropna().tolist()
+    assert errors and all("ConnectionError" in e and f"port={port}" in e for e in errors), errors
+    assert not any("s3cretT0ken" in e or "k3y" in e or "T0123" in e for e in errors), errors
