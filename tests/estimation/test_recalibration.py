@@ -246,10 +246,10 @@ def test_a_busy_span_is_fitted_on_a_uniform_sample_of_about_max_pairs(engine) ->
         hashes = pd.DataFrame(conn.execute(select(Prediction.prediction_id, Prediction.content_hash)).all(),
                               columns=["prediction_id", "content_hash"])
     span = labelled[(labelled["timestamp"] >= stored.fit_start) & (labelled["timestamp"] < stored.fit_end)]
-    share = recalibrate.sample_share(len(span), 1000)
-    assert share is not None and share < recalibrate.SAMPLE_MODULUS // 4
+    share = 100_000 * 1000 // len(span)  # the documented share of 100,000: max_pairs of the span's pairs
+    assert share < 25_000
     span = span.merge(hashes, on="prediction_id", validate="1:1")
-    remainder = np.fmod(span["content_hash"].to_numpy(np.int64), recalibrate.SAMPLE_MODULUS)
+    remainder = np.fmod(span["content_hash"].to_numpy(np.int64), 100_000)
     fit = span[np.abs(remainder) < share]
     assert 800 <= stored.n_labels == len(fit) <= 1200
     assert stored.n_positive == {c: int((fit["label"] == c).sum()) for c in CLASSES}
