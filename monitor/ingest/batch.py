@@ -14,6 +14,8 @@ from sqlalchemy.engine import Connection
 from monitor.context import ModelContext
 from monitor.ingest import hooks
 from monitor.ingest.labels import apply_labels_with
+from monitor.ingest.recent import COLUMNS as RECENT_COLUMNS
+from monitor.ingest.recent import RecentPredictions
 from monitor.store.bulk import add_counts
 from monitor.store.models import PredictionCount
 
@@ -35,6 +37,15 @@ class Pending:
     labels: bool = False  # a label file was loaded: waiting labels are applied at the flush
     rows: int = 0
     label_ids: list[pd.Series] = field(default_factory=list)  # labels stored, new or corrected (load_labels)
+    # a sweep's committed predictions, for its label files' join (`monitor.ingest.recent`);
+    # `written`: what this batch stored, handed to it once the batch has committed
+    recent: RecentPredictions | None = None
+    written: list[pd.DataFrame] = field(default_factory=list)
+
+    def child(self) -> Pending:
+        """A Pending for a part of this batch under a savepoint (`extend`ed into this one
+        when the part goes in), sharing the sweep's recent predictions."""
+        return Pending(recent=self.recent)
 
     def prediction_ids(self) -> list[str]:
         """The ids of the predictions stored (accepted) so far."""
@@ -48,6 +59,8 @@ class Pending:
         key = tuple(zip(rows.columns, map(str, rows.dtypes), strict=True))
         self.predictions.setdefault(key, []).append(rows)
         self.rows += len(rows)
+        if self.recent is not None:
+            self.written.append(rows[RECENT_COLUMNS])
 
     def add_direct(self, direct: pd.DataFrame) -> None:
         self.labels = True
@@ -62,6 +75,7 @@ class Pending:
         self.labels = self.labels or other.labels
         self.rows += other.rows
         self.label_ids.extend(other.label_ids)
+        self.written.extend(other.written)
 
     def flush(self, conn: Connection, ctx: ModelContext, *, scoped: bool = False) -> None:
         """Counts and hooks of everything pending, in the caller's transaction. `scoped`: only

@@ -271,7 +271,8 @@ def load_label_files(conn: Connection, ctx: ModelContext, frames: list[pd.DataFr
     _count(results, files[skipped], "skipped")
     fresh_at.sort()
     fresh = newest.iloc[fresh_at].reset_index(drop=True)
-    direct = store_new_labels(conn, ctx, fresh, np.asarray(file_ids, dtype=np.int64)[fresh["_file"].to_numpy()])
+    direct = store_new_labels(conn, ctx, fresh, np.asarray(file_ids, dtype=np.int64)[fresh["_file"].to_numpy()],
+                              pending.recent)
     store_corrections(conn, ctx, newest.iloc[corrections])
     _count(results, files[fresh_at + corrections], "accepted")
     pending.add_direct(direct)

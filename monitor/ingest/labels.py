@@ -14,6 +14,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
+from monitor.ingest.recent import RecentPredictions
 from monitor.store.bulk import IN_CHUNK, add_counts, select_in, select_in_recent
 from monitor.store.models import ConfusionCount, Label, LabelArrivalCount, Prediction
 from monitor.store.partitions import LABEL_LOOKUP_WINDOW, RECENT_LOOKUP_WINDOW
@@ -34,38 +35,67 @@ def stored_predictions(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame)
     return stored_predictions_of(conn, ctx, fresh)[0]
 
 
-def stored_predictions_of(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """`stored_predictions`, and which rows of `fresh` it holds (a boolean mask)."""
-    if fresh.empty:
-        return pd.DataFrame(columns=TODO_COLUMNS), np.zeros(len(fresh), dtype=bool)
+def stored_predictions_of(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame,
+                          recent: RecentPredictions | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """`stored_predictions`, and which rows of `fresh` it holds (a boolean mask). Ids among
+    the sweep's `recent` predictions are joined in memory, the others looked up."""
+    n = len(fresh)
+    if not n:
+        return pd.DataFrame(columns=TODO_COLUMNS), np.zeros(n, dtype=bool)
+    ids = fresh["prediction_id"].to_numpy()
+    take = np.zeros(n, dtype=bool)
+    bucket, slice_, ts = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    predicted = np.empty(n, dtype=object)
+    todo = np.arange(n)
+    if recent is not None and len(recent):
+        at, kept = recent.find(ids)
+        hit = np.flatnonzero(at >= 0)
+        at = at[hit]
+        take[hit] = True
+        bucket[hit] = kept["bucket_start"].to_numpy()[at]
+        slice_[hit] = kept["slice_id"].to_numpy()[at]
+        ts[hit] = kept["ts"].to_numpy()[at]
+        predicted[hit] = kept["predicted"].take(at).to_numpy(dtype=object)
+        todo = np.flatnonzero(~take)
+    if len(todo):
+        _look_up(conn, ctx, ids[todo], fresh["label_ts"].to_numpy()[todo], todo, take, bucket, slice_, ts, predicted)
+    if not take.any():
+        return pd.DataFrame(columns=TODO_COLUMNS), take
+    return pd.DataFrame({
+        "prediction_id": pd.Series(ids[take], dtype=object), "label": pd.Series(fresh["label"].to_numpy()[take], dtype=object),
+        "applied_label": None, "label_ts": fresh["label_ts"].to_numpy()[take],
+        "bucket_start": bucket[take], "slice_id": slice_[take], "predicted": pd.Series(predicted[take], dtype=object),
+        "ts": ts[take],
+    })[TODO_COLUMNS], take
+
+
+def _look_up(conn: Connection, ctx: ModelContext, ids: np.ndarray, label_ts: np.ndarray, rows: np.ndarray,
+             take: np.ndarray, bucket: np.ndarray, slice_: np.ndarray, ts: np.ndarray, predicted: np.ndarray) -> None:
+    """The stored predictions of `ids` (labels at `rows` of the caller's arrays), filled in."""
     # PostgreSQL: the last week's partitions first (most labels come within days), then those
     # within the label horizon, then older ones, each for the ids not found yet
-    first = int(fresh["label_ts"].min())
-    found = select_in_recent(conn, PREDICTIONS, key_column="prediction_id", keys=[str(v) for v in fresh["prediction_id"]],
+    first = int(label_ts.min())
+    found = select_in_recent(conn, PREDICTIONS, key_column="prediction_id", keys=[str(v) for v in ids],
                              columns=["bucket_start", "slice_id", "predicted", "ts"],
                              equal={"model_id": ctx.model_id}, time_column="ts",
                              since=[first - RECENT_LOOKUP_WINDOW, first - LABEL_LOOKUP_WINDOW])
     if not found:
-        return pd.DataFrame(columns=TODO_COLUMNS), np.zeros(len(fresh), dtype=bool)
-    # the inner join in `fresh`'s order (its ids are unique) by positions, a column at a time:
-    # a merge's fixed cost dominated a small file's labels, and a frame built from the row
-    # tuples cost more than the lookup itself on a large one
-    # (columns by itemgetter, not zip(*found): transposing 900k rows that way cost 1.1 s)
+        return
+    # the inner join by positions, a column at a time: a merge's fixed cost dominated a small
+    # file's labels, and a frame built from the row tuples cost more than the lookup itself
+    # on a large one (columns by itemgetter, not zip(*found): transposing 900k rows that way
+    # cost 1.1 s)
     position = dict(zip(map(itemgetter(0), found), range(len(found))))
-    ids = fresh["prediction_id"].to_numpy()
     at = np.fromiter((position.get(pid, -1) for pid in ids), dtype=np.int64, count=len(ids))
-    take = at >= 0
-    at = at[take]
+    hit = at >= 0
+    at, rows = at[hit], rows[hit]
+    take[rows] = True
 
-    def ints(k: int) -> np.ndarray:
-        return np.fromiter(map(itemgetter(k), found), dtype=np.int64, count=len(found))[at]
+    def column(k: int, dtype: type) -> np.ndarray:
+        return np.fromiter(map(itemgetter(k), found), dtype=dtype, count=len(found))[at]
 
-    predicted = np.fromiter(map(itemgetter(3), found), dtype=object, count=len(found))[at]
-    return pd.DataFrame({
-        "prediction_id": pd.Series(ids[take], dtype=object), "label": pd.Series(fresh["label"].to_numpy()[take], dtype=object),
-        "applied_label": None, "label_ts": fresh["label_ts"].to_numpy()[take],
-        "bucket_start": ints(1), "slice_id": ints(2), "predicted": pd.Series(predicted, dtype=object), "ts": ints(4),
-    })[TODO_COLUMNS], take
+    bucket[rows], slice_[rows], predicted[rows], ts[rows] = (column(1, np.int64), column(2, np.int64),
+                                                             column(3, object), column(4, np.int64))
 
 
 def _delay_bins(delay_seconds: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ from monitor.ingest.chunks import Chunk
 from monitor.ingest.files import load_label_files, load_prediction_files
 from monitor.ingest.pipeline import IngestResult, Pending, load_labels, load_predictions
 from monitor.ingest.readers import SUFFIXES, ReadState, UnreadableFile, read_chunks
+from monitor.ingest.recent import RecentPredictions
 from monitor.ingest.rejects import store_rejects
 from monitor.ingest.validate import REJECT_COLUMNS
 from monitor.ingest.writers import note_writes
@@ -223,7 +224,7 @@ class _Staged:
 
 def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: Sequence[str | Path], *, as_of: int | None,
                  max_rows: int | None = None, on_file: Callable[[FileOutcome], None] | None = None,
-                 full_scan: bool = True) -> list[FileOutcome]:
+                 full_scan: bool = True, recent: RecentPredictions | None = None) -> list[FileOutcome]:
     """Read files from the front of `paths` in one transaction until `max_rows` rows are
     loaded (at least one file); return their outcomes, in order.
 
@@ -237,7 +238,10 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: Sequence[s
     that fails leaves nothing behind while the others of the batch go in. A big file is
     loaded by itself in chunks. Ledger rows, rejects and stored rows commit together with the
     batch's counts and hooks (`Pending.flush`), so a crash loses the whole batch and the next
-    tick reads its files again. Raises BatchFailed when the batch cannot commit."""
+    tick reads its files again. Raises BatchFailed when the batch cannot commit.
+
+    `recent`: the predictions of the caller's sweep so far; a batch of predictions adds its
+    rows once it has committed, a batch of labels joins with them first."""
     limit = max_rows if max_rows is not None else batch_rows()
     outcomes: list[FileOutcome | None] = []
     current: str | Path = paths[0] if paths else Path()
@@ -255,7 +259,7 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: Sequence[s
         with engine.begin() as conn:
             ingest_lock(conn, ctx.model_id)  # queue behind concurrent writers of this model (API)
             known, passed_over = _ledger(conn, ctx, kind, passed_over=None if full_scan else (settled_before, hour))
-            pending = Pending()
+            pending = Pending(recent=recent)
             noted = False
             for path in paths:
                 if pending.rows + staged_rows >= limit:
@@ -309,6 +313,8 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: Sequence[s
             pending.flush(conn, ctx)
     except Exception as error:
         raise BatchFailed(max(len(outcomes), 1), Path(current)) from error
+    if recent is not None:
+        recent.add(pending.written)
     return [outcome for outcome in outcomes if outcome is not None]
 
 
@@ -336,7 +342,7 @@ def _load_staged(conn: Connection, ctx: ModelContext, kind: str, staged: list[_S
         return []
     if not LOAD_TOGETHER:
         return _one_by_one(conn, ctx, kind, staged, as_of, pending, limit)
-    mine = Pending()
+    mine = pending.child()
     try:
         with conn.begin_nested():
             file_ids = _ledger_rows(conn, ctx, kind, [(s.path, s.row) for s in staged])
@@ -420,7 +426,7 @@ def _ingest_one(conn: Connection, ctx: ModelContext, kind: str, path: Path, as_o
     """Load one file (its chunks `read` already, or read here) under a savepoint of its own."""
     if stat.st_size > BIG_FILE_BYTES and (pending.rows or pending.labels):
         pending.flush(conn, ctx)  # a big file aggregates on its own, bounded by `limit` (below)
-    mine = Pending()
+    mine = pending.child()
     try:
         with conn.begin_nested():
             file_id = _ledger_row(conn, ctx, kind, path, row)

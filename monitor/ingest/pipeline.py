@@ -22,6 +22,7 @@ from monitor.context import ModelContext
 from monitor.estimation.aggregate import kept_scores
 from monitor.ingest.batch import Pending, count_predictions
 from monitor.ingest.labels import apply_labels, apply_labels_with, stored_predictions_of
+from monitor.ingest.recent import RecentPredictions
 from monitor.ingest.rejects import store_rejects
 from monitor.ingest.slices import OTHER_SEGMENT, slice_ids
 from monitor.ingest.validate import REJECT_COLUMNS, validate_labels, validate_predictions
@@ -185,7 +186,7 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
         changed = ~is_new & (merged["label"] != merged["label_stored"].fillna("")) & (merged["label_ts"] >= stored_ts)
         result.skipped += int((~is_new & ~changed).sum())
         fresh, corrections = merged.loc[is_new], merged.loc[changed]
-    direct = store_new_labels(conn, ctx, fresh, file_id)
+    direct = store_new_labels(conn, ctx, fresh, file_id, pending.recent if pending is not None else None)
     store_corrections(conn, ctx, corrections)
     result.accepted = len(fresh) + len(corrections)
     if pending is not None:
@@ -198,14 +199,16 @@ def load_labels(conn: Connection, ctx: ModelContext, frame: pd.DataFrame, *, as_
 
 
 
-def store_new_labels(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame, file_id: Any) -> pd.DataFrame:
+def store_new_labels(conn: Connection, ctx: ModelContext, fresh: pd.DataFrame, file_id: Any,
+                     recent: RecentPredictions | None = None) -> pd.DataFrame:
     """Insert the new labels of `fresh`; returns those whose prediction is stored (TODO_COLUMNS).
 
     A new label whose prediction is stored is applied on the spot: stored as applied and
     counted by the caller together with the other labels to apply, exactly as if it had been
     stored pending and applied by the join in `apply_labels` (which then has only the others
-    to do). `file_id`: one id, or one per row of `fresh`."""
-    direct, applied = stored_predictions_of(conn, ctx, fresh)
+    to do). `file_id`: one id, or one per row of `fresh`. `recent`: the sweep's predictions
+    (`monitor.ingest.recent`), joined before any lookup."""
+    direct, applied = stored_predictions_of(conn, ctx, fresh, recent)
     applied_label = fresh["label"].to_numpy(dtype=object, copy=True)
     applied_label[~applied] = None  # stored pending: counted when its prediction comes
     insert_frame(conn, LABELS, pd.DataFrame({

@@ -29,6 +29,7 @@ from monitor.ingest.hooks import tick_hooks
 from monitor.ingest.inbox import drain_one
 from monitor.ingest.ledger import BatchFailed, FileOutcome, discover, ingest_files
 from monitor.ingest.pipeline import IngestResult, apply_labels
+from monitor.ingest.recent import RecentPredictions
 from monitor.ingest.reference import UnusableReference, prepare_reference
 from monitor.locking import ingest_lock
 from monitor.store.base import utcnow
@@ -120,6 +121,7 @@ class TickSummary:
 
 def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_of: int | None,
                   summary: ModelSummary, progress: Progress | None, full_scan: bool = True) -> None:
+    recent = RecentPredictions()  # the predictions stored here, for the label files' join
     for kind in ("predictions", "labels"):
         paths = discover(ctx, kind, config.base_dir)
         task = progress.add_task(f"{ctx.name} {kind}", total=len(paths), rows=0) if progress else None
@@ -128,7 +130,7 @@ def _ingest_model(engine: Engine, config: MonitorConfig, ctx: ModelContext, as_o
         while done < len(paths):
             try:
                 outcomes = ingest_files(engine, ctx, kind, paths[done:], as_of=as_of, on_file=advance,
-                                        full_scan=full_scan)
+                                        full_scan=full_scan, recent=recent)
             except BatchFailed as failed:
                 _batch_failed(failed, summary)
                 outcomes = [FileOutcome(str(failed.path), kind, "unchanged", IngestResult())] * failed.consumed
