@@ -14,8 +14,7 @@ from sqlalchemy.engine import Connection
 from monitor.context import ModelContext
 from monitor.ingest import hooks
 from monitor.ingest.labels import apply_labels_with
-from monitor.ingest.recent import COLUMNS as RECENT_COLUMNS
-from monitor.ingest.recent import RecentPredictions
+from monitor.ingest.recent import RecentPredictions, compact
 from monitor.store.bulk import add_counts
 from monitor.store.models import PredictionCount
 
@@ -60,7 +59,7 @@ class Pending:
         self.predictions.setdefault(key, []).append(rows)
         self.rows += len(rows)
         if self.recent is not None:
-            self.written.append(rows[RECENT_COLUMNS])
+            self.written.append(compact(rows))
 
     def add_direct(self, direct: pd.DataFrame) -> None:
         self.labels = True

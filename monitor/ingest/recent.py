@@ -22,10 +22,46 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 COLUMNS = ["prediction_id", "bucket_start", "slice_id", "predicted", "ts"]
-# about 60 MB: the ids as Arrow text, three int64 columns and the predicted class
+# about 80 MB at most (some 40 bytes a row: an id and the class as Arrow text, three integers)
 MAX_ROWS = 2_000_000
+TEXT = pd.ArrowDtype(pa.string())
+
+
+def compact(rows: pd.DataFrame) -> pd.DataFrame:
+    """The columns kept of accepted prediction rows, copied into arrays of their own (a
+    column selected from the batch's frame would keep the whole frame's blocks alive, features
+    and scores included) and the text as Arrow, not a Python object per row."""
+    return pd.DataFrame({
+        "prediction_id": _text(rows["prediction_id"]),
+        "bucket_start": rows["bucket_start"].to_numpy(dtype=np.int64, copy=True),
+        "slice_id": rows["slice_id"].to_numpy(dtype=np.int64, copy=True),
+        "predicted": _classes(rows["predicted"]),
+        "ts": rows["ts"].to_numpy(dtype=np.int64, copy=True),
+    })
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Arrow text of a column of str."""
+    return pd.Series(_arrow_text(values.to_numpy(dtype=object)), dtype=TEXT)
+
+
+def _arrow_text(values: np.ndarray) -> pa.Array:
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # not every value a str
+        return pa.array([str(v) for v in values], type=pa.string())
+
+
+def _classes(values: pd.Series) -> pd.Series:
+    """`_text` of a column of a few distinct values, built from their dictionary."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    array = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)),
+                                           pa.array([str(v) for v in uniques], type=pa.string()))
+    return pd.Series(array.cast(pa.string()), dtype=TEXT)
 
 
 class RecentPredictions:
@@ -35,31 +71,35 @@ class RecentPredictions:
         self.max_rows = MAX_ROWS if max_rows is None else max_rows
         self._parts: list[pd.DataFrame] = []
         self._rows = 0
-        self._table: pd.DataFrame | None = None  # the parts concatenated, first id kept
-        self._index: pd.Index | None = None
+        self._table: pd.DataFrame | None = None  # the parts concatenated
+        self._keys: pa.Array | None = None  # the ids of `_table`
 
     def __len__(self) -> int:
         return self._rows
 
     def add(self, frames: Iterable[pd.DataFrame]) -> None:
-        """Keep the rows of `frames` (accepted predictions, committed)."""
+        """Keep the rows of `frames` (`compact` frames of accepted predictions, committed)."""
         for frame in frames:
             if len(frame):
-                self._parts.append(frame[COLUMNS].reset_index(drop=True))
+                self._parts.append(frame)
                 self._rows += len(frame)
-        while self._rows > self.max_rows and self._parts:
-            self._rows -= len(self._parts.pop(0))
-        self._table = self._index = None
+        while self._rows > self.max_rows and self._parts:  # the oldest rows go first
+            excess = self._rows - self.max_rows
+            if len(self._parts[0]) <= excess:
+                self._rows -= len(self._parts.pop(0))
+            else:
+                self._parts[0] = self._parts[0].iloc[excess:].reset_index(drop=True)
+                self._rows -= excess
+        self._table = self._keys = None
 
     def find(self, ids: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
         """(position of each of `ids` in the returned table, -1 where not kept; the table)."""
         if not self._rows:
             return np.full(len(ids), -1, dtype=np.int64), pd.DataFrame(columns=COLUMNS)
-        if self._table is None or self._index is None:
-            table = self._parts[0] if len(self._parts) == 1 else pd.concat(self._parts, ignore_index=True)
-            index = pd.Index(table["prediction_id"])
-            if not index.is_unique:  # a stored id is unique; kept safe should a caller add one twice
-                first = ~index.duplicated(keep="first")
-                table, index = table.loc[first].reset_index(drop=True), index[first]
-            self._table, self._index = table, index
-        return self._index.get_indexer(pd.Index(ids, dtype=self._index.dtype)), self._table
+        if self._table is None or self._keys is None:
+            self._keys = pa.chunked_array([pa.array(part["prediction_id"]) for part in self._parts]).combine_chunks()
+            self._table = self._parts[0] if len(self._parts) == 1 else pd.concat(self._parts, ignore_index=True)
+            self._parts = [self._table]  # one copy in memory
+        # Arrow's hash join of the ids (the first of equal ones; a stored id is unique)
+        at = pc.index_in(_arrow_text(np.asarray(ids, dtype=object)), value_set=self._keys)
+        return at.fill_null(-1).to_numpy().astype(np.int64), self._table

@@ -18,7 +18,7 @@ from monitor.context import load_context
 from monitor.ingest.labels import stored_predictions_of
 from monitor.ingest.ledger import BatchFailed, discover, ingest_files
 from monitor.ingest.pipeline import ingest_frame
-from monitor.ingest.recent import RecentPredictions
+from monitor.ingest.recent import RecentPredictions, compact
 from monitor.simulate import simulate, write_config, write_logs
 from monitor.store.db import make_engine
 from tests.conftest import fresh_database_url
@@ -86,18 +86,21 @@ def test_a_batch_that_did_not_commit_is_not_kept(tmp_path, sqlite_url):  # type:
     assert len(recent) == sum(o.result.accepted for o in outcomes) > 0
 
 
-def test_only_the_newest_batches_are_kept_past_the_bound() -> None:
+def test_only_the_newest_rows_are_kept_past_the_bound() -> None:
     recent = RecentPredictions(max_rows=5)
 
-    def batch(first: int) -> pd.DataFrame:
-        return pd.DataFrame({"prediction_id": [f"p{i}" for i in range(first, first + 3)], "bucket_start": 0,
-                             "slice_id": 1, "predicted": "a", "ts": range(first, first + 3)})
+    def batch(first: int, n: int) -> pd.DataFrame:
+        return compact(pd.DataFrame({"prediction_id": [f"p{i}" for i in range(first, first + n)], "bucket_start": 0,
+                                     "slice_id": 1, "predicted": "a", "ts": range(first, first + n)}))
 
-    recent.add([batch(0)])
-    recent.add([batch(3)])  # 6 rows: the first batch goes
-    assert len(recent) == 3
-    at, table = recent.find(np.asarray(["p0", "p4", "p9"], dtype=object))
-    assert at[0] == -1 and at[2] == -1 and table["ts"].to_numpy()[at[1]] == 4
+    recent.add([batch(0, 3)])
+    recent.add([batch(3, 3)])  # 6 rows: the oldest goes
+    assert len(recent) == 5
+    at, table = recent.find(np.asarray(["p0", "p1", "p5", "p9"], dtype=object))
+    assert at[0] == -1 and at[3] == -1 and table["ts"].to_numpy()[at[1:3]].tolist() == [1, 5]
+    recent.add([batch(6, 7)])  # more than the bound in one batch: its newest rows
+    at, table = recent.find(np.asarray(["p7", "p8", "p12"], dtype=object))
+    assert len(recent) == 5 and at[0] == -1 and table["ts"].to_numpy()[at[1:]].tolist() == [8, 12]
 
 
 @pytest.mark.slow
