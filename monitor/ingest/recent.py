@@ -79,10 +79,13 @@ class RecentPredictions:
 
     def add(self, frames: Iterable[pd.DataFrame]) -> None:
         """Keep the rows of `frames` (`compact` frames of accepted predictions, committed)."""
+        before = self._rows
         for frame in frames:
             if len(frame):
                 self._parts.append(frame)
                 self._rows += len(frame)
+        if self._rows == before:
+            return  # a batch of labels: the join keeps its table and keys
         while self._rows > self.max_rows and self._parts:  # the oldest rows go first
             excess = self._rows - self.max_rows
             if len(self._parts[0]) <= excess:
@@ -97,9 +100,18 @@ class RecentPredictions:
         if not self._rows:
             return np.full(len(ids), -1, dtype=np.int64), pd.DataFrame(columns=COLUMNS)
         if self._table is None or self._keys is None:
-            self._keys = pa.chunked_array([pa.array(part["prediction_id"]) for part in self._parts]).combine_chunks()
+            chunks: list[pa.Array] = []
+            for part in self._parts:  # (a chunked array inside pa.chunked_array goes value by value)
+                ids_of = pa.array(part["prediction_id"])
+                chunks.extend(ids_of.chunks if isinstance(ids_of, pa.ChunkedArray) else [ids_of])
+            self._keys = pa.chunked_array(chunks, type=pa.string()).combine_chunks()
             self._table = self._parts[0] if len(self._parts) == 1 else pd.concat(self._parts, ignore_index=True)
             self._parts = [self._table]  # one copy in memory
-        # Arrow's hash join of the ids (the first of equal ones; a stored id is unique)
-        at = pc.index_in(_arrow_text(np.asarray(ids, dtype=object)), value_set=self._keys)
-        return at.fill_null(-1).to_numpy().astype(np.int64), self._table
+        # Arrow's hash join, the batch's ids hashed (not the kept ones, a million on every call):
+        # for each kept id, its place among `ids`. An id twice among `ids` is found once; the
+        # other is looked up by the caller, which finds the same stored row.
+        places = pc.index_in(self._keys, value_set=_arrow_text(np.asarray(ids, dtype=object)))
+        found = places.is_valid()
+        at = np.full(len(ids), -1, dtype=np.int64)
+        at[places.filter(found).to_numpy()] = np.flatnonzero(found.to_numpy(zero_copy_only=False))
+        return at, self._table
