@@ -240,7 +240,7 @@ def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int, *,
     if not parts:
         return np.empty((0, k)), np.empty(0, dtype=object)
     scores, label = np.concatenate(parts), np.concatenate(labels)
-    codes = np.unique(label, return_inverse=True)[1]
+    codes = pd.factorize(label, sort=True)[0]  # np.unique's codes, by hashing (it sorted every label)
     order = np.lexsort((codes, *scores.T[::-1], np.concatenate(hashes)))  # the last key sorts first
     return scores[order], label[order]
 
