@@ -13,7 +13,7 @@ one way a kept row can differ is a prediction deleted since by retention (`monit
 retention`, whose age is weeks or more); its label is then counted as though it had come
 just before the deletion, like any label that came in time.
 
-Memory is bounded: past `MAX_ROWS` rows, the oldest batches are forgotten (their labels are
+Memory is bounded: past `MAX_ROWS` rows, the oldest rows are forgotten (their labels are
 looked up in the database)."""
 
 from __future__ import annotations
