@@ -23,7 +23,7 @@ from monitor.simulate import simulate, write_config, write_logs
 from monitor.store.db import make_engine
 from tests.conftest import fresh_database_url
 from tests.core.workspace import small_scenario
-from tests.throughput.test_batches import _ingest, _tables
+from tests.throughput.test_batches import _ingest, assert_same_tables
 
 
 def _hostile(root: Path, db_url: str):  # type: ignore[no-untyped-def]
@@ -107,10 +107,7 @@ def test_files_loaded_together_store_what_one_by_one_stores(tmp_path, db_url, re
         assert (a.files_read, a.predictions, a.labels, a.skipped, a.rejected, a.waiting) == \
             (b.files_read, b.predictions, b.labels, b.skipped, b.rejected, b.waiting)
     assert together[1].rejected > 5 and together[1].skipped > 20 and together[0].waiting > 0
-    got, expected = _tables(db_url), _tables(one_url)
-    assert got.keys() == expected.keys()
-    for table in expected:
-        pd.testing.assert_frame_equal(got[table], expected[table], check_dtype=False, obj=table)
+    assert_same_tables(db_url, one_url)
     (got_rejects, got_files), (want_rejects, want_files) = _rejects_and_ledger(db_url), _rejects_and_ledger(one_url)
     pd.testing.assert_frame_equal(got_rejects, want_rejects, check_dtype=False)
     pd.testing.assert_frame_equal(got_files, want_files, check_dtype=False)

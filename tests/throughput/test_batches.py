@@ -55,6 +55,14 @@ def _tables(url: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def assert_same_tables(url: str, other_url: str) -> None:
+    """Every stored table of the two databases the same (`_tables`)."""
+    got, expected = _tables(url), _tables(other_url)
+    assert got.keys() == expected.keys()
+    for table in expected:
+        pd.testing.assert_frame_equal(got[table], expected[table], check_dtype=False, obj=table)
+
+
 def _ingest(config, as_of: int):  # type: ignore[no-untyped-def]
     engine = make_engine(config.database_url)
     summary = sweep(engine, config, as_of=as_of)
@@ -82,10 +90,7 @@ def test_batched_ingest_stores_exactly_what_one_file_at_a_time_stores(tmp_path, 
     single = _ingest(one_config, as_of)
     assert (batched.predictions, batched.labels, batched.skipped, batched.rejected, batched.waiting) == \
         (single.predictions, single.labels, single.skipped, single.rejected, single.waiting)
-    got, expected = _tables(db_url), _tables(one_url)
-    assert got.keys() == expected.keys()
-    for table in expected:
-        pd.testing.assert_frame_equal(got[table], expected[table], check_dtype=False, obj=table)
+    assert_same_tables(db_url, one_url)
 
 
 def test_a_bad_file_inside_a_batch_fails_alone(tmp_path, db_url):

@@ -24,7 +24,7 @@ from monitor.store.db import make_engine
 from tests.conftest import fresh_database_url
 from tests.core.workspace import small_scenario
 from tests.throughput.test_batched_files import _hostile
-from tests.throughput.test_batches import _ingest, _tables
+from tests.throughput.test_batches import _ingest, assert_same_tables
 
 
 def _workspace(root, db_url):  # type: ignore[no-untyped-def]
@@ -120,7 +120,4 @@ def test_a_sweep_stores_the_same_with_and_without_the_join(tmp_path, db_url, req
         assert not a.errors and not b.errors
         assert (a.predictions, a.labels, a.skipped, a.rejected, a.waiting) == \
             (b.predictions, b.labels, b.skipped, b.rejected, b.waiting)
-    got, expected = _tables(db_url), _tables(other_url)
-    assert got.keys() == expected.keys()
-    for table in expected:
-        pd.testing.assert_frame_equal(got[table], expected[table], check_dtype=False, obj=table)
+    assert_same_tables(db_url, other_url)
