@@ -132,3 +132,33 @@ def test_ledger_rows_of_a_batch_follow_the_files_order(engine, monkeypatch, one_
         paths = {int(i): p for i, p in conn.execute(select(ledger.FILES.c.id, ledger.FILES.c.path))}
     assert ids[1] == existing and len(set(ids)) == 4
     assert [paths[i] for i in ids] == ["c.csv", "b.csv", "a.csv", "d.csv"]
+
+
+def test_the_last_of_two_corrections_of_an_id_in_one_batch_wins(tmp_path, db_url):  # type: ignore[no-untyped-def]
+    """Two label files of one batch correct the same prediction one after the other: the
+    stored label, and the counts, are those of the later file (PostgreSQL writes a batch's
+    corrections in one joined UPDATE, where either row of the same id could win)."""
+    scenario = small_scenario(days=2, rows_per_day=200)
+    write_logs(simulate(scenario, seed=4), tmp_path, fmt="csv")
+    config = load_config(write_config(tmp_path, scenario, database_url=db_url))
+    as_of = scenario.start_epoch + 3 * 86_400
+    first = _ingest(config, as_of)
+    assert not first.errors and first.labels > 100
+    engine = make_engine(db_url)
+    by_class = text("SELECT true_class, sum(n) FROM confusion_counts GROUP BY true_class")
+    with engine.connect() as conn:
+        pid, label, stamp = conn.execute(text("SELECT prediction_id, label, label_ts FROM labels "
+                                              "WHERE applied_label IS NOT NULL ORDER BY label_ts, prediction_id")).first()  # type: ignore[misc]
+        before = {k: int(v) for k, v in conn.execute(by_class).all()}
+    middle, last = [c for c in scenario.classes if c != label][:2]
+    for name, new, later in (("zz_1.csv", middle, 1), ("zz_2.csv", last, 2)):  # newer than the stored label
+        pd.DataFrame({"prediction_id": [pid], "label": [new], "label_timestamp": [
+            pd.Timestamp(int(stamp) + later, unit="s", tz="UTC").isoformat()]}).to_csv(tmp_path / "labels" / name, index=False)
+    second = _ingest(config, as_of)
+    assert not second.errors and second.labels == 2  # both files, one batch: two corrections
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT label FROM labels WHERE prediction_id = :p"), {"p": pid}).scalar_one() == last
+        after = {k: int(v) for k, v in conn.execute(by_class).all()}
+    engine.dispose()
+    moved = {c: after.get(c, 0) - before.get(c, 0) for c in scenario.classes}
+    assert moved == {c: (-1 if c == label else 1 if c == last else 0) for c in scenario.classes}
