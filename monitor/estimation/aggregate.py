@@ -31,6 +31,7 @@ from monitor.estimation import recalibrate as recalibration
 from monitor.estimation.calibration import ClassCalibration, calibrate_matrix, fit_class
 from monitor.estimation.models import EstimationCalibrator, ExpectedCount
 from monitor.store.bulk import add_counts
+from monitor.store.slices import group_codes
 
 VALUE_COLUMNS = ["n_scored", "n_predicted", "exp_tp", "exp_fn", "exp_fp", "exp_tn", "var_tp", "var_fn"]
 KEY_COLUMNS = ["model_id", "bucket_start", "slice_id", "class_name"]
@@ -136,41 +137,29 @@ def expected_counts(
     probabilities = calibrate_matrix(scores[complete], calibrations)
     kept = rows.loc[complete]
     predicted_codes, predicted_values = pd.factorize(kept["predicted"].astype(str))
+    code_of = {value: code for code, value in enumerate(predicted_values)}
     # one group code per (bucket_start, slice_id), then a weighted count per value column: a
     # groupby-sum of eight columns per class cost more than the rest of the estimation
-    (groups, buckets, slices) = _group_codes(kept["bucket_start"].to_numpy(dtype=np.int64),
-                                             kept["slice_id"].to_numpy(dtype=np.int64))
-    size = len(buckets)
+    groups, keys = group_codes(kept, ["bucket_start", "slice_id"])
+    size = len(keys)
     n_scored = np.bincount(groups, minlength=size)
     frames = []
     for column, class_name in enumerate(ctx.classes):  # a loop over classes, not rows
         p = probabilities[:, column]
-        at = np.flatnonzero(np.asarray(predicted_values) == class_name)
-        mine = (predicted_codes == at[0]) if len(at) else np.zeros(len(p), dtype=bool)
         q = 1.0 - p
         variance = p * q
+        mine = predicted_codes == code_of.get(class_name, -1)
+        others = ~mine
 
         def total(values: np.ndarray, where: np.ndarray) -> np.ndarray:
             return np.bincount(groups, weights=np.where(where, values, 0.0), minlength=size)
 
-        others = ~mine
-        frames.append(pd.DataFrame({
-            "bucket_start": buckets, "slice_id": slices, "class_name": class_name,
-            "n_scored": n_scored, "n_predicted": np.bincount(groups, weights=mine, minlength=size).astype(np.int64),
-            "exp_tp": total(p, mine), "exp_fn": total(p, others), "exp_fp": total(q, mine),
-            "exp_tn": total(q, others), "var_tp": total(variance, mine), "var_fn": total(variance, others),
-        }))
+        frames.append(keys.assign(
+            class_name=class_name, n_scored=n_scored, n_predicted=np.bincount(groups[mine], minlength=size),
+            exp_tp=total(p, mine), exp_fn=total(p, others), exp_fp=total(q, mine),
+            exp_tn=total(q, others), var_tp=total(variance, mine), var_fn=total(variance, others),
+        ))
     return pd.concat(frames, ignore_index=True)[columns]
-
-
-def _group_codes(buckets: np.ndarray, slices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(group of each row, bucket_start and slice_id of each group) of the pairs present."""
-    bucket_codes, bucket_values = pd.factorize(buckets)
-    slice_codes, slice_values = pd.factorize(slices)
-    combined = bucket_codes.astype(np.int64) * len(slice_values) + slice_codes
-    present, groups = np.unique(combined, return_inverse=True)
-    return (groups.reshape(-1), np.asarray(bucket_values, dtype=np.int64)[present // len(slice_values)],
-            np.asarray(slice_values, dtype=np.int64)[present % len(slice_values)])
 
 
 def kept_scores(ctx: ModelContext, rows: pd.DataFrame) -> list[bytes | None] | None:

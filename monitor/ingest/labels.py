@@ -44,34 +44,34 @@ def stored_predictions_of(conn: Connection, ctx: ModelContext, fresh: pd.DataFra
         return pd.DataFrame(columns=TODO_COLUMNS), np.zeros(n, dtype=bool)
     ids = fresh["prediction_id"].to_numpy()
     take = np.zeros(n, dtype=bool)
-    bucket, slice_, ts = (np.zeros(n, dtype=np.int64) for _ in range(3))
-    predicted = np.empty(n, dtype=object)
-    todo = np.arange(n)
+    joined = {"bucket_start": np.zeros(n, dtype=np.int64), "slice_id": np.zeros(n, dtype=np.int64),
+              "predicted": np.empty(n, dtype=object), "ts": np.zeros(n, dtype=np.int64)}
+
+    def fill(rows: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+        take[rows] = True
+        for name, values in columns.items():
+            joined[name][rows] = values
+
     if recent is not None and len(recent):
         at, kept = recent.find(ids)
-        hit = np.flatnonzero(at >= 0)
-        at = at[hit]
-        take[hit] = True
-        bucket[hit] = kept["bucket_start"].to_numpy()[at]
-        slice_[hit] = kept["slice_id"].to_numpy()[at]
-        ts[hit] = kept["ts"].to_numpy()[at]
-        predicted[hit] = kept["predicted"].take(at).to_numpy(dtype=object)
-        todo = np.flatnonzero(~take)
+        rows = np.flatnonzero(at >= 0)
+        fill(rows, {name: kept[name].take(at[rows]).to_numpy(dtype=joined[name].dtype) for name in joined})
+    todo = np.flatnonzero(~take)
     if len(todo):
-        _look_up(conn, ctx, ids[todo], fresh["label_ts"].to_numpy()[todo], todo, take, bucket, slice_, ts, predicted)
+        fill(*_look_up(conn, ctx, ids[todo], fresh["label_ts"].to_numpy()[todo], todo))
     if not take.any():
         return pd.DataFrame(columns=TODO_COLUMNS), take
     return pd.DataFrame({
         "prediction_id": pd.Series(ids[take], dtype=object), "label": pd.Series(fresh["label"].to_numpy()[take], dtype=object),
         "applied_label": None, "label_ts": fresh["label_ts"].to_numpy()[take],
-        "bucket_start": bucket[take], "slice_id": slice_[take], "predicted": pd.Series(predicted[take], dtype=object),
-        "ts": ts[take],
+        **{name: values[take] for name, values in joined.items()},
     })[TODO_COLUMNS], take
 
 
-def _look_up(conn: Connection, ctx: ModelContext, ids: np.ndarray, label_ts: np.ndarray, rows: np.ndarray,
-             take: np.ndarray, bucket: np.ndarray, slice_: np.ndarray, ts: np.ndarray, predicted: np.ndarray) -> None:
-    """The stored predictions of `ids` (labels at `rows` of the caller's arrays), filled in."""
+def _look_up(conn: Connection, ctx: ModelContext, ids: np.ndarray, label_ts: np.ndarray, rows: np.ndarray
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(the `rows` whose id is stored, their prediction's columns) of labels `ids` (`rows` of
+    the caller's batch)."""
     # PostgreSQL: the last week's partitions first (most labels come within days), then those
     # within the label horizon, then older ones, each for the ids not found yet
     first = int(label_ts.min())
@@ -79,8 +79,6 @@ def _look_up(conn: Connection, ctx: ModelContext, ids: np.ndarray, label_ts: np.
                              columns=["bucket_start", "slice_id", "predicted", "ts"],
                              equal={"model_id": ctx.model_id}, time_column="ts",
                              since=[first - RECENT_LOOKUP_WINDOW, first - LABEL_LOOKUP_WINDOW])
-    if not found:
-        return
     # the inner join by positions, a column at a time: a merge's fixed cost dominated a small
     # file's labels, and a frame built from the row tuples cost more than the lookup itself
     # on a large one (columns by itemgetter, not zip(*found): transposing 900k rows that way
@@ -88,14 +86,12 @@ def _look_up(conn: Connection, ctx: ModelContext, ids: np.ndarray, label_ts: np.
     position = dict(zip(map(itemgetter(0), found), range(len(found))))
     at = np.fromiter((position.get(pid, -1) for pid in ids), dtype=np.int64, count=len(ids))
     hit = at >= 0
-    at, rows = at[hit], rows[hit]
-    take[rows] = True
 
     def column(k: int, dtype: type) -> np.ndarray:
-        return np.fromiter(map(itemgetter(k), found), dtype=dtype, count=len(found))[at]
+        return np.fromiter(map(itemgetter(k), found), dtype=dtype, count=len(found))[at[hit]]
 
-    bucket[rows], slice_[rows], predicted[rows], ts[rows] = (column(1, np.int64), column(2, np.int64),
-                                                             column(3, object), column(4, np.int64))
+    return rows[hit], {"bucket_start": column(1, np.int64), "slice_id": column(2, np.int64),
+                       "predicted": column(3, object), "ts": column(4, np.int64)}
 
 
 def _delay_bins(delay_seconds: np.ndarray) -> np.ndarray:
