@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from sqlalchemy import text
 
@@ -100,6 +101,28 @@ def test_only_the_newest_rows_are_kept_past_the_bound() -> None:
     recent.add([batch(6, 7)])  # more than the bound in one batch: its newest rows
     at, table = recent.find(np.asarray(["p7", "p8", "p12"], dtype=object))
     assert len(recent) == 5 and at[0] == -1 and table["ts"].to_numpy()[at[1:]].tolist() == [8, 12]
+
+
+def test_long_ids_are_bounded_by_bytes_and_a_trimmed_batch_lets_its_buffers_go() -> None:
+    """200-character ids (the longest the store takes) are some 250 bytes a row: the byte
+    bound, not the row bound, keeps memory in check, and what is kept of a trimmed batch is
+    copied out of the batch's buffers (a slice would keep them all alive)."""
+    bound = 1 << 20
+    recent = RecentPredictions(max_rows=1_000_000, max_bytes=bound)
+
+    def batch(first: int, n: int) -> pd.DataFrame:
+        return compact(pd.DataFrame({"prediction_id": [f"{i:0200d}" for i in range(first, first + n)],
+                                     "bucket_start": 0, "slice_id": 1, "predicted": "a", "ts": range(first, first + n)}))
+
+    for first in range(0, 12_000, 3_000):  # 4 batches of some 700 KiB each
+        recent.add([batch(first, 3_000)])
+        assert recent.bytes <= bound
+    assert 3_000 < len(recent) < 6_000
+    at, table = recent.find(np.asarray([f"{i:0200d}" for i in (0, 11_999, 12_000 - len(recent))], dtype=object))
+    assert at[0] == -1 and table["ts"].to_numpy()[at[1:]].tolist() == [11_999, 12_000 - len(recent)]
+    held = sum(pa.array(table[c]).get_total_buffer_size() if isinstance(table[c].dtype, pd.ArrowDtype)
+               else table[c].to_numpy().nbytes for c in table.columns)
+    assert held <= bound + 64 * 1024  # (plus Arrow's padding)
 
 
 @pytest.mark.slow
