@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -83,7 +84,7 @@ def nbytes(frame: pd.DataFrame) -> int:
 
 def _copied(frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` in buffers of its own: a slice of a frame keeps its whole buffers alive."""
-    out = {}
+    out: dict[str, Any] = {}
     for column in frame.columns:
         values = frame[column]
         if isinstance(values.dtype, pd.ArrowDtype):
