@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import JSON, Integer, Select, Table
+from sqlalchemy import JSON, Integer, LargeBinary, Select, Table
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import DBAPIError
 
@@ -149,7 +149,10 @@ def _copy_frame(conn: Connection, table: Table, frame: pd.DataFrame) -> None:
         target, sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
     )
     frame = _integers_as_integers(table, frame)
-    processors = [table.c[c].type.bind_processor(conn.dialect) for c in frame.columns]
+    # Binary columns skip SQLAlchemy's processor, which wraps each value for the driver (1.6 s
+    # of a million rows' scores): COPY writes bytes as bytea itself.
+    processors = [None if isinstance(table.c[c].type, LargeBinary) else table.c[c].type.bind_processor(conn.dialect)
+                  for c in frame.columns]
     # The DBAPI connection under the SQLAlchemy Connection: same session, same transaction.
     driver = conn.connection.driver_connection
     with driver_errors(conn, statement.as_string(driver)):
