@@ -9,15 +9,15 @@ from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from monitor.store.bulk import add_counts, insert_frame
-from monitor.store.models import ConfusionCount, MonitoredModel, Prediction, RejectedRow
+from monitor.store.models import ConfusionCount, Label, MonitoredModel, Prediction, RejectedRow
 
 HOSTILE = ["<script>alert(1)</script>", "'; DROP TABLE predictions; --", "tab\there", "new\nline",
            "back\\slash", "quote\"d", "\\N", "ünïcödé"]
 
 
-def _model(engine: Engine) -> int:
+def _model(engine: Engine, name: str = "m") -> int:
     with engine.begin() as conn:
-        return int(conn.execute(insert(MonitoredModel).values(name="m")).inserted_primary_key[0])
+        return int(conn.execute(insert(MonitoredModel).values(name=name)).inserted_primary_key[0])
 
 
 def _predictions(model_id: int, n: int) -> pd.DataFrame:
@@ -114,3 +114,41 @@ def test_add_counts_adds_to_existing_keys(engine: Engine) -> None:
     with engine.connect() as conn:
         counts = dict(conn.execute(select(ConfusionCount.true_class, ConfusionCount.n)).all())
     assert counts == {"a": 4, "b": 1}
+
+
+def test_copy_stores_what_a_plain_insert_stores(engine: Engine) -> None:
+    """PostgreSQL's COPY (bytea written as bytes, without SQLAlchemy's per-value wrapping)
+    stores, for every kind of column of the raw tables (integers, text with the characters
+    COPY escapes, booleans, bytea, and missing values of each), exactly what a plain INSERT
+    of the same rows stores."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("COPY is PostgreSQL's")
+    first, second = _model(engine), _model(engine, "other")
+    hostile = [*HOSTILE, "", "\r\n", "a\\\\tb", "\\.", "x" * 200, "日本語\ttab"]
+    n = 600
+    frame = _predictions(first, n).assign(predicted=[hostile[i % len(hostile)] for i in range(n)],
+                                          model_version=[None if i % 4 == 0 else hostile[(i * 7) % len(hostile)]
+                                                         for i in range(n)])
+    rng = np.random.default_rng(5)
+    frame["scores"] = [None if i % 6 == 0 else (b"" if i % 6 == 1 else rng.bytes(24) + b"\\\x00\n\t")
+                       for i in range(n)]
+    labels = pd.DataFrame({"model_id": first, "prediction_id": frame["prediction_id"],
+                           "label": [hostile[(i * 3) % len(hostile)] for i in range(n)],
+                           "label_ts": frame["ts"] + 60,
+                           "applied_label": [None if i % 2 else hostile[i % len(hostile)] for i in range(n)],
+                           "needs_apply": [i % 3 == 0 for i in range(n)],
+                           "file_id": pd.array([None if i % 5 == 0 else 2 for i in range(n)], dtype="Int64")})
+    tables = ((Prediction.__table__, frame), (Label.__table__, labels))
+    with engine.begin() as conn:
+        for table, rows in tables:
+            insert_frame(conn, table, rows)
+            plain = rows.assign(model_id=second).astype(object)
+            conn.execute(table.insert(), [{k: (None if v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v)
+                                           for k, v in row.items()} for row in plain.to_dict("records")])
+    with engine.connect() as conn:
+        for table, _rows in tables:
+            got = {m: pd.read_sql(select(table).where(table.c.model_id == m).order_by(table.c.prediction_id), conn)
+                   .drop(columns=["model_id"]) for m in (first, second)}
+            assert len(got[first]) == n
+            pd.testing.assert_frame_equal(got[first], got[second])
+    assert set(got[first]["label"]) == set(labels["label"])  # (the last table: hostile text came back whole)
