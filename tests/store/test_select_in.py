@@ -127,3 +127,44 @@ def test_fetch_one_gives_what_sqlalchemy_gives(engine: Engine) -> None:
         other = select(MonitoredModel.name).where(MonitoredModel.id == bindparam("id"))
         _COMPILED[id(other)] = _COMPILED.get(id(statement), (statement, "SELECT 1", {}))
         assert fetch_one(conn, other, {"id": model}) == ("x'; --",)
+
+
+def test_a_large_lookup_joined_with_the_array_finds_what_any_finds(engine: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: from JOIN_LOOKUP text ids on, the table is joined with the unnested array
+    (`= ANY` of a large array is planned element by element in every partition). Across weekly
+    partitions, with hostile ids, ids asked twice, and time bounds, it returns exactly the rows
+    `= ANY` returns, each once."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the joined lookup is PostgreSQL's")
+    from monitor.store import bulk
+    from monitor.store.partitions import ensure_weeks, partitions, week_start
+
+    week = 7 * 86_400
+    stored = [*HOSTILE, *(f"id-{i}" for i in range(600))]
+    with engine.begin() as conn:
+        ensure_weeks(conn, "predictions", {week_start(1_700_000_000 + k * week) for k in range(10)})
+        assert len(partitions(conn, "predictions")) >= 10
+        model = conn.execute(text("INSERT INTO monitored_models (name, created_at) VALUES ('m', CURRENT_TIMESTAMP) "
+                                  "RETURNING id")).scalar_one()
+        conn.execute(insert(Prediction), [
+            {"model_id": model, "prediction_id": pid, "ts": 1_700_000_000 + (i % 9) * week + i, "bucket_start": 0,
+             "slice_id": 0, "predicted": "a", "content_hash": i} for i, pid in enumerate(stored)])
+        asked = [*HOSTILE, *HOSTILE[:5], *(f"id-{i}" for i in range(0, 900, 3)), "id-7", "missing", 'missing"']
+        cases = [{}, {"at_least": {"ts": 1_700_000_000 + 3 * week}},
+                 {"at_least": {"ts": 1_700_000_000 + 2 * week}, "below": {"ts": 1_700_000_000 + 6 * week}}]
+        for bounds in cases:
+            lookups = {}
+            for name, threshold in (("any", 10**9), ("joined", 1)):
+                monkeypatch.setattr(bulk, "JOIN_LOOKUP", threshold)
+                lookups[name] = select_in(conn, Prediction.__table__, key_column="prediction_id", keys=asked,
+                                          columns=["ts", "content_hash"], equal={"model_id": model}, **bounds)
+            assert sorted(lookups["joined"]) == sorted(lookups["any"]) and len(lookups["any"]) > 100, bounds
+            assert len({row[0] for row in lookups["joined"]}) == len(lookups["joined"])  # each id once
+        spread = conn.execute(text("SELECT COUNT(DISTINCT tableoid) FROM predictions")).scalar_one()
+        assert spread >= 9  # the rows are in 9 weekly partitions
+        monkeypatch.undo()
+        many = [*asked, *(f"absent-{i}" for i in range(bulk.JOIN_LOOKUP))]  # the default threshold
+        found = select_in(conn, Prediction.__table__, key_column="prediction_id", keys=many,
+                          columns=["content_hash"], equal={"model_id": model})
+    expected = {pid: i for i, pid in enumerate(stored)}
+    assert sorted(found) == sorted({(pid, expected[pid]) for pid in asked if pid in expected})
