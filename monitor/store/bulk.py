@@ -378,8 +378,9 @@ def select_in(
     the given numbers), as plain tuples (order unspecified).
 
     The lookup of the ingest hot path (which of these ids are stored already?): one prepared
-    statement on the driver's cursor, `= ANY(%s)` with one array parameter on PostgreSQL,
-    `IN (?, ...)` in chunks of `IN_CHUNK` elsewhere; no per-chunk SQLAlchemy compilation
+    statement on the driver's cursor, `= ANY(%s)` with one array parameter on PostgreSQL (a
+    join with the unnested array from JOIN_LOOKUP keys), `IN (?, ...)` in chunks of `IN_CHUNK`
+    elsewhere; no per-chunk SQLAlchemy compilation
     and no Row objects. Tables with non-plain column types go through SQLAlchemy."""
     equal = dict(equal or {})
     at_least, below = dict(at_least or {}), dict(below or {})
@@ -401,10 +402,10 @@ def select_in(
     quote = conn.dialect.identifier_preparer.quote
     postgres = conn.dialect.name == "postgresql"
     placeholder = "%s" if postgres else "?"
-    head = (f"SELECT {', '.join(quote(c) for c in selected)} FROM {quote(table.name)} WHERE "  # noqa: S608
-            + "".join(f"{quote(c)} = {placeholder} AND " for c in equal)
-            + "".join(f"{quote(c)} >= {placeholder} AND " for c in at_least)
-            + "".join(f"{quote(c)} < {placeholder} AND " for c in below))
+    conditions = ("".join(f"{quote(c)} = {placeholder} AND " for c in equal)  # each followed by AND
+                  + "".join(f"{quote(c)} >= {placeholder} AND " for c in at_least)
+                  + "".join(f"{quote(c)} < {placeholder} AND " for c in below))
+    head = f"SELECT {', '.join(quote(c) for c in selected)} FROM {quote(table.name)} WHERE {conditions}"  # noqa: S608
     fixed = [*equal.values(), *(int(v) for v in at_least.values()), *(int(v) for v in below.values())]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
@@ -412,9 +413,9 @@ def select_in(
             # never a named prepared statement (safe behind a transaction-pooling proxy); a
             # large array is planned for itself (a generic plan would compare every row with the
             # whole array instead of hashing it or using the index), a small one generically
+            if len(keys) >= JOIN_LOOKUP and all(type(k) is str for k in keys):
+                return _join_lookup(cursor, conn, table, key_column, selected, keys, conditions, fixed)
             array, cast = array_param(keys)
-            if cast == "::text[]" and len(keys) >= JOIN_LOOKUP:
-                return _join_lookup(cursor, conn, table, key_column, selected, keys, head, fixed)
             settings = _lookup_settings(len(keys))
             before: list[Any] = []
             if settings:  # for this statement only (a rollback undoes them too)
@@ -443,12 +444,12 @@ def select_in(
 
 
 def _join_lookup(cursor: Any, conn: Connection, table: Table, key_column: str, selected: list[str],
-                 keys: Sequence[Any], head: str, fixed: list[Any]) -> list[tuple]:
+                 keys: Sequence[str], conditions: str, fixed: list[Any]) -> list[tuple]:
     """`select_in` of many text keys on PostgreSQL (JOIN_LOOKUP): the table joined with the
-    unnested array, each key once (a join, unlike `= ANY`, would return a row once per copy)."""
+    unnested array, each key once (a join, unlike `= ANY`, would return a row once per copy).
+    `conditions`: the other columns' tests, each followed by AND, for the values `fixed`."""
     quote = conn.dialect.identifier_preparer.quote
     unique = list(dict.fromkeys(keys))
-    conditions = head.split(" WHERE ", 1)[1]  # the fixed conditions, each followed by " AND "
     sql = (f"SELECT {', '.join('t.' + quote(c) for c in selected)} FROM {quote(table.name)} AS t "  # noqa: S608
            f"JOIN unnest(%s::text[]) AS wanted(lookup_key) ON t.{quote(key_column)} = wanted.lookup_key "
            f"WHERE {conditions}TRUE")
