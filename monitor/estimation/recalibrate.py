@@ -228,7 +228,16 @@ def mature_pairs(conn: Connection, ctx: ModelContext, start: int, end: int, *,
     try:
         if postgres:
             cursor.itersize = PAIR_CHUNK
-            cursor.execute(str(compiled), params)
+            # A named cursor is planned for its first tenth of rows (`cursor_tuple_fraction`),
+            # which favours a nested loop; every row is read here, so it is planned for all
+            # of them (264,000 pairs of the 1M bench: 1.4-1.7 s against 2.4-2.8 s). For this
+            # statement only: the setting is put back once it is planned.
+            with driver.cursor() as settings:  # type: ignore[union-attr]
+                settings.execute("SELECT current_setting('cursor_tuple_fraction'), "
+                                 "set_config('cursor_tuple_fraction', '1', true)")
+                before = settings.fetchone()[0]  # type: ignore[index]
+                cursor.execute(str(compiled), params)
+                settings.execute("SELECT set_config('cursor_tuple_fraction', %s, true)", [before])
         else:
             cursor.execute(str(compiled), [params[name] for name in compiled.positiontup or []])
         while chunk := cursor.fetchmany(PAIR_CHUNK):

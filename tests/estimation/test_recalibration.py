@@ -199,6 +199,52 @@ def test_mature_pairs_read_in_chunks_are_the_labelled_rows_of_the_span(engine, m
     assert found["label"].tolist() == wanted["label"].tolist()
 
 
+def test_the_pairs_cursor_is_planned_for_all_its_rows_and_the_setting_put_back(engine) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL plans a named cursor for its first tenth of rows (`cursor_tuple_fraction`),
+    which favours a nested loop; the refit reads every pair, so its cursor is declared with the
+    fraction at 1, and the transaction's own value is back once it is. Oracle: the setting the
+    server reports when the cursor is declared."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("cursor_tuple_fraction is PostgreSQL's")
+    data = random_calibrated(300, seed=37, days=3)
+    seen: list[str] = []
+    with engine.begin() as conn:
+        ctx = context(conn)
+        aggregate.on_reference(conn, ctx, canonical(conn, ctx, random_calibrated(1000, seed=38)))
+        ingest_frame(conn, ctx, "predictions", data.drop(columns=["label"]), as_of=START + 4 * DAY)
+        ingest_frame(conn, ctx, "labels", labels_of(data, 3600), as_of=START + 4 * DAY)
+        driver = conn.connection.driver_connection
+        driver.execute("SET LOCAL cursor_tuple_fraction = 0.3")  # type: ignore[union-attr]
+        original = driver.cursor  # type: ignore[union-attr]
+
+        class Declared:  # the named cursor: notes the setting when it is declared
+            def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+                object.__setattr__(self, "inner", inner)
+
+            def execute(self, *a, **k):  # type: ignore[no-untyped-def]
+                seen.append(driver.execute("SELECT current_setting('cursor_tuple_fraction')")  # type: ignore[union-attr]
+                            .fetchone()[0])
+                return self.inner.execute(*a, **k)
+
+            def __getattr__(self, name):  # type: ignore[no-untyped-def]
+                return getattr(self.inner, name)
+
+            def __setattr__(self, name, value) -> None:  # type: ignore[no-untyped-def]
+                setattr(self.inner, name, value)
+
+        def watching(*args, **kwargs):  # type: ignore[no-untyped-def]
+            inner = original(*args, **kwargs)
+            return Declared(inner) if kwargs.get("name") else inner
+
+        driver.cursor = watching  # type: ignore[union-attr]
+        try:
+            scores, _ = recalibrate.mature_pairs(conn, ctx, START, START + 3 * DAY)
+        finally:
+            driver.cursor = original  # type: ignore[union-attr]
+        after = driver.execute("SELECT current_setting('cursor_tuple_fraction')").fetchone()[0]  # type: ignore[union-attr]
+    assert seen == ["1"] and after == "0.3" and len(scores) == 300
+
+
 def test_kept_scores_are_exact_and_a_refit_clears_those_older_than_two_spans(engine) -> None:  # type: ignore[no-untyped-def]
     """`predictions.scores` holds each prediction's scores bit for bit (NULL for one without
     every score); a refit clears them for predictions older than two spans before its fit end
