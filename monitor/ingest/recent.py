@@ -90,8 +90,7 @@ def _copied(frame: pd.DataFrame) -> pd.DataFrame:
         if isinstance(values.dtype, pd.ArrowDtype):
             array = pa.array(values)
             chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
-            out[column] = pd.Series(pa.concat_arrays(chunks) if chunks else pa.array([], type=pa.string()),
-                                    dtype=values.dtype)
+            out[column] = pd.Series(pa.concat_arrays(chunks), dtype=values.dtype)  # (never empty here)
         else:
             out[column] = values.to_numpy(copy=True)
     return pd.DataFrame(out)

@@ -324,6 +324,22 @@ def _lookup_settings(n_keys: int) -> list[tuple[str, str]]:
     return settings
 
 
+@contextmanager
+def statement_settings(cursor: Any, settings: Sequence[tuple[str, str]]) -> Iterator[None]:
+    """PostgreSQL: run what is inside under `settings` ((name, value) pairs, set on the driver's
+    `cursor` for the transaction), then put the transaction's own values back. On an error
+    they stay until the rollback, which undoes them too."""
+    if not settings:
+        yield
+        return
+    cursor.execute("SELECT " + ", ".join("current_setting(%s), set_config(%s, %s, true)" for _ in settings),
+                   [value for name, setting in settings for value in (name, name, setting)])
+    row = cursor.fetchone()
+    before = [value for (name, _), old in zip(settings, row[0::2], strict=True) for value in (name, old)]
+    yield
+    cursor.execute("SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings), before)
+
+
 def array_literal(values: Sequence[Any]) -> str:
     """PostgreSQL's text form of an array of `values` (str, int, float, bool or None), for a
     `%s::<type>[]` parameter that the server parses. psycopg dumps a list element by element in
@@ -380,8 +396,7 @@ def select_in(
     The lookup of the ingest hot path (which of these ids are stored already?): one prepared
     statement on the driver's cursor, `= ANY(%s)` with one array parameter on PostgreSQL (a
     join with the unnested array from JOIN_LOOKUP keys), `IN (?, ...)` in chunks of `IN_CHUNK`
-    elsewhere; no per-chunk SQLAlchemy compilation
-    and no Row objects. Tables with non-plain column types go through SQLAlchemy."""
+    elsewhere; no per-chunk SQLAlchemy compilation and no Row objects. Tables with non-plain column types go through SQLAlchemy."""
     equal = dict(equal or {})
     at_least, below = dict(at_least or {}), dict(below or {})
     selected = [key_column, *columns]
@@ -416,21 +431,10 @@ def select_in(
             if len(keys) >= JOIN_LOOKUP and all(type(k) is str for k in keys):
                 return _join_lookup(cursor, conn, table, key_column, selected, keys, conditions, fixed)
             array, cast = array_param(keys)
-            settings = _lookup_settings(len(keys))
-            before: list[Any] = []
-            if settings:  # for this statement only (a rollback undoes them too)
-                cursor.execute("SELECT " + ", ".join("current_setting(%s), set_config(%s, %s, true)"
-                                                     for _ in settings),
-                               [value for name, setting in settings for value in (name, name, setting)])
-                row = cursor.fetchone()
-                before = [value for (name, _), old in zip(settings, row[0::2], strict=True)  # type: ignore[index]
-                          for value in (name, old)]
-            cursor.execute(head + f"{quote(key_column)} = ANY({placeholder}{cast})", [*fixed, array],
-                           prepare=False, binary=True)
-            found = [tuple(row) for row in cursor.fetchall()]
-            if before:
-                cursor.execute("SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings), before)
-            return found
+            with statement_settings(cursor, _lookup_settings(len(keys))):
+                cursor.execute(head + f"{quote(key_column)} = ANY({placeholder}{cast})", [*fixed, array],
+                               prepare=False, binary=True)
+                return [tuple(row) for row in cursor.fetchall()]
         out = []
         keys = sorted(keys)  # index order: each chunk reads neighbouring pages
         for start in range(0, len(keys), IN_CHUNK):
