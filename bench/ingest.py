@@ -22,6 +22,10 @@ labels as the simulator makes them; labels of the last days' predictions are sti
     Target: under 1 s, and not growing with history (bench/tick.py measures 1 to 365 days).
     On PostgreSQL an untimed tick and VACUUM ANALYZE settle the history first (`settle`).
 
+With a PostgreSQL server on this machine, each phase also prints the server's CPU seconds
+(every postgres process, from /proc): the client waits on that work, so a ratio can never fall
+below the server's CPU time over the floor's wall time.
+
 Simulating and writing the files is not timed. The machine is shared: the load average is
 printed next to every phase.
 """
@@ -125,15 +129,51 @@ def workspace(root: Path, data: SimulatedData, scenario: Scenario, db_url: str, 
     return load_config(write_config(root, scenario, database_url=db_url))
 
 
+def server_cpu() -> float | None:
+    """CPU seconds used so far by a PostgreSQL server on this machine (Linux /proc): every
+    postgres process, plus the finished backends' time that the postmaster has reaped; None
+    when no such server is visible (another machine, or not Linux)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total, found = 0.0, False
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if name != "postgres":
+            continue
+        found = True
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        if fields[1] == "1" or not _is_postgres(fields[1]):  # the postmaster: its reaped children too
+            total += (int(fields[13]) + int(fields[14])) / tick  # cutime, cstime
+    return total if found else None
+
+
+def _is_postgres(pid: str) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.index("(") + 1:stat.rindex(")")] == "postgres"
+
+
 class Clock:
-    """Wall and CPU seconds (this process: SQLite works in it, a PostgreSQL server does not)."""
+    """Wall and CPU seconds: of this process (SQLite works in it), and of a local PostgreSQL
+    server (`server`, None when it is not on this machine): the client waits on the server's
+    work, so both count."""
 
     def __enter__(self) -> Clock:
+        self.server = server_cpu()
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        if self.server is not None:
+            time.sleep(0.5)  # a backend that just closed is reaped (and its time added) a moment later
+        after = server_cpu()
+        self.server = after - self.server if after is not None and self.server is not None else None
 
 
 def ratio_line(a: Clock, b: Clock) -> str:
@@ -485,7 +525,8 @@ def main() -> None:
             for name, clock, where in ((f"(a) full pipeline: run_tick, {backend}", clock_a, load_a),
                                        (f"(b) baseline: read_csv + {floor_name}", clock_b, load_b)):
                 print(f"{name:<46}{total:>11,}{clock.wall:>9.1f}{total / clock.wall:>10,.0f}{clock.cpu:>8.1f}   "
-                      + where)
+                      + where + (f"; server cpu {clock.server:.1f} s" if args.db_url and clock.server is not None
+                                 else ""))
             print(ratio_line(clock_a, clock_b))
         if len(pairs) > 1:
             print(median_line([(a.wall / b.wall, a.cpu / b.cpu) for a, b, _, _ in pairs]))
