@@ -528,6 +528,9 @@ def main() -> None:
                       + where + (f"; server cpu {clock.server:.1f} s" if args.db_url and clock.server is not None
                                  else ""))
             print(ratio_line(clock_a, clock_b))
+            if args.db_url and clock_a.server is not None:
+                print(f"    (a)'s server CPU alone is {clock_a.server / clock_b.wall:.2f}x (b)'s wall time: "
+                      f"the lowest ratio any client-side change could reach")
         if len(pairs) > 1:
             print(median_line([(a.wall / b.wall, a.cpu / b.cpu) for a, b, _, _ in pairs]))
         print(f"    (a) includes {full_evaluate:.1f} s of alert evaluation at the end of the tick")
