@@ -30,6 +30,10 @@ def test_compose_names_the_services_and_their_order() -> None:
     services = _compose()["services"]
     assert set(services) == {"postgres", "migrate", "scheduler", "dashboard", "nats", "consumer"}
     assert services["consumer"]["command"] == ["consume"] and "-js" in services["nats"]["command"]
+    # the stream services start only with --profile stream: the example config has no
+    # [models.stream], and a consumer without one would exit and be restarted forever
+    assert services["consumer"]["profiles"] == ["stream"] and services["nats"]["profiles"] == ["stream"]
+    assert all("profiles" not in services[role] for role in ("postgres", "migrate", "scheduler", "dashboard"))
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for role in ("scheduler", "dashboard"):
         assert services[role]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
