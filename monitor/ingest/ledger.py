@@ -20,7 +20,7 @@ import os
 import stat as stat_module
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -59,6 +59,7 @@ _NO_REJECTS = pd.DataFrame(columns=REJECT_COLUMNS)
 # (8,760 of each kind after a year of hourly files). Nothing adds to an unchanged file's result.
 _PASSED_OVER = IngestResult(rejects=_NO_REJECTS)
 _reported_empty: set[tuple[str, str, str]] = set()  # globs that matched nothing, said once
+_reported_names: set[str] = set()  # file names that are not UTF-8, said once
 
 
 @dataclass
@@ -101,7 +102,7 @@ def discover(ctx: ModelContext, kind: str, base_dir: Path) -> list[str]:
     # ones `str(Path(name))` would give, the ledger's keys
     pattern = str(Path(source.path)) if Path(source.path).is_absolute() else str(base_dir / source.path)
     matches = glob.glob(pattern, recursive=True)
-    found = [name for name in matches if name.lower().endswith(SUFFIXES)]
+    found = [name for name in matches if name.lower().endswith(SUFFIXES) and _storable(ctx, name)]
     if len({name.rpartition(os.sep)[0] for name in found}) <= 1:
         found.sort()  # one directory: the strings sort as their paths do
     else:
@@ -115,6 +116,21 @@ def discover(ctx: ModelContext, kind: str, base_dir: Path) -> list[str]:
     elif found:
         _reported_empty.discard(key)
     return found
+
+
+def _storable(ctx: ModelContext, name: str) -> bool:
+    """A name the ledger can store: not one whose bytes are not UTF-8 (Python keeps such
+    bytes as surrogates, which no database text column takes). Such a file is skipped, said
+    once per process, so the model's other files are still read."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        if name not in _reported_names:
+            _reported_names.add(name)
+            log.warning("model %s: skipped %s: its name is not valid UTF-8 (rename the file to read it)",
+                        ctx.name, name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+        return False
+    return True
 
 
 def _path_order(name: str) -> list[str]:
@@ -156,8 +172,8 @@ def _same_stat(row: Row[Any], stat: os.stat_result) -> bool:
     """Size, mtime, and the inode and ctime recorded in the fingerprint, all unchanged."""
     if row.fingerprint is None or row.size != stat.st_size or row.mtime != stat.st_mtime:
         return False
-    inode, ctime, _ = str(row.fingerprint).split(":", 2)
-    return inode == str(stat.st_ino) and ctime == str(stat.st_ctime_ns)
+    parts = str(row.fingerprint).split(":", 2)  # not three parts: an unreadable file's marker
+    return len(parts) == 3 and parts[0] == str(stat.st_ino) and parts[1] == str(stat.st_ctime_ns)
 
 
 def _hour(name: str) -> int:
@@ -275,15 +291,23 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: Sequence[s
                 slot = len(outcomes)
                 outcomes.append(None)
                 row = known.get(name)
+                stat: os.stat_result | None = None
                 try:
                     stat = os.stat(name)
+                    if not stat_module.S_ISREG(stat.st_mode):  # a directory the glob matched
+                        done(slot, FileOutcome(name, kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
+                        continue
+                    wanted, digest, print_ = _needs_read(row, stat, name, as_of,
+                                                         verify=_verify_now(name, stat, now))
+                    if wanted:
+                        digest = digest or sha256_of(Path(name))
                 except FileNotFoundError:  # removed since it was listed
                     done(slot, FileOutcome(name, kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
                     continue
-                if not stat_module.S_ISREG(stat.st_mode):  # a directory the glob matched
-                    done(slot, FileOutcome(name, kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
+                except OSError as error:  # a symlink loop, no permission: this file only fails
+                    done(slot, _unopenable(conn, ctx, kind, Path(name), row, stat, error))
                     continue
-                wanted, digest, print_ = _needs_read(row, stat, name, as_of, verify=_verify_now(name, stat, now))
+                assert stat is not None
                 if not wanted:
                     if digest is not None and row is not None:  # touched but identical: remember the new mtime
                         conn.execute(update(FILES).where(FILES.c.id == row.id).values(mtime=stat.st_mtime,
@@ -291,22 +315,26 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: Sequence[s
                     done(slot, FileOutcome(name, kind, "unchanged", IngestResult(rejects=_NO_REJECTS)))
                     continue
                 path = Path(name)
-                digest = digest or sha256_of(path)
+                assert digest is not None  # hashed above, when wanted
                 if not noted:  # raw rows stored under the lock: stream consumers check against them
                     note_writes(conn, ctx.model_id, None)
                     noted = True
                 if stat.st_size <= BIG_FILE_BYTES:
-                    read = _read_whole(conn, ctx, kind, path, row, stat, digest, print_)
+                    read = _read_whole(conn, ctx, kind, path, row, stat, digest, print_,
+                                       max_rows=max(limit, BATCH_ROWS))
                     if isinstance(read, FileOutcome):
                         done(slot, read)
-                    else:
+                        continue
+                    if read is not None:
                         staged.append(_Staged(slot, path, row, stat, digest, print_, *read))
                         staged_rows += staged[-1].rows
-                    continue
+                        continue
+                    # more rows than a batch from few bytes (compressed): loaded alone, in chunks
                 for slot_, outcome in _load_staged(conn, ctx, kind, staged, as_of, pending, limit):
                     done(slot_, outcome)
                 staged, staged_rows = [], 0
-                done(slot, _ingest_one(conn, ctx, kind, path, as_of, pending, limit, row, stat, digest, print_))
+                done(slot, _ingest_one(conn, ctx, kind, path, as_of, pending, limit, row, stat, digest, print_,
+                                       alone=True))
             for slot_, outcome in _load_staged(conn, ctx, kind, staged, as_of, pending, limit):
                 done(slot_, outcome)
             staged = []
@@ -319,18 +347,33 @@ def ingest_files(engine: Engine, ctx: ModelContext, kind: str, paths: Sequence[s
 
 
 def _read_whole(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: Row[Any] | None,
-                stat: os.stat_result, digest: str, print_: str) -> tuple[list[Chunk], ReadState] | FileOutcome:
-    """A small file's chunks (read before anything of it is stored), or its failed outcome."""
+                stat: os.stat_result, digest: str, print_: str, *, max_rows: int
+                ) -> tuple[list[Chunk], ReadState] | FileOutcome | None:
+    """A small file's chunks (read before anything of it is stored), or its failed outcome;
+    None when it holds more than `max_rows` rows (a small compressed file can hold millions:
+    it is not kept whole, but loaded on its own in chunks, as a big file is)."""
     strings, keep = input_columns(ctx, kind)
     state = ReadState()
+    chunks: list[Chunk] = []
+    rows = 0
+    reading: Iterator[Chunk] | None = None
     try:
-        chunks = list(read_chunks(path, strings, keep=keep, limits=ctx.config.limits,
-                                  complete_only=not _settled(row, stat, print_), state=state))
+        reading = read_chunks(path, strings, keep=keep, limits=ctx.config.limits,
+                              complete_only=not _settled(row, stat, print_), state=state)
+        for chunk in reading:
+            chunks.append(chunk)
+            rows += len(chunk.frame) + len(chunk.rejects)
+            if rows > max_rows:
+                return None
     except UnreadableFile as error:
         return _failed(conn, ctx, kind, path, row, stat, digest, print_, error)
     except Exception as error:  # noqa: BLE001 - one bad file never stops the others
         log.exception("ingesting %s failed", path)
-        return FileOutcome(str(path), kind, "failed", IngestResult(), error=f"{path}: {type(error).__name__}: {error}")
+        return _failed(conn, ctx, kind, path, row, stat, digest, print_, _unexpected(path, error), logged=True)
+    finally:
+        closing = getattr(reading, "close", None)  # a generator: its file is closed at once when
+        if closing is not None:  # its reading stops early
+            closing()
     return chunks, state
 
 
@@ -422,9 +465,11 @@ def _ledger(conn: Connection, ctx: ModelContext, kind: str, *, passed_over: tupl
 
 def _ingest_one(conn: Connection, ctx: ModelContext, kind: str, path: Path, as_of: int | None,
                 pending: Pending, limit: int, row: Row[Any] | None, stat: os.stat_result, digest: str,
-                print_: str, *, read: tuple[list[Chunk], ReadState] | None = None) -> FileOutcome:
-    """Load one file (its chunks `read` already, or read here) under a savepoint of its own."""
-    if stat.st_size > BIG_FILE_BYTES and (pending.rows or pending.labels):
+                print_: str, *, read: tuple[list[Chunk], ReadState] | None = None,
+                alone: bool = False) -> FileOutcome:
+    """Load one file (its chunks `read` already, or read here) under a savepoint of its own;
+    a big one (or one with more rows than a batch, `alone`) aggregates on its own."""
+    if (alone or stat.st_size > BIG_FILE_BYTES) and (pending.rows or pending.labels):
         pending.flush(conn, ctx)  # a big file aggregates on its own, bounded by `limit` (below)
     mine = pending.child()
     try:
@@ -445,7 +490,9 @@ def _ingest_one(conn: Connection, ctx: ModelContext, kind: str, path: Path, as_o
         return FileOutcome(str(path), kind, "failed", IngestResult(), error=f"{path}: {type(error).__name__}")
     except Exception as error:  # noqa: BLE001 - one bad file never stops the others
         log.exception("ingesting %s failed", path)
-        return FileOutcome(str(path), kind, "failed", IngestResult(), error=f"{path}: {type(error).__name__}: {error}")
+        # recorded (its savepoint is gone, the batch's transaction is not): skipped until it
+        # changes, not read again with the same traceback on every tick
+        return _failed(conn, ctx, kind, path, row, stat, digest, print_, _unexpected(path, error), logged=True)
     pending.extend(mine)  # the file went in: its rows are aggregated with the batch
     return outcome
 
@@ -493,9 +540,35 @@ def _files_done(conn: Connection, ctx: ModelContext, kind: str, staged: list[_St
     return outcomes
 
 
+def _unexpected(path: Path, error: Exception) -> UnreadableFile:
+    """An error no reader or loader expected, as a file's failure (its type and message)."""
+    return UnreadableFile(f"{path}: {type(error).__name__}: {error}")
+
+
+def _unopenable(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: Row[Any] | None,
+                stat: os.stat_result | None, error: OSError) -> FileOutcome:
+    """A file that cannot be stat'ed or opened (a symlink loop, no permission): recorded as
+    failed, with what could be stat'ed; the other files of its batch go on. While the same
+    error persists it is said once, not on every tick."""
+    message = f"{path}: cannot be read: {error.strerror or error}"
+    marker = f"unreadable:{error.errno}"  # in place of a fingerprint: the same error as last time?
+    if row is not None and row.status == "failed" and row.fingerprint == marker:
+        log.debug("%s (still)", message)
+        return FileOutcome(str(path), kind, "unchanged", IngestResult(rejects=_NO_REJECTS))
+    log.warning("%s", message)
+    file_id = _ledger_row(conn, ctx, kind, path, row)
+    conn.execute(update(FILES).where(FILES.c.id == file_id).values(
+        size=stat.st_size if stat else None, mtime=stat.st_mtime if stat else None, sha256=None,
+        fingerprint=marker, status="failed", error=message, rows_read=0, rows_accepted=0, rows_rejected=0,
+        rows_waiting=0, ingested_at=utcnow()))
+    return FileOutcome(str(path), kind, "failed", IngestResult(), error=message)
+
+
 def _failed(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: Row[Any] | None,
-            stat: os.stat_result, digest: str, print_: str, error: UnreadableFile) -> FileOutcome:
-    log.warning("%s", error)
+            stat: os.stat_result, digest: str, print_: str, error: UnreadableFile, *,
+            logged: bool = False) -> FileOutcome:
+    if not logged:
+        log.warning("%s", error)
     file_id = _ledger_row(conn, ctx, kind, path, row)
     conn.execute(update(FILES).where(FILES.c.id == file_id).values(
         size=stat.st_size, mtime=stat.st_mtime, sha256=digest, fingerprint=print_, status="failed",
