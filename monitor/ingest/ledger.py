@@ -13,10 +13,12 @@ marked failed with its error (its savepoint rolled back) and skipped until it ch
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import logging
 import os
+import re
 import stat as stat_module
 import time
 import zlib
@@ -101,7 +103,7 @@ def discover(ctx: ModelContext, kind: str, base_dir: Path) -> list[str]:
     # normalised as a Path is (no `.` or doubled separators): the names glob gives then are the
     # ones `str(Path(name))` would give, the ledger's keys
     pattern = str(Path(source.path)) if Path(source.path).is_absolute() else str(base_dir / source.path)
-    matches = glob.glob(pattern, recursive=True)
+    matches = _glob(pattern)
     found = [name for name in matches if name.lower().endswith(SUFFIXES) and _storable(ctx, name)]
     if len({name.rpartition(os.sep)[0] for name in found}) <= 1:
         found.sort()  # one directory: the strings sort as their paths do
@@ -116,6 +118,69 @@ def discover(ctx: ModelContext, kind: str, base_dir: Path) -> list[str]:
     elif found:
         _reported_empty.discard(key)
     return found
+
+
+def _glob(pattern: str) -> list[str]:
+    """`glob.glob(pattern, recursive=True)`, except that under `**` each real directory is
+    walked once: glob follows symlinked directories, so a loop (`up -> ..`) made it list the
+    same files under endless paths (hundreds of thousands, gigabytes) and a second way into a
+    directory read its files twice. The first path found to a directory is kept."""
+    parts = pattern.split(os.sep)
+    if "**" not in parts:
+        return glob.glob(pattern, recursive=True)
+    fixed = next(i for i, part in enumerate(parts) if _WILD.search(part))
+    root = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else os.curdir)
+    wanted = tuple(parts[fixed:])
+    dotted = any(part.startswith(".") for part in wanted)
+    found: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for folder, folders, files in os.walk(root, followlinks=True):
+        try:
+            stat = os.stat(folder)
+        except OSError:
+            folders[:] = []
+            continue
+        if (stat.st_dev, stat.st_ino) in seen:  # reached again through a symlink
+            folders[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        inside = () if folder == root else tuple(os.path.relpath(folder, root).split(os.sep))
+        for names, is_dir in ((folders, True), (files, False)):
+            found.extend(_joined(root, folder, name) for name in names
+                         if _glob_match(wanted, (*inside, name), is_dir))
+        if not dotted:  # nothing below a hidden directory can match
+            folders[:] = [name for name in folders if not name.startswith(".")]
+    return found
+
+
+_WILD = re.compile(r"[*?[]")
+
+
+def _joined(root: str, folder: str, name: str) -> str:
+    """A found path as glob spells it (no `./` in front of a relative pattern's names)."""
+    path = os.path.join(folder, name)
+    return path[2:] if root == os.curdir and path.startswith("." + os.sep) else path
+
+
+def _glob_match(pattern: tuple[str, ...], parts: tuple[str, ...], is_dir: bool) -> bool:
+    """`parts` (a path's components below the walk's root; `is_dir`: the last is a directory)
+    matched by `pattern`'s as glob matches them: `**` is any number of components, a name
+    starting with a dot needs a pattern starting with one, and a trailing `**` that matches
+    nothing after a name takes only a directory."""
+
+    def match(p: int, i: int, fresh: bool) -> bool:
+        if p == len(pattern):
+            return i == len(parts)
+        if pattern[p] == "**":
+            if p + 1 == len(pattern) and i == len(parts) and fresh and i > 0:
+                return is_dir
+            return match(p + 1, i, True) or (
+                i < len(parts) and not parts[i].startswith(".") and match(p, i + 1, False))
+        if i == len(parts) or (parts[i].startswith(".") and not pattern[p].startswith(".")):
+            return False
+        return fnmatch.fnmatchcase(parts[i], pattern[p]) and match(p + 1, i + 1, True)
+
+    return match(0, 0, True)
 
 
 def _storable(ctx: ModelContext, name: str) -> bool:
