@@ -1,6 +1,7 @@
 """What a file reader yields and the small pieces the CSV and JSON-lines readers share:
 `Chunk` (records with `_row`, plus the rows that could not be parsed, as rejects), `ReadState`,
-`UnreadableFile`, and how a row's bytes are decoded and kept for inspection."""
+`UnreadableFile`, `LongLine` (what the block reader yields in place of a line too long to
+keep), and how a row's bytes are decoded and kept for inspection."""
 
 from __future__ import annotations
 
@@ -27,6 +28,19 @@ class UnreadableFile(Exception):
 class Chunk:
     frame: pd.DataFrame  # raw records, with `_row`
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+
+
+@dataclass(frozen=True)
+class LongLine:
+    """In place of a line longer than limits.max_record_bytes: its length and first bytes. The
+    rest was skipped without being kept, so a line of a gigabyte costs a few blocks of memory;
+    the reader rejects it as one record (one line)."""
+
+    size: int  # bytes, without the newline
+    head: bytes  # the first RAW_CHARS bytes, for the reject's raw text
+
+    def reason(self, limit: int) -> str:
+        return f"line of {self.size:,} bytes (limit {limit:,}: limits.max_record_bytes)"
 
 
 @dataclass

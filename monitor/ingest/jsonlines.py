@@ -2,7 +2,14 @@
 itself; row = line number. A block of plain lines is parsed with orjson, any other block
 line by line with Python's json (exact integers). `as_text`
 turns a JSON value into the exact text of an id, class or segment value, for files and for
-request bodies alike (`monitor.api.bodies`)."""
+request bodies alike (`monitor.api.bodies`).
+
+A kept field holding an object or array is rejected with the row, naming the field, as the
+HTTP API rejects it (`monitor.ingest.records.check_record`); so is an infinite number
+(`Infinity`, or `1e400`, beyond a double) where an id, class, version or segment value is
+expected (NaN stays a missing value). Each record keeps its line (column `_raw`): a row
+rejected later (a missing field, an unknown class) shows the line as written, not only the
+fields kept."""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -21,13 +29,27 @@ from monitor.ingest.chunks import (
     CHUNK_ROWS,
     NUL_REASON,
     RAW_CHARS,
+    ROW_FIELD,
     SURROGATE_REASON,
     Chunk,
+    LongLine,
     decode_row,
     first_line,
     raw_text,
     rejects_frame,
 )
+from monitor.ingest.validate import RAW_COLUMN
+
+NESTED_REASON = "nested JSON (object or array) where a single value is expected"  # as the HTTP API's
+NOT_FINITE_REASON = ("infinite number (Infinity, or beyond a double: 1e400) where an id, class, version or "
+                     "segment value is expected")
+
+
+class Problem(NamedTuple):
+    """Why a JSON record is rejected, and the field at fault (`ROW_FIELD`: the whole row)."""
+
+    reason: str
+    field: str = ROW_FIELD
 
 
 class JsonLinesReader:
@@ -40,8 +62,14 @@ class JsonLinesReader:
         self.string_columns = set(string_columns)
         self.line = 0
 
-    def chunks(self, blocks: Iterator[bytes]) -> Iterator[Chunk]:
+    def chunks(self, blocks: Iterator[bytes | LongLine]) -> Iterator[Chunk]:
         for block in blocks:
+            if isinstance(block, LongLine):  # a line too long to keep: rejected unread
+                self.line += 1
+                frame = pd.DataFrame({"_row": np.empty(0, dtype=np.int64)})
+                yield Chunk(frame, rejects_frame([self.line], [block.reason(self.limits.max_record_bytes)],
+                                                 [raw_text(block.head)]))
+                continue
             if self.line == 0:
                 block = block.removeprefix(BOM)
             lines = block.split(b"\n")
@@ -56,24 +84,28 @@ class JsonLinesReader:
             return fast
         records: list[dict] = []
         rows: list[int] = []
+        texts: list[bytes] = []
         bad_rows: list[int] = []
-        reasons: list[str] = []
+        problems: list[Problem] = []
         raws: list[str] = []
         for raw in lines:
             self.line += 1
             if not raw.strip():
                 continue
-            record, problem = self._record(raw)
-            if record is None:
+            record = self._record(raw)
+            if isinstance(record, Problem):
                 bad_rows.append(self.line)
-                reasons.append(problem or "not a JSON object")
+                problems.append(record)
                 raws.append(raw_text(raw))
             else:
                 records.append(record)
                 rows.append(self.line)
+                texts.append(raw)
         frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+        frame[RAW_COLUMN] = _objects(texts)
         frame["_row"] = np.asarray(rows, dtype=np.int64)
-        return Chunk(frame, rejects_frame(bad_rows, reasons, raws))
+        return Chunk(frame, rejects_frame(bad_rows, [p.reason for p in problems], raws,
+                                          [p.field for p in problems]))
 
     def _plain_lines(self, lines: list[bytes]) -> Chunk | None:
         """`_lines` of the usual block (every line a small JSON object of plain values, UTF-8,
@@ -103,11 +135,11 @@ class JsonLinesReader:
             values = frame[column]
             if _beyond_int64(values):
                 return None
+            if values.dtype == object and not set(map(type, values.to_numpy())) <= _PLAIN_TYPES:
+                return None  # nested values: rejected line by line
             if column in self.string_columns:
                 if values.dtype == object or not pd.api.types.is_string_dtype(values):
                     converted.append(column)  # not all text: as `project` makes it
-            elif values.dtype == object and not set(map(type, values.to_numpy())) <= _PLAIN_TYPES:
-                return None  # nested values: as text, line by line
             elif values.dtype.kind == "u":
                 return None
         if converted:  # the values `project` gives, the dtypes pandas infers from them
@@ -116,19 +148,28 @@ class JsonLinesReader:
             frame = frame.assign(**{c: texts[c] for c in converted})
         first = self.line + 1
         self.line += len(lines)
+        frame[RAW_COLUMN] = _objects(lines)
         frame["_row"] = np.arange(first, first + len(lines), dtype=np.int64)
         return Chunk(frame, rejects_frame([], [], []))
 
-    def _record(self, raw: bytes) -> tuple[dict | None, str | None]:
+    def _record(self, raw: bytes) -> dict | Problem:
         if len(raw) > self.limits.max_record_bytes:
-            return None, f"line of {len(raw):,} bytes (limit {self.limits.max_record_bytes:,}: limits.max_record_bytes)"
+            return Problem(f"line of {len(raw):,} bytes (limit {self.limits.max_record_bytes:,}: "
+                           "limits.max_record_bytes)")
         text, problem = decode_row(raw)
         if text is None:
-            return None, problem
+            return Problem(problem or "not valid UTF-8")
         return parse_record(text, self.string_columns, self.keep, self.limits)
 
 
 _PLAIN_TYPES = {str, type(None), float, int, bool}
+
+
+def _objects(values: list[bytes]) -> pd.Series:
+    """The lines as an object column (no dtype inference over them)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return pd.Series(array, dtype=object, copy=False)
 
 
 def _beyond_int64(values: pd.Series) -> bool:
@@ -143,21 +184,28 @@ def _beyond_int64(values: pd.Series) -> bool:
 
 
 def parse_record(text: str, string_columns: set[str], keep: Callable[[str], bool],
-                 limits: Limits) -> tuple[dict | None, str | None]:
-    """One JSON object -> (record with the kept keys, None) or (None, reason)."""
+                 limits: Limits) -> dict | Problem:
+    """One JSON object -> the record with the kept keys, or why it is rejected."""
     if "\\u0000" in text:
-        return None, NUL_REASON
+        return Problem(NUL_REASON)
     try:
         value = json.loads(text)
     except RecursionError:
-        return None, "JSON nested too deeply"
+        return Problem("JSON nested too deeply")
     except ValueError as error:
-        return None, f"not valid JSON: {first_line(error)}"
+        return Problem(f"not valid JSON: {first_line(error)}")
     if not isinstance(value, dict):
-        return None, f"not a JSON object (a JSON {type(value).__name__})"
+        return Problem(f"record is {json_kind(value)}, not a JSON object")  # the HTTP API's words
     if "\\u" in text.lower() and _has_surrogate(value):
-        return None, SURROGATE_REASON
+        return Problem(SURROGATE_REASON)
     return project(value, string_columns, keep, limits)
+
+
+def json_kind(value: object) -> str:
+    """What a decoded JSON value is, in JSON's words ("an array", "null", ...)."""
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
 
 
 def _has_surrogate(value: object) -> bool:
@@ -171,16 +219,24 @@ def _has_surrogate(value: object) -> bool:
 
 
 def project(value: dict, string_columns: set[str], keep: Callable[[str], bool],
-            limits: Limits) -> tuple[dict | None, str | None]:
-    """A decoded record with only its kept keys, text columns as exact text; or a reason."""
+            limits: Limits) -> dict | Problem:
+    """A decoded record with only its kept keys, text columns as exact text; or why it is
+    rejected: too many fields, a kept field nested, an infinite number as text."""
     if len(value) > limits.max_fields:
-        return None, f"record has {len(value):,} fields (limit {limits.max_fields:,}: limits.max_fields)"
-    record = {}
+        return Problem(f"record has {len(value):,} fields (limit {limits.max_fields:,}: limits.max_fields)")
+    record: dict[str, object] = {}
     for key, item in value.items():
         if not keep(key):
             continue
-        record[key] = as_text(item) if key in string_columns else _scalar(item)
-    return record, None
+        if isinstance(item, (dict, list)):
+            return Problem(NESTED_REASON, key)
+        if key in string_columns:
+            if type(item) is float and math.isinf(item):
+                return Problem(NOT_FINITE_REASON, key)
+            record[key] = as_text(item)
+        else:
+            record[key] = _scalar(item)
+    return record
 
 
 def as_text(value: object) -> str | None:
@@ -201,9 +257,7 @@ def as_text(value: object) -> str | None:
 
 
 def _scalar(value: object) -> object:
-    """Nested values (objects, arrays) become their JSON text: a cell holds one value."""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str)[:RAW_CHARS]
+    """A plain JSON value (never nested: `project` rejects those) as a cell holds it."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
         return float(value)  # a number column; too large for int64
     return value

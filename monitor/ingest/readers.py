@@ -7,8 +7,14 @@ itself, with its row number, and the rest goes in. Only a file that cannot be re
 (no header, an unsupported type, a broken gzip or Parquet file) raises `UnreadableFile`.
 
 Row numbers: CSV counts data records (the header and empty lines are not rows, a quoted field
-may span lines), JSON lines count lines (row = line number; `monitor.ingest.jsonlines`). A
-CSV reject also names its line in the file.
+may span lines; `monitor.ingest.csvtext`), JSON lines count lines (row = line number;
+`monitor.ingest.jsonlines`). A CSV reject also names its line in the file.
+
+A text file is read in blocks of whole lines, and a line longer than limits.max_record_bytes
+is never held: the reader skips to its newline and rejects it as one record, keeping its first
+bytes as the raw text, so a small gzip file holding a line of gigabytes costs a few blocks of
+memory. A CSV row may end with empty fields past the header's (`a,b,c,`, a common export
+style): they are dropped; a row with a field there that is not empty is rejected.
 
 Identifier, class and segment columns are read as text, exactly: `007` stays `007`, and a
 JSON number id keeps every digit (`2**60 + 1` is never routed through a float). Columns the
@@ -20,36 +26,31 @@ a half-written last line waits for the next tick instead of going in truncated.
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-import numpy as np
 import pandas as pd
 
 from monitor.config import Limits
 from monitor.ingest.chunks import (
-    BOM,
     CHUNK_ROWS,
-    NUL_REASON,
+    RAW_CHARS,
     Chunk,
+    LongLine,
     ReadState,
     UnreadableFile,
-    decode_row,
     first_line,
-    raw_text,
-    rejects_frame,
 )
+from monitor.ingest.csvtext import CsvReader
 from monitor.ingest.jsonlines import JsonLinesReader
+from monitor.ingest.parquet import parquet_chunks
 from monitor.ingest.validate import REJECT_COLUMNS
 from monitor.registry import INPUT_FORMATS
 
 SUFFIXES = tuple(suffix for entry in INPUT_FORMATS.entries() for suffix in entry.options["suffixes"])
 BLOCK_BYTES = 16 << 20  # text is parsed in blocks of about this many bytes of whole lines
-MAX_RECORD_LINES = 1_000  # a quoted CSV field may span lines, but not more than these
 def file_format(path: Path) -> str:
     """The registered input format (monitor.registry.INPUT_FORMATS) of the file's suffix."""
     name = path.name.lower()
@@ -91,20 +92,20 @@ def read_chunks(path: Path, string_columns: Sequence[str], *, keep: Callable[[st
 def read_csv(path: Path, string_columns: Sequence[str], keep: Callable[[str], bool], limits: Limits, *,
              complete_only: bool, state: ReadState, chunk_rows: int) -> Iterator[Chunk]:
     with _open_text(path) as handle:
-        blocks = _line_blocks(handle, complete_only and not _compressed(path), state)
+        blocks = _line_blocks(handle, complete_only and not _compressed(path), state, limits.max_record_bytes)
         yield from CsvReader(path, string_columns, keep, limits).chunks(blocks)
 
 
 def read_jsonl(path: Path, string_columns: Sequence[str], keep: Callable[[str], bool], limits: Limits, *,
                complete_only: bool, state: ReadState, chunk_rows: int) -> Iterator[Chunk]:
     with _open_text(path) as handle:
-        blocks = _line_blocks(handle, complete_only and not _compressed(path), state)
+        blocks = _line_blocks(handle, complete_only and not _compressed(path), state, limits.max_record_bytes)
         yield from JsonLinesReader(path, string_columns, keep, limits).chunks(blocks)
 
 
 def read_parquet(path: Path, string_columns: Sequence[str], keep: Callable[[str], bool], limits: Limits, *,
                  complete_only: bool, state: ReadState, chunk_rows: int) -> Iterator[Chunk]:
-    yield from _parquet_chunks(path, string_columns, keep, limits, chunk_rows)
+    yield from parquet_chunks(path, string_columns, keep, limits, chunk_rows)
 
 
 def _compressed(path: Path) -> bool:
@@ -115,231 +116,55 @@ def _open_text(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if _compressed(path) else path.open("rb")  # type: ignore[return-value]
 
 
-def _line_blocks(handle: IO[bytes], complete_only: bool, state: ReadState) -> Iterator[bytes]:
+def _line_blocks(handle: IO[bytes], complete_only: bool, state: ReadState,
+                 max_line_bytes: int) -> Iterator[bytes | LongLine]:
     """The file's bytes in blocks that end at a line end (the last block may not, unless
-    `complete_only`, which holds back an unterminated tail and notes it in `state`)."""
-    rest = b""
-    while True:
-        data = handle.read(BLOCK_BYTES)
-        if not data:
-            break
+    `complete_only`, which holds back an unterminated tail and notes it in `state`). A line
+    longer than `max_line_bytes` is not kept: it is read on to its newline and a `LongLine` (its
+    size and first bytes) stands in its place, so memory stays within a few blocks whatever the
+    file holds (a gzip file of a few MB can hold a line of gigabytes)."""
+    rest = b""  # the start of a line that the next read ends, at most `max_line_bytes`
+    skipped: LongLine | None = None  # a long line whose newline is still ahead
+    while data := handle.read(BLOCK_BYTES):
+        if skipped is not None:
+            newline = data.find(b"\n")
+            if newline < 0:
+                skipped = LongLine(skipped.size + len(data), skipped.head)
+                continue
+            yield LongLine(skipped.size + newline, skipped.head)
+            skipped, data = None, data[newline + 1:]
         data = rest + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
-            continue
-        rest = data[cut + 1:]
-        yield data[: cut + 1]
-    if rest:
+        stop = data.rfind(b"\n") + 1  # whole lines end here
+        start = 0
+        while (long_at := _long_line_at(data, start, stop, max_line_bytes)) >= 0:
+            if long_at > start:
+                yield data[start:long_at]
+            newline = data.find(b"\n", long_at)
+            yield LongLine(newline - long_at, data[long_at:long_at + RAW_CHARS])
+            start = newline + 1
+        if stop > start:
+            yield data if start == 0 and stop == len(data) else data[start:stop]
+        rest = data[stop:]
+        if len(rest) > max_line_bytes:
+            skipped, rest = LongLine(len(rest), rest[:RAW_CHARS]), b""
+    tail: bytes | LongLine | None = skipped if skipped is not None else (rest or None)
+    if tail is not None:
         if complete_only:
             state.tail_held = True
         else:
-            yield rest
+            yield tail
 
 
-class CsvReader:
-    """CSV in blocks: pandas' C parser reads a block as it is; a block it refuses (a row with
-    extra fields, an unclosed quote, a byte that is not UTF-8) is split into records here,
-    the bad records are rejected one by one and pandas reads the good ones, so every column
-    gets exactly the types a clean file would give it."""
-
-    def __init__(self, path: Path, string_columns: Sequence[str], keep: Callable[[str], bool],
-                 limits: Limits) -> None:
-        self.path, self.string_columns, self.keep, self.limits = path, list(string_columns), keep, limits
-        self.header: bytes | None = None
-        self.columns: list[str] = []
-        self.rows = 0  # records numbered so far
-        self.lines = 0  # physical lines before the current block
-
-    def chunks(self, blocks: Iterator[bytes]) -> Iterator[Chunk]:
-        for block in blocks:
-            if self.header is None:
-                block = self._take_header(block)
-                if self.header is None:
-                    continue
-            if block.strip():
-                yield self._block(block)
-            self.lines += block.count(b"\n")
-
-    def _take_header(self, block: bytes) -> bytes:
-        block = block.removeprefix(BOM)
-        lines = block.split(b"\n")
-        for index, line in enumerate(lines):
-            if line.strip(b"\r"):
-                if index == len(lines) - 1 and not block.endswith(b"\n"):
-                    self.header = line  # a header without a newline: nothing follows
-                    self._parse_header(line)
-                    return b""
-                self.header = line
-                self._parse_header(line)
-                self.lines = index + 1
-                return b"\n".join(lines[index + 1:])
-        return b""
-
-    def _parse_header(self, line: bytes) -> None:
-        text, problem = decode_row(line)
-        if text is None:
-            raise UnreadableFile(f"{self.path}: header {problem}")
-        try:
-            columns = next(csv.reader([text.rstrip("\r")]))
-        except csv.Error as error:
-            raise UnreadableFile(f"{self.path}: header cannot be parsed: {error}") from None
-        if len(columns) > self.limits.max_fields:
-            raise UnreadableFile(f"{self.path}: header has {len(columns):,} columns "
-                                 f"(limit {self.limits.max_fields:,}: limits.max_fields)")
-        self.columns = columns
-
-    def _read(self, data: bytes) -> pd.DataFrame:
-        assert self.header is not None
-        kept = [c for c in self.columns if self.keep(c)]
-        dtypes = {c: "string" for c in self.string_columns if c in kept}
-        # the first column is always kept: with no column at all pandas would count no rows,
-        # and rows without a single column the model uses must be rejected, not vanish
-        first = self.columns[0] if self.columns else None
-        return pd.read_csv(io.BytesIO(self.header + b"\n" + data), dtype=dtypes, keep_default_na=False,
-                           na_values=[""], usecols=lambda c: self.keep(c) or c == first, encoding="utf-8")
-
-    def _block(self, block: bytes) -> Chunk:
-        if b"\x00" in block:  # no database stores a NUL in text: such rows go one by one
-            return self._careful(block)
-        try:
-            frame = self._read(block)
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError, csv.Error):
-            return self._careful(block)
-        frame["_row"] = np.arange(self.rows + 1, self.rows + len(frame) + 1)
-        self.rows += len(frame)
-        return Chunk(frame)
-
-    def _careful(self, block: bytes) -> Chunk:
-        """Record by record: reject what cannot be parsed, let pandas read the rest."""
-        good: list[bytes] = []
-        good_rows: list[int] = []
-        bad_rows: list[int] = []
-        reasons: list[str] = []
-        raws: list[str] = []
-        for raw, line_offset in _csv_records(block, self.limits.max_record_bytes):
-            self.rows += 1
-            problem = self._check(raw)
-            if problem is None:
-                good.append(raw)
-                good_rows.append(self.rows)
-            else:
-                bad_rows.append(self.rows)
-                reasons.append(f"{problem} (line {self.lines + line_offset + 1} of the file)")
-                raws.append(raw_text(raw))
-        try:
-            frame = self._read(b"\n".join(good) + b"\n") if good else self._empty()
-            assert len(frame) == len(good)
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError, AssertionError):
-            # pandas still refuses (or counts otherwise): one record at a time, slowly
-            frame, kept = self._one_by_one(good)
-            for index, (row, raw) in enumerate(zip(good_rows, good)):
-                if index not in kept:
-                    bad_rows.append(row)
-                    reasons.append("cannot be parsed as a CSV row")
-                    raws.append(raw_text(raw))
-            good_rows = [row for index, row in enumerate(good_rows) if index in kept]
-        frame["_row"] = np.asarray(good_rows, dtype=np.int64)
-        return Chunk(frame.reset_index(drop=True), rejects_frame(bad_rows, reasons, raws))
-
-    def _empty(self) -> pd.DataFrame:
-        return pd.DataFrame(columns=[c for i, c in enumerate(self.columns) if self.keep(c) or i == 0])
-
-    def _one_by_one(self, good: list[bytes]) -> tuple[pd.DataFrame, set[int]]:
-        """The records pandas reads alone (one row each), and their indices in `good`."""
-        readable = []
-        for index, raw in enumerate(good):
-            try:
-                if len(self._read(raw + b"\n")) == 1:
-                    readable.append(index)
-            except (ValueError, UnicodeDecodeError, pd.errors.ParserError):
-                continue
-        frame = self._read(b"\n".join(good[i] for i in readable) + b"\n") if readable else self._empty()
-        return frame, set(readable)
-
-    def _check(self, raw: bytes) -> str | None:
-        if len(raw) > self.limits.max_record_bytes:
-            return f"row of {len(raw):,} bytes (limit {self.limits.max_record_bytes:,}: limits.max_record_bytes)"
-        text, problem = decode_row(raw)
-        if text is None:
-            return problem
-        if "\x00" in text:
-            return NUL_REASON
-        try:
-            parsed = list(csv.reader(io.StringIO(text, newline="")))
-        except csv.Error as error:
-            return f"cannot be parsed as CSV: {error}"
-        if len(parsed) != 1:
-            return "unclosed quote" if text.count('"') % 2 else "cannot be parsed as one CSV row"
-        n_fields = len(parsed[0])
-        if n_fields > len(self.columns):
-            return f"row has {n_fields:,} fields, the header has {len(self.columns):,}"
-        if text.count('"') % 2:
-            return "unclosed quote"
-        return None
-
-
-def _csv_records(block: bytes, max_bytes: int) -> Iterator[tuple[bytes, int]]:
-    """Split a block into CSV records (bytes without the final newline, line offset): a line
-    with an odd number of quotes opens a quoted field that the following lines may close; when
-    none does within MAX_RECORD_LINES lines or `max_bytes`, the line is a record by itself
-    (rejected as an unclosed quote) and the next line starts afresh. Empty lines are no
-    records, as for pandas."""
-    lines = block.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        if not line.strip(b"\r"):
-            index += 1
-            continue
-        if line.count(b'"') % 2 == 0:
-            yield line.rstrip(b"\r"), index
-            index += 1
-            continue
-        quotes, size, end = line.count(b'"'), len(line), index + 1
-        while end < len(lines) and end - index <= MAX_RECORD_LINES and size <= max_bytes:
-            quotes += lines[end].count(b'"')
-            size += len(lines[end]) + 1
-            end += 1
-            if quotes % 2 == 0:
-                break
-        if quotes % 2 == 0:
-            yield b"\n".join(lines[index:end]).rstrip(b"\r"), index
-            index = end
-        else:
-            yield line.rstrip(b"\r"), index
-            index += 1
-
-
-def _parquet_chunks(path: Path, string_columns: Sequence[str], keep: Callable[[str], bool],
-                    limits: Limits, chunk_rows: int) -> Iterator[Chunk]:
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    names = parquet.schema_arrow.names
-    if len(names) > limits.max_fields:
-        raise UnreadableFile(f"{path}: {len(names):,} columns (limit {limits.max_fields:,}: limits.max_fields)")
-    columns = [name for i, name in enumerate(names) if keep(name) or i == 0]  # never none: rows count
-    offset = 0
-    for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
-        chunk = batch.to_pandas()
-        for column in string_columns:
-            if column in chunk.columns:
-                chunk[column] = _as_string(chunk[column])
-        chunk["_row"] = np.arange(offset + 1, offset + len(chunk) + 1)
-        offset += len(chunk)
-        yield Chunk(chunk)
-
-
-def _as_string(values: pd.Series) -> pd.Series:
-    """Values as strings, missing kept missing; integral floats lose the '.0'."""
-    if pd.api.types.is_float_dtype(values):
-        as_int = values.dropna()
-        if (as_int == as_int.round()).all() and (as_int.abs() < 2**53).all():
-            return values.astype("Int64").astype("string")
-    return values.astype("string")
+def _long_line_at(data: bytes, start: int, stop: int, max_line_bytes: int) -> int:
+    """Where the first line of `data[start:stop]` (whole lines) longer than `max_line_bytes`
+    starts, or -1. Each step finds the last newline within reach of a line's start, so the
+    search costs about two passes over the bytes, not one call per line."""
+    while stop - start > max_line_bytes:
+        newline = data.rfind(b"\n", start, start + max_line_bytes + 1)
+        if newline < 0:
+            return start
+        start = newline + 1
+    return -1
 
 
 def read_all(path: Path, string_columns: Sequence[str], **options: object) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -15,6 +15,7 @@ importing the API.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.context import ModelContext
-from monitor.ingest.jsonlines import as_text
+from monitor.ingest.jsonlines import NESTED_REASON, NOT_FINITE_REASON, as_text
 
 MAX_FIELDS = 1000  # fields of one record; `[limits] max_fields` of the config when it has one
 RAW_CHARS = 2000  # how much of a rejected record is stored for `monitor rejects`
@@ -133,7 +134,9 @@ def check_record(number: int, record: Any, strings: set[str], keep: Callable[[st
         if not keep(column):
             continue
         if isinstance(value, (dict, list, TooWide)):
-            return (number, column, "nested JSON (object or array) where a single value is expected", _raw(record))
+            return (number, column, NESTED_REASON, _raw(record))
+        if column in strings and isinstance(value, float) and math.isinf(value):  # 1e400, as files reject it
+            return (number, column, NOT_FINITE_REASON, _raw(record))
         if isinstance(value, str) and (problem := _bad_text(value)) is not None:
             return (number, column, problem, _raw(record))
         kept[column] = as_text(value) if column in strings else _plain(value)

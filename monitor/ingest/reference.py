@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext, store_learned_classes
 from monitor.ingest import hooks
-from monitor.ingest.ledger import sha256_of
+from monitor.ingest.ledger import input_columns, sha256_of
 from monitor.ingest.readers import UnreadableFile, read_all
 from monitor.ingest.slices import slice_ids
 from monitor.ingest.validate import validate_labels, validate_predictions
@@ -72,8 +72,11 @@ def prepare_reference(conn: Connection, ctx: ModelContext, base_dir: Path) -> bo
         return False
     source = ctx.config.predictions
     strings = [source.id, source.prediction, source.model_version, ctx.config.labels.label, *ctx.segments]
+    # the columns a prediction file keeps, and the label: a nested value in any other column
+    # never rejects a reference row
+    _, used = input_columns(ctx, "predictions")
     try:
-        raw, unparsed = read_all(resolved, strings)
+        raw, unparsed = read_all(resolved, strings, keep=lambda c: used(c) or c == ctx.config.labels.label)
     except UnreadableFile as error:
         raise UnusableReference(str(error)) from None
     label_column = ctx.config.labels.label

@@ -22,6 +22,9 @@ from monitor.timeutil import now_epoch
 
 MISSING_SEGMENT = "(missing)"
 REJECT_COLUMNS = ["row_number", "field", "reason", "raw"]
+# a reader's text of each record as written (JSON lines: the line, bytes): a reject shows it,
+# not only the fields kept; no other rule reads it
+RAW_COLUMN = "_raw"
 
 
 @dataclass
@@ -77,7 +80,10 @@ class _Rejector:
 
 
 def _raw_json(frame: pd.DataFrame) -> list[str]:
-    columns = [c for c in frame.columns if c != "_row"]
+    texts = frame[RAW_COLUMN].tolist() if RAW_COLUMN in frame.columns else []
+    if texts and all(type(text) is bytes for text in texts):
+        return [text[:2000].decode("utf-8", "replace").replace("\x00", "\\x00") for text in texts]
+    columns = [c for c in frame.columns if c not in ("_row", RAW_COLUMN)]
     records = frame[columns].astype(object).where(frame[columns].notna(), None)
     return [json.dumps(dict(zip(columns, row)), default=str)[:2000] for row in records.itertuples(index=False, name=None)]
 
@@ -353,7 +359,7 @@ def _reject_nul(rejector: _Rejector, frame: pd.DataFrame) -> None:
     """No database stores a NUL character in text (PostgreSQL refuses the whole batch)."""
     for column in frame.columns:
         values = frame[column]
-        if column == "_row" or not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+        if column in ("_row", RAW_COLUMN) or not (values.dtype == object or pd.api.types.is_string_dtype(values)):
             continue
         array = values.to_numpy()
         if array.dtype == object and _no_nul(array):
