@@ -18,6 +18,8 @@ RAW_CHARS = 2_000  # what a reject keeps of its raw text
 BOM = b"\xef\xbb\xbf"
 NUL_REASON = "contains a NUL character"
 SURROGATE_REASON = "contains a lone UTF-16 surrogate (not valid Unicode text)"
+# JSON lines, Parquet and HTTP bodies alike (`1e400` and `Infinity` in JSON, inf in a Parquet float column)
+NOT_FINITE_REASON = "infinite number where an id, class, version or segment value is expected"
 
 
 class UnreadableFile(Exception):

@@ -27,6 +27,7 @@ from monitor.config import Limits
 from monitor.ingest.chunks import (
     BOM,
     CHUNK_ROWS,
+    NOT_FINITE_REASON,
     NUL_REASON,
     RAW_CHARS,
     ROW_FIELD,
@@ -41,8 +42,6 @@ from monitor.ingest.chunks import (
 from monitor.ingest.validate import RAW_COLUMN
 
 NESTED_REASON = "nested JSON (object or array) where a single value is expected"  # as the HTTP API's
-NOT_FINITE_REASON = ("infinite number (Infinity, or beyond a double: 1e400) where an id, class, version or "
-                     "segment value is expected")
 
 
 class Problem(NamedTuple):
@@ -195,14 +194,15 @@ def parse_record(text: str, string_columns: set[str], keep: Callable[[str], bool
     except ValueError as error:
         return Problem(f"not valid JSON: {first_line(error)}")
     if not isinstance(value, dict):
-        return Problem(f"record is {json_kind(value)}, not a JSON object")  # the HTTP API's words
+        return Problem(f"record is {kind_of(value)}, not a JSON object")  # the HTTP API's words
     if "\\u" in text.lower() and _has_surrogate(value):
         return Problem(SURROGATE_REASON)
     return project(value, string_columns, keep, limits)
 
 
-def json_kind(value: object) -> str:
-    """What a decoded JSON value is, in JSON's words ("an array", "null", ...)."""
+def kind_of(value: object) -> str:
+    """What a decoded JSON value is, in JSON's words ("an array", "null", ...): for files, HTTP
+    bodies and stream messages alike."""
     if value is None:
         return "null"
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")

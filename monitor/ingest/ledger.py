@@ -620,24 +620,19 @@ def _unopenable(conn: Connection, ctx: ModelContext, kind: str, path: Path, row:
     if row is not None and row.status == "failed" and row.fingerprint == marker:
         log.debug("%s (still)", message)
         return FileOutcome(str(path), kind, "unchanged", IngestResult(rejects=_NO_REJECTS))
-    log.warning("%s", message)
-    file_id = _ledger_row(conn, ctx, kind, path, row)
-    conn.execute(update(FILES).where(FILES.c.id == file_id).values(
-        size=stat.st_size if stat else None, mtime=stat.st_mtime if stat else None, sha256=None,
-        fingerprint=marker, status="failed", error=message, rows_read=0, rows_accepted=0, rows_rejected=0,
-        rows_waiting=0, ingested_at=utcnow()))
-    return FileOutcome(str(path), kind, "failed", IngestResult(), error=message)
+    return _failed(conn, ctx, kind, path, row, stat, None, marker, UnreadableFile(message))
 
 
 def _failed(conn: Connection, ctx: ModelContext, kind: str, path: Path, row: Row[Any] | None,
-            stat: os.stat_result, digest: str, print_: str, error: UnreadableFile, *,
+            stat: os.stat_result | None, digest: str | None, print_: str, error: UnreadableFile, *,
             logged: bool = False) -> FileOutcome:
+    """Record the file as failed with its error (and what could be stat'ed and hashed of it)."""
     if not logged:
         log.warning("%s", error)
     file_id = _ledger_row(conn, ctx, kind, path, row)
     conn.execute(update(FILES).where(FILES.c.id == file_id).values(
-        size=stat.st_size, mtime=stat.st_mtime, sha256=digest, fingerprint=print_, status="failed",
-        error=str(error),
+        size=stat.st_size if stat else None, mtime=stat.st_mtime if stat else None, sha256=digest,
+        fingerprint=print_, status="failed", error=str(error),
         rows_read=0, rows_accepted=0, rows_rejected=0, rows_waiting=0, ingested_at=utcnow()))
     return FileOutcome(str(path), kind, "failed", IngestResult(), error=str(error))
 

@@ -32,9 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from monitor.config import Limits
-from monitor.ingest.chunks import RAW_CHARS, Chunk, UnreadableFile, rejects_frame
+from monitor.ingest.chunks import NOT_FINITE_REASON, RAW_CHARS, Chunk, UnreadableFile, rejects_frame
 
-NOT_FINITE = "infinite number where an id, class, version or segment value is expected"
 _Reject = tuple[np.ndarray, str, list[str]]  # (rows rejected, field, their reasons)
 
 
@@ -157,7 +156,7 @@ def _as_string(values: pd.Series, field: str, rejects: list[_Reject]) -> pd.Seri
         numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
         infinite = np.isinf(numbers)
         if infinite.any():
-            rejects.append((infinite, field, [NOT_FINITE] * int(infinite.sum())))
+            rejects.append((infinite, field, [NOT_FINITE_REASON] * int(infinite.sum())))
             values = values.where(~infinite)
         as_int = values.dropna()
         if (as_int == as_int.round()).all() and (as_int.abs() < 2**53).all():

@@ -51,6 +51,8 @@ from monitor.registry import INPUT_FORMATS
 
 SUFFIXES = tuple(suffix for entry in INPUT_FORMATS.entries() for suffix in entry.options["suffixes"])
 BLOCK_BYTES = 16 << 20  # text is parsed in blocks of about this many bytes of whole lines
+
+
 def file_format(path: Path) -> str:
     """The registered input format (monitor.registry.INPUT_FORMATS) of the file's suffix."""
     name = path.name.lower()

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from monitor.context import ModelContext
-from monitor.ingest.jsonlines import NESTED_REASON, NOT_FINITE_REASON, as_text
+from monitor.ingest.chunks import NOT_FINITE_REASON
+from monitor.ingest.jsonlines import NESTED_REASON, as_text, kind_of
 
 MAX_FIELDS = 1000  # fields of one record; `[limits] max_fields` of the config when it has one
 RAW_CHARS = 2000  # how much of a rejected record is stored for `monitor rejects`
@@ -94,11 +95,6 @@ def _scalar_or_elided(value: Any) -> Any:
     if isinstance(value, list):
         return "[...]"
     return value
-
-
-def kind_of(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else "a number")
 
 
 def _bad_text(value: str) -> str | None:

@@ -226,7 +226,7 @@ def test_a_json_line_rejected_for_a_missing_field_shows_the_line_as_written(tmp_
 def test_the_http_api_rejects_an_infinite_id_as_files_do(body):
     """A POST's record goes through `check_record`: an infinite number where exact text is
     expected is rejected with the files' reason, not stored as the text '1e400'."""
-    from monitor.ingest.jsonlines import NOT_FINITE_REASON
+    from monitor.ingest.chunks import NOT_FINITE_REASON
     from monitor.ingest.records import check_record, json_decoder, loads
 
     record = loads(json_decoder(1000), body)
