@@ -124,10 +124,17 @@ def _line_blocks(handle: IO[bytes], complete_only: bool, state: ReadState,
     `complete_only`, which holds back an unterminated tail and notes it in `state`). A line
     longer than `max_line_bytes` is not kept: it is read on to its newline and a `LongLine` (its
     size and first bytes) stands in its place, so memory stays within a few blocks whatever the
-    file holds (a gzip file of a few MB can hold a line of gigabytes)."""
+    file holds (a gzip file of a few MB can hold a line of gigabytes). A file whose first block
+    has no LF but a CR (Excel's "CSV (Macintosh)") has its CRs read as LFs; otherwise it would
+    be one unterminated line, held back for ever."""
     rest = b""  # the start of a line that the next read ends, at most `max_line_bytes`
     skipped: LongLine | None = None  # a long line whose newline is still ahead
+    cr_only: bool | None = None  # lines end with a lone CR (classic Mac exports): decided once
     while data := handle.read(BLOCK_BYTES):
+        if cr_only is None:
+            cr_only = b"\n" not in data and b"\r" in data
+        if cr_only:  # one byte for one: offsets and sizes stay those of the file
+            data = data.replace(b"\r", b"\n")
         if skipped is not None:
             newline = data.find(b"\n")
             if newline < 0:
