@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -70,18 +71,39 @@ def db_upgrade_command(state: State, revision: str) -> None:
 @click.option("--as-of", "as_of", callback=time_callback,
               help="The clock: later predictions (timestamp) and labels (label_timestamp) stay invisible.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--reread", "reread", multiple=True, metavar="PATTERN",
+              help="Read again the files the ledger holds whose path matches PATTERN (a glob; `*` "
+                   "crosses directories), even if unchanged: after a config fix or an upgrade that "
+                   "reads them better. Rows already stored are not counted twice. Repeatable.")
 @pass_state
 @handle_errors
-def ingest_command(state: State, model: str | None, as_of: int | None, no_progress: bool) -> None:
+def ingest_command(state: State, model: str | None, as_of: int | None, no_progress: bool,
+                   reread: tuple[str, ...]) -> None:
     """One scheduler tick: ingest new files, update aggregates, evaluate alerts, notify."""
     from monitor.tick import run_tick
 
     config = state.config
     if model is not None:
         config.model(model)  # validates the name
+    if reread:
+        _mark_for_reread(state, [model] if model else [m.name for m in config.models], reread)
     summary = run_tick(state.engine(), config, model=model, as_of=as_of,
                        progress=not no_progress and sys.stderr.isatty())
     click.echo(summary.render())
+
+
+def _mark_for_reread(state: State, models: list[str], patterns: tuple[str, ...]) -> None:
+    """`ingest --reread`: mark the matching ledger rows, or refuse a pattern that matches none."""
+    from monitor.ingest.reread import mark_for_reread
+
+    with state.engine().begin() as conn:
+        marked = mark_for_reread(conn, models, patterns, os.getcwd())
+        for mark in marked:
+            if not mark.files:  # nothing is marked: the transaction rolls back
+                raise click.BadParameter(f"no file in the ledger matches {mark.matched!r} (see `monitor files`)",
+                                         param_hint="--reread")
+    for mark in marked:
+        click.echo(f"{mark.files} file(s) matching {mark.pattern!r} will be read again", err=True)
 
 
 @main.command("run")
