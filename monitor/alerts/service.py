@@ -69,11 +69,13 @@ def active_silences(conn: Connection, now: int | None = None) -> pd.DataFrame:
 
 
 def silence_matches(silence: dict[Any, Any], record: dict[Any, Any]) -> bool:
-    """Does a silence (None = any) cover an alert record (keys as in alerts_frame)?"""
+    """Does a silence (None = any) cover an alert record (keys as in alerts_frame)? A record
+    without a matched key is not covered: the outbox asks this of every claimed event before
+    sending, and one malformed payload must not stop the pass for all of them."""
     pairs = (("model", "model"), ("rule", "rule"), ("class_name", "class"),
              ("segment", "segment"), ("segment_value", "segment_value"))
     return all(silence[s] is None or (isinstance(silence[s], float) and np.isnan(silence[s]))
-               or str(silence[s]) == str(record[r]) for s, r in pairs)
+               or (r in record and str(silence[s]) == str(record[r])) for s, r in pairs)
 
 
 def _silenced_until(conn: Connection, frame: pd.DataFrame) -> pd.Series:

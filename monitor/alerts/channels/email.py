@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
-from monitor.alerts.channels import TransportError
+from monitor.alerts.channels import TransportError, build
 from monitor.alerts.channels.messages import email_bodies, event_id
 from monitor.config import Channel, MonitorConfig
 
@@ -43,7 +43,7 @@ def _refused_for_good(error: smtplib.SMTPException) -> bool:
 
 def send(channel: Channel, event: dict[str, Any], config: MonitorConfig) -> None:
     assert channel.smtp_host is not None
-    message = build_message(channel, event, config)
+    message = build(build_message, channel, event, config)
     context = ssl.create_default_context()
     try:
         if channel.smtp_ssl:

@@ -5,6 +5,12 @@ to the evidence: `{dashboard_url}/alerts?model=<m>` and the classes page filtere
 class and segment. An event's `payload` (stored in the outbox) is the alert as it was at the
 state change; rendering happens at delivery so that the dashboard URL is the current one.
 
+Values from production data (segment values, class names) can hold any text, so what we render
+shows them and never obeys them: control and direction characters are written as escapes
+(`shown`), each channel's own markup is neutralised (HTML escaping for email, plain_text blocks
+and `&lt;` escapes for Slack), and values are cut to fit each channel's limits while our own
+sentence and links stay whole. The webhook's `labels` keep the exact values for machines.
+
 Delivery is at least once (a receiver that answers after our timeout has the event although
 we retry it), so every message carries `event_id(event)`: the same key on every attempt, from
 any process, for the same notification; receivers de-duplicate on it.
@@ -16,11 +22,47 @@ import hashlib
 import html
 import json
 import math
+import re
 from typing import Any
 from urllib.parse import urlencode
 
 from monitor.store.windows import OVERALL
 from monitor.timeutil import format_duration, to_iso
+
+# What a terminal, a mail client or Slack would obey rather than show: C0 and C1 controls (line
+# breaks that forge a header or a log line, escape sequences, the bell), line and paragraph
+# separators, lone surrogates (no encoder takes them) and the bidirectional controls that
+# reverse the text after them (turning "0.80 below" around). Letters of any direction, emoji
+# and their joiners are text and stay.
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+VALUE_CHARS = 100  # a segment value or class name in a title or a Slack message
+WHERE_CHARS = 160  # `segment=value` (an intersection: two of each) in a title
+SUBJECT_CHARS = 250  # an email subject: one line a mail client can show
+URL_CHARS = 2000  # a link browsers and the dashboard's server (4 KB request line) all take
+SLACK_HEADER_CHARS = 150  # Slack refuses a header block's text beyond this (invalid_blocks)
+SLACK_SECTION_CHARS = 3000  # and a section block's text beyond this
+
+
+def shown(text: Any, limit: int | None = None) -> str:
+    """`text` with every character of `_HIDDEN` written as its Python escape (`\\n`, `\\x1b`,
+    `\\u202e`), so that it reads as one line and means what it says; cut to `limit`
+    characters (an ellipsis last) when given."""
+    text = _HIDDEN.sub(lambda match: ascii(match.group())[1:-1], str(text))
+    if limit is not None and len(text) > limit:
+        text = text[:limit - 1] + "\u2026"
+    return text
+
+
+def message_text(record: dict[str, Any], limit: int | None = None) -> str:
+    """The alert's stored sentence, `shown`. With a `limit`, the data values in it are cut to
+    `VALUE_CHARS` first, so that a long value does not push out what we say about it (the
+    drop, the interval, the support), then the whole is cut to `limit`."""
+    text = str(record["message"])
+    if limit is not None:
+        for value in (record.get("segment_value"), record.get("segment")):
+            if value is not None and len(str(value)) > VALUE_CHARS:
+                text = text.replace(str(value), shown(value, VALUE_CHARS))
+    return shown(text, limit)
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -81,25 +123,29 @@ def event_id(event: dict[str, Any]) -> str:
 
 
 def links(record: dict[str, Any], dashboard_url: str) -> dict[str, str]:
+    """The alerts page of the model and the evidence (the classes page filtered to the class
+    and the segment). A segment value too long for a URL (`URL_CHARS`; percent-encoding
+    triples it) is left out of the filter rather than cut: a cut value would filter wrong."""
     base = dashboard_url.rstrip("/")
     query = {"model": record["model"], "class": record["class"]}
+    evidence = f"{base}/classes?{urlencode(query)}"
     if record.get("segment") not in (None, OVERALL):
         query.update(segment=record["segment"], segment_value=record["segment_value"])
-    return {
-        "alerts": f"{base}/alerts?{urlencode({'model': record['model']})}",
-        "evidence": f"{base}/classes?{urlencode(query)}",
-    }
+        filtered = f"{base}/classes?{urlencode(query)}"
+        evidence = filtered if len(filtered) <= URL_CHARS else evidence
+    return {"alerts": f"{base}/alerts?{urlencode({'model': record['model']})}", "evidence": evidence}
 
 
 def title(event: dict[str, Any]) -> str:
+    """One line (an email subject, a Slack header): the data values in it `shown` and cut."""
     record = event["payload"]
     status = "RESOLVED" if event["kind"] == "resolved" else event["severity"].upper()
     prefix = {"reminder": "still firing: ", "escalated": "escalated: "}.get(event["kind"], "")
+    cls, place = shown(record["class"], VALUE_CHARS), shown(where(record), WHERE_CHARS)
     if is_incident(record):
         return (f"[{status}] {prefix}{record['model']}: incident {record['incident_id']}, {record['metric']} of "
-                f"{record['class']}, cause {where(record)} ({len(record.get('explains') or [])} series)")
-    return (f"[{status}] {prefix}{record['model']}: {record['metric']} of {record['class']} "
-            f"{where(record)}")
+                f"{cls}, cause {place} ({len(record.get('explains') or [])} series)")
+    return f"[{status}] {prefix}{record['model']}: {record['metric']} of {cls} {place}"
 
 
 def _labels(record: dict[str, Any], severity: str) -> dict[str, str]:
@@ -120,8 +166,8 @@ def webhook_payload(event: dict[str, Any], dashboard_url: str) -> dict[str, Any]
         "status": "resolved" if resolved else "firing",
         "labels": labels,
         "annotations": {
-            "summary": title(event),
-            "description": record["message"],
+            "summary": shown(title(event)),
+            "description": message_text(record),
             "value": _num(record.get("value"), 4), "reference_value": _num(record.get("reference_value"), 4),
             "low": _num(record.get("low"), 4), "high": _num(record.get("high"), 4),
             "support": str(int(record.get("support") or 0)),
@@ -134,8 +180,8 @@ def webhook_payload(event: dict[str, Any], dashboard_url: str) -> dict[str, Any]
     }
     if is_incident(record):  # the cause, the member series it explains, the evidence
         labels["incident_id"] = str(record["incident_id"])
-        alert["annotations"].update(explains=", ".join(record.get("explains") or []),
-                                    evidence="; ".join(record.get("evidence") or []))
+        alert["annotations"].update(explains=shown(", ".join(record.get("explains") or [])),
+                                    evidence=shown("; ".join(record.get("evidence") or [])))
     return {
         "version": "4",
         "groupKey": f"{record['model']}/{record['rule']}/{record['fingerprint']}",
@@ -152,21 +198,42 @@ def webhook_payload(event: dict[str, Any], dashboard_url: str) -> dict[str, Any]
     }
 
 
+def _slack_escaped(text: str) -> str:
+    """Slack's rule for outside text in mrkdwn: `&`, `<`, `>` as entities, so that a value
+    like `<!channel>` or `<https://elsewhere|Evidence>` is shown and not obeyed."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_payload(event: dict[str, Any], dashboard_url: str) -> dict[str, Any]:
+    """A header and the sentence as `plain_text` blocks (Slack neither formats them nor parses
+    mentions or links in them: a value's `*`, `~` or `<!here>` stays text), our two links as
+    the only mrkdwn, and a `text` fallback (notifications) with the data escaped. Every block
+    within Slack's limits, which it enforces by refusing the whole message."""
     record = event["payload"]
     link = links(record, dashboard_url)
-    text = f"*{title(event)}*\n{record['message']}\n<{link['evidence']}|Evidence> | <{link['alerts']}|All alerts>"
-    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+    head = shown(title(event), SLACK_HEADER_CHARS)
+    sentence = message_text(record, SLACK_SECTION_CHARS) or "-"
+    refs = f"<{link['evidence']}|Evidence> | <{link['alerts']}|All alerts>"
+    if len(refs) > SLACK_SECTION_CHARS:  # a dashboard_url of kilobytes: the short link only
+        refs = f"<{link['alerts']}|All alerts>"
+    text = f"*{_slack_escaped(head)}*\n{_slack_escaped(sentence)}\n{refs}"
+    return {"text": text, "blocks": [
+        {"type": "header", "text": {"type": "plain_text", "text": head, "emoji": False}},
+        {"type": "section", "text": {"type": "plain_text", "text": sentence, "emoji": False}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": refs, "verbatim": True}},
+    ]}
 
 
 def email_bodies(event: dict[str, Any], dashboard_url: str) -> tuple[str, str, str]:
-    """(subject, plain text, HTML)."""
+    """(subject, plain text, HTML). The subject is one line of at most `SUBJECT_CHARS`
+    (a line break in it would be refused by the email library, or start a header); the body
+    keeps every value whole, `shown`, so that no value can start a line of its own."""
     record = event["payload"]
     link = links(record, dashboard_url)
-    subject = title(event)
+    subject = shown(title(event), SUBJECT_CHARS)
     facts = [
-        ("Model", record["model"]), ("Rule", record["rule"]), ("Class", record["class"]),
-        ("Where", where(record)), ("Value", _num(record.get("value"))),
+        ("Model", record["model"]), ("Rule", record["rule"]), ("Class", shown(record["class"])),
+        ("Where", shown(where(record))), ("Value", _num(record.get("value"))),
         ("Reference", _num(record.get("reference_value"))),
         ("95% interval", f"{_num(record.get('low'))} - {_num(record.get('high'))}"),
         ("Labelled cases", str(int(record.get("support") or 0))),
@@ -175,14 +242,15 @@ def email_bodies(event: dict[str, Any], dashboard_url: str) -> tuple[str, str, s
         ("Resolved (data time)", to_iso(record.get("resolved_at")) or "-"),
     ]
     if is_incident(record):
-        facts[1:2] = [("Incident", str(record["incident_id"])), ("Cause", where(record))]
-        facts += [("Explains", ", ".join(record.get("explains") or [])),
-                  ("Evidence", "; ".join(record.get("evidence") or []) or "-")]
-    plain = "\n".join([record["message"], "", *(f"{k}: {v}" for k, v in facts), "",
+        facts[1:2] = [("Incident", str(record["incident_id"])), ("Cause", shown(where(record)))]
+        facts += [("Explains", shown(", ".join(record.get("explains") or []))),
+                  ("Evidence", shown("; ".join(record.get("evidence") or [])) or "-")]
+    message = message_text(record)
+    plain = "\n".join([message, "", *(f"{k}: {v}" for k, v in facts), "",
                        f"Evidence: {link['evidence']}", f"All alerts: {link['alerts']}", ""])
     rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                    for k, v in facts)
-    body = (f"<p>{html.escape(record['message'])}</p><table>{rows}</table>"
+    body = (f"<p>{html.escape(message)}</p><table>{rows}</table>"
             f"<p><a href=\"{html.escape(link['evidence'])}\">Evidence</a> | "
             f"<a href=\"{html.escape(link['alerts'])}\">All alerts</a></p>")
     return subject, plain, f"<html><body>{body}</body></html>"

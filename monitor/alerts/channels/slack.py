@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitor.alerts.channels import build
 from monitor.alerts.channels.messages import event_id, slack_payload
 from monitor.alerts.channels.posting import post_json
 from monitor.config import Channel, MonitorConfig
 
 
 def send(channel: Channel, event: dict[str, Any], config: MonitorConfig) -> None:
-    post_json(channel, slack_payload(event, config.dashboard_url), event_id=event_id(event))
+    body, key = build(slack_payload, event, config.dashboard_url), build(event_id, event)
+    post_json(channel, body, event_id=key)
