@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,7 +20,18 @@ from monitor.cli_common import (
     time_callback,
     window_options,
 )
-from monitor.output import emit
+from monitor.output import emit, printable
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines for the terminal: a message names files and values from the data, so its
+    control characters are shown escaped (a traceback keeps its line breaks)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return printable(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return printable(super().formatException(ei), keep="\n")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,8 +43,9 @@ def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """Monitor classifiers in production: minority-class recall per class and subgroup,
     with delayed labels, intervals, drift, fairness gaps and alerts."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     ctx.obj = State(config_path)
 
 
@@ -89,6 +102,8 @@ def ingest_command(state: State, model: str | None, as_of: int | None, no_progre
         _mark_for_reread(state, [model] if model else [m.name for m in config.models], reread)
     summary = run_tick(state.engine(), config, model=model, as_of=as_of,
                        progress=not no_progress and sys.stderr.isatty())
+    for model_summary in summary.models:  # a failed file's name and error are data: one line each
+        model_summary.errors = [printable(error) for error in model_summary.errors]
     click.echo(summary.render())
 
 
@@ -155,13 +170,13 @@ def metrics_command(state: State, model: str | None, window: int, step: int, sta
                     end: int | None, class_: str | None, segment: str | None, fmt: str) -> None:
     """Rolling one-vs-rest metrics per class, overall and per segment value."""
     from monitor.read import quality
+    from monitor.read.context import option_names
     from monitor.read.windows import query_spec
 
-    classes = [c.strip() for c in class_.split(",")] if class_ else None
     with state.model_context(model) as (conn, ctx):
         try:
             spec = query_spec(ctx.config, window, step, start, end)
-            frame = quality.metrics(conn, ctx, spec, classes=classes, segment=segment)
+            frame = quality.metrics(conn, ctx, spec, classes=option_names(class_, ctx.classes), segment=segment)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
     estimated = "recall_estimated" in frame and frame["recall_estimated"].notna().any()

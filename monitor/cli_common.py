@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.config import ConfigError, MonitorConfig, load_config
 from monitor.context import ModelContext
-from monitor.output import FORMATS, ColumnError, OutputFormat
+from monitor.output import FORMATS, ColumnError, OutputFormat, printable
 from monitor.store.db import (
     NOT_MIGRATED,
     DatabaseError,
@@ -117,7 +117,7 @@ def handle_errors(func: F) -> F:
                 raise RunError(NOT_MIGRATED) from None
             log.debug("command failed", exc_info=True)
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise RunError(f"{type(error).__name__}: {message}") from None
+            raise RunError(printable(f"{type(error).__name__}: {message}")) from None  # may quote data
 
     return wrapper  # type: ignore[return-value]
 

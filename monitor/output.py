@@ -4,12 +4,19 @@ json and csv always carry every field of the record (docs/contract.md). Only the
 for a human at a terminal: it shows a short default set of columns per record (`VIEWS`),
 the ones chosen with `--columns a,b,c`, or all with `--wide`; it fits the terminal's width,
 long text (messages, reasons) is cut with an ellipsis, and midnight times print as dates.
+
+Values come from production data and may hold any character but NUL. json and csv keep them
+exact; the table shows a value holding a character a terminal would act on or hide (escape
+sequences, carriage return, backspace, bell, a right-to-left override, a line separator)
+quoted with backslash escapes (`shown`), so that no value can drive the terminal or pass for
+another.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -117,7 +124,7 @@ def emit(frame: pd.DataFrame, fmt: str, *, stream: TextIO | None = None, title: 
         json.dump(to_records(frame), stream, indent=None)
         stream.write("\n")
     elif fmt == "csv":
-        _json_lists(frame).to_csv(stream, index=False, lineterminator="\n")
+        write_csv(_json_lists(frame), stream)
     elif fmt == "table":
         frame = with_slice(frame)
         columns = table_columns(frame, view, getattr(fmt, "columns", None), getattr(fmt, "wide", False))
@@ -126,6 +133,31 @@ def emit(frame: pd.DataFrame, fmt: str, *, stream: TextIO | None = None, title: 
         print_table(frame[columns], stream=stream, title=title, fit=not wide, drop=default)
     else:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+# A record's end in csv text written with "\r\n" line ends: a quoted field (kept whole, line
+# ends inside it are data) or a bare "\r\n" (with minimal quoting no unquoted field holds `"`).
+_QUOTED_OR_RECORD_END = re.compile(r'("(?:[^"]|"")*")|\r\n')
+
+
+def write_csv(frame: pd.DataFrame, stream: TextIO) -> None:
+    r"""`frame` as csv with "\n" line ends. Python's csv writer quotes a field only for the
+    characters of its line end, so with "\n" a value holding a bare "\r" went out unquoted and
+    every csv reader cut the record there; such a frame is written with "\r\n" (quoting every
+    field with a line end in it) and its record ends turned back into "\n"."""
+    if not _holds(frame, "\r"):
+        frame.to_csv(stream, index=False, lineterminator="\n")
+        return
+    text = frame.to_csv(index=False, lineterminator="\r\n")
+    stream.write(_QUOTED_OR_RECORD_END.sub(lambda match: match.group(1) or "\n", text))
+
+
+def _holds(frame: pd.DataFrame, character: str) -> bool:
+    """Whether a text cell or a column name of `frame` contains `character`."""
+    if any(character in str(column) for column in frame.columns):
+        return True
+    return any(frame[column].map(lambda v: isinstance(v, str) and character in v).any()
+               for column in frame.columns if not pd.api.types.is_numeric_dtype(frame[column].dtype))
 
 
 def _json_lists(frame: pd.DataFrame) -> pd.DataFrame:
@@ -284,4 +316,36 @@ def format_cell(value: Any) -> str:
         return value[:10] if value.endswith(MIDNIGHT) else f"{value[:10]} {value[11:16]}"
     if isinstance(value, (list, tuple)):  # an incident's explains / evidence: items, not a repr
         return ", ".join(format_cell(item) for item in value) or "-"
-    return str(value).replace("\n", " ")
+    return shown(str(value))
+
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shown(text: str) -> str:
+    """`text` as a table cell: itself when every character is printable (Python's
+    `str.isprintable`: no control, format or separator character but the space) and it does
+    not start with a double quote; else in double quotes with backslash escapes (`\\x1b`,
+    `\\r`, `\\u202e`, and `\\\\`, `\\"`), as git quotes an unusual file name. Rich drops some
+    controls and passes escape sequences to the terminal, which would let a segment value
+    clear the screen, plant a link, recolour or reverse a row, or look like another value."""
+    if text.isprintable() and not text.startswith('"'):
+        return text
+    return '"' + "".join("\\" + character if character in '\\"' else character if character.isprintable()
+                         else _code(character) for character in text) + '"'
+
+
+def printable(text: str, keep: str = "") -> str:
+    """`text` for a terminal line (a message, a log line): every character that is not
+    printable, but those in `keep`, as a backslash escape; the rest unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(character if character.isprintable() or character in keep else _code(character)
+                   for character in text)
+
+
+def _code(character: str) -> str:
+    if character in _NAMED:
+        return _NAMED[character]
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -56,7 +56,7 @@ from monitor.locking import ingest_lock
 from monitor.output import to_records
 from monitor.read import alerts as alert_reads
 from monitor.read import quality
-from monitor.read.context import model_context
+from monitor.read.context import model_context, option_names
 from monitor.read.windows import query_spec
 from monitor.store.windows import WindowSpec
 from monitor.timeutil import parse_duration, parse_time, to_iso
@@ -147,6 +147,11 @@ def _list(name: str) -> list[str] | None:
     return [part.strip() for part in raw.split(",") if part.strip()] or None
 
 
+def _classes(ctx: ModelContext) -> list[str] | None:
+    """`?class=`: comma-separated or repeated; a known class name with a comma stays whole."""
+    return option_names(request.args.getlist("class"), ctx.classes)
+
+
 def _spec(model: ModelConfig) -> WindowSpec:
     """The window of the query (window, step, from, to), bounded by the model's
     `[limits] max_window_ends`."""
@@ -204,8 +209,8 @@ def list_models() -> Response:
 
 @blueprint.get("/models/<model>/metrics")
 def metrics(model: str) -> Response:
-    classes, segment = _list("class"), request.args.get("segment") or None
-    return _read(model, lambda conn, ctx, spec: quality.metrics(conn, ctx, spec, classes=classes, segment=segment))
+    segment = request.args.get("segment") or None
+    return _read(model, lambda conn, ctx, spec: quality.metrics(conn, ctx, spec, classes=_classes(ctx), segment=segment))
 
 
 @blueprint.get("/models/<model>/drift")
@@ -216,9 +221,9 @@ def drift(model: str) -> Response:
 
 @blueprint.get("/models/<model>/fairness")
 def fairness(model: str) -> Response:
-    classes, metric = _list("class"), _list("metric")
+    metric = _list("metric")
     attribute = _list("attribute") or _list("segment")
-    return _read(model, lambda conn, ctx, spec: quality.fairness(conn, ctx, spec, classes=classes,
+    return _read(model, lambda conn, ctx, spec: quality.fairness(conn, ctx, spec, classes=_classes(ctx),
                                                                  attribute=attribute, metric=metric))
 
 
@@ -226,9 +231,9 @@ def fairness(model: str) -> Response:
 def label_shift(model: str) -> Response:
     """`label_shift` records: prevalence and precision from the predicted-class mix (BBSE)
     beside CBPE's, with the warning where they disagree; parameters as metrics."""
-    classes, segment = _list("class"), request.args.get("segment") or None
+    segment = request.args.get("segment") or None
     return _read(model, lambda conn, ctx, spec: quality.label_shift(conn, ctx, spec, segment=segment,
-                                                                    classes=classes))
+                                                                    classes=_classes(ctx)))
 
 
 @blueprint.get("/models/<model>/slices")

@@ -36,13 +36,15 @@ def fairness_command(state: State, model: str | None, window: int, step: int, st
     """Per-group tpr, fpr, precision and selection rate per window, with 95% intervals,
     difference and ratio to the reference group, and flags for real disparities."""
     from monitor.read import quality
+    from monitor.read.context import option_names
     from monitor.read.windows import query_spec
 
     with state.model_context(model) as (conn, ctx):
         try:
             spec = query_spec(ctx.config, window, step, start, end)
             read = quality.largest_gaps if largest else quality.fairness
-            frame = read(conn, ctx, spec, classes=class_, attribute=attribute, metric=metric)
+            frame = read(conn, ctx, spec, classes=option_names(class_, ctx.classes), attribute=attribute,
+                         metric=metric)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
     if flagged_only:

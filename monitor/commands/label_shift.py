@@ -29,13 +29,13 @@ def label_shift_command(state, model, window, step, start, end, class_, segment,
     """Class prevalence and precision under label shift (BBSE) beside CBPE's, per window,
     overall and per segment value; label_shift_warning says where they disagree."""
     from monitor.read import quality
+    from monitor.read.context import option_names
     from monitor.read.windows import query_spec
 
-    classes = [c.strip() for c in class_.split(",") if c.strip()] if class_ else None
     with state.model_context(model) as (conn, ctx):
         try:
             spec = query_spec(ctx.config, window, step, start, end)
-            frame = quality.label_shift(conn, ctx, spec, segment=segment, classes=classes)
+            frame = quality.label_shift(conn, ctx, spec, segment=segment, classes=option_names(class_, ctx.classes))
         except ValueError as error:
             raise click.UsageError(str(error)) from None
     if disagree_only:

@@ -9,6 +9,8 @@ data, and nothing is written.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.engine import Connection
 
 from monitor.config import ModelConfig
@@ -43,3 +45,26 @@ def stored_context(conn: Connection, model: ModelConfig) -> ModelContext | None:
 def is_stored(ctx: ModelContext) -> bool:
     """Whether the model has a row (it was ingested at least once)."""
     return ctx.model_id != UNSTORED
+
+
+def option_names(values: str | Sequence[str] | None, known: Sequence[str]) -> list[str] | None:
+    """The names a `--class`/`?class=` option asks for, comma-separated (several values, as a
+    repeated query parameter, add up). Commas that are part of a known name do not split it,
+    so that a class from the data such as "late, severe" can be asked for: at each place the
+    longest known name wins. None when none."""
+    names: list[str] = []
+    for value in [values] if isinstance(values, str) else list(values or []):
+        names += _split_known(value, set(known))
+    return list(dict.fromkeys(name for name in names if name)) or None
+
+
+def _split_known(value: str, known: set[str]) -> list[str]:
+    parts = value.split(",")
+    widest = max((name.count(",") for name in known), default=0)  # bounds the work per part
+    names, start = [], 0
+    while start < len(parts):
+        end = next((end for end in range(min(len(parts), start + widest + 1), start, -1)
+                    if ",".join(parts[start:end]).strip() in known), start + 1)
+        names.append(",".join(parts[start:end]).strip())
+        start = end
+    return names
