@@ -171,6 +171,10 @@ class ModelConfig(Strict):
                 raise ValueError(f"minority_classes not in classes: {sorted(unknown)}")
         if len(set(self.segments)) != len(self.segments):
             raise ValueError("segments has duplicates")
+        odd = [name for name in self.segments if "&" in name or name == "*"]
+        if odd:  # `a&b` names an intersection and `*` the overall series in every output
+            raise ValueError(f"segments {odd}: a segment name may not contain '&' nor be '*' (they name "
+                             f"intersections and the overall series); rename the column in the input files")
         if self.reference and self.reference_period:
             raise ValueError("give either reference or reference_period, not both")
         for rule in self.alerts:  # a misspelt feature would otherwise never give a row

@@ -58,7 +58,7 @@ from monitor.incidents.evidence import incident_evidence
 from monitor.incidents.models import Incident
 from monitor.incidents.slices import slices_frame
 from monitor.store.bulk import inserted_id
-from monitor.store.slices import SEPARATOR
+from monitor.store.slices import slice_pairs
 from monitor.timeutil import now_epoch, parse_duration
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,12 @@ class Cause:
 
 
 def _key(segment: str, value: str) -> Key:
+    """The series' (attribute, value) pairs; an intersection whose values hold `&` themselves
+    (ambiguous, `slice_pairs`) is one opaque pair, related to no other series."""
     if segment == GLOBAL:
         return frozenset()
-    return frozenset(zip(segment.split(SEPARATOR), value.split(SEPARATOR), strict=True))
+    pairs = slice_pairs(segment, value)
+    return frozenset(pairs if pairs is not None else ((segment, value),))
 
 
 def _related(a: Key, b: Key) -> bool:

@@ -22,7 +22,7 @@ import math
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
-from monitor.store.slices import SEPARATOR
+from monitor.store.slices import SEPARATOR, slice_pairs
 from monitor.store.windows import OVERALL, WindowSpec
 
 TOP = 3
@@ -46,11 +46,12 @@ def incident_evidence(conn: Connection, ctx: ModelContext, *, cls: str, segment:
     described by its single attributes instead (`region=south` for `sex&region=F&south`)."""
     lines = [*_drift(conn, ctx, segment, segment_value, end, window),
              *_estimate(conn, ctx, cls, segment, segment_value, end, window)]
-    if lines or SEPARATOR not in segment:
+    pairs = slice_pairs(segment, segment_value) if SEPARATOR in segment else None
+    if lines or not pairs:  # not an intersection, or one whose values hold `&` (ambiguous)
         return lines
-    for attribute, value in zip(segment.split(SEPARATOR), segment_value.split(SEPARATOR), strict=True):
+    for attribute, value in pairs:
         lines += _drift(conn, ctx, attribute, value, end, window)
-    for attribute, value in zip(segment.split(SEPARATOR), segment_value.split(SEPARATOR), strict=True):
+    for attribute, value in pairs:
         lines += _estimate(conn, ctx, cls, attribute, value, end, window)
     return lines
 

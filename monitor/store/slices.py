@@ -35,6 +35,21 @@ def segment_label(attributes: Sequence[str]) -> str:
     return SEPARATOR.join(attributes) if attributes else OVERALL
 
 
+def slice_pairs(segment: str, value: str) -> tuple[tuple[str, str], ...] | None:
+    """The (attribute, value) pairs of a series named `segment`, `segment_value` (the inverse
+    of `segment_label` and `_joined`); () for the overall series. A single attribute's value is
+    whole, `&` and all (`dept=R&D`). An intersection's value is split at its separators; when a
+    value holds `&` itself the split is ambiguous (`x&y&z` of two attributes) and this is None:
+    callers then take the series as a whole, comparable only with itself."""
+    if segment == OVERALL:
+        return ()
+    attributes = segment.split(SEPARATOR)
+    if len(attributes) == 1:
+        return ((segment, value),)
+    values = value.split(SEPARATOR)
+    return tuple(zip(attributes, values, strict=True)) if len(values) == len(attributes) else None
+
+
 def fetch_tuples(conn: Connection, query: Any) -> list[tuple]:
     """All rows of a query as plain tuples from the driver's cursor (building a Row object
     per row costs about as much as the query itself at histogram volumes)."""
