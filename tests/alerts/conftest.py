@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -30,6 +31,21 @@ class HttpReceiver:
         return [r["body"] for r in self.requests if r["status"] == 200]
 
 
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer
+            ) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 (a free port) answering with `handler` in a thread; yields
+    its base URL, stops it on exit."""
+    server = server_class(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def http_receiver() -> Iterator[HttpReceiver]:
     receiver = HttpReceiver()
@@ -49,13 +65,9 @@ def http_receiver() -> Iterator[HttpReceiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield receiver
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        receiver.url = url
+        yield receiver
 
 
 @dataclass

@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -80,13 +79,9 @@ def fake_slack() -> Iterator[FakeSlack]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    slack.url = f"http://127.0.0.1:{server.server_address[1]}/services/T0/B0/secret"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield slack
-    server.shutdown()
-    server.server_close()
+    with receivers.serving(Handler) as url:
+        slack.url = f"{url}/services/T0/B0/secret"
+        yield slack
 
 
 smtp = receivers.smtp_receiver  # the real SMTP server (aiosmtpd) of the alert tests

@@ -29,6 +29,7 @@ from monitor.alerts.models import AlertEvent
 from monitor.alerts.outbox import MAX_BACKOFF, DeliveryPolicy, claim_due, deliver_pending
 from monitor.alerts.service import deliveries_frame, pending_events
 from monitor.config import MonitorConfig
+from tests.alerts.conftest import serving
 from tests.alerts.helpers import context, feed, make_config, observation
 
 NOW = 1_800_000_000
@@ -85,13 +86,9 @@ def receivers() -> Iterator[Receivers]:
         # of 5 the kernel drops SYNs and a connect timeout would look like a lost request
         request_queue_size = 128
 
-    server = Server(("127.0.0.1", 0), Handler)
-    receivers.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield receivers
-    server.shutdown()
-    server.server_close()
+    with serving(Handler, Server) as url:
+        receivers.url = url
+        yield receivers
 
 
 def webhook(receivers: Receivers, path: str, timeout: float = 1.0) -> dict[str, Any]:
