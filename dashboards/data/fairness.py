@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from dashboards.data import common
-from dashboards.data.core import Result, context, no_data, window_spec
+from dashboards.data.core import Result, cached, context, no_data, window_spec
 from dashboards.filters import OVERALL, Filters
 from monitor.fairness.gaps import METRICS
 from monitor.read import quality
@@ -32,6 +32,7 @@ WORST_COLUMNS = ["attribute", "group", "value", "low", "high", "support", "refer
 NO_LABELS_HINT = "Fairness gaps need ground truth: labels arrive later; widen the date range or wait."
 
 
+@cached  # every attribute's groups over the range: seconds with many segment values (bench/segments.py)
 def fairness_view(filters: Filters, metric: str = "tpr", end: str | None = None) -> Result:
     """Everything the Fairness page shows for the filters, one class and one metric.
 

@@ -265,6 +265,9 @@ def proven_drop(frame: pd.DataFrame, min_drop: float = 0.10) -> pd.Series:
     return (frame["recall_high"] < frame["reference_recall"] - min_drop).fillna(False).astype(bool)
 
 
+HEATMAP_ROWS = 60  # segment values drawn at most (the Subgroups page's table ranks them all)
+
+
 def segment_heatmap(latest: pd.DataFrame, *, segment: str, min_support: int, window: str = "7d",
                     sort_class: str | None = None, min_drop: float = 0.10) -> go.Figure:
     """Recall of each segment value (rows) x class (columns) in one window; the text gives the
@@ -287,6 +290,12 @@ def segment_heatmap(latest: pd.DataFrame, *, segment: str, min_support: int, win
     proven = first["_proven"].unstack("class").reindex_like(recall).fillna(0.0)
     key = sort_class if sort_class in recall.columns else recall.columns[0]
     order = recall[key].fillna(2.0).sort_values(kind="stable").index
+    if len(order) > HEATMAP_ROWS:
+        # the worst values the rule can judge (enough support, or a proven drop) first: with
+        # many segment values (a pair of 500-value attributes) every row made megabytes
+        judged = (support.loc[order, key] >= min_support) | (proven.loc[order, key] > 0)
+        order = order[np.argsort(~judged.to_numpy(), kind="stable")][:HEATMAP_ROWS]
+        title += f" (worst {HEATMAP_ROWS} of {len(recall):,} values)"
     recall, support, proven = recall.loc[order], support.loc[order], proven.loc[order]
     small = support.to_numpy() < min_support
     sure = proven.to_numpy() > 0

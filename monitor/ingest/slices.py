@@ -17,7 +17,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from monitor.context import ModelContext
-from monitor.store.bulk import inserted_id
+from monitor.store.bulk import insert_frame, inserted_id, select_in
 from monitor.store.models import Slice, SliceValue
 
 # the pipeline's logger name, which this warning was always logged under (log filters use it)
@@ -78,19 +78,30 @@ def slice_ids(conn: Connection, ctx: ModelContext, rows: pd.DataFrame) -> pd.Ser
         firsts = rows[ctx.segments].iloc[first_row]
         wanted = [json.dumps(dict(zip(ctx.segments, values)), sort_keys=True)
                   for values in firsts.itertuples(index=False, name=None)]
-    known = dict(
-        conn.execute(
-            select(Slice.key, Slice.id).where(Slice.model_id == ctx.model_id, Slice.key.in_(list(wanted)))
-        ).all()
-    )
-    for key in wanted:
-        if key in known:
-            continue
-        new_id = inserted_id(conn.execute(SLICES.insert().values(model_id=ctx.model_id, key=key)))
-        values = json.loads(key)
-        if values:
-            conn.execute(SLICE_VALUES.insert(),
-                         [{"slice_id": new_id, "attribute": a, "value": v} for a, v in values.items()])
-        known[key] = new_id
+    known = _stored_ids(conn, ctx.model_id, wanted)
+    new = [key for key in wanted if key not in known]
+    if new:
+        known.update(_insert_slices(conn, ctx, new))
     ids = np.asarray([known[key] for key in wanted], dtype=np.int64)
     return pd.Series(ids[combo], index=rows.index, dtype="int64")
+
+
+def _stored_ids(conn: Connection, model_id: int, keys: list[str]) -> dict[str, int]:
+    return dict(select_in(conn, SLICES, key_column="key", keys=keys, columns=["id"],
+                          equal={"model_id": model_id}))
+
+
+def _insert_slices(conn: Connection, ctx: ModelContext, keys: list[str]) -> dict[str, int]:
+    """Insert the slices `keys` (not stored yet) and their values, a few statements for all of
+    them: with several attributes of many values nearly every row can be a new combination, and
+    one round trip per slice made ingestion crawl (bench/segments.py). Ids follow `keys`' order."""
+    if len(keys) == 1:  # the common case of a steady stream: one statement, its id returned
+        ids = {keys[0]: inserted_id(conn.execute(SLICES.insert().values(model_id=ctx.model_id, key=keys[0])))}
+    else:
+        insert_frame(conn, SLICES, pd.DataFrame({"model_id": ctx.model_id, "key": keys}))
+        ids = _stored_ids(conn, ctx.model_id, keys)
+    values = [(ids[key], json.loads(key)) for key in keys]
+    frame = pd.DataFrame([(slice_id, attribute, value) for slice_id, pairs in values for attribute, value in pairs.items()],
+                         columns=["slice_id", "attribute", "value"])
+    insert_frame(conn, SLICE_VALUES, frame)
+    return ids

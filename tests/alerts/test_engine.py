@@ -142,3 +142,33 @@ def test_tiny_slices_that_prove_a_collapse_by_chance_are_held_back_by_the_false_
                                for i, x in enumerate(hits)])
     with engine.begin() as conn:
         assert alerts_frame(conn).empty
+
+
+def test_the_states_of_many_series_are_written_in_a_few_statements_not_one_per_series(
+        engine: Engine, db_url: str) -> None:
+    """Intersections of many-valued segments give hundreds of thousands of series; one
+    statement per series made a tick take minutes (bench/segments.py). The states still land:
+    new series on the first tick, each one's last end and support moved on the next."""
+    from sqlalchemy import event
+
+    config = make_config(db_url)
+    ctx = context(engine, config)
+    writes: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "alert_series" in statement and statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            writes.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for day, support in [(1, 40), (2, 41)]:
+            feed(engine, config, ctx, [observation(day, 32, support, segment="region", value=f"r{i}")
+                                       for i in range(200)])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(writes) <= 2
+    with engine.begin() as conn:
+        series = series_frame(conn, model="triage")
+    assert len(series) == 200
+    assert set(series["last_end"]) == {"2024-01-03T00:00:00Z"}
+    assert set(series["last_support"]) == {41}

@@ -106,6 +106,24 @@ def test_segment_heatmap_blanks_cells_under_min_support_and_sorts_worst_first() 
     assert heat.z[1][0] == pytest.approx(0.2) and "n=80" in heat.text[1][0]
 
 
+def test_segment_heatmap_of_thousands_of_values_draws_the_worst_judged_ones_only() -> None:
+    """A pair of 500-value attributes has up to 250,000 values: every row made a figure of
+    megabytes (bench/segments.py). The worst values with enough support come first, then
+    those too small to judge, and the title says how many there are."""
+    values = [f"v{i:04d}" for i in range(5000)]
+    latest = pd.DataFrame({
+        "end": pd.Timestamp("2024-01-08", tz="UTC"), "segment_value": values, "class": "critical",
+        "recall": [0.0] * 4000 + [0.5 + i / 2000 for i in range(1000)],
+        "support": [2] * 4000 + [100] * 1000, "provisional": False,
+    })
+    figure = figures.segment_heatmap(latest, segment="a&b", min_support=30, sort_class="critical")
+    heat = figure.data[0]
+    assert len(heat.y) == figures.HEATMAP_ROWS
+    assert list(heat.y[:3]) == ["v4000", "v4001", "v4002"]
+    assert "5,000 values" in figure.layout.title.text
+    assert len(figure.to_json()) < 100_000
+
+
 def test_worst_slices_rank_by_shortfall_below_reference_with_insufficient_support_last() -> None:
     latest = pd.DataFrame({
         "segment_value": ["a", "b", "c", "d", "e"], "class": ["critical"] * 4 + ["urgent"],

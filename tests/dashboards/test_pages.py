@@ -143,3 +143,25 @@ def test_alert_acknowledgement_and_silence_persist(writable_seeded: Seeded) -> N
     assert frame.loc[frame["id"] == alert_id, "acknowledged_by"].iloc[0] == "alice"
     assert "alice" in text_of(table)
     assert "bob" in text_of(silences)
+
+
+def test_the_fairness_page_reads_its_groups_once_until_the_data_changes(seeded: Seeded,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every attribute's groups over the range take seconds with many segment values
+    (bench/segments.py): a refresh or a second visit is served from the cache, as other pages."""
+    from monitor.read import quality
+
+    reads: list[object] = []
+    original = quality.fairness
+
+    def counted(*args: object, **kwargs: object) -> object:
+        reads.append(args)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(quality, "fairness", counted)
+    monkeypatch.setattr(core, "now_epoch", lambda: 1_800_000_000)  # no minute boundary between the calls
+    with running_app(seeded.config_path):
+        first = page("fairness").update_fairness(None, "triage", "7d", None, None, "critical", None, None, None, None)
+        again = page("fairness").update_fairness(None, "triage", "7d", None, None, "critical", None, None, None, None)
+    assert len(reads) == 1
+    assert text_of(first[2]) == text_of(again[2]) and not is_empty(first[0])
