@@ -117,9 +117,9 @@ def latest_spec(conn: Connection, ctx: ModelContext, filters: Filters, *, steps:
 
 
 def metrics(conn: Connection, ctx: ModelContext, spec: WindowSpec, *,
-            classes: list[str] | None = None, segment: str | None = OVERALL) -> pd.DataFrame:
+            classes: list[str] | None = None, segment: str | None = OVERALL, estimates: bool = True) -> pd.DataFrame:
     """Metrics records with `end` parsed to Timestamps."""
-    frame = quality.metrics(conn, ctx, spec, classes=classes, segment=segment)
+    frame = quality.metrics(conn, ctx, spec, classes=classes, segment=segment, estimates=estimates)
     if not frame.empty:
         frame = frame.assign(end=pd.to_datetime(frame["end"], utc=True))
     return frame
@@ -287,7 +287,9 @@ def _model_health(conn: Connection, config: MonitorConfig, name: str, filters: F
     if latest["n_labeled"].sum() == 0:
         health.message, health.hint = NO_LABELS, NO_LABELS_HINT
     elif ctx.segment_sets:
-        slices = metrics(conn, ctx, windows.latest_spec(spec), segment=None)
+        # realized recall ranks the slices: the label-free estimate of every slice (most of
+        # this read's time with many segment values, bench/segments.py) is not shown here
+        slices = metrics(conn, ctx, windows.latest_spec(spec), segment=None, estimates=False)
         slices = with_reference(slices, quality.reference_metrics(conn, ctx))
         health.worst = triage.worst_slices(slices, name, min_support=_min_support(ctx), min_drop=health.min_drop,
                                            window=filters.window)

@@ -27,11 +27,13 @@ GAP_COLUMNS = fairness_service.GAP_COLUMNS  # the columns of `largest_gaps`
 
 
 def metrics(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, classes: Sequence[str] | None = None,
-            segment: str | None = None, as_of: int | None = None) -> pd.DataFrame:
+            segment: str | None = None, as_of: int | None = None, estimates: bool = True) -> pd.DataFrame:
     """`metrics` records per window end, class and series; `recall_estimated` (and its
-    interval) is the label-free estimate joined per row, `provisional` marks windows whose
-    labels are still arriving (`as_of` is the clock, default now)."""
-    return metrics_service.metrics_frame(conn, ctx, spec, classes=classes, segment=segment, as_of=as_of)
+    interval) is the label-free estimate joined per row (`estimates=False`: left empty, for a
+    reader that ranks realized recall only), `provisional` marks windows whose labels are still
+    arriving (`as_of` is the clock, default now)."""
+    return metrics_service.metrics_frame(conn, ctx, spec, classes=classes, segment=segment, as_of=as_of,
+                                         estimates=estimates)
 
 
 def best_recall(conn: Connection, ctx: ModelContext, spec: WindowSpec, *, segment: str | None = None,
