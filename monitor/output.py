@@ -145,19 +145,11 @@ def write_csv(frame: pd.DataFrame, stream: TextIO) -> None:
     characters of its line end, so with "\n" a value holding a bare "\r" went out unquoted and
     every csv reader cut the record there; such a frame is written with "\r\n" (quoting every
     field with a line end in it) and its record ends turned back into "\n"."""
-    if not _holds(frame, "\r"):
-        frame.to_csv(stream, index=False, lineterminator="\n")
-        return
-    text = frame.to_csv(index=False, lineterminator="\r\n")
-    stream.write(_QUOTED_OR_RECORD_END.sub(lambda match: match.group(1) or "\n", text))
-
-
-def _holds(frame: pd.DataFrame, character: str) -> bool:
-    """Whether a text cell or a column name of `frame` contains `character`."""
-    if any(character in str(column) for column in frame.columns):
-        return True
-    return any(frame[column].map(lambda v: isinstance(v, str) and character in v).any()
-               for column in frame.columns if not pd.api.types.is_numeric_dtype(frame[column].dtype))
+    text = frame.to_csv(index=False, lineterminator="\n")
+    if "\r" in text:
+        text = _QUOTED_OR_RECORD_END.sub(lambda match: match.group(1) or "\n",
+                                         frame.to_csv(index=False, lineterminator="\r\n"))
+    stream.write(text)
 
 
 def _json_lists(frame: pd.DataFrame) -> pd.DataFrame:

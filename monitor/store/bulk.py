@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import JSON, Integer, LargeBinary, Select, Table
+from sqlalchemy import JSON, Integer, LargeBinary, Select, Table, bindparam, update
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import DBAPIError
 
@@ -275,6 +275,35 @@ def _add_to_rollup(conn: Connection, table: Table, frame: pd.DataFrame, *,
     values = list(value_columns) if value_columns is not None else [
         c.name for c in table.columns if c.name not in keys and c.name in frame.columns]
     add_counts(conn, daily, to_daily(frame), key_columns=keys, value_columns=values)
+
+
+def update_rows(conn: Connection, table: Table, frame: pd.DataFrame, *, key_columns: Sequence[str]) -> None:
+    """Set `frame`'s other columns on the rows of `table` that its `key_columns` match. On
+    PostgreSQL one UPDATE joined with the unnested arrays of the columns (an executemany sends
+    a statement a row: 2.3 s for the 1M bench's 29,000 label corrections, 4 s for 100,000
+    alert series); elsewhere an executemany."""
+    if frame.empty:
+        return
+    columns = list(frame.columns)
+    values = [c for c in columns if c not in key_columns]
+    data = {c: _python_column(frame[c]) for c in columns}
+    if conn.dialect.name == "postgresql":
+        quote = conn.dialect.identifier_preparer.quote
+        for c in columns:  # a missing value made an integer column float: 3.0 is no int4
+            if isinstance(table.c[c].type, Integer):
+                data[c] = [None if v is None else int(v) for v in data[c]]
+        sql = (f"UPDATE {quote(table.name)} AS t SET {', '.join(f'{quote(c)} = u.{quote(c)}' for c in values)} "  # noqa: S608
+               f"FROM unnest({', '.join(f'%s::{_pg_array_type(table.c[c])}' for c in columns)}) "
+               f"AS u({', '.join(quote(c) for c in columns)}) "
+               f"WHERE {' AND '.join(f't.{quote(c)} = u.{quote(c)}' for c in key_columns)}")
+        with driver_errors(conn, sql), conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.execute(sql, [array_literal(data[c]) for c in columns])
+        return
+    # bound names differ from the columns' (SQLAlchemy keeps those for the SET clause)
+    statement = (update(table).where(*(table.c[c] == bindparam(f"key_{c}") for c in key_columns))
+                 .values(**{c: bindparam(f"new_{c}") for c in values}))
+    conn.execute(statement, [{(f"key_{c}" if c in key_columns else f"new_{c}"): v for c, v in zip(columns, row, strict=True)}
+                             for row in zip(*(data[c] for c in columns), strict=True)])
 
 
 def _pg_array_type(column) -> str:  # type: ignore[no-untyped-def]

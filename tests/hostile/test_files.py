@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.hostile.workspace import (
+    HEADER,
     assert_counted_exactly,
     assert_reads_work,
     csv_lines,
@@ -21,8 +22,6 @@ from tests.hostile.workspace import (
     tick,
     workspace,
 )
-
-HEADER = "prediction_id,timestamp,prediction,score_pos,score_neg,group,x"
 
 
 def _row_rejects(config_path) -> pd.DataFrame:  # type: ignore[no-untyped-def]

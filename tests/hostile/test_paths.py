@@ -17,9 +17,14 @@ import monitor.ingest.ledger as ledger
 from monitor.config import load_config
 from monitor.store.db import make_engine
 from monitor.store.models import IngestedFile
-from tests.hostile.workspace import assert_counted_exactly, csv_lines, good_rows, tick, workspace
-
-HEADER = "prediction_id,timestamp,prediction,score_pos,score_neg,group,x"
+from tests.hostile.workspace import (
+    HEADER,
+    assert_counted_exactly,
+    csv_lines,
+    good_rows,
+    tick,
+    workspace,
+)
 
 
 def _write(path, frame) -> None:  # type: ignore[no-untyped-def]

@@ -49,6 +49,10 @@ def good_rows(n: int = 40, prefix: str = "g") -> pd.DataFrame:
     })
 
 
+HEADER = ",".join(good_rows(1).columns)  # the CSV header of `good_rows`
+STRINGS = ["prediction_id", "prediction", "group"]  # its text columns, for readers' string_columns
+
+
 def csv_lines(frame: pd.DataFrame) -> list[str]:
     """The data lines of `frame` as CSV (no header)."""
     return frame.to_csv(index=False).splitlines()[1:]

@@ -22,6 +22,8 @@ from monitor.ingest import readers
 from monitor.ingest.chunks import ReadState
 from monitor.ingest.readers import read_all
 from tests.hostile.workspace import (
+    HEADER,
+    STRINGS,
     assert_counted_exactly,
     csv_lines,
     good_rows,
@@ -30,8 +32,6 @@ from tests.hostile.workspace import (
     workspace,
 )
 
-HEADER = "prediction_id,timestamp,prediction,score_pos,score_neg,group,x"
-STRINGS = ["prediction_id", "prediction", "group"]
 WIDER = "row has 8 fields, the header has 7"
 
 

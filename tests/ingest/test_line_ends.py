@@ -14,6 +14,8 @@ import pandas as pd
 from monitor.ingest.chunks import ReadState
 from monitor.ingest.readers import read_all
 from tests.hostile.workspace import (
+    HEADER,
+    STRINGS,
     assert_counted_exactly,
     csv_lines,
     good_rows,
@@ -22,9 +24,6 @@ from tests.hostile.workspace import (
     tick,
     workspace,
 )
-
-HEADER = "prediction_id,timestamp,prediction,score_pos,score_neg,group,x"
-STRINGS = ["prediction_id", "prediction", "group"]
 
 
 def _cr(lines: list[str]) -> bytes:
